@@ -1,0 +1,20 @@
+#pragma once
+// Local-file helpers with absl::Status errors that name the path.
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace shears {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path);
+// Writes to a temporary file beside `path`, syncs it, then renames it into place, so a reader
+// sees the old contents or the new, never a mix.
+absl::Status WriteFileAtomically(const std::string& path, const std::string& contents);
+// Same contract as WriteFileAtomically, copying from another file.
+absl::Status CopyFileAtomically(const std::string& from, const std::string& to);
+absl::Status MakeDirectories(const std::string& path);
+absl::Status RemoveAll(const std::string& path);
+
+}  // namespace shears

@@ -1,0 +1,78 @@
+#include "common/job_spec.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "common/uri.h"
+
+namespace shears {
+namespace {
+
+// The structures each method supports in this build; the first is its default.
+std::vector<v1::Structure> SupportedStructures(v1::Method method) {
+  switch (method) {
+    case v1::METHOD_MAGNITUDE:
+      return {v1::STRUCTURE_UNSTRUCTURED};
+    default:
+      return {};
+  }
+}
+
+absl::Status Invalid(const std::string& field, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat("spec.", field, ": ", what));
+}
+
+absl::Status ValidateUri(const std::string& field, const std::string& uri) {
+  if (uri.empty()) return Invalid(field, "is required");
+  auto parsed = ParseUri(uri);
+  if (!parsed.ok()) return Invalid(field, std::string(parsed.status().message()));
+  if (!IsSupportedScheme(parsed->scheme)) {
+    return Invalid(field, absl::StrCat("scheme '", parsed->scheme, "' is not supported (supported: file)"));
+  }
+  if (auto path = LocalPath(uri); !path.ok()) return Invalid(field, std::string(path.status().message()));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void ApplySpecDefaults(v1::JobSpec& spec) {
+  if (spec.structure() == v1::STRUCTURE_UNSPECIFIED) {
+    auto supported = SupportedStructures(spec.method());
+    if (!supported.empty()) spec.set_structure(supported.front());
+  }
+  if (spec.output().format() == v1::OUTPUT_FORMAT_UNSPECIFIED) {
+    spec.mutable_output()->set_format(v1::OUTPUT_FORMAT_DENSE_SAFETENSORS);
+  }
+}
+
+absl::Status ValidateSpec(const v1::JobSpec& spec) {
+  if (auto st = ValidateUri("model_uri", spec.model_uri()); !st.ok()) return st;
+  if (spec.method() == v1::METHOD_UNSPECIFIED || !v1::Method_IsValid(spec.method())) {
+    return Invalid("method", "is required (e.g. METHOD_MAGNITUDE)");
+  }
+  auto supported = SupportedStructures(spec.method());
+  if (supported.empty()) {
+    return Invalid("method", absl::StrCat(v1::Method_Name(spec.method()), " is not supported yet"));
+  }
+  if (std::find(supported.begin(), supported.end(), spec.structure()) == supported.end()) {
+    return Invalid("structure", absl::StrCat(v1::Structure_Name(spec.structure()), " is not supported with ",
+                                             v1::Method_Name(spec.method())));
+  }
+  if (!(spec.target_sparsity() >= 0.0 && spec.target_sparsity() < 1.0)) {
+    return Invalid("target_sparsity", absl::StrCat("must be in [0, 1), got ", spec.target_sparsity()));
+  }
+  if (spec.has_evaluation()) {
+    return Invalid("evaluation", "perplexity evaluation is not supported yet");
+  }
+  if (auto st = ValidateUri("output.uri", spec.output().uri()); !st.ok()) return st;
+  if (spec.output().format() != v1::OUTPUT_FORMAT_DENSE_SAFETENSORS) {
+    return Invalid("output.format", "only OUTPUT_FORMAT_DENSE_SAFETENSORS is supported");
+  }
+  for (const auto& [key, value] : spec.labels()) {
+    if (key.empty() || key.size() > 63) return Invalid("labels", absl::StrCat("key '", key, "' must be 1-63 characters"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace shears

@@ -1,0 +1,16 @@
+#pragma once
+// What a JobSpec may ask for, checked the same way by the server (CreateJob) and by
+// `shears-worker run-local`, with errors that name the offending field.
+
+#include "absl/status/status.h"
+#include "shears/v1/job.pb.h"
+
+namespace shears {
+
+// Fills defaults a client may leave out (the method's default structure, the output format).
+void ApplySpecDefaults(v1::JobSpec& spec);
+// INVALID_ARGUMENT naming the field (e.g. "spec.target_sparsity: ...") for anything this build
+// cannot run.
+absl::Status ValidateSpec(const v1::JobSpec& spec);
+
+}  // namespace shears

@@ -1,0 +1,50 @@
+#include "common/sha256.h"
+
+#include <openssl/evp.h>
+
+#include <fstream>
+#include <memory>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+
+namespace shears {
+namespace {
+
+class Digest {
+ public:
+  Digest() : ctx_(EVP_MD_CTX_new(), EVP_MD_CTX_free) { EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr); }
+  void Update(const char* data, size_t size) { EVP_DigestUpdate(ctx_.get(), data, size); }
+  std::string Hex() {
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(ctx_.get(), out, &len);
+    return absl::BytesToHexString(std::string(reinterpret_cast<char*>(out), len));
+  }
+
+ private:
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx_;
+};
+
+}  // namespace
+
+std::string Sha256Hex(const std::string& data) {
+  Digest d;
+  d.Update(data.data(), data.size());
+  return d.Hex();
+}
+
+absl::StatusOr<std::string> Sha256File(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("open ", path));
+  Digest d;
+  char buf[1 << 16];
+  while (in) {
+    in.read(buf, sizeof buf);
+    d.Update(buf, static_cast<size_t>(in.gcount()));
+  }
+  if (in.bad()) return absl::InternalError(absl::StrCat("read ", path));
+  return d.Hex();
+}
+
+}  // namespace shears

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what Shears needs to build, test and run its demo, from Debian 12's packages.
+# Idempotent: packages already present are skipped, and apt is not touched when nothing is missing.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ccache pkg-config git
+  libtorch-dev libopenblas0-openmp
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev libsqlite3-dev nlohmann-json3-dev
+  libgtest-dev libgmock-dev
+  bible-kjv
+)
+# The reference instruments that built tests/data and cross-check the engine.
+if [[ "${SHEARS_WITH_REFERENCE:-0}" == 1 ]]; then
+  packages+=(python3-torch python3-regex)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+if [[ $(id -u) != 0 ]]; then SUDO=sudo; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,407 @@
+#include "server/job_store.h"
+
+#include <google/protobuf/util/message_differencer.h>
+
+#include <random>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/proto_time.h"
+#include "common/status_macros.h"
+
+namespace shears::server {
+namespace {
+
+constexpr char kSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS jobs (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,   -- creation order, and the page token
+  id TEXT NOT NULL UNIQUE,
+  request_id TEXT UNIQUE,                  -- NULL when the client sent none
+  state INTEGER NOT NULL,
+  job BLOB NOT NULL,                       -- serialized shears.v1.Job
+  lease_id TEXT,
+  worker_id TEXT,
+  lease_expire_ms INTEGER,
+  last_sequence INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, seq);
+CREATE TABLE IF NOT EXISTS events (
+  job_id TEXT NOT NULL,
+  sequence INTEGER NOT NULL,
+  event BLOB NOT NULL,                     -- serialized shears.v1.JobEvent
+  PRIMARY KEY (job_id, sequence)
+) WITHOUT ROWID;
+)sql";
+
+std::string RandomHex(int bytes) {
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  std::string raw(static_cast<size_t>(bytes), '\0');
+  for (auto& c : raw) c = static_cast<char>(rng() & 0xff);
+  return absl::BytesToHexString(raw);
+}
+
+std::string StateName(v1::JobState state) { return v1::JobState_Name(state); }
+
+}  // namespace
+
+bool IsTerminal(v1::JobState state) {
+  return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED || state == v1::JOB_STATE_CANCELLED;
+}
+
+struct JobStore::Row {
+  int64_t seq = 0;
+  v1::Job job;
+  std::string lease_id;
+  std::string worker_id;
+  int64_t lease_expire_ms = 0;
+  int64_t last_sequence = 0;
+};
+
+JobStore::JobStore(std::unique_ptr<Database> db, StoreOptions options)
+    : db_(std::move(db)), options_(std::move(options)) {}
+
+absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& path, StoreOptions options) {
+  if (options.max_attempts < 1) return absl::InvalidArgumentError("max_attempts must be at least 1");
+  if (options.lease_ttl <= absl::ZeroDuration()) return absl::InvalidArgumentError("lease_ttl must be positive");
+  SHEARS_ASSIGN_OR_RETURN(auto db, Database::Open(path));
+  std::unique_ptr<JobStore> store(new JobStore(std::move(db), std::move(options)));
+  SHEARS_RETURN_IF_ERROR(store->Migrate());
+  return store;
+}
+
+absl::Status JobStore::Migrate() {
+  absl::MutexLock lock(&mu_);
+  // WAL lets readers proceed during a write; FULL syncs every commit, so an acknowledged job survives
+  // a power cut.
+  SHEARS_RETURN_IF_ERROR(db_->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"));
+  return db_->Exec(kSchema);
+}
+
+void JobStore::AddListener(Listener listener) {
+  absl::MutexLock lock(&listeners_mu_);
+  listeners_.push_back(std::move(listener));
+}
+
+template <typename T, typename Body>
+absl::StatusOr<T> JobStore::Transaction(Body body) {
+  std::vector<Change> changes;
+  absl::StatusOr<T> result;
+  {
+    absl::MutexLock lock(&mu_);
+    changes_.clear();
+    SHEARS_RETURN_IF_ERROR(db_->Exec("BEGIN IMMEDIATE"));
+    result = body();
+    if (result.ok()) {
+      if (absl::Status st = db_->Exec("COMMIT"); !st.ok()) result = st;
+    }
+    if (!result.ok()) {
+      db_->Exec("ROLLBACK").IgnoreError();
+      changes_.clear();
+    }
+    changes.swap(changes_);
+  }
+  std::vector<Listener> listeners;
+  {
+    absl::MutexLock lock(&listeners_mu_);
+    listeners = listeners_;
+  }
+  for (const auto& change : changes) {
+    for (const auto& l : listeners) l(change.job_id, change.state);
+  }
+  return result;
+}
+
+absl::StatusOr<JobStore::Row> JobStore::LoadRow(const std::string& job_id) {
+  Statement q(db_->get(),
+              "SELECT seq, job, lease_id, worker_id, lease_expire_ms, last_sequence FROM jobs WHERE id = ?");
+  q.Bind(1, job_id);
+  SHEARS_ASSIGN_OR_RETURN(bool found, q.Step());
+  if (!found) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+  Row row;
+  row.seq = q.Int(0);
+  if (!row.job.ParseFromString(q.Text(1))) return absl::DataLossError(absl::StrCat("job ", job_id, ": corrupt record"));
+  row.lease_id = q.Text(2);
+  row.worker_id = q.Text(3);
+  row.lease_expire_ms = q.Int(4);
+  row.last_sequence = q.Int(5);
+  return row;
+}
+
+absl::Status JobStore::SaveRow(const Row& row) {
+  Statement q(db_->get(),
+              "UPDATE jobs SET state = ?, job = ?, lease_id = ?, worker_id = ?, lease_expire_ms = ?, "
+              "last_sequence = ? WHERE id = ?");
+  q.Bind(1, static_cast<int64_t>(row.job.state())).BindBlob(2, row.job.SerializeAsString());
+  if (row.lease_id.empty()) {
+    q.BindNull(3).BindNull(4).BindNull(5);
+  } else {
+    q.Bind(3, row.lease_id).Bind(4, row.worker_id).Bind(5, row.lease_expire_ms);
+  }
+  q.Bind(6, row.last_sequence).Bind(7, row.job.id());
+  return q.Run();
+}
+
+absl::StatusOr<JobStore::Row> JobStore::LoadLeased(const std::string& job_id, const std::string& lease_id) {
+  SHEARS_ASSIGN_OR_RETURN(Row row, LoadRow(job_id));
+  if (row.job.state() != v1::JOB_STATE_RUNNING || row.lease_id != lease_id) {
+    return absl::FailedPreconditionError(absl::StrCat("job ", job_id, ": lease ", lease_id,
+                                                      " is not held (job is ", StateName(row.job.state()), ")"));
+  }
+  return row;
+}
+
+absl::Status JobStore::AppendEvent(Row& row, v1::JobEvent event) {
+  event.set_job_id(row.job.id());
+  event.set_sequence(++row.last_sequence);
+  *event.mutable_time() = ToProtoTime(options_.clock());
+  Statement q(db_->get(), "INSERT INTO events (job_id, sequence, event) VALUES (?, ?, ?)");
+  q.Bind(1, row.job.id()).Bind(2, event.sequence()).BindBlob(3, event.SerializeAsString());
+  return q.Run();
+}
+
+absl::Status JobStore::ChangeState(Row& row, v1::JobState state, const std::string& message) {
+  const auto now = ToProtoTime(options_.clock());
+  row.job.set_state(state);
+  *row.job.mutable_update_time() = now;
+  if (state == v1::JOB_STATE_RUNNING && !row.job.has_start_time()) *row.job.mutable_start_time() = now;
+  if (state != v1::JOB_STATE_RUNNING) {
+    row.lease_id.clear();
+    row.worker_id.clear();
+    row.lease_expire_ms = 0;
+  }
+  if (IsTerminal(state)) {
+    *row.job.mutable_end_time() = now;
+    if (state != v1::JOB_STATE_SUCCEEDED) row.job.set_error(message);
+  }
+  if (state == v1::JOB_STATE_QUEUED) {
+    row.job.mutable_progress()->set_stage("queued");
+    row.job.mutable_progress()->set_fraction(0);
+  }
+  changes_.push_back({row.job.id(), state});
+  v1::JobEvent event;
+  event.mutable_state_change()->set_state(state);
+  event.mutable_state_change()->set_message(message);
+  return AppendEvent(row, std::move(event));
+}
+
+absl::StatusOr<JobStore::Created> JobStore::Create(const v1::JobSpec& spec, const std::string& request_id) {
+  return Transaction<Created>([&]() -> absl::StatusOr<Created> {
+    if (!request_id.empty()) {
+      Statement q(db_->get(), "SELECT id FROM jobs WHERE request_id = ?");
+      q.Bind(1, request_id);
+      SHEARS_ASSIGN_OR_RETURN(bool found, q.Step());
+      if (found) {
+        SHEARS_ASSIGN_OR_RETURN(Row existing, LoadRow(q.Text(0)));
+        if (!google::protobuf::util::MessageDifferencer::Equals(existing.job.spec(), spec)) {
+          return absl::AlreadyExistsError(absl::StrCat("request_id ", request_id, " already created job ",
+                                                       existing.job.id(), " with a different spec"));
+        }
+        return Created{existing.job, false};
+      }
+    }
+    Row row;
+    row.job.set_id(RandomHex(8));
+    *row.job.mutable_spec() = spec;
+    row.job.set_request_id(request_id);
+    *row.job.mutable_create_time() = ToProtoTime(options_.clock());
+    Statement insert(db_->get(), "INSERT INTO jobs (id, request_id, state, job) VALUES (?, ?, ?, ?)");
+    insert.Bind(1, row.job.id());
+    if (request_id.empty()) {
+      insert.BindNull(2);
+    } else {
+      insert.Bind(2, request_id);
+    }
+    insert.Bind(3, int64_t{v1::JOB_STATE_QUEUED}).BindBlob(4, row.job.SerializeAsString());
+    SHEARS_RETURN_IF_ERROR(insert.Run());
+    SHEARS_RETURN_IF_ERROR(ChangeState(row, v1::JOB_STATE_QUEUED, "job created"));
+    SHEARS_RETURN_IF_ERROR(SaveRow(row));
+    return Created{row.job, true};
+  });
+}
+
+absl::StatusOr<v1::Job> JobStore::Get(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  SHEARS_ASSIGN_OR_RETURN(Row row, LoadRow(job_id));
+  return row.job;
+}
+
+absl::StatusOr<JobStore::Page> JobStore::List(v1::JobState state, int page_size, const std::string& page_token) {
+  int64_t after = 0;
+  if (!page_token.empty()) {
+    std::string decoded;
+    if (!absl::WebSafeBase64Unescape(page_token, &decoded) || decoded.rfind("seq:", 0) != 0 ||
+        !absl::SimpleAtoi(decoded.substr(4), &after)) {
+      return absl::InvalidArgumentError("page_token: not a token this server issued");
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  Statement q(db_->get(),
+              "SELECT seq, job FROM jobs WHERE seq > ? AND (? = 0 OR state = ?) ORDER BY seq LIMIT ?");
+  q.Bind(1, after).Bind(2, int64_t{state}).Bind(3, int64_t{state}).Bind(4, int64_t{page_size} + 1);
+  Page page;
+  int64_t last_seq = 0;
+  for (;;) {
+    SHEARS_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    if (static_cast<int>(page.jobs.size()) == page_size) {
+      page.next_page_token = absl::WebSafeBase64Escape(absl::StrCat("seq:", last_seq));
+      break;
+    }
+    last_seq = q.Int(0);
+    if (!page.jobs.emplace_back().ParseFromString(q.Text(1))) return absl::DataLossError("corrupt job record");
+  }
+  return page;
+}
+
+absl::StatusOr<v1::Job> JobStore::Cancel(const std::string& job_id) {
+  return Transaction<v1::Job>([&]() -> absl::StatusOr<v1::Job> {
+    SHEARS_ASSIGN_OR_RETURN(Row row, LoadRow(job_id));
+    switch (row.job.state()) {
+      case v1::JOB_STATE_QUEUED:
+        SHEARS_RETURN_IF_ERROR(ChangeState(row, v1::JOB_STATE_CANCELLED, "cancelled while queued"));
+        break;
+      case v1::JOB_STATE_RUNNING:
+        if (row.job.cancel_requested()) return row.job;
+        row.job.set_cancel_requested(true);
+        SHEARS_RETURN_IF_ERROR(ChangeState(row, v1::JOB_STATE_RUNNING, "cancellation requested; the worker stops at its next heartbeat"));
+        break;
+      default:
+        return absl::FailedPreconditionError(
+            absl::StrCat("job ", job_id, " already ended (", StateName(row.job.state()), ")"));
+    }
+    SHEARS_RETURN_IF_ERROR(SaveRow(row));
+    return row.job;
+  });
+}
+
+absl::StatusOr<std::optional<JobStore::Lease>> JobStore::LeaseNext(const std::string& worker_id) {
+  return Transaction<std::optional<Lease>>([&]() -> absl::StatusOr<std::optional<Lease>> {
+    Statement q(db_->get(), "SELECT id FROM jobs WHERE state = ? ORDER BY seq LIMIT 1");
+    q.Bind(1, int64_t{v1::JOB_STATE_QUEUED});
+    SHEARS_ASSIGN_OR_RETURN(bool found, q.Step());
+    if (!found) return std::optional<Lease>();
+    SHEARS_ASSIGN_OR_RETURN(Row row, LoadRow(q.Text(0)));
+    row.job.set_attempt_count(row.job.attempt_count() + 1);
+    SHEARS_RETURN_IF_ERROR(ChangeState(
+        row, v1::JOB_STATE_RUNNING,
+        absl::StrCat("attempt ", row.job.attempt_count(), " of ", options_.max_attempts, " on worker ", worker_id)));
+    row.lease_id = RandomHex(8);
+    row.worker_id = worker_id;
+    row.lease_expire_ms = absl::ToUnixMillis(options_.clock() + options_.lease_ttl);
+    SHEARS_RETURN_IF_ERROR(SaveRow(row));
+    return std::optional<Lease>(Lease{row.job, row.lease_id});
+  });
+}
+
+absl::StatusOr<bool> JobStore::Heartbeat(const std::string& job_id, const std::string& lease_id) {
+  return Transaction<bool>([&]() -> absl::StatusOr<bool> {
+    SHEARS_ASSIGN_OR_RETURN(Row row, LoadLeased(job_id, lease_id));
+    row.lease_expire_ms = absl::ToUnixMillis(options_.clock() + options_.lease_ttl);
+    SHEARS_RETURN_IF_ERROR(SaveRow(row));
+    return row.job.cancel_requested();
+  });
+}
+
+absl::StatusOr<int64_t> JobStore::AppendEvents(const std::string& job_id, const std::string& lease_id,
+                                               const std::vector<v1::JobEvent>& events) {
+  return Transaction<int64_t>([&]() -> absl::StatusOr<int64_t> {
+    SHEARS_ASSIGN_OR_RETURN(Row row, LoadLeased(job_id, lease_id));
+    for (const auto& event : events) {
+      if (event.has_state_change()) {
+        return absl::InvalidArgumentError("events: workers report progress and layers, not state changes");
+      }
+      if (event.has_progress()) *row.job.mutable_progress() = event.progress();
+      SHEARS_RETURN_IF_ERROR(AppendEvent(row, event));
+    }
+    *row.job.mutable_update_time() = ToProtoTime(options_.clock());
+    changes_.push_back({job_id, row.job.state()});
+    SHEARS_RETURN_IF_ERROR(SaveRow(row));
+    return row.last_sequence;
+  });
+}
+
+absl::Status JobStore::Complete(const v1::CompleteJobRequest& request) {
+  return Transaction<bool>([&]() -> absl::StatusOr<bool> {
+           SHEARS_ASSIGN_OR_RETURN(Row row, LoadLeased(request.job_id(), request.lease_id()));
+           switch (request.outcome_case()) {
+             case v1::CompleteJobRequest::kResult:
+               *row.job.mutable_result() = request.result();
+               row.job.mutable_progress()->set_stage("done");
+               row.job.mutable_progress()->set_fraction(1.0);
+               SHEARS_RETURN_IF_ERROR(ChangeState(row, v1::JOB_STATE_SUCCEEDED, "succeeded"));
+               break;
+             case v1::CompleteJobRequest::kError:
+               SHEARS_RETURN_IF_ERROR(ChangeState(row, v1::JOB_STATE_FAILED, request.error()));
+               break;
+             case v1::CompleteJobRequest::kCancelled:
+               SHEARS_RETURN_IF_ERROR(ChangeState(row, v1::JOB_STATE_CANCELLED, "cancelled by request"));
+               break;
+             default:
+               return absl::InvalidArgumentError("outcome: one of result, error or cancelled is required");
+           }
+           SHEARS_RETURN_IF_ERROR(SaveRow(row));
+           return true;
+         })
+      .status();
+}
+
+absl::Status JobStore::Release(const std::string& job_id, const std::string& lease_id) {
+  return Transaction<bool>([&]() -> absl::StatusOr<bool> {
+           SHEARS_ASSIGN_OR_RETURN(Row row, LoadLeased(job_id, lease_id));
+           const std::string worker = row.worker_id;
+           row.job.set_attempt_count(row.job.attempt_count() - 1);
+           if (row.job.cancel_requested()) {
+             SHEARS_RETURN_IF_ERROR(ChangeState(row, v1::JOB_STATE_CANCELLED, "cancelled; worker shut down"));
+           } else {
+             SHEARS_RETURN_IF_ERROR(
+                 ChangeState(row, v1::JOB_STATE_QUEUED, absl::StrCat("worker ", worker, " shut down and gave the job back")));
+           }
+           SHEARS_RETURN_IF_ERROR(SaveRow(row));
+           return true;
+         })
+      .status();
+}
+
+absl::StatusOr<int> JobStore::ExpireLeases() {
+  return Transaction<int>([&]() -> absl::StatusOr<int> {
+    Statement q(db_->get(), "SELECT id FROM jobs WHERE state = ? AND lease_expire_ms < ?");
+    q.Bind(1, int64_t{v1::JOB_STATE_RUNNING}).Bind(2, absl::ToUnixMillis(options_.clock()));
+    std::vector<std::string> expired;
+    for (;;) {
+      SHEARS_ASSIGN_OR_RETURN(bool found, q.Step());
+      if (!found) break;
+      expired.push_back(q.Text(0));
+    }
+    for (const auto& id : expired) {
+      SHEARS_ASSIGN_OR_RETURN(Row row, LoadRow(id));
+      const std::string why = absl::StrCat("lease expired on attempt ", row.job.attempt_count(), " of ",
+                                           options_.max_attempts, " (worker ", row.worker_id, " stopped heartbeating)");
+      v1::JobState next = v1::JOB_STATE_QUEUED;
+      if (row.job.cancel_requested()) {
+        next = v1::JOB_STATE_CANCELLED;
+      } else if (row.job.attempt_count() >= options_.max_attempts) {
+        next = v1::JOB_STATE_FAILED;
+      }
+      SHEARS_RETURN_IF_ERROR(ChangeState(row, next, why));
+      SHEARS_RETURN_IF_ERROR(SaveRow(row));
+    }
+    return static_cast<int>(expired.size());
+  });
+}
+
+absl::StatusOr<std::vector<v1::JobEvent>> JobStore::EventsAfter(const std::string& job_id, int64_t after_sequence,
+                                                                int limit) {
+  absl::MutexLock lock(&mu_);
+  Statement q(db_->get(), "SELECT event FROM events WHERE job_id = ? AND sequence > ? ORDER BY sequence LIMIT ?");
+  q.Bind(1, job_id).Bind(2, after_sequence).Bind(3, int64_t{limit});
+  std::vector<v1::JobEvent> out;
+  for (;;) {
+    SHEARS_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    if (!out.emplace_back().ParseFromString(q.Text(0))) return absl::DataLossError("corrupt event record");
+  }
+  return out;
+}
+
+}  // namespace shears::server

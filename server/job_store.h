@@ -1,0 +1,110 @@
+#pragma once
+// The durable record of jobs, their leases and their events, in SQLite (WAL, synchronous commits).
+// Every state change and every reported event is appended to the job's event log with the next
+// per-job sequence number in the same transaction that changes the job, so a watcher replaying the
+// log sees exactly what happened, in order.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/sqlite.h"
+#include "shears/v1/job.pb.h"
+#include "shears/v1/workers.pb.h"
+
+namespace shears::server {
+
+struct StoreOptions {
+  absl::Duration lease_ttl = absl::Seconds(30);
+  // A job whose lease expires this many times fails.
+  int max_attempts = 3;
+  // Injected by tests that move time by hand.
+  std::function<absl::Time()> clock = absl::Now;
+};
+
+class JobStore {
+ public:
+  // Called after each committed change, outside the store's lock, with the job's new state.
+  using Listener = std::function<void(const std::string& job_id, v1::JobState state)>;
+
+  static absl::StatusOr<std::unique_ptr<JobStore>> Open(const std::string& path, StoreOptions options);
+  void AddListener(Listener listener);
+  const StoreOptions& options() const { return options_; }
+
+  struct Created {
+    v1::Job job;
+    bool created;  // false when request_id named an existing job
+  };
+  // A request_id seen before returns its job; with a different spec, ALREADY_EXISTS.
+  absl::StatusOr<Created> Create(const v1::JobSpec& spec, const std::string& request_id);
+  absl::StatusOr<v1::Job> Get(const std::string& job_id);
+
+  struct Page {
+    std::vector<v1::Job> jobs;
+    std::string next_page_token;
+  };
+  absl::StatusOr<Page> List(v1::JobState state, int page_size, const std::string& page_token);
+  // Queued: CANCELLED at once. Running: marked, and the worker learns it at its next heartbeat.
+  absl::StatusOr<v1::Job> Cancel(const std::string& job_id);
+
+  struct Lease {
+    v1::Job job;
+    std::string lease_id;
+  };
+  // The oldest queued job, now RUNNING under a new lease; nullopt when the queue is empty.
+  absl::StatusOr<std::optional<Lease>> LeaseNext(const std::string& worker_id);
+  // Renews the lease; returns whether cancellation was requested.
+  absl::StatusOr<bool> Heartbeat(const std::string& job_id, const std::string& lease_id);
+  // Returns the last sequence number assigned.
+  absl::StatusOr<int64_t> AppendEvents(const std::string& job_id, const std::string& lease_id,
+                                       const std::vector<v1::JobEvent>& events);
+  absl::Status Complete(const v1::CompleteJobRequest& request);
+  // Back to the queue; the attempt does not count.
+  absl::Status Release(const std::string& job_id, const std::string& lease_id);
+  // Requeues (or fails, after max_attempts) every running job whose lease has expired.
+  absl::StatusOr<int> ExpireLeases();
+
+  absl::StatusOr<std::vector<v1::JobEvent>> EventsAfter(const std::string& job_id, int64_t after_sequence,
+                                                        int limit);
+
+ private:
+  struct Row;
+  struct Change {
+    std::string job_id;
+    v1::JobState state;
+  };
+
+  JobStore(std::unique_ptr<Database> db, StoreOptions options);
+  absl::Status Migrate();
+  // Runs `body` in one IMMEDIATE transaction under the lock, then tells the listeners.
+  template <typename T, typename Body>
+  absl::StatusOr<T> Transaction(Body body) ABSL_LOCKS_EXCLUDED(mu_);
+
+  absl::StatusOr<Row> LoadRow(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status SaveRow(const Row& row) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<Row> LoadLeased(const std::string& job_id, const std::string& lease_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends `event` to the row's log, stamping job id, sequence and time.
+  absl::Status AppendEvent(Row& row, v1::JobEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sets the state, stamps times, clears a lease on leaving RUNNING, and logs the change.
+  absl::Status ChangeState(Row& row, v1::JobState state, const std::string& message)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Mutex mu_;
+  std::unique_ptr<Database> db_ ABSL_GUARDED_BY(mu_);
+  std::vector<Change> changes_ ABSL_GUARDED_BY(mu_);  // of the open transaction
+  const StoreOptions options_;
+  absl::Mutex listeners_mu_;
+  std::vector<Listener> listeners_ ABSL_GUARDED_BY(listeners_mu_);
+};
+
+bool IsTerminal(v1::JobState state);
+
+}  // namespace shears::server

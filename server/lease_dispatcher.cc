@@ -1,0 +1,107 @@
+#include "server/lease_dispatcher.h"
+
+#include <algorithm>
+#include <iostream>
+
+#include "common/proto_time.h"
+#include "common/rpc_status.h"
+
+namespace shears::server {
+
+LeaseDispatcher::LeaseDispatcher(JobStore* store)
+    : store_(store),
+      // Often enough that an expired lease is noticed within a quarter of its time to live.
+      expiry_interval_(std::clamp(store->options().lease_ttl / 4, absl::Milliseconds(20), absl::Seconds(5))),
+      thread_([this] { Run(); }) {}
+
+LeaseDispatcher::~LeaseDispatcher() { Stop(); }
+
+void LeaseDispatcher::Enqueue(Waiter waiter) {
+  absl::MutexLock lock(&mu_);
+  if (stop_) {
+    waiter.reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+    return;
+  }
+  waiters_.push_back(waiter);
+  wake_ = true;
+}
+
+void LeaseDispatcher::Wake() {
+  absl::MutexLock lock(&mu_);
+  wake_ = true;
+}
+
+void LeaseDispatcher::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stop_) return;
+    stop_ = true;
+  }
+  thread_.join();
+  absl::MutexLock lock(&mu_);
+  for (auto& w : waiters_) w.reactor->Finish(grpc::Status::OK);
+  waiters_.clear();
+}
+
+void LeaseDispatcher::Run() {
+  absl::Time next_expiry = absl::Now();
+  for (;;) {
+    std::deque<Waiter> waiters;
+    {
+      absl::MutexLock lock(&mu_);
+      absl::Time until = next_expiry;
+      for (const auto& w : waiters_) until = std::min(until, w.deadline);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return wake_ || stop_; };
+      mu_.AwaitWithDeadline(absl::Condition(&ready), until);
+      if (stop_) return;
+      wake_ = false;
+      waiters.swap(waiters_);
+    }
+    // The store is called without mu_ held: its listeners call Wake().
+    if (absl::Now() >= next_expiry) {
+      if (auto expired = store_->ExpireLeases(); !expired.ok()) {
+        std::cerr << "shears-server: expiring leases: " << expired.status() << "\n";
+      }
+      next_expiry = absl::Now() + expiry_interval_;
+    }
+    waiters = Dispatch(std::move(waiters));
+    absl::MutexLock lock(&mu_);
+    // Waiters that arrived meanwhile queue behind the ones already waiting.
+    waiters_.insert(waiters_.begin(), waiters.begin(), waiters.end());
+  }
+}
+
+std::deque<LeaseDispatcher::Waiter> LeaseDispatcher::Dispatch(std::deque<Waiter> waiters) {
+  std::deque<Waiter> remaining;
+  bool queue_empty = false;
+  const absl::Time now = absl::Now();
+  for (auto& w : waiters) {
+    if (w.context->IsCancelled()) {
+      w.reactor->Finish(grpc::Status::CANCELLED);
+      continue;
+    }
+    if (!queue_empty) {
+      auto lease = store_->LeaseNext(w.worker_id);
+      if (!lease.ok()) {
+        w.reactor->Finish(ToGrpcStatus(lease.status()));
+        continue;
+      }
+      if (lease->has_value()) {
+        *w.response->mutable_job() = (*lease)->job;
+        w.response->set_lease_id((*lease)->lease_id);
+        *w.response->mutable_lease_ttl() = ToProtoDuration(store_->options().lease_ttl);
+        w.reactor->Finish(grpc::Status::OK);
+        continue;
+      }
+      queue_empty = true;
+    }
+    if (now >= w.deadline) {
+      w.reactor->Finish(grpc::Status::OK);  // no job this time; the worker asks again
+    } else {
+      remaining.push_back(w);
+    }
+  }
+  return remaining;
+}
+
+}  // namespace shears::server

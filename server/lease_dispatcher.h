@@ -1,0 +1,52 @@
+#pragma once
+// Serves the workers' long-polling LeaseJob calls and expires leases whose heartbeats stopped.
+// One thread does both, so a requeued job goes straight to a waiting worker.
+
+#include <deque>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/job_store.h"
+#include "shears/v1/workers.pb.h"
+
+namespace shears::server {
+
+class LeaseDispatcher {
+ public:
+  explicit LeaseDispatcher(JobStore* store);
+  ~LeaseDispatcher();
+
+  struct Waiter {
+    std::string worker_id;
+    absl::Time deadline;
+    grpc::CallbackServerContext* context;
+    v1::LeaseJobResponse* response;
+    grpc::ServerUnaryReactor* reactor;
+  };
+  // The reactor is finished when a job is leased to the worker, when the wait ends empty-handed,
+  // or when the call is cancelled.
+  void Enqueue(Waiter waiter) ABSL_LOCKS_EXCLUDED(mu_);
+  // A job may have become leasable.
+  void Wake() ABSL_LOCKS_EXCLUDED(mu_);
+  // Answers every waiter with no job and stops the thread.
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  void Run();
+  // Leases queued jobs to the waiters in arrival order; returns those still waiting.
+  std::deque<Waiter> Dispatch(std::deque<Waiter> waiters);
+
+  JobStore* const store_;
+  const absl::Duration expiry_interval_;
+  absl::Mutex mu_;
+  std::deque<Waiter> waiters_ ABSL_GUARDED_BY(mu_);
+  bool wake_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+}  // namespace shears::server

@@ -1,0 +1,30 @@
+#pragma once
+// shears.v1.Pruning: the public API, on the gRPC callback API.
+
+#include "server/event_hub.h"
+#include "server/job_store.h"
+#include "shears/v1/pruning.grpc.pb.h"
+
+namespace shears::server {
+
+class PruningService final : public v1::Pruning::CallbackService {
+ public:
+  PruningService(JobStore* store, EventHub* hub) : store_(store), hub_(hub) {}
+
+  grpc::ServerUnaryReactor* CreateJob(grpc::CallbackServerContext* context, const v1::CreateJobRequest* request,
+                                      v1::Job* response) override;
+  grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* context, const v1::GetJobRequest* request,
+                                   v1::Job* response) override;
+  grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* context, const v1::ListJobsRequest* request,
+                                     v1::ListJobsResponse* response) override;
+  grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* context, const v1::CancelJobRequest* request,
+                                      v1::Job* response) override;
+  grpc::ServerWriteReactor<v1::JobEvent>* WatchJob(grpc::CallbackServerContext* context,
+                                                   const v1::WatchJobRequest* request) override;
+
+ private:
+  JobStore* const store_;
+  EventHub* const hub_;
+};
+
+}  // namespace shears::server

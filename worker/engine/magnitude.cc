@@ -1,0 +1,12 @@
+#include "worker/engine/magnitude.h"
+
+#include "worker/engine/masks.h"
+
+namespace shears::engine {
+
+absl::Status MagnitudePruning::PruneLinear(torch::Tensor& weight, double sparsity) {
+  ZeroLowestScores(weight, weight.abs(), sparsity);
+  return absl::OkStatus();
+}
+
+}  // namespace shears::engine

@@ -1,0 +1,94 @@
+#pragma once
+// The safetensors format: an 8-byte little-endian header length, a JSON header naming each tensor's
+// dtype, shape and byte range, then the data. Reading maps the file and checks every header entry
+// against the file before any byte is used; writing declares all tensors first, so each can be
+// written at its own offset in any order and a model never has to sit in memory whole.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+
+namespace shears::engine {
+
+enum class DType { kF64, kF32, kF16, kBF16, kI64, kI32, kI16, kI8, kU8, kBool };
+
+absl::StatusOr<DType> ParseDType(const std::string& name);
+const char* DTypeName(DType dtype);
+size_t DTypeSize(DType dtype);
+
+struct TensorInfo {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  uint64_t begin = 0;  // byte offsets into the data section
+  uint64_t end = 0;
+
+  int64_t numel() const;
+  uint64_t nbytes() const { return end - begin; }
+};
+
+class SafetensorsFile {
+ public:
+  static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);
+  ~SafetensorsFile();
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  // In the order of their data in the file.
+  const std::vector<TensorInfo>& tensors() const { return tensors_; }
+  const TensorInfo* Find(const std::string& name) const;
+  // The tensor's bytes. The mapping is private and writable (copy-on-write), so callers may wrap
+  // it in a tensor without copying; the file itself is never changed.
+  absl::Span<uint8_t> Data(const TensorInfo& info) const;
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+
+ private:
+  SafetensorsFile() = default;
+  absl::Status ParseHeader(const std::string& header, uint64_t data_size);
+
+  std::string path_;
+  uint8_t* map_ = nullptr;
+  size_t map_size_ = 0;
+  uint8_t* data_ = nullptr;  // start of the data section
+  std::vector<TensorInfo> tensors_;
+  std::map<std::string, size_t> index_;
+  std::map<std::string, std::string> metadata_;
+};
+
+struct TensorDecl {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+};
+
+class SafetensorsWriter {
+ public:
+  // Creates `path` with room for every declared tensor, in the order given.
+  static absl::StatusOr<std::unique_ptr<SafetensorsWriter>> Create(
+      const std::string& path, const std::vector<TensorDecl>& tensors,
+      const std::map<std::string, std::string>& metadata = {});
+  ~SafetensorsWriter();
+  SafetensorsWriter(const SafetensorsWriter&) = delete;
+  SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
+
+  // `bytes` must have exactly the declared size; each tensor is written once.
+  absl::Status Write(const std::string& name, absl::Span<const uint8_t> bytes);
+  // Fails if a declared tensor was never written; syncs the file.
+  absl::Status Close();
+
+ private:
+  SafetensorsWriter() = default;
+  std::string path_;
+  int fd_ = -1;
+  uint64_t data_start_ = 0;
+  std::map<std::string, TensorInfo, std::less<>> tensors_;
+  std::map<std::string, bool, std::less<>> written_;
+};
+
+}  // namespace shears::engine

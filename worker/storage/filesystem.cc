@@ -1,0 +1,22 @@
+#include "worker/storage/filesystem.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/uri.h"
+#include "worker/storage/local_filesystem.h"
+
+namespace shears::worker {
+
+absl::StatusOr<std::unique_ptr<FileSystem>> FileSystemFor(const std::string& uri) {
+  auto parsed = ParseUri(uri);
+  if (!parsed.ok()) return parsed.status();
+  if (parsed->scheme == "file") return std::make_unique<LocalFileSystem>();
+  return absl::InvalidArgumentError(
+      absl::StrCat("'", uri, "': scheme '", parsed->scheme, "' is not supported (supported: file)"));
+}
+
+std::string JoinUri(const std::string& base, const std::string& name) {
+  if (!base.empty() && base.back() == '/') return base + name;
+  return absl::StrCat(base, "/", name);
+}
+
+}  // namespace shears::worker

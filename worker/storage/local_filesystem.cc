@@ -1,0 +1,25 @@
+#include "worker/storage/local_filesystem.h"
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "common/files.h"
+#include "common/status_macros.h"
+#include "common/uri.h"
+
+namespace shears::worker {
+namespace fs = std::filesystem;
+
+absl::StatusOr<std::string> LocalFileSystem::Localize(const std::string& uri, const std::string&) {
+  SHEARS_ASSIGN_OR_RETURN(std::string path, LocalPath(uri));
+  if (!fs::exists(path)) return absl::NotFoundError(absl::StrCat(uri, ": no such file or directory"));
+  return path;
+}
+
+absl::Status LocalFileSystem::Put(const std::string& local_path, const std::string& uri) {
+  SHEARS_ASSIGN_OR_RETURN(std::string path, LocalPath(uri));
+  SHEARS_RETURN_IF_ERROR(MakeDirectories(fs::path(path).parent_path().string()));
+  return CopyFileAtomically(local_path, path);
+}
+
+}  // namespace shears::worker
