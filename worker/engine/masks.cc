@@ -12,7 +12,7 @@ void ZeroLowestScores(torch::Tensor& weight, const torch::Tensor& scores, double
   const int64_t k = PrunedCount(weight.numel(), sparsity);
   if (k == 0) return;
   // A stable sort makes the choice among equal scores deterministic across runs and devices.
-  auto order = std::get<1>(scores.reshape(-1).to(torch::kFloat32).sort(/*stable=*/true, /*dim=*/0));
+  auto order = std::get<1>(scores.reshape(-1).to(torch::kFloat32).sort(c10::optional<bool>(true), /*dim=*/0));
   auto flat = weight.view(-1);
   flat.index_fill_(0, order.slice(0, 0, k), 0);
 }

@@ -44,9 +44,7 @@ absl::StatusOr<Writers> MirrorWeightFiles(const ModelDir& model, const std::stri
   return writers;
 }
 
-}  // namespace
-
-absl::StatusOr<PruneReport> PruneModel(const PruneOptions& options, const PruneObserver& observer) {
+absl::StatusOr<PruneReport> PruneModelOrThrow(const PruneOptions& options, const PruneObserver& observer) {
   auto progress = [&](const std::string& stage, double fraction, const std::string& message) {
     if (observer.on_progress) observer.on_progress(stage, fraction, message);
   };
@@ -100,6 +98,18 @@ absl::StatusOr<PruneReport> PruneModel(const PruneOptions& options, const PruneO
     report.files.push_back(name);
   }
   return report;
+}
+
+}  // namespace
+
+absl::StatusOr<PruneReport> PruneModel(const PruneOptions& options, const PruneObserver& observer) {
+  // LibTorch reports errors (out of memory, a device fault) as exceptions; a job fails with them,
+  // the worker does not.
+  try {
+    return PruneModelOrThrow(options, observer);
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("engine: ", e.what()));
+  }
 }
 
 }  // namespace shears::engine

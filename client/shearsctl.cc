@@ -1,0 +1,352 @@
+// shearsctl: the command-line client of shears.v1.Pruning.
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iomanip>
+#include <iostream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "common/command_line.h"
+#include "common/files.h"
+#include "common/proto_time.h"
+#include "shears/v1/pruning.grpc.pb.h"
+
+namespace {
+
+using shears::CommandLine;
+namespace v1 = shears::v1;
+
+constexpr char kUsage[] = R"(usage: shearsctl [global flags] COMMAND [flags]
+commands:
+  create   --spec FILE | --model URI --method M --sparsity X --output URI
+           [--structure S] [--seed N] [--label K=V ...] [--request-id ID] [--wait]
+  get      JOB_ID
+  list     [--state STATE] [--page-size N] [--page-token TOKEN]
+  cancel   JOB_ID
+  watch    JOB_ID [--after SEQUENCE]
+global flags (before or after the command):
+  --server HOST:PORT   default $SHEARS_SERVER or localhost:50051
+  --timeout DURATION   deadline of each call (default 30s; watch: 24h)
+  --json               print protobuf JSON
+names: methods as magnitude or METHOD_MAGNITUDE; states as running or JOB_STATE_RUNNING.
+exit status: 0 ok; 1 a watched job did not succeed; 2 usage; 3 the server refused or failed.
+)";
+
+constexpr int kExitJobFailed = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitRpc = 3;
+
+int Usage(const std::string& message) {
+  std::cerr << "shearsctl: " << message << "\n\n" << kUsage;
+  return kExitUsage;
+}
+
+int RpcError(const grpc::Status& status) {
+  static const char* kNames[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+                                 "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+                                 "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
+                                 "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+  const int code = status.error_code();
+  std::cerr << "shearsctl: " << (code >= 0 && code <= 16 ? kNames[code] : "ERROR") << ": " << status.error_message()
+            << "\n";
+  return kExitRpc;
+}
+
+// Accepts "magnitude", "METHOD_MAGNITUDE", "block-influence", ...
+template <typename Enum>
+bool ParseEnum(const std::string& text, const std::string& prefix, bool (*parse)(const std::string&, Enum*),
+               Enum* out) {
+  std::string name = absl::AsciiStrToUpper(text);
+  std::replace(name.begin(), name.end(), '-', '_');
+  if (name.rfind(prefix, 0) != 0) name = prefix + name;
+  return parse(name, out);
+}
+
+std::string ToJson(const google::protobuf::Message& message) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
+  return json;
+}
+
+std::string FormatTime(const google::protobuf::Timestamp& t) {
+  if (t.seconds() == 0 && t.nanos() == 0) return "-";
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S", shears::FromProtoTime(t), absl::LocalTimeZone());
+}
+
+void PrintJob(const v1::Job& job) {
+  const auto& spec = job.spec();
+  std::cout << "job       " << job.id() << "\n"
+            << "state     " << v1::JobState_Name(job.state()) << " (attempt " << job.attempt_count() << ")"
+            << (job.cancel_requested() && job.state() == v1::JOB_STATE_RUNNING ? ", cancellation requested" : "")
+            << "\n"
+            << "model     " << spec.model_uri() << "\n"
+            << "method    " << v1::Method_Name(spec.method()) << " / " << v1::Structure_Name(spec.structure())
+            << ", target sparsity " << spec.target_sparsity() << "\n"
+            << "output    " << spec.output().uri() << "\n"
+            << "progress  " << job.progress().stage() << " " << static_cast<int>(job.progress().fraction() * 100)
+            << "%\n"
+            << "created   " << FormatTime(job.create_time()) << "\n";
+  if (job.has_end_time()) std::cout << "ended     " << FormatTime(job.end_time()) << "\n";
+  if (!job.error().empty()) std::cout << "error     " << job.error() << "\n";
+  if (job.has_result()) {
+    const auto& r = job.result();
+    std::cout << "result    sparsity " << std::fixed << std::setprecision(4) << r.achieved_sparsity() << " ("
+              << r.parameters_before() << " -> " << r.parameters_after() << " non-zero prunable parameters, "
+              << r.layers_size() << " layers)\n";
+    for (const auto& a : r.artifacts()) {
+      std::cout << "artifact  " << a.uri() << "  " << a.size_bytes() << " bytes  sha256 " << a.sha256() << "\n";
+    }
+  }
+}
+
+class Client {
+ public:
+  Client(const CommandLine& cl, std::string server, absl::Duration timeout, bool json)
+      : cl_(cl),
+        stub_(v1::Pruning::NewStub(grpc::CreateChannel(server, grpc::InsecureChannelCredentials()))),
+        timeout_(timeout),
+        json_(json) {}
+
+  int Create();
+  int Get(const std::string& id);
+  int List();
+  int Cancel(const std::string& id);
+  int Watch(const std::string& id, int64_t after);
+
+ private:
+  void SetDeadline(grpc::ClientContext& context, absl::Duration timeout) const {
+    context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  }
+  int Print(const google::protobuf::Message& message, void (*human)(const v1::Job&)) const;
+
+  const CommandLine& cl_;
+  std::unique_ptr<v1::Pruning::Stub> stub_;
+  absl::Duration timeout_;
+  bool json_;
+};
+
+int Client::Print(const google::protobuf::Message& message, void (*human)(const v1::Job&)) const {
+  if (json_ || human == nullptr) {
+    std::cout << ToJson(message);
+  } else {
+    human(static_cast<const v1::Job&>(message));
+  }
+  return 0;
+}
+
+int Client::Create() {
+  v1::CreateJobRequest request;
+  v1::JobSpec& spec = *request.mutable_spec();
+  if (auto path = cl_.Get("spec")) {
+    auto text = shears::ReadFile(*path);
+    if (!text.ok()) return Usage(std::string(text.status().message()));
+    if (auto st = google::protobuf::util::JsonStringToMessage(*text, &spec); !st.ok()) {
+      return Usage(absl::StrCat(*path, ": not a JobSpec: ", st.message().as_string()));
+    }
+  }
+  // Flags override or complete a spec file.
+  if (auto v = cl_.Get("model")) spec.set_model_uri(*v);
+  if (auto v = cl_.Get("output")) spec.mutable_output()->set_uri(*v);
+  if (auto v = cl_.Get("method")) {
+    v1::Method m;
+    if (!ParseEnum<v1::Method>(*v, "METHOD_", v1::Method_Parse, &m)) return Usage("--method: unknown method " + *v);
+    spec.set_method(m);
+  }
+  if (auto v = cl_.Get("structure")) {
+    v1::Structure s;
+    if (!ParseEnum<v1::Structure>(*v, "STRUCTURE_", v1::Structure_Parse, &s)) {
+      return Usage("--structure: unknown structure " + *v);
+    }
+    spec.set_structure(s);
+  }
+  if (cl_.Has("sparsity")) {
+    auto x = cl_.GetDouble("sparsity", 0);
+    if (!x.ok()) return Usage(std::string(x.status().message()));
+    spec.set_target_sparsity(*x);
+  }
+  if (cl_.Has("seed")) {
+    auto x = cl_.GetInt("seed", 0);
+    if (!x.ok()) return Usage(std::string(x.status().message()));
+    spec.set_seed(static_cast<uint64_t>(*x));
+  }
+  for (const auto& label : cl_.GetAll("label")) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(label, absl::MaxSplits('=', 1));
+    (*spec.mutable_labels())[kv.first] = kv.second;
+  }
+  request.set_request_id(cl_.GetOr("request-id", ""));
+
+  grpc::ClientContext context;
+  SetDeadline(context, timeout_);
+  v1::Job job;
+  grpc::Status status = stub_->CreateJob(&context, request, &job);
+  if (!status.ok()) return RpcError(status);
+  if (cl_.Has("wait")) {
+    if (!json_) std::cerr << "created job " << job.id() << "\n";
+    return Watch(job.id(), 0);
+  }
+  return Print(job, PrintJob);
+}
+
+int Client::Get(const std::string& id) {
+  v1::GetJobRequest request;
+  request.set_job_id(id);
+  grpc::ClientContext context;
+  SetDeadline(context, timeout_);
+  v1::Job job;
+  grpc::Status status = stub_->GetJob(&context, request, &job);
+  if (!status.ok()) return RpcError(status);
+  return Print(job, PrintJob);
+}
+
+int Client::List() {
+  v1::ListJobsRequest request;
+  if (auto v = cl_.Get("state")) {
+    v1::JobState s;
+    if (!ParseEnum<v1::JobState>(*v, "JOB_STATE_", v1::JobState_Parse, &s)) return Usage("--state: unknown state " + *v);
+    request.set_state(s);
+  }
+  auto page_size = cl_.GetInt("page-size", 0);
+  if (!page_size.ok()) return Usage(std::string(page_size.status().message()));
+  request.set_page_size(static_cast<int32_t>(*page_size));
+  request.set_page_token(cl_.GetOr("page-token", ""));
+  grpc::ClientContext context;
+  SetDeadline(context, timeout_);
+  v1::ListJobsResponse response;
+  grpc::Status status = stub_->ListJobs(&context, request, &response);
+  if (!status.ok()) return RpcError(status);
+  if (json_) return Print(response, nullptr);
+  std::cout << std::left << std::setw(18) << "JOB" << std::setw(22) << "STATE" << std::setw(26) << "METHOD"
+            << std::setw(10) << "TARGET" << std::setw(20) << "PROGRESS" << "CREATED\n";
+  for (const auto& job : response.jobs()) {
+    std::cout << std::setw(18) << job.id() << std::setw(22) << v1::JobState_Name(job.state()) << std::setw(26)
+              << v1::Method_Name(job.spec().method()) << std::setw(10) << job.spec().target_sparsity()
+              << std::setw(20)
+              << absl::StrCat(job.progress().stage(), " ", static_cast<int>(job.progress().fraction() * 100), "%")
+              << FormatTime(job.create_time()) << "\n";
+  }
+  if (!response.next_page_token().empty()) std::cout << "next page: --page-token " << response.next_page_token() << "\n";
+  return 0;
+}
+
+int Client::Cancel(const std::string& id) {
+  v1::CancelJobRequest request;
+  request.set_job_id(id);
+  grpc::ClientContext context;
+  SetDeadline(context, timeout_);
+  v1::Job job;
+  grpc::Status status = stub_->CancelJob(&context, request, &job);
+  if (!status.ok()) return RpcError(status);
+  return Print(job, PrintJob);
+}
+
+// A progress bar redrawn in place on a terminal; plain lines anywhere else.
+class ProgressView {
+ public:
+  explicit ProgressView(bool json) : json_(json), tty_(!json && isatty(STDOUT_FILENO)) {}
+
+  void Show(const v1::JobEvent& event) {
+    if (json_) {
+      std::string line;
+      google::protobuf::util::JsonPrintOptions options;
+      options.preserve_proto_field_names = true;
+      (void)google::protobuf::util::MessageToJsonString(event, &line, options);
+      std::cout << line << std::endl;
+      return;
+    }
+    if (event.has_progress()) {
+      const auto& p = event.progress();
+      if (tty_) {
+        constexpr int kWidth = 30;
+        const int filled = static_cast<int>(p.fraction() * kWidth);
+        std::cout << "\r\033[K[" << std::string(filled, '#') << std::string(kWidth - filled, '.') << "] "
+                  << std::setw(3) << static_cast<int>(p.fraction() * 100) << "% " << p.stage() << ": "
+                  << p.message() << std::flush;
+      } else {
+        std::cout << "progress " << static_cast<int>(p.fraction() * 100) << "% " << p.stage() << ": "
+                  << p.message() << std::endl;
+      }
+    } else if (event.has_state_change()) {
+      if (tty_) std::cout << "\r\033[K";
+      std::cout << "state " << v1::JobState_Name(event.state_change().state()) << ": "
+                << event.state_change().message() << std::endl;
+    } else if (event.has_layer() && !tty_) {
+      std::cout << "layer " << event.layer().name() << " sparsity " << event.layer().achieved_sparsity()
+                << std::endl;
+    }
+  }
+
+ private:
+  bool json_;
+  bool tty_;
+};
+
+int Client::Watch(const std::string& id, int64_t after) {
+  v1::WatchJobRequest request;
+  request.set_job_id(id);
+  request.set_after_sequence(after);
+  grpc::ClientContext context;
+  SetDeadline(context, cl_.Has("timeout") ? timeout_ : absl::Hours(24));
+  auto reader = stub_->WatchJob(&context, request);
+  ProgressView view(json_);
+  v1::JobEvent event;
+  while (reader->Read(&event)) view.Show(event);
+  grpc::Status status = reader->Finish();
+  if (!status.ok()) return RpcError(status);
+
+  grpc::ClientContext get_context;
+  SetDeadline(get_context, timeout_);
+  v1::GetJobRequest get;
+  get.set_job_id(id);
+  v1::Job job;
+  status = stub_->GetJob(&get_context, get, &job);
+  if (!status.ok()) return RpcError(status);
+  if (!json_) PrintJob(job);
+  return job.state() == v1::JOB_STATE_SUCCEEDED ? 0 : kExitJobFailed;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto cl = CommandLine::Parse(argc, argv, {"json", "wait", "help"});
+  if (!cl.ok()) return Usage(std::string(cl.status().message()));
+  if (cl->Has("help")) {
+    std::cout << kUsage;
+    return 0;
+  }
+  if (auto st = cl->CheckKnown({"server", "timeout", "json", "help", "spec", "model", "method", "structure", "sparsity",
+                                "output", "seed", "label", "request-id", "wait", "state", "page-size", "page-token",
+                                "after"});
+      !st.ok()) {
+    return Usage(std::string(st.message()));
+  }
+  const auto& words = cl->words();
+  if (words.empty()) return Usage("a command is required");
+  const char* env_server = std::getenv("SHEARS_SERVER");
+  const std::string server = cl->GetOr("server", env_server ? env_server : "localhost:50051");
+  auto timeout = cl->GetDuration("timeout", absl::Seconds(30));
+  if (!timeout.ok()) return Usage(std::string(timeout.status().message()));
+  Client client(*cl, server, *timeout, cl->Has("json"));
+
+  const std::string& command = words[0];
+  auto job_id = [&]() -> std::string { return words.size() > 1 ? words[1] : ""; };
+  if (command == "create") return client.Create();
+  if (command == "list") return client.List();
+  if (command == "get" || command == "cancel" || command == "watch") {
+    if (job_id().empty()) return Usage(command + " needs a JOB_ID");
+    if (command == "get") return client.Get(job_id());
+    if (command == "cancel") return client.Cancel(job_id());
+    auto after = cl->GetInt("after", 0);
+    if (!after.ok()) return Usage(std::string(after.status().message()));
+    return client.Watch(job_id(), *after);
+  }
+  return Usage("unknown command '" + command + "'");
+}

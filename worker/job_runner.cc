@@ -1,0 +1,139 @@
+#include "worker/job_runner.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "common/files.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
+#include "worker/engine/prune_model.h"
+#include "worker/storage/filesystem.h"
+
+namespace shears::worker {
+namespace fs = std::filesystem;
+
+namespace {
+
+// Shares of the whole job's progress bar.
+constexpr double kLoadShare = 0.05;
+constexpr double kPruneShare = 0.85;
+
+absl::StatusOr<engine::PruneOptions> EngineOptions(const v1::JobSpec& spec) {
+  engine::PruneOptions options;
+  switch (spec.method()) {
+    case v1::METHOD_MAGNITUDE:
+      options.method = engine::Method::kMagnitude;
+      break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("spec.method: ", v1::Method_Name(spec.method()),
+                                                     " is not supported by this worker"));
+  }
+  if (spec.structure() != v1::STRUCTURE_UNSTRUCTURED) {
+    return absl::InvalidArgumentError(absl::StrCat("spec.structure: ", v1::Structure_Name(spec.structure()),
+                                                   " is not supported by this worker"));
+  }
+  options.structure = engine::Structure::kUnstructured;
+  options.target_sparsity = spec.target_sparsity();
+  options.seed = spec.seed();
+  return options;
+}
+
+v1::JobEvent ProgressEvent(const std::string& stage, double fraction, const std::string& message) {
+  v1::JobEvent event;
+  auto* p = event.mutable_progress();
+  p->set_stage(stage);
+  p->set_fraction(fraction);
+  p->set_message(message);
+  return event;
+}
+
+v1::LayerResult ToProto(const engine::LayerReport& layer) {
+  v1::LayerResult out;
+  out.set_name(layer.name);
+  out.set_block(layer.block);
+  out.set_parameters(layer.parameters);
+  out.set_achieved_sparsity(layer.parameters == 0 ? 0.0 : double(layer.zeros) / double(layer.parameters));
+  out.set_seconds(layer.seconds);
+  return out;
+}
+
+absl::StatusOr<v1::Artifact> Publish(FileSystem& fs, const std::string& local, const std::string& uri) {
+  v1::Artifact artifact;
+  artifact.set_uri(uri);
+  artifact.set_size_bytes(static_cast<int64_t>(fs::file_size(local)));
+  SHEARS_ASSIGN_OR_RETURN(*artifact.mutable_sha256(), Sha256File(local));
+  SHEARS_RETURN_IF_ERROR(fs.Put(local, uri));
+  return artifact;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& context) {
+  auto emit = [&](const v1::JobEvent& event) {
+    if (context.on_event) context.on_event(event);
+  };
+  SHEARS_ASSIGN_OR_RETURN(engine::PruneOptions options, EngineOptions(spec));
+  options.device = context.device;
+
+  emit(ProgressEvent("loading", 0.0, absl::StrCat("fetching ", spec.model_uri())));
+  const std::string scratch = (fs::path(context.work_dir) / "jobs" / context.job_id).string();
+  SHEARS_ASSIGN_OR_RETURN(auto model_fs, FileSystemFor(spec.model_uri()));
+  auto model_dir = model_fs->Localize(spec.model_uri(), context.work_dir);
+  if (!model_dir.ok()) {
+    return absl::Status(model_dir.status().code(), absl::StrCat("model_uri: ", model_dir.status().message()));
+  }
+  options.model_dir = *model_dir;
+  // A retried attempt starts from a clean scratch directory and overwrites only its own outputs.
+  options.output_dir = (fs::path(scratch) / "output").string();
+  SHEARS_RETURN_IF_ERROR(RemoveAll(scratch));
+
+  engine::PruneObserver observer;
+  observer.on_progress = [&](const std::string& stage, double fraction, const std::string& message) {
+    emit(ProgressEvent(stage, kLoadShare + kPruneShare * fraction, message));
+  };
+  observer.on_layer = [&](const engine::LayerReport& layer) {
+    v1::JobEvent event;
+    *event.mutable_layer() = ToProto(layer);
+    emit(event);
+  };
+  observer.cancelled = context.cancelled;
+  auto report = engine::PruneModel(options, observer);
+  if (!report.ok()) {
+    RemoveAll(scratch).IgnoreError();
+    return report.status();
+  }
+
+  v1::JobResult result;
+  result.set_achieved_sparsity(report->achieved_sparsity());
+  result.set_parameters_before(report->parameters_before);
+  result.set_parameters_after(report->parameters_after);
+  for (const auto& layer : report->layers) *result.add_layers() = ToProto(layer);
+  result.set_output_uri(spec.output().uri());
+
+  emit(ProgressEvent("publishing", kLoadShare + kPruneShare, absl::StrCat("writing to ", spec.output().uri())));
+  SHEARS_ASSIGN_OR_RETURN(auto out_fs, FileSystemFor(spec.output().uri()));
+  // The model's files first; the report, which lists them, last.
+  for (const auto& name : report->files) {
+    SHEARS_ASSIGN_OR_RETURN(*result.add_artifacts(),
+                            Publish(*out_fs, (fs::path(options.output_dir) / name).string(),
+                                    JoinUri(spec.output().uri(), name)));
+  }
+  std::string json;
+  google::protobuf::util::JsonPrintOptions print;
+  print.add_whitespace = true;
+  print.preserve_proto_field_names = true;
+  if (!google::protobuf::util::MessageToJsonString(result, &json, print).ok()) {
+    return absl::InternalError("cannot render the report as JSON");
+  }
+  const std::string report_path = (fs::path(scratch) / kReportFile).string();
+  SHEARS_RETURN_IF_ERROR(WriteFileAtomically(report_path, json));
+  SHEARS_ASSIGN_OR_RETURN(*result.add_artifacts(),
+                          Publish(*out_fs, report_path, JoinUri(spec.output().uri(), kReportFile)));
+  RemoveAll(scratch).IgnoreError();
+  emit(ProgressEvent("done", 1.0, "published"));
+  return result;
+}
+
+}  // namespace shears::worker

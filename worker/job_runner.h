@@ -1,0 +1,28 @@
+#pragma once
+// One attempt at a job, the same whether a server leased it or `run-local` read it from a file:
+// fetch the model, prune it with the engine, publish the output and the report, and describe it
+// all as JobEvents.
+
+#include <functional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "shears/v1/job.pb.h"
+
+namespace shears::worker {
+
+struct RunContext {
+  std::string job_id;    // names the attempt's scratch directory
+  std::string work_dir;  // scratch space and cache
+  std::string device;    // "cpu", "cuda:N"
+  // Progress and layer events, in order, from the running thread.
+  std::function<void(const v1::JobEvent&)> on_event;
+  // Polled between blocks; true stops the run with CANCELLED.
+  std::function<bool()> cancelled;
+};
+
+absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& context);
+
+inline constexpr char kReportFile[] = "shears_report.json";
+
+}  // namespace shears::worker

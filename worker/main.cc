@@ -1,0 +1,136 @@
+// shears-worker: leases pruning jobs from shears-server, or runs one job from a file.
+#include <google/protobuf/util/json_util.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <iostream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/command_line.h"
+#include "common/files.h"
+#include "common/job_spec.h"
+#include "worker/engine/runtime.h"
+#include "worker/job_runner.h"
+#include "worker/worker.h"
+
+namespace {
+
+constexpr char kUsage[] = R"(usage: shears-worker --server HOST:PORT [flags]
+       shears-worker run-local --spec SPEC.json [flags]
+  --server HOST:PORT   shears-server to lease jobs from
+  --spec PATH          run-local: a JobSpec in protobuf JSON
+  --device DEV         cpu, cuda or cuda:N (default: cuda:0 when available, else cpu)
+  --threads N          LibTorch intra-op threads (default: all cores)
+  --work-dir DIR       scratch space (default /tmp/shears-worker)
+  --worker-id ID       name shown in job events (default host-pid)
+  --poll-wait DURATION long-poll length when idle (default 20s)
+)";
+
+int Fail(const std::string& message) {
+  std::cerr << "shears-worker: " << message << "\n";
+  return 2;
+}
+
+std::string DefaultWorkerId() {
+  char host[256] = "worker";
+  gethostname(host, sizeof host - 1);
+  return absl::StrCat(host, "-", getpid());
+}
+
+// Prints a job's events as plain lines; batch jobs and debugging read them.
+void PrintEvent(const shears::v1::JobEvent& event) {
+  if (event.has_progress()) {
+    std::cout << "[" << static_cast<int>(event.progress().fraction() * 100) << "%] " << event.progress().stage()
+              << ": " << event.progress().message() << std::endl;
+  } else if (event.has_layer()) {
+    std::cout << "  " << event.layer().name() << ": sparsity " << event.layer().achieved_sparsity() << std::endl;
+  }
+}
+
+int RunLocal(const shears::CommandLine& cl, const std::string& device, const std::string& work_dir) {
+  auto path = cl.Get("spec");
+  if (!path) return Fail("run-local needs --spec SPEC.json");
+  auto text = shears::ReadFile(*path);
+  if (!text.ok()) return Fail(std::string(text.status().message()));
+  shears::v1::JobSpec spec;
+  if (auto st = google::protobuf::util::JsonStringToMessage(*text, &spec); !st.ok()) {
+    return Fail(absl::StrCat(*path, ": not a JobSpec: ", st.message().as_string()));
+  }
+  shears::ApplySpecDefaults(spec);
+  if (auto st = shears::ValidateSpec(spec); !st.ok()) return Fail(std::string(st.message()));
+
+  shears::worker::RunContext context;
+  context.job_id = absl::StrCat("local-", getpid());
+  context.work_dir = work_dir;
+  context.device = device;
+  context.on_event = PrintEvent;
+  auto result = shears::worker::RunJob(spec, context);
+  if (!result.ok()) {
+    std::cerr << "shears-worker: job failed: " << result.status().message() << std::endl;
+    return 1;
+  }
+  std::string json;
+  google::protobuf::util::JsonPrintOptions print;
+  print.add_whitespace = true;
+  print.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(*result, &json, print);
+  std::cout << json;
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto cl = shears::CommandLine::Parse(argc, argv, {"help"});
+  if (!cl.ok()) return Fail(std::string(cl.status().message()));
+  if (cl->Has("help")) {
+    std::cout << kUsage;
+    return 0;
+  }
+  if (auto st = cl->CheckKnown({"server", "spec", "device", "threads", "work-dir", "worker-id", "poll-wait", "help"});
+      !st.ok()) {
+    return Fail(absl::StrCat(st.message(), "\n", kUsage));
+  }
+  const std::string device = cl->GetOr("device", shears::engine::DefaultDevice());
+  auto threads = cl->GetInt("threads", std::max(1u, std::thread::hardware_concurrency()));
+  if (!threads.ok()) return Fail(std::string(threads.status().message()));
+  if (auto st = shears::engine::ConfigureRuntime(static_cast<int>(*threads), device); !st.ok()) {
+    return Fail(std::string(st.message()));
+  }
+  const std::string work_dir = cl->GetOr("work-dir", "/tmp/shears-worker");
+
+  const auto& words = cl->words();
+  if (!words.empty() && words[0] == "run-local") return RunLocal(*cl, device, work_dir);
+  if (!words.empty()) return Fail(absl::StrCat("unknown command '", words[0], "'\n", kUsage));
+
+  shears::worker::WorkerOptions options;
+  auto server = cl->Get("server");
+  if (!server) return Fail(absl::StrCat("--server is required\n", kUsage));
+  options.server = *server;
+  options.worker_id = cl->GetOr("worker-id", DefaultWorkerId());
+  options.device = device;
+  options.work_dir = work_dir;
+  auto poll = cl->GetDuration("poll-wait", options.poll_wait);
+  if (!poll.ok()) return Fail(std::string(poll.status().message()));
+  options.poll_wait = *poll;
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  shears::worker::Worker worker(options);
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    std::cerr << "shears-worker: signal " << sig << ", stopping" << std::endl;
+    worker.Stop();
+  });
+  waiter.detach();
+  std::cerr << "shears-worker " << options.worker_id << ": serving " << options.server << " on " << device
+            << std::endl;
+  worker.Run();
+  return 0;
+}

@@ -1,0 +1,166 @@
+#include "worker/worker.h"
+
+#include <iostream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "common/proto_time.h"
+#include "common/rpc_status.h"
+#include "worker/job_runner.h"
+
+namespace shears::worker {
+namespace {
+
+void Log(const std::string& message) { std::cerr << "shears-worker: " << message << std::endl; }
+
+// Retries a call that failed for a reason that may pass (the server restarting, a network blip),
+// so that a finished job's outcome is not lost to one dropped packet.
+template <typename Call>
+grpc::Status WithRetries(Call call) {
+  absl::Duration backoff = absl::Milliseconds(200);
+  for (int attempt = 1;; ++attempt) {
+    grpc::Status st = call();
+    const bool transient = st.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                           st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+    if (!transient || attempt == 5) return st;
+    absl::SleepFor(backoff);
+    backoff *= 2;
+  }
+}
+
+}  // namespace
+
+Worker::Worker(WorkerOptions options)
+    : options_(std::move(options)),
+      stub_(v1::Workers::NewStub(grpc::CreateChannel(options_.server, grpc::InsecureChannelCredentials()))) {}
+
+std::unique_ptr<grpc::ClientContext> Worker::Context(absl::Duration timeout) const {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  return context;
+}
+
+void Worker::Stop() {
+  stopping_ = true;
+  absl::MutexLock lock(&mu_);
+  if (polling_ != nullptr) polling_->TryCancel();
+}
+
+void Worker::Run() {
+  absl::Duration backoff = absl::Milliseconds(200);
+  while (!stopping_) {
+    v1::LeaseJobRequest request;
+    request.set_worker_id(options_.worker_id);
+    *request.mutable_wait() = ToProtoDuration(options_.poll_wait);
+    v1::LeaseJobResponse response;
+    auto context = Context(options_.poll_wait + options_.rpc_timeout);
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) break;
+      polling_ = context.get();
+    }
+    grpc::Status status = stub_->LeaseJob(context.get(), request, &response);
+    {
+      absl::MutexLock lock(&mu_);
+      polling_ = nullptr;
+    }
+    if (stopping_) {
+      // A lease granted as the poll was cut short goes straight back.
+      if (status.ok() && response.has_job()) {
+        v1::ReleaseJobRequest release;
+        release.set_job_id(response.job().id());
+        release.set_lease_id(response.lease_id());
+        v1::ReleaseJobResponse ignored;
+        stub_->ReleaseJob(Context(options_.rpc_timeout).get(), release, &ignored);
+      }
+      break;
+    }
+    if (!status.ok()) {
+      Log(absl::StrCat("lease: ", status.error_message(), "; retrying in ", absl::FormatDuration(backoff)));
+      absl::SleepFor(backoff);
+      backoff = std::min(backoff * 2, absl::Seconds(10));
+      continue;
+    }
+    backoff = absl::Milliseconds(200);
+    if (response.has_job()) RunLeased(response);
+  }
+}
+
+void Worker::RunLeased(const v1::LeaseJobResponse& lease) {
+  const v1::Job& job = lease.job();
+  Log(absl::StrCat("job ", job.id(), ": attempt ", job.attempt_count(), " started"));
+  std::atomic<bool> cancel_requested{false};
+  std::atomic<bool> lease_lost{false};
+  absl::Notification finished;
+
+  // Heartbeats run beside the engine: the engine only polls the flags they set.
+  const absl::Duration interval = std::max(FromProtoDuration(lease.lease_ttl()) / 3, absl::Milliseconds(10));
+  std::thread heartbeat([&] {
+    while (!finished.WaitForNotificationWithTimeout(interval)) {
+      v1::HeartbeatRequest request;
+      request.set_job_id(job.id());
+      request.set_lease_id(lease.lease_id());
+      v1::HeartbeatResponse response;
+      grpc::Status st = stub_->Heartbeat(Context(options_.rpc_timeout).get(), request, &response);
+      if (st.ok()) {
+        if (response.cancel_requested()) cancel_requested = true;
+      } else if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
+                 st.error_code() == grpc::StatusCode::NOT_FOUND) {
+        Log(absl::StrCat("job ", job.id(), ": lease lost: ", st.error_message()));
+        lease_lost = true;
+      }
+    }
+  });
+
+  RunContext context;
+  context.job_id = job.id();
+  context.work_dir = options_.work_dir;
+  context.device = options_.device;
+  context.cancelled = [&] { return cancel_requested || lease_lost || stopping_; };
+  context.on_event = [&](const v1::JobEvent& event) {
+    if (lease_lost) return;
+    v1::ReportEventsRequest request;
+    request.set_job_id(job.id());
+    request.set_lease_id(lease.lease_id());
+    *request.add_events() = event;
+    v1::ReportEventsResponse response;
+    grpc::Status st = WithRetries([&] { return stub_->ReportEvents(Context(options_.rpc_timeout).get(), request, &response); });
+    if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION) lease_lost = true;
+  };
+  absl::StatusOr<v1::JobResult> result = RunJob(job.spec(), context);
+  finished.Notify();
+  heartbeat.join();
+
+  if (lease_lost) {
+    Log(absl::StrCat("job ", job.id(), ": abandoned, the server gave it to another attempt"));
+    return;
+  }
+  v1::CompleteJobRequest request;
+  request.set_job_id(job.id());
+  request.set_lease_id(lease.lease_id());
+  grpc::Status st;
+  if (stopping_ && !result.ok()) {
+    v1::ReleaseJobRequest release;
+    release.set_job_id(job.id());
+    release.set_lease_id(lease.lease_id());
+    v1::ReleaseJobResponse ignored;
+    st = WithRetries([&] { return stub_->ReleaseJob(Context(options_.rpc_timeout).get(), release, &ignored); });
+    Log(absl::StrCat("job ", job.id(), ": given back to the queue"));
+  } else {
+    if (result.ok()) {
+      *request.mutable_result() = *result;
+    } else if (cancel_requested && absl::IsCancelled(result.status())) {
+      request.set_cancelled(true);
+    } else {
+      request.set_error(std::string(result.status().message()));
+    }
+    v1::CompleteJobResponse ignored;
+    st = WithRetries([&] { return stub_->CompleteJob(Context(options_.rpc_timeout).get(), request, &ignored); });
+    Log(absl::StrCat("job ", job.id(), ": ",
+                     result.ok() ? "succeeded" : absl::StrCat("ended: ", result.status().ToString())));
+  }
+  if (!st.ok()) Log(absl::StrCat("job ", job.id(), ": server did not take the outcome: ", st.error_message()));
+}
+
+}  // namespace shears::worker

@@ -1,0 +1,46 @@
+#pragma once
+// The lease loop of `shears-worker --server ADDR`: lease a job, run it while heartbeating, report
+// its events, complete it; on shutdown give the running job back.
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "shears/v1/workers.grpc.pb.h"
+
+namespace shears::worker {
+
+struct WorkerOptions {
+  std::string server;  // host:port
+  std::string worker_id;
+  std::string device = "cpu";
+  std::string work_dir = "/tmp/shears-worker";
+  absl::Duration poll_wait = absl::Seconds(20);
+  absl::Duration rpc_timeout = absl::Seconds(10);
+};
+
+class Worker {
+ public:
+  explicit Worker(WorkerOptions options);
+  // Returns after Stop(): the running job, if any, is given back to the queue first.
+  void Run();
+  // Safe from any thread.
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  void RunLeased(const v1::LeaseJobResponse& lease);
+  std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout) const;
+
+  const WorkerOptions options_;
+  std::unique_ptr<v1::Workers::Stub> stub_;
+  std::atomic<bool> stopping_{false};
+  absl::Mutex mu_;
+  grpc::ClientContext* polling_ ABSL_GUARDED_BY(mu_) = nullptr;  // the long poll to cut short on Stop
+};
+
+}  // namespace shears::worker
