@@ -1,0 +1,140 @@
+// shearsctl and `shears-worker run-local` as a user types them.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "common/files.h"
+#include "tests/process.h"
+#include "tests/pruned_model_checks.h"
+#include "tests/test_util.h"
+
+namespace shears {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::Binary;
+using testing::DataDir;
+using testing::Process;
+using testing::RunCommand;
+using testing::TempDir;
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = std::make_unique<Process>(
+        std::vector<std::string>{Binary("server/shears-server"), "--listen", "127.0.0.1:0", "--db", dir_ / "jobs.db",
+                                 "--port-file", dir_ / "port"},
+        dir_ / "server.log");
+    const std::string port = testing::WaitForFile(dir_ / "port", std::chrono::seconds(30));
+    ASSERT_FALSE(port.empty()) << server_->Log();
+    address_ = "127.0.0.1:" + port.substr(0, port.find('\n'));
+  }
+
+  testing::Output Ctl(std::vector<std::string> args) {
+    args.insert(args.begin(), Binary("client/shearsctl"));
+    return RunCommand(args, dir_ / "ctl.log");
+  }
+
+  TempDir dir_;
+  std::string address_;
+  std::unique_ptr<Process> server_;
+};
+
+TEST_F(CliTest, CreateWaitGetListWithGlobalFlagsAnywhere) {
+  Process worker({Binary("worker/shears-worker"), "--server", address_, "--work-dir", dir_ / "work", "--poll-wait", "2s"},
+                 dir_ / "worker.log");
+  const std::string model = "file://" + DataDir("tiny-llama");
+  const std::string out = dir_ / "out";
+  // Global flag before the command.
+  auto created = Ctl({"--server", address_, "create", "--model", model, "--method", "magnitude", "--sparsity", "0.5",
+                      "--output", "file://" + out, "--request-id", "cli-1", "--label", "team=ml", "--json"});
+  ASSERT_EQ(created.status, 0) << created.out;
+  auto job = nlohmann::json::parse(created.out);
+  const std::string id = job["id"];
+  EXPECT_EQ(job["spec"]["method"], "METHOD_MAGNITUDE");
+  EXPECT_EQ(job["spec"]["labels"]["team"], "ml");
+
+  // Global flag after the command; watch prints plain lines when not on a terminal.
+  auto watched = Ctl({"watch", id, "--server", address_});
+  EXPECT_EQ(watched.status, 0) << watched.out;
+  EXPECT_NE(watched.out.find("state JOB_STATE_SUCCEEDED"), std::string::npos) << watched.out;
+  EXPECT_NE(watched.out.find("progress 47% pruning: block 1/2"), std::string::npos) << watched.out;
+  EXPECT_NE(watched.out.find("result    sparsity 0.5000"), std::string::npos) << watched.out;
+  testing::ExpectMagnitudePruned(DataDir("tiny-llama"), out, 0.5);
+
+  auto got = Ctl({"get", id, "--json", "--server=" + address_});
+  ASSERT_EQ(got.status, 0) << got.out;
+  auto done = nlohmann::json::parse(got.out);
+  EXPECT_EQ(done["state"], "JOB_STATE_SUCCEEDED");
+  EXPECT_EQ(done["result"]["layers"].size(), 14u);
+
+  auto listed = Ctl({"--server", address_, "list", "--state", "succeeded"});
+  ASSERT_EQ(listed.status, 0) << listed.out;
+  EXPECT_NE(listed.out.find(id), std::string::npos) << listed.out;
+  EXPECT_EQ(Ctl({"--server", address_, "list", "--state", "failed"}).out.find(id), std::string::npos);
+
+  // The same request id gives back the same job.
+  auto again = Ctl({"--server", address_, "create", "--model", model, "--method", "magnitude", "--sparsity", "0.5",
+                    "--output", "file://" + out, "--request-id", "cli-1", "--label", "team=ml", "--json"});
+  EXPECT_EQ(nlohmann::json::parse(again.out)["id"], id);
+
+  // --wait turns the job's outcome into the exit status.
+  auto failed = Ctl({"--server", address_, "create", "--model", "file://" + dir_ / "missing", "--method", "magnitude",
+                     "--sparsity", "0.5", "--output", "file://" + dir_ / "x", "--wait"});
+  EXPECT_EQ(failed.status, 1) << failed.out;
+  EXPECT_NE(failed.out.find("no such file or directory"), std::string::npos) << failed.out;
+}
+
+TEST_F(CliTest, ErrorsHaveExitCodesAndSayWhatIsWrong) {
+  auto bad = Ctl({"--server", address_, "create", "--model", "file:///m", "--method", "magnitude", "--sparsity", "2",
+                  "--output", "file:///o"});
+  EXPECT_EQ(bad.status, 3);
+  EXPECT_NE(bad.out.find("INVALID_ARGUMENT: spec.target_sparsity: must be in [0, 1), got 2"), std::string::npos)
+      << bad.out;
+  auto missing = Ctl({"--server", address_, "get", "nope"});
+  EXPECT_EQ(missing.status, 3);
+  EXPECT_NE(missing.out.find("NOT_FOUND"), std::string::npos) << missing.out;
+  auto method = Ctl({"--server", address_, "create", "--method", "pruneharder"});
+  EXPECT_EQ(method.status, 2);
+  EXPECT_NE(method.out.find("--method: unknown method pruneharder"), std::string::npos) << method.out;
+  EXPECT_EQ(Ctl({"--server", address_, "frobnicate"}).status, 2);
+  EXPECT_EQ(Ctl({"--server", address_, "get"}).status, 2);
+  auto unknown_flag = Ctl({"--server", address_, "list", "--colour", "red"});
+  EXPECT_EQ(unknown_flag.status, 2);
+  EXPECT_NE(unknown_flag.out.find("unknown flag --colour"), std::string::npos) << unknown_flag.out;
+  auto no_value = Ctl({"--server", address_, "list", "--page-size"});
+  EXPECT_EQ(no_value.status, 2);
+  EXPECT_NE(no_value.out.find("flag --page-size needs a value"), std::string::npos) << no_value.out;
+  // No server there: a deadline, not a hang.
+  auto down = Ctl({"--server", "127.0.0.1:1", "--timeout", "2s", "get", "x"});
+  EXPECT_EQ(down.status, 3);
+}
+
+TEST(RunLocal, RunsOneJobFromAJsonSpecWithoutAServer) {
+  TempDir dir;
+  const std::string spec = R"({"model_uri": "file://)" + DataDir("tiny-gpt2") +
+                           R"(", "method": "METHOD_MAGNITUDE", "target_sparsity": 0.25, "output": {"uri": "file://)" +
+                           (dir / "out") + R"("}})";
+  ASSERT_TRUE(WriteFileAtomically(dir / "spec.json", spec).ok());
+  auto run = RunCommand({Binary("worker/shears-worker"), "run-local", "--spec", dir / "spec.json", "--work-dir",
+                         dir / "work", "--threads", "2"},
+                        dir / "run.log");
+  ASSERT_EQ(run.status, 0) << run.out;
+  EXPECT_NE(run.out.find("[100%] done"), std::string::npos) << run.out;
+  testing::ExpectMagnitudePruned(DataDir("tiny-gpt2"), dir / "out", 0.25);
+  EXPECT_TRUE(fs::exists(dir / "out/shears_report.json"));
+
+  ASSERT_TRUE(WriteFileAtomically(dir / "bad.json", R"({"model_uri": "file:///m", "method": "METHOD_MAGNITUDE",
+      "target_sparsity": 1.5, "output": {"uri": "file:///o"}})").ok());
+  auto bad = RunCommand({Binary("worker/shears-worker"), "run-local", "--spec", dir / "bad.json"}, dir / "bad.log");
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.out.find("spec.target_sparsity"), std::string::npos) << bad.out;
+  ASSERT_TRUE(WriteFileAtomically(dir / "garbage.json", "{not json").ok());
+  auto garbage = RunCommand({Binary("worker/shears-worker"), "run-local", "--spec", dir / "garbage.json"}, dir / "g.log");
+  EXPECT_EQ(garbage.status, 2);
+  EXPECT_NE(garbage.out.find("not a JobSpec"), std::string::npos) << garbage.out;
+}
+
+}  // namespace
+}  // namespace shears

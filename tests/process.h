@@ -1,0 +1,83 @@
+#pragma once
+// Runs the project's binaries as child processes, the way users and Kubernetes do.
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/files.h"
+
+namespace shears::testing {
+
+class Process {
+ public:
+  // Starts `argv` with stdout and stderr appended to `log_path`.
+  Process(const std::vector<std::string>& argv, const std::string& log_path) : log_path_(log_path) {
+    pid_ = fork();
+    if (pid_ == 0) {
+      int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      dup2(fd, 1);
+      dup2(fd, 2);
+      std::vector<char*> args;
+      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      execv(args[0], args.data());
+      _exit(127);
+    }
+  }
+  ~Process() { Stop(SIGKILL); }
+
+  // Sends `sig` and waits for the exit; returns the exit status (or 128 + signal).
+  int Stop(int sig = SIGTERM) {
+    if (pid_ <= 0) return status_;
+    kill(pid_, sig);
+    return Wait();
+  }
+  int Wait() {
+    if (pid_ <= 0) return status_;
+    int st = 0;
+    waitpid(pid_, &st, 0);
+    pid_ = -1;
+    status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return status_;
+  }
+  std::string Log() const { return ReadFile(log_path_).value_or(""); }
+
+ private:
+  pid_t pid_ = -1;
+  int status_ = -1;
+  std::string log_path_;
+};
+
+// Runs a command to completion; returns its exit status and what it printed.
+struct Output {
+  int status;
+  std::string out;
+};
+inline Output RunCommand(const std::vector<std::string>& argv, const std::string& log_path) {
+  Process p(argv, log_path);
+  Output o;
+  o.status = p.Wait();
+  o.out = p.Log();
+  unlink(log_path.c_str());
+  return o;
+}
+
+// Polls until `path` exists with content, up to `timeout`.
+inline std::string WaitForFile(const std::string& path, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto text = ReadFile(path);
+    if (text.ok() && !text->empty()) return *text;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return "";
+}
+
+}  // namespace shears::testing

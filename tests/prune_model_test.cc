@@ -1,0 +1,205 @@
+// The engine end to end on the committed fixtures: what a user of the pruned model relies on.
+#include "worker/engine/prune_model.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "common/files.h"
+#include "tests/pruned_model_checks.h"
+#include "tests/test_util.h"
+#include "worker/engine/model_dir.h"
+#include "worker/engine/tensor_io.h"
+
+namespace shears::engine {
+namespace {
+
+namespace fs = std::filesystem;
+using shears::testing::DataDir;
+using shears::testing::ExpectMagnitudePruned;
+using shears::testing::TempDir;
+
+// Copies a model directory, converting float tensors to `dtype` and splitting the weights into
+// `shards` files with an index when shards > 1.
+void RewriteModel(const std::string& from, const std::string& to, torch::ScalarType dtype, int shards) {
+  auto model = ModelDir::Open(from);
+  ASSERT_TRUE(model.ok()) << model.status();
+  fs::create_directories(to);
+  fs::copy_file(fs::path(from) / "config.json", fs::path(to) / "config.json");
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  for (const auto& file : (*model)->files()) {
+    for (const auto& info : file->tensors()) tensors.emplace_back(info.name, LoadTensor(*file, info).to(dtype));
+  }
+  const DType out_dtype = dtype == torch::kFloat16 ? DType::kF16 : dtype == torch::kBFloat16 ? DType::kBF16 : DType::kF32;
+  nlohmann::json index = {{"metadata", nlohmann::json::object()}, {"weight_map", nlohmann::json::object()}};
+  for (int s = 0; s < shards; ++s) {
+    const std::string name = shards == 1 ? "model.safetensors"
+                                         : "model-0000" + std::to_string(s + 1) + "-of-0000" + std::to_string(shards) +
+                                               ".safetensors";
+    std::vector<TensorDecl> decls;
+    for (size_t i = s; i < tensors.size(); i += shards) {
+      decls.push_back({tensors[i].first, out_dtype, tensors[i].second.sizes().vec()});
+      index["weight_map"][tensors[i].first] = name;
+    }
+    auto w = SafetensorsWriter::Create((fs::path(to) / name).string(), decls);
+    ASSERT_TRUE(w.ok());
+    for (size_t i = s; i < tensors.size(); i += shards) {
+      torch::Tensor holder;
+      ASSERT_TRUE((*w)->Write(tensors[i].first, TensorBytes(tensors[i].second, holder)).ok());
+    }
+    ASSERT_TRUE((*w)->Close().ok());
+  }
+  if (shards > 1) ASSERT_TRUE(WriteFileAtomically((fs::path(to) / kIndexFile).string(), index.dump()).ok());
+}
+
+PruneOptions Options(const std::string& model, const std::string& out, double sparsity) {
+  PruneOptions o;
+  o.model_dir = model;
+  o.output_dir = out;
+  o.target_sparsity = sparsity;
+  return o;
+}
+
+class MagnitudeOnFixture : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(MagnitudeOnFixture, HitsTargetAndLeavesEverythingElseIdentical) {
+  TempDir dir;
+  const std::string model = DataDir(GetParam());
+  std::vector<LayerReport> streamed;
+  PruneObserver observer;
+  observer.on_layer = [&](const LayerReport& l) { streamed.push_back(l); };
+  auto report = PruneModel(Options(model, dir / "out", 0.5), observer);
+  ASSERT_TRUE(report.ok()) << report.status();
+  ExpectMagnitudePruned(model, dir / "out", 0.5);
+  EXPECT_NEAR(report->achieved_sparsity(), 0.5, 1e-3);
+  EXPECT_EQ(streamed.size(), report->layers.size());
+  for (const auto& l : report->layers) EXPECT_NEAR(double(l.zeros) / l.parameters, 0.5, 1.0 / l.parameters) << l.name;
+  // The output is a complete model directory.
+  EXPECT_EQ(ReadFile(dir / "out/config.json").value(), ReadFile(model + "/config.json").value());
+  EXPECT_EQ(ReadFile(dir / "out/tokenizer.json").value(), ReadFile(model + "/tokenizer.json").value());
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, MagnitudeOnFixture, ::testing::Values("tiny-llama", "tiny-gpt2"),
+                         [](const auto& info) { return info.param == "tiny-llama" ? "Llama" : "Gpt2"; });
+
+struct Variant {
+  std::string name;
+  torch::ScalarType dtype;
+  int shards;
+};
+
+class MagnitudeOnVariants : public ::testing::TestWithParam<Variant> {};
+
+TEST_P(MagnitudeOnVariants, KeepsDTypesAndShardLayout) {
+  TempDir dir;
+  RewriteModel(DataDir("tiny-llama"), dir / "in", GetParam().dtype, GetParam().shards);
+  auto report = PruneModel(Options(dir / "in", dir / "out", 0.7), {});
+  ASSERT_TRUE(report.ok()) << report.status();
+  ExpectMagnitudePruned(dir / "in", dir / "out", 0.7);
+  EXPECT_EQ(fs::exists(dir / "out/model.safetensors.index.json"), GetParam().shards > 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, MagnitudeOnVariants,
+                         ::testing::Values(Variant{"F16", torch::kFloat16, 1}, Variant{"BF16", torch::kBFloat16, 1},
+                                           Variant{"F32Sharded", torch::kFloat32, 3},
+                                           Variant{"BF16Sharded", torch::kBFloat16, 2}),
+                         [](const auto& info) { return info.param.name; });
+
+TEST(PruneModel, ZeroSparsityCopiesTheModelUnchanged) {
+  TempDir dir;
+  auto report = PruneModel(Options(DataDir("tiny-llama"), dir / "out", 0.0), {});
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->parameters_after, report->parameters_before);
+  auto in = ModelDir::Open(DataDir("tiny-llama"));
+  auto out = ModelDir::Open(dir / "out");
+  ASSERT_TRUE(in.ok() && out.ok());
+  for (const auto& info : in.value()->files()[0]->tensors()) {
+    auto a = in.value()->files()[0]->Data(info);
+    const auto* o = out.value()->Find(info.name);
+    ASSERT_NE(o, nullptr) << info.name;
+    auto b = o->file->Data(*o->info);
+    EXPECT_TRUE(std::equal(a.begin(), a.end(), b.begin(), b.end())) << info.name;
+  }
+}
+
+TEST(PruneModel, StopsWhenCancelled) {
+  TempDir dir;
+  PruneObserver observer;
+  observer.cancelled = [] { return true; };
+  auto report = PruneModel(Options(DataDir("tiny-llama"), dir / "out", 0.5), observer);
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kCancelled);
+}
+
+// Bad models fail with a message that says what is wrong and where.
+class BrokenModel : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fs::copy(DataDir("tiny-llama"), dir_ / "m", fs::copy_options::recursive);
+  }
+  absl::Status Prune() { return PruneModel(Options(dir_ / "m", dir_ / "out", 0.5), {}).status(); }
+  void EditConfig(const std::function<void(nlohmann::json&)>& edit) {
+    auto config = nlohmann::json::parse(ReadFile(dir_ / "m/config.json").value());
+    edit(config);
+    ASSERT_TRUE(WriteFileAtomically(dir_ / "m/config.json", config.dump()).ok());
+  }
+  TempDir dir_;
+};
+
+TEST_F(BrokenModel, UnknownArchitecture) {
+  EditConfig([](nlohmann::json& c) { c["model_type"] = "bert"; });
+  absl::Status st = Prune();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("model_type 'bert' is not supported"), std::string::npos) << st;
+}
+
+TEST_F(BrokenModel, ConfigDisagreesWithWeights) {
+  EditConfig([](nlohmann::json& c) { c["intermediate_size"] = 100; });
+  absl::Status st = Prune();
+  EXPECT_NE(st.message().find("tensor model.layers.0.mlp.gate_proj.weight has shape [176, 64], config.json implies "
+                              "[100, 64]"),
+            std::string::npos)
+      << st;
+}
+
+TEST_F(BrokenModel, MissingTensor) {
+  EditConfig([](nlohmann::json& c) { c["num_hidden_layers"] = 3; });
+  absl::Status st = Prune();
+  EXPECT_NE(st.message().find("tensor model.layers.2.self_attn.q_proj.weight is missing"), std::string::npos) << st;
+}
+
+TEST_F(BrokenModel, TruncatedWeights) {
+  const std::string path = dir_ / "m/model.safetensors";
+  fs::resize_file(path, fs::file_size(path) - 100);
+  absl::Status st = Prune();
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(st.message().find("model.safetensors"), std::string::npos) << st;
+  EXPECT_NE(st.message().find("outside the data section"), std::string::npos) << st;
+}
+
+TEST_F(BrokenModel, MissingConfig) {
+  fs::remove(dir_ / "m/config.json");
+  absl::Status st = Prune();
+  EXPECT_EQ(st.code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(st.message().find("config.json"), std::string::npos) << st;
+}
+
+TEST_F(BrokenModel, IndexNamesMissingShard) {
+  ASSERT_TRUE(WriteFileAtomically(dir_ / "m/model.safetensors.index.json",
+                                  R"({"weight_map": {"lm_head.weight": "model-00002-of-00002.safetensors"}})")
+                  .ok());
+  absl::Status st = Prune();
+  EXPECT_EQ(st.code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(st.message().find("model-00002-of-00002.safetensors"), std::string::npos) << st;
+}
+
+TEST(PruneModel, MissingDirectoryIsNotFound) {
+  TempDir dir;
+  auto report = PruneModel(Options("/nonexistent/model", dir / "out", 0.5), {});
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace shears::engine

@@ -1,0 +1,67 @@
+#include "tests/pruned_model_checks.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cstring>
+
+#include "worker/engine/masks.h"
+#include "worker/engine/model_dir.h"
+#include "worker/engine/tensor_io.h"
+
+namespace shears::testing {
+
+using namespace shears::engine;
+
+namespace {
+
+bool IsBlockLinear(const std::string& name) {
+  for (const char* s : {"_proj.weight", "c_attn.weight", "c_fc.weight", "attn.c_proj.weight", "mlp.c_proj.weight"}) {
+    if (name.size() > std::strlen(s) && name.compare(name.size() - std::strlen(s), std::strlen(s), s) == 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+void ExpectMagnitudePruned(const std::string& input, const std::string& output, double sparsity) {
+  auto in = ModelDir::Open(input);
+  auto out = ModelDir::Open(output);
+  ASSERT_TRUE(in.ok()) << in.status();
+  ASSERT_TRUE(out.ok()) << out.status();
+  ASSERT_EQ((*in)->files().size(), (*out)->files().size());
+  int linears = 0;
+  for (const auto& file : (*in)->files()) {
+    for (const auto& info : file->tensors()) {
+      const auto* o = (*out)->Find(info.name);
+      ASSERT_NE(o, nullptr) << info.name;
+      EXPECT_EQ(BaseName(o->file->path()), BaseName(file->path())) << "same shard for " << info.name;
+      EXPECT_EQ(o->info->dtype, info.dtype) << info.name;
+      EXPECT_EQ(o->info->shape, info.shape) << info.name;
+      torch::Tensor before = LoadTensor(*file, info);
+      torch::Tensor after = LoadTensor(*o->file, *o->info);
+      if (!IsBlockLinear(info.name)) {
+        auto a = file->Data(info);
+        auto b = o->file->Data(*o->info);
+        EXPECT_TRUE(std::equal(a.begin(), a.end(), b.begin(), b.end())) << info.name << " changed";
+        continue;
+      }
+      ++linears;
+      const int64_t zeros_before = (before == 0).sum().item<int64_t>();
+      const int64_t zeros_after = (after == 0).sum().item<int64_t>();
+      const int64_t target = PrunedCount(before.numel(), sparsity);
+      EXPECT_LE(std::abs(zeros_after - std::max(target, zeros_before)), 1) << info.name;
+      // Survivors are untouched, bit for bit, and none is smaller than a pruned weight.
+      auto kept = after != 0;
+      EXPECT_TRUE(torch::equal(after.masked_select(kept), before.masked_select(kept))) << info.name;
+      if (zeros_after > zeros_before && kept.any().item<bool>()) {
+        auto mags = before.abs().to(torch::kFloat32);
+        EXPECT_LE(mags.masked_select(~kept).max().item<float>(), mags.masked_select(kept).min().item<float>())
+            << info.name;
+      }
+    }
+  }
+  EXPECT_GT(linears, 0);
+}
+
+}  // namespace shears::testing

@@ -1,0 +1,299 @@
+// shears-server and shears-worker as processes on loopback ports, driven over gRPC as a client
+// platform would drive them.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <google/protobuf/util/json_util.h>
+
+#include "common/files.h"
+#include "common/sha256.h"
+#include "shears/v1/pruning.grpc.pb.h"
+#include "shears/v1/workers.grpc.pb.h"
+#include "tests/process.h"
+#include "tests/pruned_model_checks.h"
+#include "tests/test_util.h"
+
+namespace shears {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::Binary;
+using testing::DataDir;
+using testing::Process;
+using testing::TempDir;
+
+constexpr auto kStartTimeout = std::chrono::seconds(30);
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override { StartServer("30s"); }
+
+  void StartServer(const std::string& lease_ttl) {
+    server_ = std::make_unique<Process>(
+        std::vector<std::string>{Binary("server/shears-server"), "--listen", "127.0.0.1:0", "--db", dir_ / "jobs.db",
+                                 "--port-file", dir_ / "port", "--lease-ttl", lease_ttl, "--max-attempts", "3"},
+        dir_ / "server.log");
+    const std::string port = testing::WaitForFile(dir_ / "port", kStartTimeout);
+    ASSERT_FALSE(port.empty()) << server_->Log();
+    address_ = "127.0.0.1:" + port.substr(0, port.find('\n'));
+    auto channel = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+    pruning_ = v1::Pruning::NewStub(channel);
+    workers_ = v1::Workers::NewStub(channel);
+  }
+
+  void StartWorker() {
+    worker_ = std::make_unique<Process>(
+        std::vector<std::string>{Binary("worker/shears-worker"), "--server", address_, "--threads", "2", "--work-dir",
+                                 dir_ / "work", "--poll-wait", "2s", "--worker-id", "test-worker"},
+        dir_ / "worker.log");
+  }
+
+  std::unique_ptr<grpc::ClientContext> Context(int seconds = 30) {
+    auto c = std::make_unique<grpc::ClientContext>();
+    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+    return c;
+  }
+
+  v1::JobSpec Spec(const std::string& model, const std::string& out, double sparsity = 0.5) {
+    v1::JobSpec spec;
+    spec.set_model_uri("file://" + model);
+    spec.set_method(v1::METHOD_MAGNITUDE);
+    spec.set_target_sparsity(sparsity);
+    spec.mutable_output()->set_uri("file://" + out);
+    return spec;
+  }
+
+  grpc::Status Create(const v1::JobSpec& spec, v1::Job* job, const std::string& request_id = "") {
+    v1::CreateJobRequest request;
+    *request.mutable_spec() = spec;
+    request.set_request_id(request_id);
+    return pruning_->CreateJob(Context().get(), request, job);
+  }
+
+  // Every event of the job from after_sequence until the stream ends.
+  std::vector<v1::JobEvent> Watch(const std::string& id, int64_t after = 0) {
+    v1::WatchJobRequest request;
+    request.set_job_id(id);
+    request.set_after_sequence(after);
+    auto context = Context(120);
+    auto reader = pruning_->WatchJob(context.get(), request);
+    std::vector<v1::JobEvent> events;
+    v1::JobEvent event;
+    while (reader->Read(&event)) events.push_back(event);
+    grpc::Status st = reader->Finish();
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return events;
+  }
+
+  v1::Job Get(const std::string& id) {
+    v1::GetJobRequest request;
+    request.set_job_id(id);
+    v1::Job job;
+    grpc::Status st = pruning_->GetJob(Context().get(), request, &job);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return job;
+  }
+
+  int JobCount() {
+    v1::ListJobsRequest request;
+    request.set_page_size(1000);
+    v1::ListJobsResponse response;
+    EXPECT_TRUE(pruning_->ListJobs(Context().get(), request, &response).ok());
+    return response.jobs_size();
+  }
+
+  TempDir dir_;
+  std::string address_;
+  std::unique_ptr<Process> server_;
+  std::unique_ptr<Process> worker_;
+  std::unique_ptr<v1::Pruning::Stub> pruning_;
+  std::unique_ptr<v1::Workers::Stub> workers_;
+};
+
+TEST_F(ServiceTest, MagnitudeJobRunsToSucceededAndPublishesThePrunedModel) {
+  StartWorker();
+  const std::string model = DataDir("tiny-llama");
+  const std::string out = dir_ / "out";
+  v1::Job job;
+  ASSERT_TRUE(Create(Spec(model, out), &job, "req-e2e").ok());
+  EXPECT_EQ(job.state(), v1::JOB_STATE_QUEUED);
+  v1::Job again;
+  ASSERT_TRUE(Create(Spec(model, out), &again, "req-e2e").ok());
+  EXPECT_EQ(again.id(), job.id()) << "same request_id, same job";
+
+  auto events = Watch(job.id());
+  ASSERT_FALSE(events.empty());
+  for (size_t i = 0; i < events.size(); ++i) EXPECT_EQ(events[i].sequence(), static_cast<int64_t>(i + 1));
+  ASSERT_TRUE(events.back().has_state_change());
+  EXPECT_EQ(events.back().state_change().state(), v1::JOB_STATE_SUCCEEDED) << Get(job.id()).error();
+  int layer_events = 0;
+  for (const auto& e : events) layer_events += e.has_layer();
+  EXPECT_EQ(layer_events, 14);
+
+  v1::Job done = Get(job.id());
+  EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(done.attempt_count(), 1);
+  EXPECT_EQ(done.progress().fraction(), 1.0);
+  const auto& result = done.result();
+  EXPECT_NEAR(result.achieved_sparsity(), 0.5, 1e-3);
+  EXPECT_EQ(result.layers_size(), 14);
+  EXPECT_EQ(result.parameters_before(), 2 * (64 * 64 * 2 + 32 * 64 * 2 + 3 * 176 * 64));
+  EXPECT_NEAR(result.parameters_after(), result.parameters_before() / 2, 14);
+  testing::ExpectMagnitudePruned(model, out, 0.5);
+
+  // Every artifact is on disk with the size and digest the result claims.
+  std::set<std::string> names;
+  for (const auto& a : result.artifacts()) {
+    const std::string path = a.uri().substr(strlen("file://"));
+    names.insert(fs::path(path).filename().string());
+    EXPECT_EQ(static_cast<int64_t>(fs::file_size(path)), a.size_bytes()) << a.uri();
+    EXPECT_EQ(Sha256File(path).value(), a.sha256()) << a.uri();
+  }
+  EXPECT_EQ(names, (std::set<std::string>{"model.safetensors", "config.json", "tokenizer.json", "shears_report.json"}));
+  v1::JobResult report;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(ReadFile(out + "/shears_report.json").value(), &report).ok());
+  EXPECT_EQ(report.layers_size(), 14);
+  EXPECT_EQ(report.achieved_sparsity(), result.achieved_sparsity());
+
+  // A replay from the middle sends only what came after.
+  auto tail = Watch(job.id(), 3);
+  ASSERT_EQ(tail.size(), events.size() - 3);
+  EXPECT_EQ(tail.front().sequence(), 4);
+}
+
+TEST_F(ServiceTest, BadSpecsAreRejectedNamingTheFieldAndStoreNothing) {
+  const std::string model = DataDir("tiny-llama");
+  struct Case {
+    std::function<void(v1::JobSpec&)> edit;
+    std::string field;
+  };
+  const std::vector<Case> cases = {
+      {[](v1::JobSpec& s) { s.set_target_sparsity(1.0); }, "spec.target_sparsity"},
+      {[](v1::JobSpec& s) { s.set_target_sparsity(-0.1); }, "spec.target_sparsity"},
+      {[](v1::JobSpec& s) { s.set_target_sparsity(std::nan("")); }, "spec.target_sparsity"},
+      {[](v1::JobSpec& s) { s.clear_model_uri(); }, "spec.model_uri"},
+      {[](v1::JobSpec& s) { s.set_model_uri("models/relative"); }, "spec.model_uri"},
+      {[](v1::JobSpec& s) { s.set_method(v1::METHOD_UNSPECIFIED); }, "spec.method"},
+      {[](v1::JobSpec& s) { s.set_method(static_cast<v1::Method>(99)); }, "spec.method"},
+      {[](v1::JobSpec& s) { s.set_method(v1::METHOD_SPARSEGPT); }, "spec.method"},
+      {[](v1::JobSpec& s) { s.set_structure(v1::STRUCTURE_N_M); }, "spec.structure"},
+      {[](v1::JobSpec& s) { s.mutable_output()->clear_uri(); }, "spec.output.uri"},
+  };
+  for (const auto& c : cases) {
+    v1::JobSpec spec = Spec(model, dir_ / "out");
+    c.edit(spec);
+    v1::Job job;
+    grpc::Status st = Create(spec, &job);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.field;
+    EXPECT_EQ(st.error_message().rfind(c.field + ":", 0), 0u) << st.error_message();
+  }
+  v1::CreateJobRequest no_spec;
+  v1::Job job;
+  EXPECT_EQ(pruning_->CreateJob(Context().get(), no_spec, &job).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(JobCount(), 0);
+
+  v1::GetJobRequest missing;
+  missing.set_job_id("nope");
+  EXPECT_EQ(pruning_->GetJob(Context().get(), missing, &job).error_code(), grpc::StatusCode::NOT_FOUND);
+  v1::WatchJobRequest watch;
+  watch.set_job_id("nope");
+  auto context = Context();
+  auto reader = pruning_->WatchJob(context.get(), watch);
+  v1::JobEvent event;
+  EXPECT_FALSE(reader->Read(&event));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ServiceTest, BrokenModelsFailTheJobAndTheWorkerTakesTheNext) {
+  StartWorker();
+  fs::copy(DataDir("tiny-llama"), dir_ / "truncated", fs::copy_options::recursive);
+  fs::resize_file(dir_ / "truncated/model.safetensors", 1000);
+  fs::copy(DataDir("tiny-llama"), dir_ / "bert", fs::copy_options::recursive);
+  ASSERT_TRUE(WriteFileAtomically(dir_ / "bert/config.json", R"({"model_type": "bert"})").ok());
+
+  const std::vector<std::pair<std::string, std::string>> broken = {
+      {dir_ / "missing", "model_uri: file://" + dir_ / "missing" + ": no such file or directory"},
+      {dir_ / "truncated", "model.safetensors: header length"},
+      {dir_ / "bert", "model_type 'bert' is not supported"},
+  };
+  std::vector<std::string> ids;
+  for (const auto& [path, message] : broken) {
+    v1::Job job;
+    ASSERT_TRUE(Create(Spec(path, dir_ / "never"), &job).ok());
+    ids.push_back(job.id());
+  }
+  v1::Job good;
+  ASSERT_TRUE(Create(Spec(DataDir("tiny-gpt2"), dir_ / "good"), &good).ok());
+  for (size_t i = 0; i < broken.size(); ++i) {
+    Watch(ids[i]);
+    v1::Job job = Get(ids[i]);
+    EXPECT_EQ(job.state(), v1::JOB_STATE_FAILED);
+    EXPECT_NE(job.error().find(broken[i].second), std::string::npos) << job.error();
+    EXPECT_EQ(job.attempt_count(), 1) << "a broken model is not retried";
+  }
+  Watch(good.id());
+  EXPECT_EQ(Get(good.id()).state(), v1::JOB_STATE_SUCCEEDED) << worker_->Log();
+  EXPECT_FALSE(fs::exists(dir_ / "never"));
+  testing::ExpectMagnitudePruned(DataDir("tiny-gpt2"), dir_ / "good", 0.5);
+}
+
+TEST_F(ServiceTest, ExpiredLeaseGoesBackToTheQueueAndAnotherWorkerFinishesIt) {
+  server_.reset();
+  fs::remove(dir_ / "port");
+  StartServer("1s");
+  v1::Job job;
+  ASSERT_TRUE(Create(Spec(DataDir("tiny-llama"), dir_ / "out"), &job).ok());
+  // A worker that leases the job and then goes silent.
+  v1::LeaseJobRequest lease;
+  lease.set_worker_id("silent-worker");
+  lease.mutable_wait()->set_seconds(5);
+  v1::LeaseJobResponse leased;
+  ASSERT_TRUE(workers_->LeaseJob(Context().get(), lease, &leased).ok());
+  ASSERT_EQ(leased.job().id(), job.id());
+
+  StartWorker();
+  Watch(job.id());
+  v1::Job done = Get(job.id());
+  EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
+  EXPECT_EQ(done.attempt_count(), 2);
+  // The silent worker's lease is gone: its late reports are refused.
+  v1::HeartbeatRequest heartbeat;
+  heartbeat.set_job_id(job.id());
+  heartbeat.set_lease_id(leased.lease_id());
+  v1::HeartbeatResponse response;
+  EXPECT_EQ(workers_->Heartbeat(Context().get(), heartbeat, &response).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  bool saw_expiry = false;
+  for (const auto& e : Watch(job.id())) {
+    saw_expiry |= e.has_state_change() && e.state_change().state() == v1::JOB_STATE_QUEUED &&
+                  e.state_change().message().find("silent-worker stopped heartbeating") != std::string::npos;
+  }
+  EXPECT_TRUE(saw_expiry);
+}
+
+TEST_F(ServiceTest, QueuedJobIsCancelledAtOnceAndJobsSurviveRestart) {
+  v1::Job job;
+  ASSERT_TRUE(Create(Spec(DataDir("tiny-llama"), dir_ / "out"), &job, "keep-me").ok());
+  v1::Job other;
+  ASSERT_TRUE(Create(Spec(DataDir("tiny-llama"), dir_ / "out2"), &other).ok());
+  v1::CancelJobRequest cancel;
+  cancel.set_job_id(other.id());
+  v1::Job cancelled;
+  ASSERT_TRUE(pruning_->CancelJob(Context().get(), cancel, &cancelled).ok());
+  EXPECT_EQ(cancelled.state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(pruning_->CancelJob(Context().get(), cancel, &cancelled).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+
+  EXPECT_EQ(server_->Stop(SIGTERM), 0) << server_->Log();
+  fs::remove(dir_ / "port");
+  StartServer("30s");
+  EXPECT_EQ(Get(job.id()).state(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(Get(other.id()).state(), v1::JOB_STATE_CANCELLED);
+  StartWorker();
+  Watch(job.id());
+  EXPECT_EQ(Get(job.id()).state(), v1::JOB_STATE_SUCCEEDED);
+}
+
+}  // namespace
+}  // namespace shears
