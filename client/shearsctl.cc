@@ -270,12 +270,15 @@ class ProgressView {
         std::cout << "\r\033[K[" << std::string(filled, '#') << std::string(kWidth - filled, '.') << "] "
                   << std::setw(3) << static_cast<int>(p.fraction() * 100) << "% " << p.stage() << ": "
                   << p.message() << std::flush;
+        bar_drawn_ = true;
       } else {
         std::cout << "progress " << static_cast<int>(p.fraction() * 100) << "% " << p.stage() << ": "
                   << p.message() << std::endl;
       }
     } else if (event.has_state_change()) {
-      if (tty_) std::cout << "\r\033[K";
+      // The bar keeps its last state on its own line.
+      if (bar_drawn_) std::cout << "\n";
+      bar_drawn_ = false;
       std::cout << "state " << v1::JobState_Name(event.state_change().state()) << ": "
                 << event.state_change().message() << std::endl;
     } else if (event.has_layer() && !tty_) {
@@ -287,6 +290,7 @@ class ProgressView {
  private:
   bool json_;
   bool tty_;
+  bool bar_drawn_ = false;
 };
 
 int Client::Watch(const std::string& id, int64_t after) {

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The service doing its main job end to end: a server and a worker on this machine, a magnitude
+# pruning job on the bundled model, watched to the end, and the pruned model on disk.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+demo=$PWD/.demo
+rm -rf "$demo"
+mkdir -p "$demo"
+
+cleanup() {
+  [[ -n ${worker_pid:-} ]] && kill "$worker_pid" 2>/dev/null && wait "$worker_pid" 2>/dev/null
+  [[ -n ${server_pid:-} ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  return 0
+}
+trap cleanup EXIT
+
+echo "== starting shears-server (SQLite job store in $demo/shears.db)"
+"$build/server/shears-server" --listen 127.0.0.1:0 --db "$demo/shears.db" --port-file "$demo/port" \
+  >"$demo/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 100); do [[ -s $demo/port ]] && break; sleep 0.1; done
+[[ -s $demo/port ]] || { cat "$demo/server.log"; exit 1; }
+server=127.0.0.1:$(cat "$demo/port")
+echo "   listening on $server"
+
+echo "== starting shears-worker (CPU, $(nproc) threads)"
+"$build/worker/shears-worker" --server "$server" --work-dir "$demo/work" --threads "$(nproc)" \
+  >"$demo/worker.log" 2>&1 &
+worker_pid=$!
+
+ctl() { "$build/client/shearsctl" --server "$server" "$@"; }
+model=$PWD/tests/data/tiny-llama
+echo "== shearsctl create --wait: magnitude pruning of $model to 50% sparsity"
+ctl create --model "file://$model" --method magnitude --sparsity 0.5 \
+  --output "file://$demo/pruned" --request-id demo-1 --label demo=true --wait
+
+echo
+echo "== shearsctl list"
+ctl list
+echo
+echo "== the pruned model"
+ls -l "$demo/pruned"
+echo
+echo "== the report (first lines of $demo/pruned/shears_report.json)"
+head -n 16 "$demo/pruned/shears_report.json"
+echo "   ..."
+echo
+echo "Logs: $demo/server.log, $demo/worker.log"
