@@ -24,6 +24,13 @@ int Fail(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Signals are taken synchronously by one thread, so every thread must have them blocked, from
+  // the start: a SIGTERM during start-up then still means "stop cleanly".
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   auto cl = shears::CommandLine::Parse(argc, argv, {"help"});
   if (!cl.ok()) return Fail(std::string(cl.status().message()));
   if (cl->Has("help")) {
@@ -43,12 +50,6 @@ int main(int argc, char** argv) {
   options.store.lease_ttl = *ttl;
   options.store.max_attempts = static_cast<int>(*attempts);
 
-  // Signals are taken synchronously below, so every thread must have them blocked.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   auto server = shears::server::Server::Start(options);
   if (!server.ok()) return Fail(std::string(server.status().message()));

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/files.h"
+#include "tests/model_builders.h"
 #include "tests/pruned_model_checks.h"
 #include "tests/test_util.h"
 #include "worker/engine/model_dir.h"
@@ -20,40 +21,8 @@ namespace {
 namespace fs = std::filesystem;
 using shears::testing::DataDir;
 using shears::testing::ExpectMagnitudePruned;
+using shears::testing::RewriteModel;
 using shears::testing::TempDir;
-
-// Copies a model directory, converting float tensors to `dtype` and splitting the weights into
-// `shards` files with an index when shards > 1.
-void RewriteModel(const std::string& from, const std::string& to, torch::ScalarType dtype, int shards) {
-  auto model = ModelDir::Open(from);
-  ASSERT_TRUE(model.ok()) << model.status();
-  fs::create_directories(to);
-  fs::copy_file(fs::path(from) / "config.json", fs::path(to) / "config.json");
-  std::vector<std::pair<std::string, torch::Tensor>> tensors;
-  for (const auto& file : (*model)->files()) {
-    for (const auto& info : file->tensors()) tensors.emplace_back(info.name, LoadTensor(*file, info).to(dtype));
-  }
-  const DType out_dtype = dtype == torch::kFloat16 ? DType::kF16 : dtype == torch::kBFloat16 ? DType::kBF16 : DType::kF32;
-  nlohmann::json index = {{"metadata", nlohmann::json::object()}, {"weight_map", nlohmann::json::object()}};
-  for (int s = 0; s < shards; ++s) {
-    const std::string name = shards == 1 ? "model.safetensors"
-                                         : "model-0000" + std::to_string(s + 1) + "-of-0000" + std::to_string(shards) +
-                                               ".safetensors";
-    std::vector<TensorDecl> decls;
-    for (size_t i = s; i < tensors.size(); i += shards) {
-      decls.push_back({tensors[i].first, out_dtype, tensors[i].second.sizes().vec()});
-      index["weight_map"][tensors[i].first] = name;
-    }
-    auto w = SafetensorsWriter::Create((fs::path(to) / name).string(), decls);
-    ASSERT_TRUE(w.ok());
-    for (size_t i = s; i < tensors.size(); i += shards) {
-      torch::Tensor holder;
-      ASSERT_TRUE((*w)->Write(tensors[i].first, TensorBytes(tensors[i].second, holder)).ok());
-    }
-    ASSERT_TRUE((*w)->Close().ok());
-  }
-  if (shards > 1) ASSERT_TRUE(WriteFileAtomically((fs::path(to) / kIndexFile).string(), index.dump()).ok());
-}
 
 PruneOptions Options(const std::string& model, const std::string& out, double sparsity) {
   PruneOptions o;

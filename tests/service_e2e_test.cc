@@ -1,15 +1,18 @@
 // shears-server and shears-worker as processes on loopback ports, driven over gRPC as a client
 // platform would drive them.
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <future>
 #include <google/protobuf/util/json_util.h>
 
 #include "common/files.h"
 #include "common/sha256.h"
 #include "shears/v1/pruning.grpc.pb.h"
 #include "shears/v1/workers.grpc.pb.h"
+#include "tests/model_builders.h"
 #include "tests/process.h"
 #include "tests/pruned_model_checks.h"
 #include "tests/test_util.h"
@@ -71,8 +74,9 @@ class ServiceTest : public ::testing::Test {
     return pruning_->CreateJob(Context().get(), request, job);
   }
 
-  // Every event of the job from after_sequence until the stream ends.
-  std::vector<v1::JobEvent> Watch(const std::string& id, int64_t after = 0) {
+  // Every event of the job from after_sequence until the stream ends; `on_event` sees each as it comes.
+  std::vector<v1::JobEvent> Watch(const std::string& id, int64_t after = 0,
+                                  const std::function<void(const v1::JobEvent&)>& on_event = nullptr) {
     v1::WatchJobRequest request;
     request.set_job_id(id);
     request.set_after_sequence(after);
@@ -80,7 +84,10 @@ class ServiceTest : public ::testing::Test {
     auto reader = pruning_->WatchJob(context.get(), request);
     std::vector<v1::JobEvent> events;
     v1::JobEvent event;
-    while (reader->Read(&event)) events.push_back(event);
+    while (reader->Read(&event)) {
+      events.push_back(event);
+      if (on_event) on_event(event);
+    }
     grpc::Status st = reader->Finish();
     EXPECT_TRUE(st.ok()) << st.error_message();
     return events;
@@ -293,6 +300,141 @@ TEST_F(ServiceTest, QueuedJobIsCancelledAtOnceAndJobsSurviveRestart) {
   StartWorker();
   Watch(job.id());
   EXPECT_EQ(Get(job.id()).state(), v1::JOB_STATE_SUCCEEDED);
+}
+
+std::string ToString(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  (void)buffer.Dump(&slices);
+  std::string out;
+  for (const auto& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return out;
+}
+
+// Health and reflection, spoken in raw protobuf bytes: the project has no generated code for them,
+// and an operator's tools (grpc_health_probe, grpcurl) have none of ours.
+TEST_F(ServiceTest, HealthSaysServingAndReflectionListsTheApi) {
+  auto channel = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    grpc::Slice empty("");  // HealthCheckRequest{service: ""} encodes to no bytes
+    grpc::ByteBuffer request(&empty, 1);
+    grpc::ByteBuffer response;
+    std::promise<grpc::Status> done;
+    stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                   [&](grpc::Status st) { done.set_value(st); });
+    grpc::Status st = done.get_future().get();
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    EXPECT_EQ(ToString(response), std::string("\x08\x01", 2)) << "status: SERVING";
+  }
+  grpc::CompletionQueue cq;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  auto call = stub.PrepareCall(&context, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  void* tag;
+  bool ok;
+  auto step = [&](int id) {
+    ASSERT_TRUE(cq.Next(&tag, &ok));
+    EXPECT_EQ(tag, reinterpret_cast<void*>(id));
+    EXPECT_TRUE(ok) << "step " << id;
+  };
+  call->StartCall(reinterpret_cast<void*>(1));
+  step(1);
+  const std::string list_services("\x3a\x00", 2);  // ServerReflectionRequest{list_services: ""}
+  grpc::Slice slice(list_services);
+  grpc::ByteBuffer request(&slice, 1);
+  call->Write(request, reinterpret_cast<void*>(2));
+  step(2);
+  call->WritesDone(reinterpret_cast<void*>(3));
+  step(3);
+  grpc::ByteBuffer response;
+  call->Read(&response, reinterpret_cast<void*>(4));
+  step(4);
+  grpc::Status status;
+  call->Finish(&status, reinterpret_cast<void*>(5));
+  step(5);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  const std::string listed = ToString(response);
+  EXPECT_NE(listed.find("shears.v1.Pruning"), std::string::npos);
+  EXPECT_NE(listed.find("shears.v1.Workers"), std::string::npos);
+  EXPECT_NE(listed.find("grpc.health.v1.Health"), std::string::npos);
+}
+
+// Big enough that pruning takes seconds, so the job can be interrupted between blocks.
+constexpr int kSlowBlocks = 48;
+
+TEST_F(ServiceTest, RunningJobIsCancelledThroughTheHeartbeat) {
+  server_.reset();
+  fs::remove(dir_ / "port");
+  StartServer("900ms");  // heartbeats every 300 ms
+  testing::WriteSyntheticLlama(dir_ / "slow", kSlowBlocks, 256, 704);
+  StartWorker();
+  v1::Job job;
+  ASSERT_TRUE(Create(Spec(dir_ / "slow", dir_ / "out"), &job).ok());
+  bool cancel_sent = false;
+  int layers = 0;
+  auto events = Watch(job.id(), 0, [&](const v1::JobEvent& e) {
+    if (!e.has_layer()) return;
+    ++layers;
+    if (cancel_sent) return;
+    cancel_sent = true;
+    v1::CancelJobRequest cancel;
+    cancel.set_job_id(job.id());
+    v1::Job reply;
+    EXPECT_TRUE(pruning_->CancelJob(Context().get(), cancel, &reply).ok());
+    EXPECT_TRUE(reply.cancel_requested());
+  });
+  v1::Job done = Get(job.id());
+  EXPECT_EQ(done.state(), v1::JOB_STATE_CANCELLED) << done.error();
+  EXPECT_LT(layers, kSlowBlocks * 7) << "the worker stopped before the end";
+  EXPECT_FALSE(fs::exists(dir_ / "out/shears_report.json"));
+  EXPECT_NE(worker_->Log().find("CANCELLED"), std::string::npos) << worker_->Log();
+}
+
+TEST_F(ServiceTest, WorkerGivesItsJobBackOnSigterm) {
+  testing::WriteSyntheticLlama(dir_ / "slow", kSlowBlocks, 256, 704);
+  StartWorker();
+  v1::Job job;
+  ASSERT_TRUE(Create(Spec(dir_ / "slow", dir_ / "out"), &job).ok());
+  // Watch in the background until the worker is pruning, then stop it as Kubernetes would.
+  int exit_status = -1;
+  v1::WatchJobRequest request;
+  request.set_job_id(job.id());
+  auto context = Context(120);
+  auto reader = pruning_->WatchJob(context.get(), request);
+  v1::JobEvent event;
+  while (reader->Read(&event)) {
+    if (event.has_layer()) {
+      exit_status = worker_->Stop(SIGTERM);
+      break;
+    }
+  }
+  context->TryCancel();
+  reader->Finish();
+  EXPECT_EQ(exit_status, 0) << worker_->Log();
+  v1::Job back = Get(job.id());
+  EXPECT_EQ(back.state(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(back.attempt_count(), 0) << "a given-back attempt does not count";
+
+  StartWorker();
+  Watch(job.id());
+  v1::Job done = Get(job.id());
+  EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
+  EXPECT_EQ(done.attempt_count(), 1);
+  EXPECT_EQ(done.result().layers_size(), kSlowBlocks * 7);
+}
+
+TEST_F(ServiceTest, IdleWorkerStopsPromptlyOnSigterm) {
+  StartWorker();
+  const auto ready = std::chrono::steady_clock::now() + kStartTimeout;
+  while (worker_->Log().find("serving") == std::string::npos && std::chrono::steady_clock::now() < ready) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // into its long poll
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(worker_->Stop(SIGTERM), 0) << worker_->Log();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2)) << "the long poll was cut short";
 }
 
 }  // namespace

@@ -2,7 +2,9 @@
 #include <google/protobuf/util/json_util.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
+#include <functional>
 #include <iostream>
 #include <thread>
 
@@ -48,6 +50,24 @@ void PrintEvent(const shears::v1::JobEvent& event) {
   }
 }
 
+sigset_t TerminationSignals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  return signals;
+}
+
+// Runs `on_signal` on a thread of its own when SIGINT or SIGTERM arrives.
+void OnTermination(std::function<void(int)> on_signal) {
+  std::thread([on_signal = std::move(on_signal)] {
+    const sigset_t signals = TerminationSignals();
+    int sig = 0;
+    sigwait(&signals, &sig);
+    on_signal(sig);
+  }).detach();
+}
+
 int RunLocal(const shears::CommandLine& cl, const std::string& device, const std::string& work_dir) {
   auto path = cl.Get("spec");
   if (!path) return Fail("run-local needs --spec SPEC.json");
@@ -65,6 +85,12 @@ int RunLocal(const shears::CommandLine& cl, const std::string& device, const std
   context.work_dir = work_dir;
   context.device = device;
   context.on_event = PrintEvent;
+  static std::atomic<bool> stop{false};
+  OnTermination([](int sig) {
+    std::cerr << "shears-worker: signal " << sig << ", stopping at the next block" << std::endl;
+    stop = true;
+  });
+  context.cancelled = [] { return stop.load(); };
   auto result = shears::worker::RunJob(spec, context);
   if (!result.ok()) {
     std::cerr << "shears-worker: job failed: " << result.status().message() << std::endl;
@@ -82,6 +108,10 @@ int RunLocal(const shears::CommandLine& cl, const std::string& device, const std
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Signals are taken synchronously by one thread, so every thread must have them blocked, from
+  // the start: a SIGTERM during start-up then still means "stop cleanly".
+  const sigset_t signals = TerminationSignals();
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   auto cl = shears::CommandLine::Parse(argc, argv, {"help"});
   if (!cl.ok()) return Fail(std::string(cl.status().message()));
   if (cl->Has("help")) {
@@ -115,20 +145,12 @@ int main(int argc, char** argv) {
   if (!poll.ok()) return Fail(std::string(poll.status().message()));
   options.poll_wait = *poll;
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   shears::worker::Worker worker(options);
-  std::thread waiter([&] {
-    int sig = 0;
-    sigwait(&signals, &sig);
+  OnTermination([&worker](int sig) {
     std::cerr << "shears-worker: signal " << sig << ", stopping" << std::endl;
     worker.Stop();
   });
-  waiter.detach();
   std::cerr << "shears-worker " << options.worker_id << ": serving " << options.server << " on " << device
             << std::endl;
   worker.Run();

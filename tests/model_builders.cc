@@ -1,0 +1,88 @@
+#include "tests/model_builders.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "common/files.h"
+#include "worker/engine/model_dir.h"
+#include "worker/engine/tensor_io.h"
+
+namespace shears::testing {
+
+using namespace shears::engine;
+namespace fs = std::filesystem;
+
+namespace {
+
+DType ToDType(torch::ScalarType t) {
+  return t == torch::kFloat16 ? DType::kF16 : t == torch::kBFloat16 ? DType::kBF16 : DType::kF32;
+}
+
+// Writes `tensors` as safetensors files in `dir`: one model.safetensors, or `shards` files and the index.
+void WriteWeights(const std::string& dir, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                  int shards) {
+  nlohmann::json index = {{"metadata", nlohmann::json::object()}, {"weight_map", nlohmann::json::object()}};
+  for (int s = 0; s < shards; ++s) {
+    const std::string name = shards == 1 ? "model.safetensors"
+                                         : "model-0000" + std::to_string(s + 1) + "-of-0000" + std::to_string(shards) +
+                                               ".safetensors";
+    std::vector<TensorDecl> decls;
+    for (size_t i = s; i < tensors.size(); i += shards) {
+      decls.push_back({tensors[i].first, ToDType(tensors[i].second.scalar_type()), tensors[i].second.sizes().vec()});
+      index["weight_map"][tensors[i].first] = name;
+    }
+    auto w = SafetensorsWriter::Create((fs::path(dir) / name).string(), decls);
+    ASSERT_TRUE(w.ok()) << w.status();
+    for (size_t i = s; i < tensors.size(); i += shards) {
+      torch::Tensor holder;
+      ASSERT_TRUE((*w)->Write(tensors[i].first, TensorBytes(tensors[i].second, holder)).ok());
+    }
+    ASSERT_TRUE((*w)->Close().ok());
+  }
+  if (shards > 1) ASSERT_TRUE(WriteFileAtomically((fs::path(dir) / kIndexFile).string(), index.dump()).ok());
+}
+
+}  // namespace
+
+void RewriteModel(const std::string& from, const std::string& to, torch::ScalarType dtype, int shards) {
+  auto model = ModelDir::Open(from);
+  ASSERT_TRUE(model.ok()) << model.status();
+  fs::create_directories(to);
+  fs::copy_file(fs::path(from) / "config.json", fs::path(to) / "config.json");
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  for (const auto& file : (*model)->files()) {
+    for (const auto& info : file->tensors()) tensors.emplace_back(info.name, LoadTensor(*file, info).to(dtype));
+  }
+  WriteWeights(to, tensors, shards);
+}
+
+void WriteSyntheticLlama(const std::string& dir, int blocks, int hidden, int ffn, int vocab) {
+  fs::create_directories(dir);
+  const int heads = 4;
+  nlohmann::json config = {{"model_type", "llama"},        {"hidden_size", hidden},   {"intermediate_size", ffn},
+                           {"num_hidden_layers", blocks},  {"num_attention_heads", heads},
+                           {"num_key_value_heads", heads}, {"vocab_size", vocab},     {"rms_norm_eps", 1e-5}};
+  ASSERT_TRUE(WriteFileAtomically((fs::path(dir) / "config.json").string(), config.dump(2)).ok());
+  torch::manual_seed(0);
+  std::vector<std::pair<std::string, torch::Tensor>> tensors = {
+      {"model.embed_tokens.weight", torch::randn({vocab, hidden})},
+      {"model.norm.weight", torch::ones({hidden})},
+      {"lm_head.weight", torch::randn({vocab, hidden})}};
+  for (int b = 0; b < blocks; ++b) {
+    const std::string p = "model.layers." + std::to_string(b) + ".";
+    for (const char* n : {"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
+                          "self_attn.o_proj.weight"}) {
+      tensors.emplace_back(p + n, torch::randn({hidden, hidden}));
+    }
+    tensors.emplace_back(p + "mlp.gate_proj.weight", torch::randn({ffn, hidden}));
+    tensors.emplace_back(p + "mlp.up_proj.weight", torch::randn({ffn, hidden}));
+    tensors.emplace_back(p + "mlp.down_proj.weight", torch::randn({hidden, ffn}));
+    tensors.emplace_back(p + "input_layernorm.weight", torch::ones({hidden}));
+    tensors.emplace_back(p + "post_attention_layernorm.weight", torch::ones({hidden}));
+  }
+  WriteWeights(dir, tensors, 1);
+}
+
+}  // namespace shears::testing

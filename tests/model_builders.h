@@ -1,0 +1,17 @@
+#pragma once
+// Models the tests make on the fly: variants of the committed fixtures and synthetic models of any size.
+
+#include <string>
+
+#include <torch/torch.h>
+
+namespace shears::testing {
+
+// Copies a model directory, converting float tensors to `dtype` and splitting the weights into
+// `shards` files with an index when shards > 1.
+void RewriteModel(const std::string& from, const std::string& to, torch::ScalarType dtype, int shards);
+
+// A llama model with random weights (seeded), for tests that need many or large blocks.
+void WriteSyntheticLlama(const std::string& dir, int blocks, int hidden, int ffn, int vocab = 256);
+
+}  // namespace shears::testing
