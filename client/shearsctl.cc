@@ -1,5 +1,4 @@
 // shearsctl: the command-line client of shears.v1.Pruning.
-#include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
@@ -13,7 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/command_line.h"
-#include "common/files.h"
+#include "common/proto_json.h"
 #include "common/proto_time.h"
 #include "shears/v1/pruning.grpc.pb.h"
 
@@ -66,15 +65,6 @@ bool ParseEnum(const std::string& text, const std::string& prefix, bool (*parse)
   std::replace(name.begin(), name.end(), '-', '_');
   if (name.rfind(prefix, 0) != 0) name = prefix + name;
   return parse(name, out);
-}
-
-std::string ToJson(const google::protobuf::Message& message) {
-  std::string json;
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
-  return json;
 }
 
 std::string FormatTime(const google::protobuf::Timestamp& t) {
@@ -136,7 +126,7 @@ class Client {
 
 int Client::Print(const google::protobuf::Message& message, void (*human)(const v1::Job&)) const {
   if (json_ || human == nullptr) {
-    std::cout << ToJson(message);
+    std::cout << shears::ToJson(message);
   } else {
     human(static_cast<const v1::Job&>(message));
   }
@@ -147,11 +137,7 @@ int Client::Create() {
   v1::CreateJobRequest request;
   v1::JobSpec& spec = *request.mutable_spec();
   if (auto path = cl_.Get("spec")) {
-    auto text = shears::ReadFile(*path);
-    if (!text.ok()) return Usage(std::string(text.status().message()));
-    if (auto st = google::protobuf::util::JsonStringToMessage(*text, &spec); !st.ok()) {
-      return Usage(absl::StrCat(*path, ": not a JobSpec: ", st.message().as_string()));
-    }
+    if (auto st = shears::ReadJsonFile(*path, &spec); !st.ok()) return Usage(std::string(st.message()));
   }
   // Flags override or complete a spec file.
   if (auto v = cl_.Get("model")) spec.set_model_uri(*v);
@@ -255,11 +241,7 @@ class ProgressView {
 
   void Show(const v1::JobEvent& event) {
     if (json_) {
-      std::string line;
-      google::protobuf::util::JsonPrintOptions options;
-      options.preserve_proto_field_names = true;
-      (void)google::protobuf::util::MessageToJsonString(event, &line, options);
-      std::cout << line << std::endl;
+      std::cout << shears::ToJson(event, /*multiline=*/false) << std::endl;
       return;
     }
     if (event.has_progress()) {

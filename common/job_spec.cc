@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/uri.h"
 
 namespace shears {
@@ -66,6 +67,9 @@ absl::Status ValidateSpec(const v1::JobSpec& spec) {
     return Invalid("evaluation", "perplexity evaluation is not supported yet");
   }
   if (auto st = ValidateUri("output.uri", spec.output().uri()); !st.ok()) return st;
+  if (absl::StripSuffix(spec.output().uri(), "/") == absl::StripSuffix(spec.model_uri(), "/")) {
+    return Invalid("output.uri", "must differ from model_uri, or the input model would be overwritten");
+  }
   if (spec.output().format() != v1::OUTPUT_FORMAT_DENSE_SAFETENSORS) {
     return Invalid("output.format", "only OUTPUT_FORMAT_DENSE_SAFETENSORS is supported");
   }

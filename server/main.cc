@@ -1,9 +1,9 @@
 // shears-server: the front service and job store.
-#include <csignal>
 #include <fstream>
 #include <iostream>
 
 #include "common/command_line.h"
+#include "common/termination.h"
 #include "server/server.h"
 
 namespace {
@@ -24,13 +24,7 @@ int Fail(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Signals are taken synchronously by one thread, so every thread must have them blocked, from
-  // the start: a SIGTERM during start-up then still means "stop cleanly".
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  shears::BlockTerminationSignals();
   auto cl = shears::CommandLine::Parse(argc, argv, {"help"});
   if (!cl.ok()) return Fail(std::string(cl.status().message()));
   if (cl->Has("help")) {
@@ -59,8 +53,7 @@ int main(int argc, char** argv) {
     std::ofstream(*path + ".tmp") << (*server)->port() << "\n";
     std::rename((*path + ".tmp").c_str(), path->c_str());
   }
-  int sig = 0;
-  sigwait(&signals, &sig);
+  const int sig = shears::WaitForTerminationSignal();
   std::cout << "shears-server: signal " << sig << ", draining" << std::endl;
   (*server)->Shutdown(absl::Seconds(10));
   return 0;

@@ -22,13 +22,9 @@ using testing::TempDir;
 class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    server_ = std::make_unique<Process>(
-        std::vector<std::string>{Binary("server/shears-server"), "--listen", "127.0.0.1:0", "--db", dir_ / "jobs.db",
-                                 "--port-file", dir_ / "port"},
-        dir_ / "server.log");
-    const std::string port = testing::WaitForFile(dir_ / "port", std::chrono::seconds(30));
-    ASSERT_FALSE(port.empty()) << server_->Log();
-    address_ = "127.0.0.1:" + port.substr(0, port.find('\n'));
+    server_ = testing::StartServer(dir_.path());
+    ASSERT_FALSE(server_.address.empty()) << server_.process->Log();
+    address_ = server_.address;
   }
 
   testing::Output Ctl(std::vector<std::string> args) {
@@ -38,7 +34,7 @@ class CliTest : public ::testing::Test {
 
   TempDir dir_;
   std::string address_;
-  std::unique_ptr<Process> server_;
+  testing::ServerProcess server_;
 };
 
 TEST_F(CliTest, CreateWaitGetListWithGlobalFlagsAnywhere) {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -78,6 +79,23 @@ inline std::string WaitForFile(const std::string& path, std::chrono::millisecond
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return "";
+}
+
+// shears-server on an ephemeral loopback port, with its database and log in `dir`.
+struct ServerProcess {
+  std::unique_ptr<Process> process;
+  std::string address;  // 127.0.0.1:PORT; empty if it did not start
+};
+inline ServerProcess StartServer(const std::string& dir, const std::vector<std::string>& flags = {}) {
+  const std::string port_file = dir + "/port";
+  unlink(port_file.c_str());
+  std::vector<std::string> argv = {std::string(SHEARS_BINARY_DIR) + "/server/shears-server", "--listen", "127.0.0.1:0",
+                                   "--db", dir + "/jobs.db", "--port-file", port_file};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  ServerProcess server{std::make_unique<Process>(argv, dir + "/server.log"), ""};
+  const std::string port = WaitForFile(port_file, std::chrono::seconds(30));
+  if (!port.empty()) server.address = "127.0.0.1:" + port.substr(0, port.find('\n'));
+  return server;
 }
 
 }  // namespace shears::testing

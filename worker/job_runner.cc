@@ -1,11 +1,10 @@
 #include "worker/job_runner.h"
 
-#include <google/protobuf/util/json_util.h>
-
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
+#include "common/proto_json.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "worker/engine/prune_model.h"
@@ -120,15 +119,8 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
                             Publish(*out_fs, (fs::path(options.output_dir) / name).string(),
                                     JoinUri(spec.output().uri(), name)));
   }
-  std::string json;
-  google::protobuf::util::JsonPrintOptions print;
-  print.add_whitespace = true;
-  print.preserve_proto_field_names = true;
-  if (!google::protobuf::util::MessageToJsonString(result, &json, print).ok()) {
-    return absl::InternalError("cannot render the report as JSON");
-  }
   const std::string report_path = (fs::path(scratch) / kReportFile).string();
-  SHEARS_RETURN_IF_ERROR(WriteFileAtomically(report_path, json));
+  SHEARS_RETURN_IF_ERROR(WriteFileAtomically(report_path, ToJson(result)));
   SHEARS_ASSIGN_OR_RETURN(*result.add_artifacts(),
                           Publish(*out_fs, report_path, JoinUri(spec.output().uri(), kReportFile)));
   RemoveAll(scratch).IgnoreError();

@@ -1,17 +1,15 @@
 // shears-worker: leases pruning jobs from shears-server, or runs one job from a file.
-#include <google/protobuf/util/json_util.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <csignal>
-#include <functional>
 #include <iostream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/command_line.h"
-#include "common/files.h"
 #include "common/job_spec.h"
+#include "common/proto_json.h"
+#include "common/termination.h"
 #include "worker/engine/runtime.h"
 #include "worker/job_runner.h"
 #include "worker/worker.h"
@@ -50,33 +48,11 @@ void PrintEvent(const shears::v1::JobEvent& event) {
   }
 }
 
-sigset_t TerminationSignals() {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  return signals;
-}
-
-// Runs `on_signal` on a thread of its own when SIGINT or SIGTERM arrives.
-void OnTermination(std::function<void(int)> on_signal) {
-  std::thread([on_signal = std::move(on_signal)] {
-    const sigset_t signals = TerminationSignals();
-    int sig = 0;
-    sigwait(&signals, &sig);
-    on_signal(sig);
-  }).detach();
-}
-
 int RunLocal(const shears::CommandLine& cl, const std::string& device, const std::string& work_dir) {
   auto path = cl.Get("spec");
   if (!path) return Fail("run-local needs --spec SPEC.json");
-  auto text = shears::ReadFile(*path);
-  if (!text.ok()) return Fail(std::string(text.status().message()));
   shears::v1::JobSpec spec;
-  if (auto st = google::protobuf::util::JsonStringToMessage(*text, &spec); !st.ok()) {
-    return Fail(absl::StrCat(*path, ": not a JobSpec: ", st.message().as_string()));
-  }
+  if (auto st = shears::ReadJsonFile(*path, &spec); !st.ok()) return Fail(std::string(st.message()));
   shears::ApplySpecDefaults(spec);
   if (auto st = shears::ValidateSpec(spec); !st.ok()) return Fail(std::string(st.message()));
 
@@ -86,7 +62,7 @@ int RunLocal(const shears::CommandLine& cl, const std::string& device, const std
   context.device = device;
   context.on_event = PrintEvent;
   static std::atomic<bool> stop{false};
-  OnTermination([](int sig) {
+  shears::OnTermination([](int sig) {
     std::cerr << "shears-worker: signal " << sig << ", stopping at the next block" << std::endl;
     stop = true;
   });
@@ -96,22 +72,14 @@ int RunLocal(const shears::CommandLine& cl, const std::string& device, const std
     std::cerr << "shears-worker: job failed: " << result.status().message() << std::endl;
     return 1;
   }
-  std::string json;
-  google::protobuf::util::JsonPrintOptions print;
-  print.add_whitespace = true;
-  print.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(*result, &json, print);
-  std::cout << json;
+  std::cout << shears::ToJson(*result);
   return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Signals are taken synchronously by one thread, so every thread must have them blocked, from
-  // the start: a SIGTERM during start-up then still means "stop cleanly".
-  const sigset_t signals = TerminationSignals();
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  shears::BlockTerminationSignals();
   auto cl = shears::CommandLine::Parse(argc, argv, {"help"});
   if (!cl.ok()) return Fail(std::string(cl.status().message()));
   if (cl->Has("help")) {
@@ -147,7 +115,7 @@ int main(int argc, char** argv) {
 
 
   shears::worker::Worker worker(options);
-  OnTermination([&worker](int sig) {
+  shears::OnTermination([&worker](int sig) {
     std::cerr << "shears-worker: signal " << sig << ", stopping" << std::endl;
     worker.Stop();
   });
