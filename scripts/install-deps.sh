@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ccache pkg-config git
   libtorch-dev libopenblas0-openmp
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libabsl-dev libsqlite3-dev nlohmann-json3-dev
+  libabsl-dev libsqlite3-dev libssl-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev
   bible-kjv
 )
