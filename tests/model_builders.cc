@@ -85,4 +85,50 @@ void WriteSyntheticLlama(const std::string& dir, int blocks, int hidden, int ffn
   WriteWeights(dir, tensors, 1);
 }
 
+void WriteSyntheticOpt(const std::string& dir, int blocks, int hidden, int ffn, int vocab, int embed_dim,
+                       bool layer_norm_before) {
+  fs::create_directories(dir);
+  const int max_positions = 64;
+  nlohmann::json config = {{"model_type", "opt"},
+                           {"hidden_size", hidden},
+                           {"ffn_dim", ffn},
+                           {"num_hidden_layers", blocks},
+                           {"num_attention_heads", 4},
+                           {"vocab_size", vocab},
+                           {"max_position_embeddings", max_positions},
+                           {"word_embed_proj_dim", embed_dim},
+                           {"do_layer_norm_before", layer_norm_before},
+                           {"activation_function", "relu"}};
+  ASSERT_TRUE(WriteFileAtomically((fs::path(dir) / "config.json").string(), config.dump(2)).ok());
+  torch::manual_seed(1);
+  auto rnd = [](std::vector<int64_t> shape, double scale) { return torch::randn(shape) * scale; };
+  std::vector<std::pair<std::string, torch::Tensor>> tensors = {
+      {"model.decoder.embed_tokens.weight", rnd({vocab, embed_dim}, 0.5)},
+      {"model.decoder.embed_positions.weight", rnd({max_positions + 2, hidden}, 0.5)}};
+  if (layer_norm_before) {
+    tensors.emplace_back("model.decoder.final_layer_norm.weight", 1 + rnd({hidden}, 0.1));
+    tensors.emplace_back("model.decoder.final_layer_norm.bias", rnd({hidden}, 0.1));
+  }
+  if (embed_dim != hidden) {
+    tensors.emplace_back("model.decoder.project_in.weight", rnd({hidden, embed_dim}, 0.3));
+    tensors.emplace_back("model.decoder.project_out.weight", rnd({embed_dim, hidden}, 0.3));
+  }
+  for (int b = 0; b < blocks; ++b) {
+    const std::string p = "model.decoder.layers." + std::to_string(b) + ".";
+    for (const char* n : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj"}) {
+      tensors.emplace_back(p + n + ".weight", rnd({hidden, hidden}, 0.2));
+      tensors.emplace_back(p + n + ".bias", rnd({hidden}, 0.1));
+    }
+    for (const char* n : {"self_attn_layer_norm", "final_layer_norm"}) {
+      tensors.emplace_back(p + n + ".weight", 1 + rnd({hidden}, 0.1));
+      tensors.emplace_back(p + n + ".bias", rnd({hidden}, 0.1));
+    }
+    tensors.emplace_back(p + "fc1.weight", rnd({ffn, hidden}, 0.2));
+    tensors.emplace_back(p + "fc1.bias", rnd({ffn}, 0.1));
+    tensors.emplace_back(p + "fc2.weight", rnd({hidden, ffn}, 0.2));
+    tensors.emplace_back(p + "fc2.bias", rnd({hidden}, 0.1));
+  }
+  WriteWeights(dir, tensors, 1);
+}
+
 }  // namespace shears::testing

@@ -14,4 +14,9 @@ void RewriteModel(const std::string& from, const std::string& to, torch::ScalarT
 // A llama model with random weights (seeded), for tests that need many or large blocks.
 void WriteSyntheticLlama(const std::string& dir, int blocks, int hidden, int ffn, int vocab = 256);
 
+// An OPT model with random weights and biases (seeded). `embed_dim` != `hidden` adds the
+// project_in/project_out pair; `layer_norm_before` false is the post-LayerNorm variant (opt-350m).
+void WriteSyntheticOpt(const std::string& dir, int blocks, int hidden, int ffn, int vocab, int embed_dim,
+                       bool layer_norm_before);
+
 }  // namespace shears::testing

@@ -1,44 +1,72 @@
 #pragma once
-// What the engine knows about each model_type: how many decoder blocks there are and which linear
-// weights each block holds, with the shapes config.json implies.
+// A decoder-only architecture: which tensors a checkpoint holds, and the forward pass in three
+// pieces (embed, one block, logits) so that the executor can run a model one block at a time.
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <torch/torch.h>
 
 #include "absl/status/statusor.h"
+#include "worker/engine/model_config.h"
 #include "worker/engine/model_dir.h"
 
 namespace shears::engine {
 
-struct LinearWeight {
-  std::string name;            // e.g. model.layers.0.mlp.up_proj.weight
+struct TensorSpec {
+  std::string name;            // relative to the group (a block's prefix), or full for outer tensors
   std::vector<int64_t> shape;  // as stored (gpt2's Conv1D stores [in, out])
+  bool optional = false;       // biases some variants have, a head tied to the embeddings
+  bool prunable = false;       // a linear weight that pruning methods may zero
 };
+
+struct LinearWeight {
+  std::string name;  // full tensor name
+  std::vector<int64_t> shape;
+};
+
+// Tensors by name (relative to their group), as F32 on the computing device.
+using TensorMap = std::map<std::string, torch::Tensor>;
 
 class Architecture {
  public:
   // Fails with the config key that is missing or the model_type that is not supported.
-  static absl::StatusOr<Architecture> FromConfig(const nlohmann::json& config);
+  static absl::StatusOr<std::unique_ptr<Architecture>> FromConfig(const nlohmann::json& config);
+  virtual ~Architecture() = default;
 
-  const std::string& model_type() const { return model_type_; }
-  int num_blocks() const { return num_blocks_; }
-  // The prunable linear weights of decoder block `block`.
+  const ModelConfig& config() const { return config_; }
+  const std::string& model_type() const { return config_.model_type; }
+  int num_blocks() const { return static_cast<int>(config_.layers); }
+
+  virtual std::string BlockPrefix(int block) const = 0;
+  // The tensors of every block, named relative to BlockPrefix.
+  virtual std::vector<TensorSpec> BlockTensors() const = 0;
+  // The tensors outside the blocks that the forward pass reads, with full names.
+  virtual std::vector<TensorSpec> OuterTensors() const = 0;
+
+  // The prunable linear weights of decoder block `block`, with full names.
   std::vector<LinearWeight> BlockLinears(int block) const;
-  // Every block's linear weights exist in the model, as floating-point 2-D tensors of the expected shape.
+  // Every tensor the forward pass needs exists, as a floating-point tensor of the expected shape.
   absl::Status CheckWeights(const ModelDir& model) const;
 
- private:
-  struct Template {
-    std::string suffix;          // after the block prefix
-    std::vector<int64_t> shape;
-  };
-  std::string model_type_;
-  std::string block_prefix_;  // "model.layers." or "transformer.h."
-  int num_blocks_ = 0;
-  std::vector<Template> linears_;
+  // ids [B, T] -> hidden [B, T, d]
+  virtual torch::Tensor Embed(const TensorMap& outer, const torch::Tensor& ids) const = 0;
+  // hidden [B, T, d] -> hidden [B, T, d]; `block` holds that block's tensors.
+  virtual torch::Tensor Block(const TensorMap& block, const torch::Tensor& hidden) const = 0;
+  // hidden [B, T, d] -> logits [B, T, vocab]
+  virtual torch::Tensor Logits(const TensorMap& outer, const torch::Tensor& hidden) const = 0;
+
+ protected:
+  explicit Architecture(ModelConfig config) : config_(std::move(config)) {}
+  ModelConfig config_;
 };
+
+// Loads `specs` (names relative to `prefix`) as F32 on `device`; absent optional tensors are left out.
+TensorMap LoadTensors(const ModelDir& model, const std::string& prefix, const std::vector<TensorSpec>& specs,
+                      const torch::Device& device);
 
 }  // namespace shears::engine

@@ -54,7 +54,7 @@ absl::StatusOr<PruneReport> PruneModelOrThrow(const PruneOptions& options, const
   progress("loading", 0.0, absl::StrCat("reading ", options.model_dir));
   SHEARS_ASSIGN_OR_RETURN(auto model, ModelDir::Open(options.model_dir));
   SHEARS_ASSIGN_OR_RETURN(auto arch, Architecture::FromConfig(model->config()));
-  SHEARS_RETURN_IF_ERROR(arch.CheckWeights(*model));
+  SHEARS_RETURN_IF_ERROR(arch->CheckWeights(*model));
   SHEARS_ASSIGN_OR_RETURN(const torch::Device device, ParseDevice(options.device));
   SHEARS_ASSIGN_OR_RETURN(auto method, MakePruningMethod(options));
   SHEARS_RETURN_IF_ERROR(MakeDirectories(options.output_dir));
@@ -63,9 +63,9 @@ absl::StatusOr<PruneReport> PruneModelOrThrow(const PruneOptions& options, const
   SHEARS_ASSIGN_OR_RETURN(Writers writers, MirrorWeightFiles(*model, options.output_dir, report));
   torch::NoGradGuard no_grad;
   std::set<std::string> pruned;
-  for (int b = 0; b < arch.num_blocks(); ++b) {
+  for (int b = 0; b < arch->num_blocks(); ++b) {
     if (observer.cancelled && observer.cancelled()) return absl::CancelledError("job cancelled");
-    for (const auto& linear : arch.BlockLinears(b)) {
+    for (const auto& linear : arch->BlockLinears(b)) {
       const auto start = std::chrono::steady_clock::now();
       const auto* at = model->Find(linear.name);
       torch::Tensor weight = LoadTensor(*at->file, *at->info).to(device);
@@ -81,7 +81,7 @@ absl::StatusOr<PruneReport> PruneModelOrThrow(const PruneOptions& options, const
       report.layers.push_back(layer);
       if (observer.on_layer) observer.on_layer(layer);
     }
-    progress("pruning", double(b + 1) / arch.num_blocks(), absl::StrCat("block ", b + 1, "/", arch.num_blocks()));
+    progress("pruning", double(b + 1) / arch->num_blocks(), absl::StrCat("block ", b + 1, "/", arch->num_blocks()));
   }
 
   progress("writing", 1.0, "copying the unpruned tensors");

@@ -1,0 +1,19 @@
+#pragma once
+
+#include "worker/engine/architecture.h"
+
+namespace shears::engine {
+
+// GPT-2: LayerNorm, learned positions, Conv1D weights stored [in, out], gelu_new, tied head.
+class Gpt2 final : public Architecture {
+ public:
+  explicit Gpt2(ModelConfig config) : Architecture(std::move(config)) {}
+  std::string BlockPrefix(int block) const override;
+  std::vector<TensorSpec> BlockTensors() const override;
+  std::vector<TensorSpec> OuterTensors() const override;
+  torch::Tensor Embed(const TensorMap& outer, const torch::Tensor& ids) const override;
+  torch::Tensor Block(const TensorMap& block, const torch::Tensor& hidden) const override;
+  torch::Tensor Logits(const TensorMap& outer, const torch::Tensor& hidden) const override;
+};
+
+}  // namespace shears::engine

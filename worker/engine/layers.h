@@ -1,0 +1,33 @@
+#pragma once
+// The building blocks the architectures share, written as the Hugging Face models compute them.
+
+#include <optional>
+
+#include <torch/torch.h>
+
+#include "worker/engine/architecture.h"
+
+namespace shears::engine {
+
+torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
+torch::Tensor LayerNorm(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, double eps);
+// x W^T (+ b) with nn.Linear's [out, in] weight; the bias is taken from `tensors` when present.
+torch::Tensor Linear(const torch::Tensor& x, const TensorMap& tensors, const std::string& name);
+// GPT-2's tanh approximation of GELU.
+torch::Tensor GeluNew(const torch::Tensor& x);
+
+// Rotary embedding tables [T, head_dim] for the rotate-half convention.
+struct Rotary {
+  torch::Tensor cos, sin;
+};
+Rotary RotaryTables(int64_t length, int64_t head_dim, double theta, const torch::Device& device);
+torch::Tensor ApplyRotary(const torch::Tensor& x, const Rotary& rotary);
+
+// Causal softmax attention. q [B, H, T, hd], k and v [B, KV, T, hd] with H a multiple of KV
+// (grouped-query attention). Returns [B, T, H * hd].
+torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale);
+
+// [B, T, heads * hd] -> [B, heads, T, hd]
+torch::Tensor SplitHeads(const torch::Tensor& x, int64_t heads);
+
+}  // namespace shears::engine
