@@ -7,14 +7,12 @@ packages=(
   build-essential cmake ccache pkg-config git
   libtorch-dev libopenblas0-openmp
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libabsl-dev libsqlite3-dev libssl-dev nlohmann-json3-dev
+  libabsl-dev libsqlite3-dev libssl-dev nlohmann-json3-dev libpcre2-dev zlib1g-dev
   libgtest-dev libgmock-dev
   bible-kjv
+  # The reference instruments (../shared/reference) the tests cross-check the engine against.
+  python3-torch python3-regex
 )
-# The reference instruments that built tests/data and cross-check the engine.
-if [[ "${SHEARS_WITH_REFERENCE:-0}" == 1 ]]; then
-  packages+=(python3-torch python3-regex)
-fi
 
 missing=()
 for p in "${packages[@]}"; do
