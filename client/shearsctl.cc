@@ -92,6 +92,12 @@ void PrintJob(const v1::Job& job) {
     std::cout << "result    sparsity " << std::fixed << std::setprecision(4) << r.achieved_sparsity() << " ("
               << r.parameters_before() << " -> " << r.parameters_after() << " non-zero prunable parameters, "
               << r.layers_size() << " layers)\n";
+    if (r.has_evaluation()) {
+      const auto& e = r.evaluation();
+      std::cout << "perplexity dense " << std::setprecision(3) << e.dense_perplexity() << " -> pruned "
+                << e.pruned_perplexity() << " (" << e.windows() << " windows of " << e.seq_len() << " tokens of "
+                << e.dataset_uri() << ")\n";
+    }
     for (const auto& a : r.artifacts()) {
       std::cout << "artifact  " << a.uri() << "  " << a.size_bytes() << " bytes  sha256 " << a.sha256() << "\n";
     }
@@ -263,6 +269,11 @@ class ProgressView {
       bar_drawn_ = false;
       std::cout << "state " << v1::JobState_Name(event.state_change().state()) << ": "
                 << event.state_change().message() << std::endl;
+    } else if (event.has_evaluation()) {
+      if (bar_drawn_) std::cout << "\n";
+      bar_drawn_ = false;
+      std::cout << "perplexity dense " << event.evaluation().dense_perplexity() << ", pruned "
+                << event.evaluation().pruned_perplexity() << std::endl;
     } else if (event.has_layer() && !tty_) {
       std::cout << "layer " << event.layer().name() << " sparsity " << event.layer().achieved_sparsity()
                 << std::endl;

@@ -63,8 +63,17 @@ absl::Status ValidateSpec(const v1::JobSpec& spec) {
   if (!(spec.target_sparsity() >= 0.0 && spec.target_sparsity() < 1.0)) {
     return Invalid("target_sparsity", absl::StrCat("must be in [0, 1), got ", spec.target_sparsity()));
   }
+  if (spec.has_calibration()) {
+    return Invalid("calibration", absl::StrCat(v1::Method_Name(spec.method()), " uses no calibration data"));
+  }
   if (spec.has_evaluation()) {
-    return Invalid("evaluation", "perplexity evaluation is not supported yet");
+    const auto& eval = spec.evaluation();
+    if (auto st = ValidateUri("evaluation.dataset_uri", eval.dataset_uri()); !st.ok()) return st;
+    if (eval.seq_len() < 2) return Invalid("evaluation.seq_len", absl::StrCat("must be at least 2, got ", eval.seq_len()));
+    if (eval.num_samples() != 0) {
+      return Invalid("evaluation.num_samples", "evaluation uses every window; cap it with max_tokens");
+    }
+    if (eval.max_tokens() < 0) return Invalid("evaluation.max_tokens", "must not be negative");
   }
   if (auto st = ValidateUri("output.uri", spec.output().uri()); !st.ok()) return st;
   if (absl::StripSuffix(spec.output().uri(), "/") == absl::StripSuffix(spec.model_uri(), "/")) {

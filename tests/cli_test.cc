@@ -121,6 +121,23 @@ TEST(RunLocal, RunsOneJobFromAJsonSpecWithoutAServer) {
   testing::ExpectMagnitudePruned(DataDir("tiny-gpt2"), dir / "out", 0.25);
   EXPECT_TRUE(fs::exists(dir / "out/shears_report.json"));
 
+  // The issue's check: the committed llama fixture with a magnitude spec reports both perplexities.
+  const std::string eval_spec = R"({"model_uri": "file://)" + DataDir("tiny-llama") +
+                                R"(", "method": "METHOD_MAGNITUDE", "target_sparsity": 0.5, "output": {"uri": "file://)" +
+                                (dir / "out-eval") + R"("}, "evaluation": {"dataset_uri": "file://)" +
+                                testing::KjvSplitsDir() + R"(/test.txt", "seq_len": 128, "max_tokens": 16384}})";
+  ASSERT_TRUE(WriteFileAtomically(dir / "eval.json", eval_spec).ok());
+  auto evaluated = RunCommand({Binary("worker/shears-worker"), "run-local", "--spec", dir / "eval.json", "--work-dir",
+                               dir / "work", "--threads", "2"},
+                              dir / "eval.log");
+  ASSERT_EQ(evaluated.status, 0) << evaluated.out;
+  EXPECT_NE(evaluated.out.find("perplexity: dense "), std::string::npos) << evaluated.out;
+  auto report = nlohmann::json::parse(ReadFile(dir / "out-eval/shears_report.json").value());
+  EXPECT_GT(report["dense_perplexity"].get<double>(), 1.0);
+  EXPECT_GT(report["pruned_perplexity"].get<double>(), report["dense_perplexity"].get<double>());
+  EXPECT_EQ(report["evaluation"]["windows"], "128") << "int64 is a string in protobuf JSON";
+  EXPECT_EQ(report["evaluation"]["seq_len"], 128);
+
   ASSERT_TRUE(WriteFileAtomically(dir / "bad.json", R"({"model_uri": "file:///m", "method": "METHOD_MAGNITUDE",
       "target_sparsity": 1.5, "output": {"uri": "file:///o"}})").ok());
   auto bad = RunCommand({Binary("worker/shears-worker"), "run-local", "--spec", dir / "bad.json"}, dir / "bad.log");

@@ -81,6 +81,18 @@ inline std::string WaitForFile(const std::string& path, std::chrono::millisecond
   return "";
 }
 
+// The KJV train/valid/test splits, made once per test binary by the bundled tool.
+inline const std::string& KjvSplitsDir() {
+  static const std::string dir = [] {
+    std::string pattern = "/tmp/shears-kjv-XXXXXX";
+    std::string path = mkdtemp(pattern.data());
+    Output run = RunCommand({std::string(SHEARS_BINARY_DIR) + "/tools/shears-kjv-splits", path}, path + "/log");
+    if (run.status != 0) return std::string("/nonexistent/kjv: ") + run.out;
+    return path;
+  }();
+  return dir;
+}
+
 // shears-server on an ephemeral loopback port, with its database and log in `dir`.
 struct ServerProcess {
   std::unique_ptr<Process> process;

@@ -10,8 +10,12 @@
 
 #include "common/files.h"
 #include "tests/model_builders.h"
+#include "tests/process.h"
 #include "tests/pruned_model_checks.h"
 #include "tests/test_util.h"
+#include "worker/engine/architecture.h"
+#include "worker/engine/block_runner.h"
+#include "worker/engine/dataset.h"
 #include "worker/engine/model_dir.h"
 #include "worker/engine/tensor_io.h"
 
@@ -92,6 +96,50 @@ TEST(PruneModel, ZeroSparsityCopiesTheModelUnchanged) {
     auto b = o->file->Data(*o->info);
     EXPECT_TRUE(std::equal(a.begin(), a.end(), b.begin(), b.end())) << info.name;
   }
+}
+
+double PerplexityOfModel(const std::string& dir, const torch::Tensor& windows) {
+  auto model = ModelDir::Open(dir);
+  EXPECT_TRUE(model.ok()) << model.status();
+  auto arch = Architecture::FromConfig((*model)->config());
+  BlockRunner runner(**model, **arch, torch::kCPU);
+  return Perplexity(runner, windows);
+}
+
+TEST(PruneModel, EvaluatesTheDenseAndThePrunedModelOnTheSameWindows) {
+  TempDir dir;
+  PruneOptions options = Options(DataDir("tiny-llama"), dir / "out", 0.5);
+  options.evaluation = EvaluationOptions{shears::testing::KjvSplitsDir() + "/test.txt", 64, 4000};
+  std::vector<std::string> stages;
+  PruneObserver observer;
+  observer.on_progress = [&](const std::string& stage, double, const std::string&) { stages.push_back(stage); };
+  auto report = PruneModel(options, observer);
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_TRUE(report->evaluation.has_value());
+  const auto& e = *report->evaluation;
+  EXPECT_EQ(e.windows, 4000 / 64);
+  EXPECT_EQ(e.predicted_tokens, e.windows * 63);
+  EXPECT_NE(std::find(stages.begin(), stages.end(), "evaluating"), stages.end());
+
+  // The same numbers as a separate run over each model directory.
+  auto tokenizer = LoadTokenizer(DataDir("tiny-llama"));
+  auto ids = LoadTokenIds(options.evaluation->path, tokenizer->get(), 2048);
+  auto windows = EvaluationWindows(*ids, 64, 4000);
+  ASSERT_TRUE(windows.ok());
+  EXPECT_NEAR(e.dense_perplexity / PerplexityOfModel(DataDir("tiny-llama"), *windows), 1.0, 1e-5);
+  EXPECT_NEAR(e.pruned_perplexity / PerplexityOfModel(dir / "out", *windows), 1.0, 1e-5);
+  EXPECT_GT(e.pruned_perplexity, e.dense_perplexity * 1.05) << "half the weights gone costs something";
+}
+
+TEST(PruneModel, EvaluationErrorsNameTheData) {
+  TempDir dir;
+  PruneOptions options = Options(DataDir("tiny-gpt2"), dir / "out", 0.5);
+  options.evaluation = EvaluationOptions{shears::testing::KjvSplitsDir() + "/test.txt", 4096, 0};
+  auto too_long = PruneModel(options, {});
+  EXPECT_NE(too_long.status().message().find("seq_len 4096 exceeds the model's 1024 positions"), std::string::npos)
+      << too_long.status();
+  options.evaluation = EvaluationOptions{dir / "missing.txt", 64, 0};
+  EXPECT_EQ(PruneModel(options, {}).status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST(PruneModel, StopsWhenCancelled) {

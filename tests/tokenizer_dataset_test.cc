@@ -22,16 +22,7 @@ using shears::testing::DataDir;
 using shears::testing::RunCommand;
 using shears::testing::TempDir;
 
-// The KJV splits, made once per test binary by the bundled tool.
-const std::string& KjvDir() {
-  static TempDir* dir = [] {
-    auto* d = new TempDir();
-    auto run = RunCommand({Binary("tools/shears-kjv-splits"), d->path()}, *d / "log");
-    EXPECT_EQ(run.status, 0) << run.out;
-    return d;
-  }();
-  return dir->path();
-}
+const std::string& KjvDir() { return shears::testing::KjvSplitsDir(); }
 
 std::vector<int64_t> ReferenceIds(const std::string& tokenizer, const std::string& text_file, const TempDir& dir) {
   auto run = RunCommand({"/usr/bin/python3", std::string(SHEARS_SOURCE_DIR) + "/tests/reference/encode.py", tokenizer,

@@ -86,6 +86,15 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
   options.model_dir = *model_dir;
   // A retried attempt starts from a clean scratch directory and overwrites only its own outputs.
   options.output_dir = (fs::path(scratch) / "output").string();
+  if (spec.has_evaluation()) {
+    const auto& eval = spec.evaluation();
+    SHEARS_ASSIGN_OR_RETURN(auto data_fs, FileSystemFor(eval.dataset_uri()));
+    auto path = data_fs->Localize(eval.dataset_uri(), context.work_dir);
+    if (!path.ok()) {
+      return absl::Status(path.status().code(), absl::StrCat("evaluation.dataset_uri: ", path.status().message()));
+    }
+    options.evaluation = engine::EvaluationOptions{*path, eval.seq_len(), eval.max_tokens()};
+  }
   SHEARS_RETURN_IF_ERROR(RemoveAll(scratch));
 
   engine::PruneObserver observer;
@@ -109,6 +118,21 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
   result.set_parameters_before(report->parameters_before);
   result.set_parameters_after(report->parameters_after);
   for (const auto& layer : report->layers) *result.add_layers() = ToProto(layer);
+  if (report->evaluation) {
+    const auto& e = *report->evaluation;
+    v1::Evaluation* eval = result.mutable_evaluation();
+    eval->set_dataset_uri(spec.evaluation().dataset_uri());
+    eval->set_seq_len(static_cast<int32_t>(e.seq_len));
+    eval->set_windows(e.windows);
+    eval->set_predicted_tokens(e.predicted_tokens);
+    eval->set_dense_perplexity(e.dense_perplexity);
+    eval->set_pruned_perplexity(e.pruned_perplexity);
+    result.set_dense_perplexity(e.dense_perplexity);
+    result.set_pruned_perplexity(e.pruned_perplexity);
+    v1::JobEvent event;
+    *event.mutable_evaluation() = *eval;
+    emit(event);
+  }
   result.set_output_uri(spec.output().uri());
 
   emit(ProgressEvent("publishing", kLoadShare + kPruneShare, absl::StrCat("writing to ", spec.output().uri())));

@@ -45,6 +45,10 @@ void PrintEvent(const shears::v1::JobEvent& event) {
               << ": " << event.progress().message() << std::endl;
   } else if (event.has_layer()) {
     std::cout << "  " << event.layer().name() << ": sparsity " << event.layer().achieved_sparsity() << std::endl;
+  } else if (event.has_evaluation()) {
+    const auto& e = event.evaluation();
+    std::cout << "perplexity: dense " << e.dense_perplexity() << ", pruned " << e.pruned_perplexity() << " ("
+              << e.windows() << " windows of " << e.seq_len() << " tokens of " << e.dataset_uri() << ")" << std::endl;
   }
 }
 

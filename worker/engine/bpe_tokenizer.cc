@@ -179,8 +179,11 @@ std::vector<std::string> BpeTokenizer::PreTokenize(const std::string& text) cons
     for (const auto& piece : pieces) {
       const auto* subject = reinterpret_cast<PCRE2_SPTR>(piece.data());
       size_t offset = 0;
+      // PCRE2 checks the whole subject's UTF-8 on every call unless told not to: once is enough.
+      uint32_t flags = 0;
       while (offset < piece.size()) {
-        if (pcre2_match(code, subject, piece.size(), offset, 0, match, nullptr) < 0) break;
+        if (pcre2_match(code, subject, piece.size(), offset, flags, match, nullptr) < 0) break;
+        flags = PCRE2_NO_UTF_CHECK;
         const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(match);
         if (ov[0] > offset) next.push_back(piece.substr(offset, ov[0] - offset));
         if (ov[1] > ov[0]) {

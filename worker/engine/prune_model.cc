@@ -1,6 +1,7 @@
 #include "worker/engine/prune_model.h"
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -9,6 +10,8 @@
 #include "common/files.h"
 #include "common/status_macros.h"
 #include "worker/engine/architecture.h"
+#include "worker/engine/block_runner.h"
+#include "worker/engine/dataset.h"
 #include "worker/engine/device.h"
 #include "worker/engine/model_dir.h"
 #include "worker/engine/pruning_method.h"
@@ -44,6 +47,25 @@ absl::StatusOr<Writers> MirrorWeightFiles(const ModelDir& model, const std::stri
   return writers;
 }
 
+// The evaluation windows, tokenized with the model's own tokenizer when the data is text.
+absl::StatusOr<torch::Tensor> EvaluationIds(const EvaluationOptions& eval, const ModelDir& model,
+                                            const ModelConfig& config) {
+  if (config.max_positions > 0 && eval.seq_len > config.max_positions) {
+    return absl::InvalidArgumentError(absl::StrCat("evaluation seq_len ", eval.seq_len, " exceeds the model's ",
+                                                   config.max_positions, " positions"));
+  }
+  auto tokenizer = LoadTokenizer(model.dir());
+  if (!tokenizer.ok() && !absl::IsNotFound(tokenizer.status())) return tokenizer.status();
+  SHEARS_ASSIGN_OR_RETURN(torch::Tensor ids,
+                          LoadTokenIds(eval.path, tokenizer.ok() ? tokenizer->get() : nullptr, config.vocab));
+  return EvaluationWindows(ids, eval.seq_len, eval.max_tokens);
+}
+
+double PerplexityOf(const BlockRunner& runner, const torch::Tensor& hidden, const torch::Tensor& ids) {
+  auto [nll, count] = runner.NextTokenLoss(hidden, ids);
+  return std::exp(nll / static_cast<double>(count));
+}
+
 absl::StatusOr<PruneReport> PruneModelOrThrow(const PruneOptions& options, const PruneObserver& observer) {
   auto progress = [&](const std::string& stage, double fraction, const std::string& message) {
     if (observer.on_progress) observer.on_progress(stage, fraction, message);
@@ -57,37 +79,67 @@ absl::StatusOr<PruneReport> PruneModelOrThrow(const PruneOptions& options, const
   SHEARS_RETURN_IF_ERROR(arch->CheckWeights(*model));
   SHEARS_ASSIGN_OR_RETURN(const torch::Device device, ParseDevice(options.device));
   SHEARS_ASSIGN_OR_RETURN(auto method, MakePruningMethod(options));
-  SHEARS_RETURN_IF_ERROR(MakeDirectories(options.output_dir));
+  torch::NoGradGuard no_grad;
+  BlockRunner runner(*model, *arch, device);
 
+  // The dense and the pruned model see the same windows, advanced block by block side by side,
+  // so both perplexities come from one pass over the checkpoint.
+  torch::Tensor eval_ids, dense, pruned;
+  if (options.evaluation) {
+    SHEARS_ASSIGN_OR_RETURN(eval_ids, EvaluationIds(*options.evaluation, *model, arch->config()));
+    dense = runner.Embed(eval_ids);
+    pruned = dense;
+  }
+
+  SHEARS_RETURN_IF_ERROR(MakeDirectories(options.output_dir));
   PruneReport report;
   SHEARS_ASSIGN_OR_RETURN(Writers writers, MirrorWeightFiles(*model, options.output_dir, report));
-  torch::NoGradGuard no_grad;
-  std::set<std::string> pruned;
+  std::set<std::string> pruned_names;
   for (int b = 0; b < arch->num_blocks(); ++b) {
     if (observer.cancelled && observer.cancelled()) return absl::CancelledError("job cancelled");
+    TensorMap block = runner.LoadBlock(b);
+    if (options.evaluation) dense = runner.Run(block, dense);
+    const std::string prefix = arch->BlockPrefix(b);
     for (const auto& linear : arch->BlockLinears(b)) {
       const auto start = std::chrono::steady_clock::now();
       const auto* at = model->Find(linear.name);
-      torch::Tensor weight = LoadTensor(*at->file, *at->info).to(device);
+      torch::Tensor& weight = block.at(linear.name.substr(prefix.size()));
       SHEARS_RETURN_IF_ERROR(method->PruneLinear(weight, options.target_sparsity));
+      // Written in the stored dtype; the pruned model is evaluated with exactly what was written.
       torch::Tensor holder;
-      SHEARS_RETURN_IF_ERROR(writers[at->file]->Write(linear.name, TensorBytes(weight, holder)));
-      pruned.insert(linear.name);
+      SHEARS_RETURN_IF_ERROR(
+          writers[at->file]->Write(linear.name, TensorBytes(weight.to(ToScalarType(at->info->dtype)), holder)));
+      weight = holder.to(device, torch::kFloat32);
+      pruned_names.insert(linear.name);
 
-      LayerReport layer{linear.name, b, weight.numel(), (holder == 0).sum().item<int64_t>(),
+      LayerReport layer{linear.name, b, holder.numel(), (holder == 0).sum().item<int64_t>(),
                         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()};
       report.parameters_before += layer.parameters;
       report.parameters_after += layer.parameters - layer.zeros;
       report.layers.push_back(layer);
       if (observer.on_layer) observer.on_layer(layer);
     }
+    if (options.evaluation) pruned = runner.Run(block, pruned);
     progress("pruning", double(b + 1) / arch->num_blocks(), absl::StrCat("block ", b + 1, "/", arch->num_blocks()));
+  }
+
+  if (options.evaluation) {
+    progress("evaluating", 1.0, "perplexity of the dense and the pruned model");
+    EvaluationReport eval;
+    eval.windows = eval_ids.size(0);
+    eval.seq_len = eval_ids.size(1);
+    eval.predicted_tokens = eval.windows * (eval.seq_len - 1);
+    eval.dense_perplexity = PerplexityOf(runner, dense, eval_ids);
+    eval.pruned_perplexity = PerplexityOf(runner, pruned, eval_ids);
+    report.evaluation = eval;
   }
 
   progress("writing", 1.0, "copying the unpruned tensors");
   for (const auto& file : model->files()) {
     for (const auto& info : file->tensors()) {
-      if (!pruned.count(info.name)) SHEARS_RETURN_IF_ERROR(writers[file.get()]->Write(info.name, file->Data(info)));
+      if (!pruned_names.count(info.name)) {
+        SHEARS_RETURN_IF_ERROR(writers[file.get()]->Write(info.name, file->Data(info)));
+      }
     }
     SHEARS_RETURN_IF_ERROR(writers[file.get()]->Close());
   }

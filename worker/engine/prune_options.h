@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,13 @@ namespace shears::engine {
 
 enum class Method { kMagnitude };
 enum class Structure { kUnstructured };
+
+// Perplexity measured before and after pruning, the protocol the papers report on WikiText-2.
+struct EvaluationOptions {
+  std::string path;  // a local dataset file (see dataset.h for the formats)
+  int64_t seq_len = 0;
+  int64_t max_tokens = 0;  // 0: all
+};
 
 struct PruneOptions {
   std::string model_dir;   // a local Hugging Face model directory
@@ -20,6 +28,7 @@ struct PruneOptions {
   double target_sparsity = 0.0;
   uint64_t seed = 0;
   std::string device = "cpu";  // "cpu" or "cuda:N"
+  std::optional<EvaluationOptions> evaluation;
 };
 
 struct LayerReport {
@@ -30,11 +39,20 @@ struct LayerReport {
   double seconds = 0.0;
 };
 
+struct EvaluationReport {
+  int64_t windows = 0;
+  int64_t seq_len = 0;
+  int64_t predicted_tokens = 0;
+  double dense_perplexity = 0.0;
+  double pruned_perplexity = 0.0;
+};
+
 struct PruneReport {
   int64_t parameters_before = 0;  // prunable parameters
   int64_t parameters_after = 0;   // of those, the non-zero ones after pruning
   std::vector<LayerReport> layers;
   std::vector<std::string> files;  // written into output_dir, relative names
+  std::optional<EvaluationReport> evaluation;
 
   double achieved_sparsity() const {
     return parameters_before == 0 ? 0.0 : 1.0 - double(parameters_after) / double(parameters_before);
