@@ -2,7 +2,7 @@
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build test demo clean
+.PHONY: all deps build test demo bench clean
 
 all: build
 
@@ -19,6 +19,10 @@ test: build
 
 demo: build
 	scripts/demo.sh $(BUILD_DIR)
+
+# Long measurements (speed, memory) that print their figures and ratios.
+bench: build
+	$(BUILD_DIR)/bench/peak_rss_bench $(BUILD_DIR) /tmp/shears-bench
 
 clean:
 	rm -rf $(BUILD_DIR) .demo

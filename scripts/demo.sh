@@ -30,10 +30,25 @@ echo "== starting shears-worker (CPU, $(nproc) threads)"
 worker_pid=$!
 
 ctl() { "$build/client/shearsctl" --server "$server" "$@"; }
+echo "== evaluation text: the King James Bible from Debian's bible-kjv, split by chapter"
+mkdir -p "$demo/kjv"
+"$build/tools/shears-kjv-splits" "$demo/kjv"
+
 model=$PWD/tests/data/tiny-llama
-echo "== shearsctl create --wait: magnitude pruning of $model to 50% sparsity"
-ctl create --model "file://$model" --method magnitude --sparsity 0.5 \
-  --output "file://$demo/pruned" --request-id demo-1 --label demo=true --wait
+cat >"$demo/job.json" <<JSON
+{
+  "model_uri": "file://$model",
+  "method": "METHOD_MAGNITUDE",
+  "target_sparsity": 0.5,
+  "evaluation": {"dataset_uri": "file://$demo/kjv/test.txt", "seq_len": 128, "max_tokens": 32768},
+  "output": {"uri": "file://$demo/pruned"},
+  "labels": {"demo": "true"}
+}
+JSON
+echo "== shearsctl create --spec job.json --wait: magnitude pruning of $model to 50% sparsity,"
+echo "   perplexity before and after on 32768 tokens of the KJV test split"
+cat "$demo/job.json"
+ctl create --spec "$demo/job.json" --request-id demo-1 --wait
 
 echo
 echo "== shearsctl list"

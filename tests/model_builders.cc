@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/files.h"
+#include "tools/synthetic_model.h"
 #include "worker/engine/model_dir.h"
 #include "worker/engine/tensor_io.h"
 
@@ -59,30 +60,12 @@ void RewriteModel(const std::string& from, const std::string& to, torch::ScalarT
 }
 
 void WriteSyntheticLlama(const std::string& dir, int blocks, int hidden, int ffn, int vocab) {
-  fs::create_directories(dir);
-  const int heads = 4;
-  nlohmann::json config = {{"model_type", "llama"},        {"hidden_size", hidden},   {"intermediate_size", ffn},
-                           {"num_hidden_layers", blocks},  {"num_attention_heads", heads},
-                           {"num_key_value_heads", heads}, {"vocab_size", vocab},     {"rms_norm_eps", 1e-5}};
-  ASSERT_TRUE(WriteFileAtomically((fs::path(dir) / "config.json").string(), config.dump(2)).ok());
-  torch::manual_seed(0);
-  std::vector<std::pair<std::string, torch::Tensor>> tensors = {
-      {"model.embed_tokens.weight", torch::randn({vocab, hidden})},
-      {"model.norm.weight", torch::ones({hidden})},
-      {"lm_head.weight", torch::randn({vocab, hidden})}};
-  for (int b = 0; b < blocks; ++b) {
-    const std::string p = "model.layers." + std::to_string(b) + ".";
-    for (const char* n : {"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
-                          "self_attn.o_proj.weight"}) {
-      tensors.emplace_back(p + n, torch::randn({hidden, hidden}));
-    }
-    tensors.emplace_back(p + "mlp.gate_proj.weight", torch::randn({ffn, hidden}));
-    tensors.emplace_back(p + "mlp.up_proj.weight", torch::randn({ffn, hidden}));
-    tensors.emplace_back(p + "mlp.down_proj.weight", torch::randn({hidden, ffn}));
-    tensors.emplace_back(p + "input_layernorm.weight", torch::ones({hidden}));
-    tensors.emplace_back(p + "post_attention_layernorm.weight", torch::ones({hidden}));
-  }
-  WriteWeights(dir, tensors, 1);
+  tools::SyntheticLlama shape;
+  shape.blocks = blocks;
+  shape.hidden = hidden;
+  shape.ffn = ffn;
+  shape.vocab = vocab;
+  ASSERT_TRUE(tools::WriteSyntheticLlama(shape, dir).ok());
 }
 
 void WriteSyntheticOpt(const std::string& dir, int blocks, int hidden, int ffn, int vocab, int embed_dim,

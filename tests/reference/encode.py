@@ -1,11 +1,11 @@
-"""Reference token ids: ../shared/reference/bpe.py's Encoder over a text file.
+"""Reference token ids: bpe.py's Encoder over a text file.
 
     encode.py TOKENIZER_JSON TEXT_FILE OUT_FILE      # OUT_FILE: little-endian int64 ids
 """
 import os
 import sys
 
-sys.path.insert(0, os.environ.get("SHEARS_REFERENCE_DIR", os.path.join(os.path.dirname(__file__), "../../../shared/reference")))
+sys.path.insert(0, os.environ.get("SHEARS_REFERENCE_DIR", os.path.dirname(os.path.abspath(__file__))))
 from bpe import Encoder  # noqa: E402
 
 import struct  # noqa: E402

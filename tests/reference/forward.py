@@ -1,6 +1,6 @@
 """Reference logits and perplexity for the engine's tests.
 
-llama and gpt2 go through ../shared/reference/tinylm.py (the project's measuring instrument); opt,
+llama and gpt2 go through tinylm.py (the project's measuring instrument); opt,
 which tinylm does not cover, through opt_forward below, written from the Hugging Face OPT model's
 definition. Usage:
 
@@ -16,7 +16,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.environ.get("SHEARS_REFERENCE_DIR", os.path.join(os.path.dirname(__file__), "../../../shared/reference")))
+sys.path.insert(0, os.environ.get("SHEARS_REFERENCE_DIR", os.path.dirname(os.path.abspath(__file__))))
 import tinylm  # noqa: E402
 
 

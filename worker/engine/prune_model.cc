@@ -139,6 +139,7 @@ absl::StatusOr<PruneReport> PruneModelOrThrow(const PruneOptions& options, const
     for (const auto& info : file->tensors()) {
       if (!pruned_names.count(info.name)) {
         SHEARS_RETURN_IF_ERROR(writers[file.get()]->Write(info.name, file->Data(info)));
+        file->Release(info);
       }
     }
     SHEARS_RETURN_IF_ERROR(writers[file.get()]->Close());

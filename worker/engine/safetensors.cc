@@ -186,6 +186,14 @@ absl::Span<uint8_t> SafetensorsFile::Data(const TensorInfo& info) const {
   return absl::Span<uint8_t>(data_ + info.begin, info.nbytes());
 }
 
+void SafetensorsFile::Release(const TensorInfo& info) const {
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  // Only whole pages inside the tensor: a neighbour's bytes on a shared page stay mapped.
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data_ + info.begin) + page - 1) & ~(page - 1);
+  const uintptr_t end = reinterpret_cast<uintptr_t>(data_ + info.end) & ~(page - 1);
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Writing
 

@@ -46,6 +46,9 @@ class SafetensorsFile {
   // The tensor's bytes. The mapping is private and writable (copy-on-write), so callers may wrap
   // it in a tensor without copying; the file itself is never changed.
   absl::Span<uint8_t> Data(const TensorInfo& info) const;
+  // Gives the tensor's pages back to the kernel once its bytes have been copied out, so that
+  // reading a whole checkpoint keeps no more of it resident than the tensor being read.
+  void Release(const TensorInfo& info) const;
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
  private:

@@ -25,6 +25,7 @@ torch::Tensor LoadTensor(const SafetensorsFile& file, const TensorInfo& info) {
   torch::Tensor t = torch::empty(info.shape, torch::TensorOptions().dtype(ToScalarType(info.dtype)));
   auto bytes = file.Data(info);
   if (!bytes.empty()) std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
+  file.Release(info);
   return t;
 }
 
