@@ -2,9 +2,11 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "common/files.h"
+#include "tests/model_builders.h"
 #include "tests/process.h"
 #include "tests/pruned_model_checks.h"
 #include "tests/test_util.h"
@@ -147,6 +149,55 @@ TEST(RunLocal, RunsOneJobFromAJsonSpecWithoutAServer) {
   auto garbage = RunCommand({Binary("worker/shears-worker"), "run-local", "--spec", dir / "garbage.json"}, dir / "g.log");
   EXPECT_EQ(garbage.status, 2);
   EXPECT_NE(garbage.out.find("not a JobSpec"), std::string::npos) << garbage.out;
+}
+
+// A run killed mid-way and started again with the same job id resumes at the first unfinished
+// block, and its output is the same, byte for byte, as a run never interrupted.
+TEST(RunLocal, ResumesAfterAKilledRunToTheSameBytes) {
+  TempDir dir;
+  testing::WriteSyntheticLlama(dir / "model", 32, 256, 704);
+  std::string ids;
+  for (int i = 0; i < 4096; ++i) ids += std::string{static_cast<char>((i * 37) % 256), '\0'};
+  ASSERT_TRUE(WriteFileAtomically(dir / "eval.bin", ids).ok());
+  auto spec = [&](const std::string& out) {
+    const std::string path = dir / (out + ".json");
+    EXPECT_TRUE(WriteFileAtomically(path, R"({"model_uri": "file://)" + (dir / "model") +
+                                              R"(", "method": "METHOD_MAGNITUDE", "target_sparsity": 0.5,
+        "evaluation": {"dataset_uri": "file://)" + (dir / "eval.bin") + R"(", "seq_len": 64},
+        "output": {"uri": "file://)" + (dir / out) + R"("}})")
+                    .ok());
+    return path;
+  };
+  auto run_local = [&](const std::string& spec_path, const std::string& job_id) -> std::vector<std::string> {
+    return {Binary("worker/shears-worker"), "run-local", "--spec", spec_path, "--job-id", job_id, "--work-dir",
+            dir / "work", "--threads", "2"};
+  };
+
+  auto whole = RunCommand(run_local(spec("whole"), "whole"), dir / "whole.log");
+  ASSERT_EQ(whole.status, 0) << whole.out;
+
+  const std::string resumed_spec = spec("resumed");
+  {
+    Process first(run_local(resumed_spec, "resumed"), dir / "first.log");
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (first.Log().find("block 8/32") == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_EQ(first.Stop(SIGKILL), 128 + SIGKILL) << "killed mid-way: " << first.Log();
+  }
+  EXPECT_FALSE(fs::exists(dir / "resumed/model.safetensors")) << "nothing published by the killed run";
+  auto second = RunCommand(run_local(resumed_spec, "resumed"), dir / "second.log");
+  ASSERT_EQ(second.status, 0) << second.out;
+  EXPECT_NE(second.out.find("resuming after block "), std::string::npos) << second.out;
+  EXPECT_EQ(second.out.find("block 1/32"), std::string::npos) << "the first blocks were not pruned again";
+
+  EXPECT_EQ(ReadFile(dir / "resumed/model.safetensors").value(), ReadFile(dir / "whole/model.safetensors").value());
+  auto a = nlohmann::json::parse(ReadFile(dir / "whole/shears_report.json").value());
+  auto b = nlohmann::json::parse(ReadFile(dir / "resumed/shears_report.json").value());
+  EXPECT_EQ(a["dense_perplexity"], b["dense_perplexity"]);
+  EXPECT_EQ(a["pruned_perplexity"], b["pruned_perplexity"]);
+  EXPECT_EQ(a["layers"].size(), b["layers"].size());
+  EXPECT_FALSE(fs::exists(dir / "work/jobs/resumed")) << "scratch removed after success";
 }
 
 }  // namespace

@@ -84,8 +84,10 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
     return absl::Status(model_dir.status().code(), absl::StrCat("model_uri: ", model_dir.status().message()));
   }
   options.model_dir = *model_dir;
-  // A retried attempt starts from a clean scratch directory and overwrites only its own outputs.
+  // The scratch directory outlives a failed attempt: the next attempt on this worker resumes from
+  // its per-block checkpoint, and overwrites only its own outputs.
   options.output_dir = (fs::path(scratch) / "output").string();
+  options.checkpoint_dir = (fs::path(scratch) / "checkpoint").string();
   if (spec.has_evaluation()) {
     const auto& eval = spec.evaluation();
     SHEARS_ASSIGN_OR_RETURN(auto data_fs, FileSystemFor(eval.dataset_uri()));
@@ -95,7 +97,6 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
     }
     options.evaluation = engine::EvaluationOptions{*path, eval.seq_len(), eval.max_tokens()};
   }
-  SHEARS_RETURN_IF_ERROR(RemoveAll(scratch));
 
   engine::PruneObserver observer;
   observer.on_progress = [&](const std::string& stage, double fraction, const std::string& message) {
@@ -109,7 +110,8 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
   observer.cancelled = context.cancelled;
   auto report = engine::PruneModel(options, observer);
   if (!report.ok()) {
-    RemoveAll(scratch).IgnoreError();
+    // A stopped attempt may be resumed; one that failed would fail again.
+    if (!absl::IsCancelled(report.status())) RemoveAll(scratch).IgnoreError();
     return report.status();
   }
 

@@ -12,7 +12,7 @@
 namespace shears::worker {
 
 struct RunContext {
-  std::string job_id;    // names the attempt's scratch directory
+  std::string job_id;    // names the job's scratch directory, where a retried attempt resumes
   std::string work_dir;  // scratch space and cache
   std::string device;    // "cpu", "cuda:N"
   // Progress and layer events, in order, from the running thread.

@@ -25,6 +25,7 @@ constexpr char kUsage[] = R"(usage: shears-worker --server HOST:PORT [flags]
   --work-dir DIR       scratch space (default /tmp/shears-worker)
   --worker-id ID       name shown in job events (default host-pid)
   --poll-wait DURATION long-poll length when idle (default 20s)
+  --job-id ID          run-local: names the scratch directory; the same id resumes a killed run
 )";
 
 int Fail(const std::string& message) {
@@ -61,7 +62,8 @@ int RunLocal(const shears::CommandLine& cl, const std::string& device, const std
   if (auto st = shears::ValidateSpec(spec); !st.ok()) return Fail(std::string(st.message()));
 
   shears::worker::RunContext context;
-  context.job_id = absl::StrCat("local-", getpid());
+  // A stable --job-id lets a re-run after a crash resume from the checkpoint in --work-dir.
+  context.job_id = cl.GetOr("job-id", absl::StrCat("local-", getpid()));
   context.work_dir = work_dir;
   context.device = device;
   context.on_event = PrintEvent;
@@ -90,7 +92,7 @@ int main(int argc, char** argv) {
     std::cout << kUsage;
     return 0;
   }
-  if (auto st = cl->CheckKnown({"server", "spec", "device", "threads", "work-dir", "worker-id", "poll-wait", "help"});
+  if (auto st = cl->CheckKnown({"server", "spec", "device", "threads", "work-dir", "worker-id", "poll-wait", "job-id", "help"});
       !st.ok()) {
     return Fail(absl::StrCat(st.message(), "\n", kUsage));
   }

@@ -8,9 +8,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
+#include "common/sha256.h"
 #include "common/status_macros.h"
 #include "worker/engine/architecture.h"
 #include "worker/engine/block_runner.h"
+#include "worker/engine/checkpoint.h"
 #include "worker/engine/dataset.h"
 #include "worker/engine/device.h"
 #include "worker/engine/model_dir.h"
@@ -32,19 +34,34 @@ constexpr const char* kSideFiles[] = {
 using Writers = std::map<const SafetensorsFile*, std::unique_ptr<SafetensorsWriter>>;
 
 // One output file per input file with the same tensors in the same order, so the output has the
-// input's layout and sharding.
-absl::StatusOr<Writers> MirrorWeightFiles(const ModelDir& model, const std::string& output_dir,
-                                          PruneReport& report) {
+// input's layout and sharding. `resume` reopens the files an interrupted attempt left.
+absl::StatusOr<Writers> MirrorWeightFiles(const ModelDir& model, const std::string& output_dir, bool resume) {
   Writers writers;
   for (const auto& file : model.files()) {
     std::vector<TensorDecl> decls;
     for (const auto& t : file->tensors()) decls.push_back({t.name, t.dtype, t.shape});
-    const std::string name = BaseName(file->path());
-    SHEARS_ASSIGN_OR_RETURN(writers[file.get()],
-                            SafetensorsWriter::Create((fs::path(output_dir) / name).string(), decls, file->metadata()));
-    report.files.push_back(name);
+    const std::string path = (fs::path(output_dir) / BaseName(file->path())).string();
+    SHEARS_ASSIGN_OR_RETURN(writers[file.get()], resume ? SafetensorsWriter::Resume(path, decls, file->metadata())
+                                                        : SafetensorsWriter::Create(path, decls, file->metadata()));
   }
   return writers;
+}
+
+// Names the inputs a checkpoint belongs to: the checkpoint files' names, sizes and times, and
+// every option that changes the output.
+std::string Fingerprint(const PruneOptions& options, const ModelDir& model) {
+  std::string text = absl::StrCat("method=", static_cast<int>(options.method), " sparsity=", options.target_sparsity,
+                                  " seed=", options.seed, " device=", options.device);
+  if (options.evaluation) {
+    text += absl::StrCat(" eval=", options.evaluation->path, ":", options.evaluation->seq_len, ":",
+                         options.evaluation->max_tokens);
+  }
+  for (const auto& file : model.files()) {
+    std::error_code ec;
+    const auto time = fs::last_write_time(file->path(), ec).time_since_epoch().count();
+    text += absl::StrCat(" ", file->path(), ":", fs::file_size(file->path(), ec), ":", time);
+  }
+  return Sha256Hex(text);
 }
 
 // The evaluation windows, tokenized with the model's own tokenizer when the data is text.
@@ -93,9 +110,35 @@ absl::StatusOr<PruneReport> PruneModelOrThrow(const PruneOptions& options, const
 
   SHEARS_RETURN_IF_ERROR(MakeDirectories(options.output_dir));
   PruneReport report;
-  SHEARS_ASSIGN_OR_RETURN(Writers writers, MirrorWeightFiles(*model, options.output_dir, report));
+  for (const auto& file : model->files()) report.files.push_back(BaseName(file->path()));
+  const std::string fingerprint = Fingerprint(options, *model);
+  std::optional<Checkpoint> checkpoint;
+  if (!options.checkpoint_dir.empty()) checkpoint = LoadCheckpoint(options.checkpoint_dir, fingerprint, device);
+  absl::StatusOr<Writers> resumed = absl::NotFoundError("no checkpoint");
+  if (checkpoint) resumed = MirrorWeightFiles(*model, options.output_dir, /*resume=*/true);
+  if (!resumed.ok()) checkpoint.reset();  // the output is not the one checkpointed: start over
+  SHEARS_ASSIGN_OR_RETURN(Writers writers,
+                          checkpoint ? std::move(resumed) : MirrorWeightFiles(*model, options.output_dir, false));
+
   std::set<std::string> pruned_names;
-  for (int b = 0; b < arch->num_blocks(); ++b) {
+  int first_block = 0;
+  if (checkpoint) {
+    first_block = checkpoint->blocks_done;
+    for (const auto& layer : checkpoint->layers) {
+      report.parameters_before += layer.parameters;
+      report.parameters_after += layer.parameters - layer.zeros;
+      report.layers.push_back(layer);
+      pruned_names.insert(layer.name);
+      writers[model->Find(layer.name)->file]->MarkWritten(layer.name);
+    }
+    if (options.evaluation) {
+      dense = checkpoint->activations.at("dense");
+      pruned = checkpoint->activations.at("pruned");
+    }
+    progress("pruning", double(first_block) / arch->num_blocks(),
+             absl::StrCat("resuming after block ", first_block, "/", arch->num_blocks()));
+  }
+  for (int b = first_block; b < arch->num_blocks(); ++b) {
     if (observer.cancelled && observer.cancelled()) return absl::CancelledError("job cancelled");
     TensorMap block = runner.LoadBlock(b);
     if (options.evaluation) dense = runner.Run(block, dense);
@@ -120,6 +163,13 @@ absl::StatusOr<PruneReport> PruneModelOrThrow(const PruneOptions& options, const
       if (observer.on_layer) observer.on_layer(layer);
     }
     if (options.evaluation) pruned = runner.Run(block, pruned);
+    if (!options.checkpoint_dir.empty()) {
+      // The block's bytes are durable before the checkpoint that says they are there.
+      for (auto& [file, writer] : writers) SHEARS_RETURN_IF_ERROR(writer->Sync());
+      Checkpoint done{b + 1, report.layers, {}};
+      if (options.evaluation) done.activations = {{"dense", dense}, {"pruned", pruned}};
+      SHEARS_RETURN_IF_ERROR(SaveCheckpoint(options.checkpoint_dir, fingerprint, done));
+    }
     progress("pruning", double(b + 1) / arch->num_blocks(), absl::StrCat("block ", b + 1, "/", arch->num_blocks()));
   }
 

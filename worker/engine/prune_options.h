@@ -29,6 +29,9 @@ struct PruneOptions {
   uint64_t seed = 0;
   std::string device = "cpu";  // "cpu" or "cuda:N"
   std::optional<EvaluationOptions> evaluation;
+  // Where per-block checkpoints go; a run finding one made from the same inputs resumes after
+  // its last finished block. Empty: no checkpoints.
+  std::string checkpoint_dir;
 };
 
 struct LayerReport {

@@ -200,6 +200,18 @@ void SafetensorsFile::Release(const TensorInfo& info) const {
 absl::StatusOr<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::Create(
     const std::string& path, const std::vector<TensorDecl>& tensors,
     const std::map<std::string, std::string>& metadata) {
+  return Open(path, tensors, metadata, /*resume=*/false);
+}
+
+absl::StatusOr<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::Resume(
+    const std::string& path, const std::vector<TensorDecl>& tensors,
+    const std::map<std::string, std::string>& metadata) {
+  return Open(path, tensors, metadata, /*resume=*/true);
+}
+
+absl::StatusOr<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::Open(
+    const std::string& path, const std::vector<TensorDecl>& tensors,
+    const std::map<std::string, std::string>& metadata, bool resume) {
   std::unique_ptr<SafetensorsWriter> w(new SafetensorsWriter());
   w->path_ = path;
   // nlohmann's ordered_json keeps the declaration order, which is also the data order.
@@ -218,18 +230,39 @@ absl::StatusOr<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::Create(
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data section 8-byte aligned
-
-  w->fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (w->fd_ < 0) return absl::InternalError(absl::StrCat("create ", path, ": ", std::strerror(errno)));
   std::string prefix(8, '\0');
   for (int i = 0; i < 8; ++i) prefix[i] = static_cast<char>((text.size() >> (8 * i)) & 0xff);
   prefix += text;
   w->data_start_ = prefix.size();
+  const uint64_t size = w->data_start_ + offset;
+
+  w->fd_ = ::open(path.c_str(), O_RDWR | O_CLOEXEC | (resume ? 0 : O_CREAT | O_TRUNC), 0644);
+  if (w->fd_ < 0) return absl::InternalError(absl::StrCat("open ", path, ": ", std::strerror(errno)));
+  if (resume) {
+    std::string existing(prefix.size(), '\0');
+    struct stat st;
+    if (::fstat(w->fd_, &st) != 0 || static_cast<uint64_t>(st.st_size) != size ||
+        ::pread(w->fd_, existing.data(), existing.size(), 0) != static_cast<ssize_t>(existing.size()) ||
+        existing != prefix) {
+      return absl::FailedPreconditionError(absl::StrCat(path, " is not the file being resumed"));
+    }
+    return w;
+  }
   if (::pwrite(w->fd_, prefix.data(), prefix.size(), 0) != static_cast<ssize_t>(prefix.size()) ||
-      ::ftruncate(w->fd_, static_cast<off_t>(w->data_start_ + offset)) != 0) {
+      ::ftruncate(w->fd_, static_cast<off_t>(size)) != 0) {
     return absl::InternalError(absl::StrCat("write ", path, ": ", std::strerror(errno)));
   }
   return w;
+}
+
+void SafetensorsWriter::MarkWritten(const std::string& name) {
+  auto it = written_.find(name);
+  if (it != written_.end()) it->second = true;
+}
+
+absl::Status SafetensorsWriter::Sync() {
+  if (::fdatasync(fd_) != 0) return absl::InternalError(absl::StrCat("fsync ", path_, ": ", std::strerror(errno)));
+  return absl::OkStatus();
 }
 
 absl::Status SafetensorsWriter::Write(const std::string& name, absl::Span<const uint8_t> bytes) {

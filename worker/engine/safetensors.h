@@ -76,6 +76,15 @@ class SafetensorsWriter {
   static absl::StatusOr<std::unique_ptr<SafetensorsWriter>> Create(
       const std::string& path, const std::vector<TensorDecl>& tensors,
       const std::map<std::string, std::string>& metadata = {});
+  // Reopens a file an earlier writer created with the same declarations, keeping its bytes, to
+  // finish it; FAILED_PRECONDITION when the file is not that. Tensors already in it are marked
+  // with MarkWritten.
+  static absl::StatusOr<std::unique_ptr<SafetensorsWriter>> Resume(
+      const std::string& path, const std::vector<TensorDecl>& tensors,
+      const std::map<std::string, std::string>& metadata = {});
+  void MarkWritten(const std::string& name);
+  // Makes everything written so far durable.
+  absl::Status Sync();
   ~SafetensorsWriter();
   SafetensorsWriter(const SafetensorsWriter&) = delete;
   SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
@@ -87,6 +96,10 @@ class SafetensorsWriter {
 
  private:
   SafetensorsWriter() = default;
+  static absl::StatusOr<std::unique_ptr<SafetensorsWriter>> Open(const std::string& path,
+                                                                  const std::vector<TensorDecl>& tensors,
+                                                                  const std::map<std::string, std::string>& metadata,
+                                                                  bool resume);
   std::string path_;
   int fd_ = -1;
   uint64_t data_start_ = 0;

@@ -1,0 +1,30 @@
+#pragma once
+// Per-block checkpoints: after each block, what is needed to go on from the next one, in one file
+// replaced atomically, so that a retried attempt resumes at the first unfinished block.
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "absl/status/status.h"
+#include "worker/engine/prune_options.h"
+
+namespace shears::engine {
+
+struct Checkpoint {
+  int blocks_done = 0;
+  std::vector<LayerReport> layers;
+  // Hidden states after the last finished block, by name ("dense", "pruned").
+  std::map<std::string, torch::Tensor> activations;
+};
+
+// `fingerprint` names the inputs the checkpoint belongs to.
+absl::Status SaveCheckpoint(const std::string& dir, const std::string& fingerprint, const Checkpoint& checkpoint);
+// The checkpoint in `dir`, or nullopt when there is none or it belongs to other inputs.
+std::optional<Checkpoint> LoadCheckpoint(const std::string& dir, const std::string& fingerprint,
+                                         const torch::Device& device);
+
+}  // namespace shears::engine
