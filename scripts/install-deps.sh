@@ -10,7 +10,7 @@ packages=(
   libabsl-dev libsqlite3-dev libssl-dev nlohmann-json3-dev libpcre2-dev zlib1g-dev
   libgtest-dev libgmock-dev
   bible-kjv
-  # The reference instruments (../shared/reference) the tests cross-check the engine against.
+  # The reference instruments (tests/reference) the tests cross-check the engine against.
   python3-torch python3-regex
 )
 

@@ -253,6 +253,12 @@ void BpeTokenizer::EncodeOrdinary(const std::string& text, std::vector<int64_t>&
   }
 }
 
+int64_t BpeTokenizer::vocab_size() const {
+  int64_t largest = -1;
+  for (const auto& [token, id] : vocab_) largest = std::max(largest, id);
+  return largest + 1;
+}
+
 std::vector<int64_t> BpeTokenizer::Encode(const std::string& text) const {
   std::vector<int64_t> out(prefix_ids_);
   const std::string input = add_prefix_space_ && !text.empty() && text[0] != ' ' ? " " + text : text;

@@ -21,6 +21,7 @@ class BpeTokenizer final : public Tokenizer {
   ~BpeTokenizer() override;
 
   std::vector<int64_t> Encode(const std::string& text) const override;
+  int64_t vocab_size() const override;
 
  private:
   BpeTokenizer() = default;
