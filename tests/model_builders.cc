@@ -17,30 +17,20 @@ namespace fs = std::filesystem;
 
 namespace {
 
-DType ToDType(torch::ScalarType t) {
-  return t == torch::kFloat16 ? DType::kF16 : t == torch::kBFloat16 ? DType::kBF16 : DType::kF32;
-}
-
 // Writes `tensors` as safetensors files in `dir`: one model.safetensors, or `shards` files and the index.
-void WriteWeights(const std::string& dir, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+void WriteWeights(const std::string& dir, const NamedTensors& tensors,
                   int shards) {
   nlohmann::json index = {{"metadata", nlohmann::json::object()}, {"weight_map", nlohmann::json::object()}};
   for (int s = 0; s < shards; ++s) {
     const std::string name = shards == 1 ? "model.safetensors"
                                          : "model-0000" + std::to_string(s + 1) + "-of-0000" + std::to_string(shards) +
                                                ".safetensors";
-    std::vector<TensorDecl> decls;
+    NamedTensors shard;
     for (size_t i = s; i < tensors.size(); i += shards) {
-      decls.push_back({tensors[i].first, ToDType(tensors[i].second.scalar_type()), tensors[i].second.sizes().vec()});
+      shard.push_back(tensors[i]);
       index["weight_map"][tensors[i].first] = name;
     }
-    auto w = SafetensorsWriter::Create((fs::path(dir) / name).string(), decls);
-    ASSERT_TRUE(w.ok()) << w.status();
-    for (size_t i = s; i < tensors.size(); i += shards) {
-      torch::Tensor holder;
-      ASSERT_TRUE((*w)->Write(tensors[i].first, TensorBytes(tensors[i].second, holder)).ok());
-    }
-    ASSERT_TRUE((*w)->Close().ok());
+    ASSERT_TRUE(WriteSafetensors((fs::path(dir) / name).string(), shard).ok());
   }
   if (shards > 1) ASSERT_TRUE(WriteFileAtomically((fs::path(dir) / kIndexFile).string(), index.dump()).ok());
 }
@@ -52,7 +42,7 @@ void RewriteModel(const std::string& from, const std::string& to, torch::ScalarT
   ASSERT_TRUE(model.ok()) << model.status();
   fs::create_directories(to);
   fs::copy_file(fs::path(from) / "config.json", fs::path(to) / "config.json");
-  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  NamedTensors tensors;
   for (const auto& file : (*model)->files()) {
     for (const auto& info : file->tensors()) tensors.emplace_back(info.name, LoadTensor(*file, info).to(dtype));
   }
@@ -85,7 +75,7 @@ void WriteSyntheticOpt(const std::string& dir, int blocks, int hidden, int ffn, 
   ASSERT_TRUE(WriteFileAtomically((fs::path(dir) / "config.json").string(), config.dump(2)).ok());
   torch::manual_seed(1);
   auto rnd = [](std::vector<int64_t> shape, double scale) { return torch::randn(shape) * scale; };
-  std::vector<std::pair<std::string, torch::Tensor>> tensors = {
+  NamedTensors tensors = {
       {"model.decoder.embed_tokens.weight", rnd({vocab, embed_dim}, 0.5)},
       {"model.decoder.embed_positions.weight", rnd({max_positions + 2, hidden}, 0.5)}};
   if (layer_norm_before) {

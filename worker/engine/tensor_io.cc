@@ -20,6 +20,14 @@ torch::ScalarType ToScalarType(DType dtype) {
   return torch::kFloat32;
 }
 
+absl::StatusOr<DType> DTypeOf(torch::ScalarType type) {
+  for (DType d : {DType::kF64, DType::kF32, DType::kF16, DType::kBF16, DType::kI64, DType::kI32, DType::kI16,
+                  DType::kI8, DType::kU8, DType::kBool}) {
+    if (ToScalarType(d) == type) return d;
+  }
+  return absl::InvalidArgumentError("tensor dtype has no safetensors name");
+}
+
 torch::Tensor LoadTensor(const SafetensorsFile& file, const TensorInfo& info) {
   // A copy rather than a view of the mapping: the data section need not be aligned for the dtype.
   torch::Tensor t = torch::empty(info.shape, torch::TensorOptions().dtype(ToScalarType(info.dtype)));
@@ -33,6 +41,23 @@ absl::Span<const uint8_t> TensorBytes(const torch::Tensor& tensor, torch::Tensor
   holder = tensor.device().is_cpu() ? tensor.contiguous() : tensor.cpu().contiguous();
   return absl::Span<const uint8_t>(static_cast<const uint8_t*>(holder.data_ptr()),
                                    holder.numel() * holder.element_size());
+}
+
+absl::Status WriteSafetensors(const std::string& path, const NamedTensors& tensors,
+                              const std::map<std::string, std::string>& metadata) {
+  std::vector<TensorDecl> decls;
+  for (const auto& [name, t] : tensors) {
+    auto dtype = DTypeOf(t.scalar_type());
+    if (!dtype.ok()) return dtype.status();
+    decls.push_back({name, *dtype, t.sizes().vec()});
+  }
+  auto writer = SafetensorsWriter::Create(path, decls, metadata);
+  if (!writer.ok()) return writer.status();
+  for (const auto& [name, t] : tensors) {
+    torch::Tensor holder;
+    if (auto st = (*writer)->Write(name, TensorBytes(t, holder)); !st.ok()) return st;
+  }
+  return (*writer)->Close();
 }
 
 }  // namespace shears::engine

@@ -8,7 +8,6 @@
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
 #include "common/status_macros.h"
-#include "worker/engine/safetensors.h"
 #include "worker/engine/tensor_io.h"
 
 namespace shears::engine {
@@ -77,22 +76,15 @@ torch::Tensor Forward(const Architecture& arch, const ModelWeights& weights, con
 absl::Status SaveModel(const Architecture& arch, const ModelWeights& weights, const nlohmann::json& config,
                        const std::string& dir) {
   SHEARS_RETURN_IF_ERROR(MakeDirectories(dir));
-  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  NamedTensors tensors;
   for (const auto& [name, t] : weights.outer) tensors.emplace_back(name, t.detach().cpu().contiguous());
   for (int b = 0; b < static_cast<int>(weights.blocks.size()); ++b) {
     for (const auto& [name, t] : weights.blocks[b]) {
       tensors.emplace_back(arch.BlockPrefix(b) + name, t.detach().cpu().contiguous());
     }
   }
-  std::vector<TensorDecl> decls;
-  for (const auto& [name, t] : tensors) decls.push_back({name, DType::kF32, t.sizes().vec()});
-  const std::string path = (std::filesystem::path(dir) / kSingleWeightsFile).string();
-  SHEARS_ASSIGN_OR_RETURN(auto writer, SafetensorsWriter::Create(path, decls, {{"format", "pt"}}));
-  for (const auto& [name, t] : tensors) {
-    torch::Tensor holder;
-    SHEARS_RETURN_IF_ERROR(writer->Write(name, TensorBytes(t, holder)));
-  }
-  SHEARS_RETURN_IF_ERROR(writer->Close());
+  SHEARS_RETURN_IF_ERROR(
+      WriteSafetensors((std::filesystem::path(dir) / kSingleWeightsFile).string(), tensors, {{"format", "pt"}}));
   return WriteFileAtomically((std::filesystem::path(dir) / kConfigFile).string(), config.dump(2));
 }
 
