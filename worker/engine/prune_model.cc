@@ -83,124 +83,171 @@ double PerplexityOf(const BlockRunner& runner, const torch::Tensor& hidden, cons
   return std::exp(nll / static_cast<double>(count));
 }
 
+// One pruning run: what is carried from block to block, and the steps that move it along.
+class PruningRun {
+ public:
+  PruningRun(const PruneOptions& options, const PruneObserver& observer, const ModelDir& model,
+             const Architecture& arch, torch::Device device, std::unique_ptr<PruningMethod> method)
+      : options_(options),
+        observer_(observer),
+        model_(model),
+        arch_(arch),
+        device_(device),
+        method_(std::move(method)),
+        runner_(model, arch, device),
+        fingerprint_(Fingerprint(options, model)) {}
+
+  // Evaluation windows and output files, or the state of an interrupted attempt to resume from.
+  absl::Status Start() {
+    if (options_.evaluation) {
+      // The dense and the pruned model see the same windows, advanced block by block side by
+      // side, so both perplexities come from one pass over the checkpoint.
+      SHEARS_ASSIGN_OR_RETURN(eval_ids_, EvaluationIds(*options_.evaluation, model_, arch_.config()));
+      dense_ = runner_.Embed(eval_ids_);
+      pruned_ = dense_;
+    }
+    SHEARS_RETURN_IF_ERROR(MakeDirectories(options_.output_dir));
+    for (const auto& file : model_.files()) report_.files.push_back(BaseName(file->path()));
+    std::optional<Checkpoint> checkpoint;
+    if (!options_.checkpoint_dir.empty()) checkpoint = LoadCheckpoint(options_.checkpoint_dir, fingerprint_, device_);
+    if (checkpoint) {
+      auto resumed = MirrorWeightFiles(model_, options_.output_dir, /*resume=*/true);
+      if (resumed.ok()) {
+        writers_ = std::move(*resumed);
+        Restore(*checkpoint);
+        return absl::OkStatus();
+      }
+      // The output is not the one checkpointed: start over.
+    }
+    SHEARS_ASSIGN_OR_RETURN(writers_, MirrorWeightFiles(model_, options_.output_dir, /*resume=*/false));
+    return absl::OkStatus();
+  }
+
+  int next_block() const { return next_block_; }
+
+  absl::Status PruneBlock(int b) {
+    TensorMap block = runner_.LoadBlock(b);
+    if (options_.evaluation) dense_ = runner_.Run(block, dense_);
+    const std::string prefix = arch_.BlockPrefix(b);
+    for (const auto& linear : arch_.BlockLinears(b)) {
+      const auto start = std::chrono::steady_clock::now();
+      const auto* at = model_.Find(linear.name);
+      torch::Tensor& weight = block.at(linear.name.substr(prefix.size()));
+      SHEARS_RETURN_IF_ERROR(method_->PruneLinear(weight, options_.target_sparsity));
+      // Written in the stored dtype; the pruned model is evaluated with exactly what was written.
+      torch::Tensor holder;
+      SHEARS_RETURN_IF_ERROR(
+          writers_[at->file]->Write(linear.name, TensorBytes(weight.to(ToScalarType(at->info->dtype)), holder)));
+      weight = holder.to(device_, torch::kFloat32);
+      Record({linear.name, b, holder.numel(), (holder == 0).sum().item<int64_t>(),
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()});
+      if (observer_.on_layer) observer_.on_layer(report_.layers.back());
+    }
+    if (options_.evaluation) pruned_ = runner_.Run(block, pruned_);
+    next_block_ = b + 1;
+    return SaveProgress();
+  }
+
+  // Perplexities, the tensors no method touched, and the files that complete the directory.
+  absl::StatusOr<PruneReport> Finish() {
+    if (options_.evaluation) {
+      Progress("evaluating", "perplexity of the dense and the pruned model");
+      EvaluationReport eval;
+      eval.windows = eval_ids_.size(0);
+      eval.seq_len = eval_ids_.size(1);
+      eval.predicted_tokens = eval.windows * (eval.seq_len - 1);
+      eval.dense_perplexity = PerplexityOf(runner_, dense_, eval_ids_);
+      eval.pruned_perplexity = PerplexityOf(runner_, pruned_, eval_ids_);
+      report_.evaluation = eval;
+    }
+    Progress("writing", "copying the unpruned tensors");
+    for (const auto& file : model_.files()) {
+      for (const auto& info : file->tensors()) {
+        if (pruned_names_.count(info.name)) continue;
+        SHEARS_RETURN_IF_ERROR(writers_[file.get()]->Write(info.name, file->Data(info)));
+        file->Release(info);
+      }
+      SHEARS_RETURN_IF_ERROR(writers_[file.get()]->Close());
+    }
+    for (const char* name : kSideFiles) {
+      const fs::path from = fs::path(options_.model_dir) / name;
+      if (!fs::exists(from)) continue;
+      SHEARS_RETURN_IF_ERROR(CopyFileAtomically(from.string(), (fs::path(options_.output_dir) / name).string()));
+      report_.files.push_back(name);
+    }
+    return report_;
+  }
+
+ private:
+  void Progress(const std::string& stage, const std::string& message) {
+    if (observer_.on_progress) observer_.on_progress(stage, double(next_block_) / arch_.num_blocks(), message);
+  }
+
+  void Record(const LayerReport& layer) {
+    report_.parameters_before += layer.parameters;
+    report_.parameters_after += layer.parameters - layer.zeros;
+    report_.layers.push_back(layer);
+    pruned_names_.insert(layer.name);
+  }
+
+  void Restore(const Checkpoint& checkpoint) {
+    for (const auto& layer : checkpoint.layers) {
+      Record(layer);
+      writers_[model_.Find(layer.name)->file]->MarkWritten(layer.name);
+    }
+    if (options_.evaluation) {
+      dense_ = checkpoint.activations.at("dense");
+      pruned_ = checkpoint.activations.at("pruned");
+    }
+    next_block_ = checkpoint.blocks_done;
+    Progress("pruning", absl::StrCat("resuming after block ", next_block_, "/", arch_.num_blocks()));
+  }
+
+  absl::Status SaveProgress() {
+    if (!options_.checkpoint_dir.empty()) {
+      // The block's bytes are durable before the checkpoint that says they are there.
+      for (auto& [file, writer] : writers_) SHEARS_RETURN_IF_ERROR(writer->Sync());
+      Checkpoint done{next_block_, report_.layers, {}};
+      if (options_.evaluation) done.activations = {{"dense", dense_}, {"pruned", pruned_}};
+      SHEARS_RETURN_IF_ERROR(SaveCheckpoint(options_.checkpoint_dir, fingerprint_, done));
+    }
+    Progress("pruning", absl::StrCat("block ", next_block_, "/", arch_.num_blocks()));
+    return absl::OkStatus();
+  }
+
+  const PruneOptions& options_;
+  const PruneObserver& observer_;
+  const ModelDir& model_;
+  const Architecture& arch_;
+  const torch::Device device_;
+  std::unique_ptr<PruningMethod> method_;
+  BlockRunner runner_;
+  const std::string fingerprint_;
+  Writers writers_;
+  PruneReport report_;
+  std::set<std::string> pruned_names_;
+  torch::Tensor eval_ids_, dense_, pruned_;
+  int next_block_ = 0;
+};
+
 absl::StatusOr<PruneReport> PruneModelOrThrow(const PruneOptions& options, const PruneObserver& observer) {
-  auto progress = [&](const std::string& stage, double fraction, const std::string& message) {
-    if (observer.on_progress) observer.on_progress(stage, fraction, message);
-  };
   if (!(options.target_sparsity >= 0.0 && options.target_sparsity < 1.0)) {
     return absl::InvalidArgumentError(absl::StrCat("target_sparsity must be in [0, 1), got ", options.target_sparsity));
   }
-  progress("loading", 0.0, absl::StrCat("reading ", options.model_dir));
+  if (observer.on_progress) observer.on_progress("loading", 0.0, absl::StrCat("reading ", options.model_dir));
   SHEARS_ASSIGN_OR_RETURN(auto model, ModelDir::Open(options.model_dir));
   SHEARS_ASSIGN_OR_RETURN(auto arch, Architecture::FromConfig(model->config()));
   SHEARS_RETURN_IF_ERROR(arch->CheckWeights(*model));
   SHEARS_ASSIGN_OR_RETURN(const torch::Device device, ParseDevice(options.device));
   SHEARS_ASSIGN_OR_RETURN(auto method, MakePruningMethod(options));
   torch::NoGradGuard no_grad;
-  BlockRunner runner(*model, *arch, device);
-
-  // The dense and the pruned model see the same windows, advanced block by block side by side,
-  // so both perplexities come from one pass over the checkpoint.
-  torch::Tensor eval_ids, dense, pruned;
-  if (options.evaluation) {
-    SHEARS_ASSIGN_OR_RETURN(eval_ids, EvaluationIds(*options.evaluation, *model, arch->config()));
-    dense = runner.Embed(eval_ids);
-    pruned = dense;
-  }
-
-  SHEARS_RETURN_IF_ERROR(MakeDirectories(options.output_dir));
-  PruneReport report;
-  for (const auto& file : model->files()) report.files.push_back(BaseName(file->path()));
-  const std::string fingerprint = Fingerprint(options, *model);
-  std::optional<Checkpoint> checkpoint;
-  if (!options.checkpoint_dir.empty()) checkpoint = LoadCheckpoint(options.checkpoint_dir, fingerprint, device);
-  absl::StatusOr<Writers> resumed = absl::NotFoundError("no checkpoint");
-  if (checkpoint) resumed = MirrorWeightFiles(*model, options.output_dir, /*resume=*/true);
-  if (!resumed.ok()) checkpoint.reset();  // the output is not the one checkpointed: start over
-  SHEARS_ASSIGN_OR_RETURN(Writers writers,
-                          checkpoint ? std::move(resumed) : MirrorWeightFiles(*model, options.output_dir, false));
-
-  std::set<std::string> pruned_names;
-  int first_block = 0;
-  if (checkpoint) {
-    first_block = checkpoint->blocks_done;
-    for (const auto& layer : checkpoint->layers) {
-      report.parameters_before += layer.parameters;
-      report.parameters_after += layer.parameters - layer.zeros;
-      report.layers.push_back(layer);
-      pruned_names.insert(layer.name);
-      writers[model->Find(layer.name)->file]->MarkWritten(layer.name);
-    }
-    if (options.evaluation) {
-      dense = checkpoint->activations.at("dense");
-      pruned = checkpoint->activations.at("pruned");
-    }
-    progress("pruning", double(first_block) / arch->num_blocks(),
-             absl::StrCat("resuming after block ", first_block, "/", arch->num_blocks()));
-  }
-  for (int b = first_block; b < arch->num_blocks(); ++b) {
+  PruningRun run(options, observer, *model, *arch, device, std::move(method));
+  SHEARS_RETURN_IF_ERROR(run.Start());
+  for (int b = run.next_block(); b < arch->num_blocks(); ++b) {
     if (observer.cancelled && observer.cancelled()) return absl::CancelledError("job cancelled");
-    TensorMap block = runner.LoadBlock(b);
-    if (options.evaluation) dense = runner.Run(block, dense);
-    const std::string prefix = arch->BlockPrefix(b);
-    for (const auto& linear : arch->BlockLinears(b)) {
-      const auto start = std::chrono::steady_clock::now();
-      const auto* at = model->Find(linear.name);
-      torch::Tensor& weight = block.at(linear.name.substr(prefix.size()));
-      SHEARS_RETURN_IF_ERROR(method->PruneLinear(weight, options.target_sparsity));
-      // Written in the stored dtype; the pruned model is evaluated with exactly what was written.
-      torch::Tensor holder;
-      SHEARS_RETURN_IF_ERROR(
-          writers[at->file]->Write(linear.name, TensorBytes(weight.to(ToScalarType(at->info->dtype)), holder)));
-      weight = holder.to(device, torch::kFloat32);
-      pruned_names.insert(linear.name);
-
-      LayerReport layer{linear.name, b, holder.numel(), (holder == 0).sum().item<int64_t>(),
-                        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()};
-      report.parameters_before += layer.parameters;
-      report.parameters_after += layer.parameters - layer.zeros;
-      report.layers.push_back(layer);
-      if (observer.on_layer) observer.on_layer(layer);
-    }
-    if (options.evaluation) pruned = runner.Run(block, pruned);
-    if (!options.checkpoint_dir.empty()) {
-      // The block's bytes are durable before the checkpoint that says they are there.
-      for (auto& [file, writer] : writers) SHEARS_RETURN_IF_ERROR(writer->Sync());
-      Checkpoint done{b + 1, report.layers, {}};
-      if (options.evaluation) done.activations = {{"dense", dense}, {"pruned", pruned}};
-      SHEARS_RETURN_IF_ERROR(SaveCheckpoint(options.checkpoint_dir, fingerprint, done));
-    }
-    progress("pruning", double(b + 1) / arch->num_blocks(), absl::StrCat("block ", b + 1, "/", arch->num_blocks()));
+    SHEARS_RETURN_IF_ERROR(run.PruneBlock(b));
   }
-
-  if (options.evaluation) {
-    progress("evaluating", 1.0, "perplexity of the dense and the pruned model");
-    EvaluationReport eval;
-    eval.windows = eval_ids.size(0);
-    eval.seq_len = eval_ids.size(1);
-    eval.predicted_tokens = eval.windows * (eval.seq_len - 1);
-    eval.dense_perplexity = PerplexityOf(runner, dense, eval_ids);
-    eval.pruned_perplexity = PerplexityOf(runner, pruned, eval_ids);
-    report.evaluation = eval;
-  }
-
-  progress("writing", 1.0, "copying the unpruned tensors");
-  for (const auto& file : model->files()) {
-    for (const auto& info : file->tensors()) {
-      if (!pruned_names.count(info.name)) {
-        SHEARS_RETURN_IF_ERROR(writers[file.get()]->Write(info.name, file->Data(info)));
-        file->Release(info);
-      }
-    }
-    SHEARS_RETURN_IF_ERROR(writers[file.get()]->Close());
-  }
-  for (const char* name : kSideFiles) {
-    const fs::path from = fs::path(options.model_dir) / name;
-    if (!fs::exists(from)) continue;
-    SHEARS_RETURN_IF_ERROR(CopyFileAtomically(from.string(), (fs::path(options.output_dir) / name).string()));
-    report.files.push_back(name);
-  }
-  return report;
+  return run.Finish();
 }
 
 }  // namespace
