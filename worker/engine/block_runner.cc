@@ -5,13 +5,16 @@
 namespace shears::engine {
 
 BlockRunner::BlockRunner(const ModelDir& model, const Architecture& arch, torch::Device device, int64_t batch)
-    : model_(model), arch_(arch), device_(device), batch_(batch) {
-  outer_ = LoadTensors(model_, "", arch_.OuterTensors(), device_);
+    : model_(model), arch_(arch), device_(device), batch_(batch) {}
+
+const TensorMap& BlockRunner::Outer() const {
+  if (!outer_) outer_ = LoadTensors(model_, "", arch_.OuterTensors(), device_);
+  return *outer_;
 }
 
 torch::Tensor BlockRunner::Embed(const torch::Tensor& ids) const {
   torch::NoGradGuard no_grad;
-  return arch_.Embed(outer_, ids.to(device_));
+  return arch_.Embed(Outer(), ids.to(device_));
 }
 
 TensorMap BlockRunner::LoadBlock(int block) const {
@@ -29,7 +32,7 @@ torch::Tensor BlockRunner::Run(const TensorMap& block, const torch::Tensor& hidd
 
 torch::Tensor BlockRunner::Logits(const torch::Tensor& hidden) const {
   torch::NoGradGuard no_grad;
-  return arch_.Logits(outer_, hidden);
+  return arch_.Logits(Outer(), hidden);
 }
 
 std::pair<double, int64_t> BlockRunner::NextTokenLoss(const torch::Tensor& hidden, const torch::Tensor& ids) const {
@@ -39,7 +42,7 @@ std::pair<double, int64_t> BlockRunner::NextTokenLoss(const torch::Tensor& hidde
   auto targets = ids.to(device_);
   for (int64_t i = 0; i < hidden.size(0); i += batch_) {
     const int64_t end = std::min(i + batch_, hidden.size(0));
-    auto logits = arch_.Logits(outer_, hidden.slice(0, i, end));
+    auto logits = arch_.Logits(Outer(), hidden.slice(0, i, end));
     auto predicted = logits.slice(1, 0, -1).reshape({-1, logits.size(-1)});
     auto next = targets.slice(0, i, end).slice(1, 1).reshape({-1});
     // Summed in double: a mean over millions of tokens loses digits in float.

@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include <optional>
+
 #include "worker/engine/architecture.h"
 #include "worker/engine/model_dir.h"
 
@@ -29,11 +31,15 @@ class BlockRunner {
   torch::Tensor Logits(const torch::Tensor& hidden) const;
 
  private:
+  // The embeddings and the head, read on first use: a run that only prunes never needs them, and
+  // with a large vocabulary they are the biggest tensors of the model.
+  const TensorMap& Outer() const;
+
   const ModelDir& model_;
   const Architecture& arch_;
   const torch::Device device_;
   const int64_t batch_;
-  TensorMap outer_;
+  mutable std::optional<TensorMap> outer_;
 };
 
 // Perplexity over the windows `ids` [N, T] (mean NLL of every predicted token), computed block
