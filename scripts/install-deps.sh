@@ -10,8 +10,10 @@ packages=(
   libabsl-dev libsqlite3-dev libssl-dev nlohmann-json3-dev libpcre2-dev zlib1g-dev
   libgtest-dev libgmock-dev
   bible-kjv
-  # The reference instruments (tests/reference) the tests cross-check the engine against.
-  python3-torch python3-regex
+  # The reference instruments (tests/reference) the tests cross-check the engine against, and
+  # Debian's SentencePiece trainer and Python binding, which the tokenizer tests measure against
+  # in processes of their own (the engine does not link libsentencepiece).
+  python3-torch python3-regex sentencepiece python3-sentencepiece
 )
 
 missing=()

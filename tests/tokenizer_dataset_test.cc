@@ -12,6 +12,8 @@
 #include "worker/engine/architecture.h"
 #include "worker/engine/block_runner.h"
 #include "worker/engine/bpe_tokenizer.h"
+
+#include <filesystem>
 #include "worker/engine/dataset.h"
 
 namespace shears::engine {
@@ -24,8 +26,9 @@ using shears::testing::TempDir;
 
 const std::string& KjvDir() { return shears::testing::KjvSplitsDir(); }
 
-std::vector<int64_t> ReferenceIds(const std::string& tokenizer, const std::string& text_file, const TempDir& dir) {
-  auto run = RunCommand({"/usr/bin/python3", std::string(SHEARS_SOURCE_DIR) + "/tests/reference/encode.py", tokenizer,
+std::vector<int64_t> ReferenceIds(const std::string& tokenizer, const std::string& text_file, const TempDir& dir,
+                                  const std::string& script = "encode.py") {
+  auto run = RunCommand({"/usr/bin/python3", std::string(SHEARS_SOURCE_DIR) + "/tests/reference/" + script, tokenizer,
                          text_file, dir / "ref.ids"},
                         dir / "ref.log");
   EXPECT_EQ(run.status, 0) << run.out;
@@ -68,6 +71,52 @@ TEST(BpeTokenizer, SplitRegexPairMergesAndTemplate) {
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
   // BOS, "hello" fully merged, " w" merged, "o" alone, the added token as itself.
   EXPECT_EQ((*tokenizer)->Encode("hello wo<|eot|>"), (std::vector<int64_t>{100, 9, 10, 3, 101}));
+}
+
+// Llama-2 style: a BPE tokenizer.model with the identity normalizer and byte fallback, trained
+// here on the KJV train split by Debian's spm_train; BOS added as tokenizer_config.json says.
+TEST(SentencePieceTokenizer, EncodesTheKjvTestSplitAsTheLibraryDoes) {
+  TempDir dir;
+  auto train = RunCommand({"/usr/bin/spm_train", "--input=" + KjvDir() + "/train.txt", "--model_prefix=" + (dir / "spm"),
+                           "--vocab_size=1000", "--model_type=bpe", "--character_coverage=1.0",
+                           "--normalization_rule_name=identity", "--remove_extra_whitespaces=false",
+                           "--byte_fallback=true", "--input_sentence_size=20000", "--shuffle_input_sentence=false"},
+                          dir / "train.log");
+  ASSERT_EQ(train.status, 0) << train.out;
+  std::filesystem::create_directories(dir / "model");
+  std::filesystem::copy_file(dir / "spm.model", dir / "model/tokenizer.model");
+  auto tokenizer = LoadTokenizer(dir / "model");
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  EXPECT_EQ((*tokenizer)->vocab_size(), 1000);
+  // The test split, plus characters the training text never had (byte fallback).
+  const std::string text = ReadFile(KjvDir() + "/test.txt").value() + "  Zürich — naïve 😀\n";
+  ASSERT_TRUE(WriteFileAtomically(dir / "text.txt", text).ok());
+  std::vector<int64_t> ours = (*tokenizer)->Encode(text);
+  std::vector<int64_t> reference = ReferenceIds(dir / "spm.model", dir / "text.txt", dir, "spm_encode.py");
+  ASSERT_GT(reference.size(), 10000u);
+  ASSERT_EQ(ours.size(), reference.size());
+  for (size_t i = 0; i < ours.size(); ++i) ASSERT_EQ(ours[i], reference[i]) << "first difference at id " << i;
+
+  const std::vector<int64_t> with_bos = (*tokenizer)->Encode("In the beginning");
+  ASSERT_TRUE(WriteFileAtomically(dir / "model/tokenizer_config.json", R"({"add_bos_token": false})").ok());
+  EXPECT_EQ(LoadTokenizer(dir / "model").value()->Encode("In the beginning"),
+            std::vector<int64_t>(with_bos.begin() + 1, with_bos.end()))
+      << "no BOS when the config says so";
+}
+
+TEST(SentencePieceTokenizer, RefusesWhatItCannotEncodeExactly) {
+  TempDir dir;
+  auto train = RunCommand({"/usr/bin/spm_train", "--input=" + KjvDir() + "/valid.txt", "--model_prefix=" + (dir / "uni"),
+                           "--vocab_size=300", "--model_type=unigram"},
+                          dir / "train.log");
+  ASSERT_EQ(train.status, 0) << train.out;
+  std::filesystem::create_directories(dir / "model");
+  std::filesystem::copy_file(dir / "uni.model", dir / "model/tokenizer.model");
+  auto tokenizer = LoadTokenizer(dir / "model");
+  ASSERT_FALSE(tokenizer.ok());
+  EXPECT_NE(tokenizer.status().message().find("model type 1 is not supported"), std::string::npos) << tokenizer.status();
+  ASSERT_TRUE(WriteFileAtomically(dir / "model/tokenizer.model", "not a model").ok());
+  EXPECT_EQ(LoadTokenizer(dir / "model").status().code(), absl::StatusCode::kDataLoss);
 }
 
 TEST(BpeTokenizer, UnsupportedFilesSaySo) {
