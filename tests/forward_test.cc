@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "common/files.h"
+#include <nlohmann/json.hpp>
 #include "tests/model_builders.h"
 #include "tests/process.h"
 #include "tests/test_util.h"
@@ -119,6 +120,32 @@ INSTANTIATE_TEST_SUITE_P(Variants, OptLogitsAgree,
                          ::testing::Values(OptCase{"PreLayerNorm", 32, true}, OptCase{"PostLayerNorm", 32, false},
                                            OptCase{"ProjectedEmbeddings", 16, true}),
                          [](const auto& info) { return info.param.name; });
+
+// Mistral's sliding window: with one block and a window of 2, position t sees only tokens t-1 and
+// t, so changing token 0 changes the logits at positions 0 and 1 and nowhere after; a window as
+// long as the sequence changes nothing.
+TEST(Mistral, SlidingWindowLimitsWhatEachPositionSees) {
+  TempDir dir;
+  shears::testing::WriteSyntheticLlama(dir / "m", 1, 32, 64, 50);
+  auto logits_with = [&](const nlohmann::json& extra, const torch::Tensor& ids) {
+    auto config = nlohmann::json::parse(ReadFile(dir / "m/config.json").value());
+    config.update(extra);
+    EXPECT_TRUE(WriteFileAtomically(dir / "m/config.json", config.dump()).ok());
+    return RunEngine(dir / "m", ids).logits;
+  };
+  auto ids = RandomIds(1, 8, 50);
+  auto changed = ids.clone();
+  changed[0][0] = (ids[0][0].item<int64_t>() + 1) % 50;
+  const nlohmann::json windowed = {{"model_type", "mistral"}, {"sliding_window", 2}};
+  auto a = logits_with(windowed, ids), b = logits_with(windowed, changed);
+  EXPECT_FALSE(torch::allclose(a.select(1, 1), b.select(1, 1)));
+  EXPECT_TRUE(torch::equal(a.slice(1, 2), b.slice(1, 2)));
+  auto full = logits_with({{"model_type", "llama"}, {"sliding_window", nullptr}}, ids);
+  EXPECT_FALSE(torch::allclose(a, full)) << "the window changed something";
+  EXPECT_TRUE(torch::allclose(logits_with({{"model_type", "mistral"}, {"sliding_window", 8}}, ids), full));
+  // Qwen2 writes a window but uses it only when asked to.
+  EXPECT_TRUE(torch::allclose(logits_with({{"model_type", "qwen2"}, {"sliding_window", 2}}, ids), full));
+}
 
 // A case small enough to check by hand: with every block weight and bias zero each OPT block is
 // the identity, so the logits are LayerNorm(token embedding + position row t+2) times the

@@ -36,7 +36,8 @@ torch::Tensor ApplyRotary(const torch::Tensor& x, const Rotary& rotary) {
   return x * rotary.cos + rotated * rotary.sin;
 }
 
-torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale) {
+torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
+                              int64_t window) {
   const int64_t heads = q.size(1), kv_heads = k.size(1), length = q.size(2);
   torch::Tensor keys = k, values = v;
   if (kv_heads != heads) {
@@ -44,7 +45,9 @@ torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, co
     values = v.repeat_interleave(heads / kv_heads, 1);
   }
   auto scores = torch::matmul(q, keys.transpose(-1, -2)) * scale;
-  auto mask = torch::full({length, length}, -std::numeric_limits<float>::infinity(), scores.options()).triu(1);
+  const auto blocked = torch::full({length, length}, -std::numeric_limits<float>::infinity(), scores.options());
+  auto mask = blocked.triu(1);
+  if (window > 0 && window < length) mask = mask + blocked.tril(-window);
   auto out = torch::matmul(torch::softmax(scores + mask, -1), values);
   return out.transpose(1, 2).reshape({q.size(0), length, heads * q.size(3)});
 }

@@ -24,8 +24,10 @@ Rotary RotaryTables(int64_t length, int64_t head_dim, double theta, const torch:
 torch::Tensor ApplyRotary(const torch::Tensor& x, const Rotary& rotary);
 
 // Causal softmax attention. q [B, H, T, hd], k and v [B, KV, T, hd] with H a multiple of KV
-// (grouped-query attention). Returns [B, T, H * hd].
-torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale);
+// (grouped-query attention). A positive `window` lets each position see only itself and the
+// window - 1 positions before it (Mistral's sliding window). Returns [B, T, H * hd].
+torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
+                              int64_t window = 0);
 
 // [B, T, heads * hd] -> [B, heads, T, hd]
 torch::Tensor SplitHeads(const torch::Tensor& x, int64_t heads);

@@ -48,7 +48,7 @@ torch::Tensor Llama::Block(const TensorMap& w, const torch::Tensor& h) const {
   auto q = ApplyRotary(SplitHeads(Linear(x, w, "self_attn.q_proj.weight"), c.heads), rotary);
   auto k = ApplyRotary(SplitHeads(Linear(x, w, "self_attn.k_proj.weight"), c.kv_heads), rotary);
   auto v = SplitHeads(Linear(x, w, "self_attn.v_proj.weight"), c.kv_heads);
-  auto attended = CausalAttention(q, k, v, 1.0 / std::sqrt(static_cast<double>(c.head_dim)));
+  auto attended = CausalAttention(q, k, v, 1.0 / std::sqrt(static_cast<double>(c.head_dim)), c.sliding_window);
   auto out = h + Linear(attended, w, "self_attn.o_proj.weight");
   x = RmsNorm(out, w.at("post_attention_layernorm.weight"), c.norm_eps);
   auto gated = torch::silu(Linear(x, w, "mlp.gate_proj.weight")) * Linear(x, w, "mlp.up_proj.weight");

@@ -47,6 +47,16 @@ absl::Status ParseLlama(const nlohmann::json& c, ModelConfig& m) {
   m.norm_eps = OptionalNumber(c, "rms_norm_eps", 1e-6);
   m.rope_theta = OptionalNumber(c, "rope_theta", 10000.0);
   m.tie_embeddings = OptionalBool(c, "tie_word_embeddings", false);
+  // Mistral sets sliding_window (null in later versions); Qwen2 writes one but applies it only
+  // with use_sliding_window.
+  auto window = c.find("sliding_window");
+  if (window != c.end() && window->is_number_integer() &&
+      (m.model_type != "qwen2" || OptionalBool(c, "use_sliding_window", false))) {
+    if (m.model_type == "qwen2" && c.contains("max_window_layers")) {
+      return absl::InvalidArgumentError("config.json: Qwen2's max_window_layers is not supported yet");
+    }
+    SHEARS_ASSIGN_OR_RETURN(m.sliding_window, PositiveInt(c, "sliding_window"));
+  }
   auto scaling = c.find("rope_scaling");
   if (scaling != c.end() && !scaling->is_null()) {
     return absl::InvalidArgumentError("config.json: rope_scaling is not supported yet");

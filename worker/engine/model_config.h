@@ -26,6 +26,7 @@ struct ModelConfig {
   double norm_eps = 1e-5;
   double rope_theta = 10000.0;
   bool tie_embeddings = false;
+  int64_t sliding_window = 0;  // llama family: attention reaches this many positions back (0: all)
   // opt
   bool layer_norm_before = true;
   int64_t embed_dim = 0;  // word_embed_proj_dim; == hidden unless the model projects
