@@ -5,6 +5,8 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <map>
+#include <set>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -16,6 +18,8 @@
 #include "worker/engine/architecture.h"
 #include "worker/engine/block_runner.h"
 #include "worker/engine/dataset.h"
+#include "worker/engine/layers.h"
+#include "worker/engine/magnitude.h"
 #include "worker/engine/model_dir.h"
 #include "worker/engine/tensor_io.h"
 
@@ -140,6 +144,76 @@ TEST(PruneModel, EvaluationErrorsNameTheData) {
       << too_long.status();
   options.evaluation = EvaluationOptions{dir / "missing.txt", 64, 0};
   EXPECT_EQ(PruneModel(options, {}).status().code(), absl::StatusCode::kNotFound);
+}
+
+// A calibrated method as issue 4's will be: it records what the executor shows it, and prunes by
+// magnitude so that later blocks must see the pruned earlier ones.
+struct Recording {
+  int block = 0;
+  std::map<int, std::map<std::string, std::vector<torch::Tensor>>> seen;
+  std::map<int, std::vector<std::string>> pruned;
+};
+
+class RecordingMethod final : public PruningMethod {
+ public:
+  explicit RecordingMethod(Recording* r) : r_(r) {}
+  bool NeedsCalibration() const override { return true; }
+  void Observe(const std::string& name, const torch::Tensor& input) override { r_->seen[r_->block][name].push_back(input); }
+  absl::Status PruneLinear(const std::string& name, torch::Tensor& weight, double sparsity) override {
+    r_->pruned[r_->block].push_back(name);
+    return magnitude_.PruneLinear(name, weight, sparsity);
+  }
+  void EndBlock() override { ++r_->block; }
+
+ private:
+  Recording* r_;  // outlives the run, which owns the method
+  MagnitudePruning magnitude_;
+};
+
+TEST(PruneModel, ACalibratedMethodSeesEachLinearsInputsFromThePrunedBlocksBefore) {
+  TempDir dir;
+  PruneOptions options = Options(DataDir("tiny-llama"), dir / "out", 0.5);
+  options.calibration = CalibrationOptions{shears::testing::KjvSplitsDir() + "/test.txt", 4, 32, 3};
+  Recording recording;
+  const Recording* recorded = &recording;
+  auto report = PruneModelWith(options, {}, std::make_unique<RecordingMethod>(&recording));
+  ASSERT_TRUE(report.ok()) << report.status();
+  ExpectMagnitudePruned(DataDir("tiny-llama"), dir / "out", 0.5);
+
+  auto model = ModelDir::Open(dir / "out");
+  auto arch = Architecture::FromConfig((*model)->config());
+  ASSERT_TRUE(model.ok() && arch.ok());
+  for (int b = 0; b < 2; ++b) {
+    std::set<std::string> expected;
+    for (const auto& linear : (*arch)->BlockLinears(b)) expected.insert(linear.name.substr((*arch)->BlockPrefix(b).size()));
+    std::set<std::string> observed;
+    for (const auto& [name, inputs] : recorded->seen.at(b)) observed.insert(name);
+    EXPECT_EQ(observed, expected) << "block " << b;
+    EXPECT_EQ(std::set<std::string>(recorded->pruned.at(b).begin(), recorded->pruned.at(b).end()), expected);
+  }
+
+  // The same windows, recomputed independently through the written (pruned) model.
+  auto tokenizer = LoadTokenizer(DataDir("tiny-llama"));
+  auto ids = LoadTokenIds(options.calibration->path, tokenizer->get(), 2048);
+  auto windows = CalibrationWindows(*ids, 4, 32, 3);
+  ASSERT_TRUE(windows.ok());
+  BlockRunner runner(**model, **arch, torch::kCPU);
+  auto h0 = runner.Embed(*windows);
+  TensorMap block0 = runner.LoadBlock(0);
+  const auto& eps = (*arch)->config().norm_eps;
+  EXPECT_TRUE(torch::allclose(torch::cat(recorded->seen.at(0).at("self_attn.q_proj.weight")),
+                              RmsNorm(h0, block0.at("input_layernorm.weight"), eps), 1e-5, 1e-5));
+  auto h1 = runner.Run(block0, h0);
+  TensorMap block1 = runner.LoadBlock(1);
+  EXPECT_TRUE(torch::allclose(torch::cat(recorded->seen.at(1).at("self_attn.q_proj.weight")),
+                              RmsNorm(h1, block1.at("input_layernorm.weight"), eps), 1e-4, 1e-5))
+      << "block 1 saw the outputs of the pruned block 0";
+
+  options.calibration.reset();
+  Recording unused;
+  EXPECT_EQ(PruneModelWith(options, {}, std::make_unique<RecordingMethod>(&unused)).status().code(),
+            absl::StatusCode::kInvalidArgument)
+      << "a calibrated method without calibration data";
 }
 
 TEST(PruneModel, StopsWhenCancelled) {

@@ -3,6 +3,7 @@
 // pieces (embed, one block, logits) so that the executor can run a model one block at a time.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -32,6 +33,10 @@ struct LinearWeight {
 // Tensors by name (relative to their group), as F32 on the computing device.
 using TensorMap = std::map<std::string, torch::Tensor>;
 
+// Sees the input of each linear layer as a block computes it, by the weight's name within the
+// block: how calibrated methods gather their statistics from real activations.
+using LinearInputs = std::function<void(const std::string& weight_name, const torch::Tensor& input)>;
+
 class Architecture {
  public:
   // Fails with the config key that is missing or the model_type that is not supported.
@@ -55,8 +60,9 @@ class Architecture {
 
   // ids [B, T] -> hidden [B, T, d]
   virtual torch::Tensor Embed(const TensorMap& outer, const torch::Tensor& ids) const = 0;
-  // hidden [B, T, d] -> hidden [B, T, d]; `block` holds that block's tensors.
-  virtual torch::Tensor Block(const TensorMap& block, const torch::Tensor& hidden) const = 0;
+  // hidden [B, T, d] -> hidden [B, T, d]; `block` holds that block's tensors. `observe`, when
+  // not null, is shown every linear layer's input.
+  virtual torch::Tensor Block(const TensorMap& block, const torch::Tensor& hidden, const LinearInputs* observe) const = 0;
   // hidden [B, T, d] -> logits [B, T, vocab]
   virtual torch::Tensor Logits(const TensorMap& outer, const torch::Tensor& hidden) const = 0;
 

@@ -21,11 +21,11 @@ TensorMap BlockRunner::LoadBlock(int block) const {
   return LoadTensors(model_, arch_.BlockPrefix(block), arch_.BlockTensors(), device_);
 }
 
-torch::Tensor BlockRunner::Run(const TensorMap& block, const torch::Tensor& hidden) const {
+torch::Tensor BlockRunner::Run(const TensorMap& block, const torch::Tensor& hidden, const LinearInputs* observe) const {
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> out;
   for (int64_t i = 0; i < hidden.size(0); i += batch_) {
-    out.push_back(arch_.Block(block, hidden.slice(0, i, std::min(i + batch_, hidden.size(0)))));
+    out.push_back(arch_.Block(block, hidden.slice(0, i, std::min(i + batch_, hidden.size(0))), observe));
   }
   return torch::cat(out, 0);
 }

@@ -9,7 +9,9 @@ namespace shears::engine {
 namespace {
 
 // Conv1D: x W + b with W stored [in, out].
-torch::Tensor Conv1D(const torch::Tensor& x, const TensorMap& w, const std::string& prefix) {
+torch::Tensor Conv1D(const torch::Tensor& x, const TensorMap& w, const std::string& prefix,
+                     const LinearInputs* observe) {
+  if (observe != nullptr) (*observe)(prefix + ".weight", x);
   return torch::addmm(w.at(prefix + ".bias"), x.reshape({-1, x.size(-1)}), w.at(prefix + ".weight"))
       .view({x.size(0), x.size(1), -1});
 }
@@ -49,15 +51,15 @@ torch::Tensor Gpt2::Embed(const TensorMap& outer, const torch::Tensor& ids) cons
   return torch::embedding(outer.at("transformer.wte.weight"), ids) + positions;
 }
 
-torch::Tensor Gpt2::Block(const TensorMap& w, const torch::Tensor& h) const {
+torch::Tensor Gpt2::Block(const TensorMap& w, const torch::Tensor& h, const LinearInputs* observe) const {
   const auto& c = config_;
   auto x = LayerNorm(h, w.at("ln_1.weight"), w.at("ln_1.bias"), c.norm_eps);
-  auto qkv = Conv1D(x, w, "attn.c_attn").split(c.hidden, -1);
+  auto qkv = Conv1D(x, w, "attn.c_attn", observe).split(c.hidden, -1);
   auto attended = CausalAttention(SplitHeads(qkv[0], c.heads), SplitHeads(qkv[1], c.heads),
                                   SplitHeads(qkv[2], c.heads), 1.0 / std::sqrt(static_cast<double>(c.head_dim)));
-  auto out = h + Conv1D(attended, w, "attn.c_proj");
+  auto out = h + Conv1D(attended, w, "attn.c_proj", observe);
   x = LayerNorm(out, w.at("ln_2.weight"), w.at("ln_2.bias"), c.norm_eps);
-  return out + Conv1D(GeluNew(Conv1D(x, w, "mlp.c_fc")), w, "mlp.c_proj");
+  return out + Conv1D(GeluNew(Conv1D(x, w, "mlp.c_fc", observe)), w, "mlp.c_proj", observe);
 }
 
 torch::Tensor Gpt2::Logits(const TensorMap& outer, const torch::Tensor& h) const {

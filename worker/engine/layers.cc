@@ -12,7 +12,9 @@ torch::Tensor LayerNorm(const torch::Tensor& x, const torch::Tensor& weight, con
   return torch::layer_norm(x, {x.size(-1)}, weight, bias, eps);
 }
 
-torch::Tensor Linear(const torch::Tensor& x, const TensorMap& tensors, const std::string& name) {
+torch::Tensor Linear(const torch::Tensor& x, const TensorMap& tensors, const std::string& name,
+                     const LinearInputs* observe) {
+  if (observe != nullptr) (*observe)(name, x);
   const std::string bias_name = name.substr(0, name.rfind('.')) + ".bias";
   auto bias = tensors.find(bias_name);
   return torch::linear(x, tensors.at(name), bias == tensors.end() ? torch::Tensor() : bias->second);

@@ -12,7 +12,9 @@ namespace shears::engine {
 torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
 torch::Tensor LayerNorm(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, double eps);
 // x W^T (+ b) with nn.Linear's [out, in] weight; the bias is taken from `tensors` when present.
-torch::Tensor Linear(const torch::Tensor& x, const TensorMap& tensors, const std::string& name);
+// `observe`, when not null, sees x first.
+torch::Tensor Linear(const torch::Tensor& x, const TensorMap& tensors, const std::string& name,
+                     const LinearInputs* observe);
 // GPT-2's tanh approximation of GELU.
 torch::Tensor GeluNew(const torch::Tensor& x);
 

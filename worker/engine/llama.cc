@@ -41,18 +41,18 @@ torch::Tensor Llama::Embed(const TensorMap& outer, const torch::Tensor& ids) con
   return torch::embedding(outer.at("model.embed_tokens.weight"), ids);
 }
 
-torch::Tensor Llama::Block(const TensorMap& w, const torch::Tensor& h) const {
+torch::Tensor Llama::Block(const TensorMap& w, const torch::Tensor& h, const LinearInputs* observe) const {
   const auto& c = config_;
   auto x = RmsNorm(h, w.at("input_layernorm.weight"), c.norm_eps);
   auto rotary = RotaryTables(h.size(1), c.head_dim, c.rope_theta, h.device());
-  auto q = ApplyRotary(SplitHeads(Linear(x, w, "self_attn.q_proj.weight"), c.heads), rotary);
-  auto k = ApplyRotary(SplitHeads(Linear(x, w, "self_attn.k_proj.weight"), c.kv_heads), rotary);
-  auto v = SplitHeads(Linear(x, w, "self_attn.v_proj.weight"), c.kv_heads);
+  auto q = ApplyRotary(SplitHeads(Linear(x, w, "self_attn.q_proj.weight", observe), c.heads), rotary);
+  auto k = ApplyRotary(SplitHeads(Linear(x, w, "self_attn.k_proj.weight", observe), c.kv_heads), rotary);
+  auto v = SplitHeads(Linear(x, w, "self_attn.v_proj.weight", observe), c.kv_heads);
   auto attended = CausalAttention(q, k, v, 1.0 / std::sqrt(static_cast<double>(c.head_dim)), c.sliding_window);
-  auto out = h + Linear(attended, w, "self_attn.o_proj.weight");
+  auto out = h + Linear(attended, w, "self_attn.o_proj.weight", observe);
   x = RmsNorm(out, w.at("post_attention_layernorm.weight"), c.norm_eps);
-  auto gated = torch::silu(Linear(x, w, "mlp.gate_proj.weight")) * Linear(x, w, "mlp.up_proj.weight");
-  return out + Linear(gated, w, "mlp.down_proj.weight");
+  auto gated = torch::silu(Linear(x, w, "mlp.gate_proj.weight", observe)) * Linear(x, w, "mlp.up_proj.weight", observe);
+  return out + Linear(gated, w, "mlp.down_proj.weight", observe);
 }
 
 torch::Tensor Llama::Logits(const TensorMap& outer, const torch::Tensor& h) const {

@@ -4,7 +4,7 @@
 
 namespace shears::engine {
 
-absl::Status MagnitudePruning::PruneLinear(torch::Tensor& weight, double sparsity) {
+absl::Status MagnitudePruning::PruneLinear(const std::string&, torch::Tensor& weight, double sparsity) {
   ZeroLowestScores(weight, weight.abs(), sparsity);
   return absl::OkStatus();
 }

@@ -63,20 +63,20 @@ torch::Tensor Opt::Embed(const TensorMap& outer, const torch::Tensor& ids) const
   return tokens + positions;
 }
 
-torch::Tensor Opt::Block(const TensorMap& w, const torch::Tensor& h) const {
+torch::Tensor Opt::Block(const TensorMap& w, const torch::Tensor& h, const LinearInputs* observe) const {
   const auto& c = config_;
   auto norm = [&](const torch::Tensor& x, const std::string& name) {
     return LayerNorm(x, w.at(name + ".weight"), w.at(name + ".bias"), c.norm_eps);
   };
   auto x = c.layer_norm_before ? norm(h, "self_attn_layer_norm") : h;
   // OPT scales the queries, not the scores; the result is the same up to rounding.
-  auto q = SplitHeads(Linear(x, w, "self_attn.q_proj.weight") * (1.0 / std::sqrt(double(c.head_dim))), c.heads);
-  auto k = SplitHeads(Linear(x, w, "self_attn.k_proj.weight"), c.heads);
-  auto v = SplitHeads(Linear(x, w, "self_attn.v_proj.weight"), c.heads);
-  auto out = h + Linear(CausalAttention(q, k, v, 1.0), w, "self_attn.out_proj.weight");
+  auto q = SplitHeads(Linear(x, w, "self_attn.q_proj.weight", observe) * (1.0 / std::sqrt(double(c.head_dim))), c.heads);
+  auto k = SplitHeads(Linear(x, w, "self_attn.k_proj.weight", observe), c.heads);
+  auto v = SplitHeads(Linear(x, w, "self_attn.v_proj.weight", observe), c.heads);
+  auto out = h + Linear(CausalAttention(q, k, v, 1.0), w, "self_attn.out_proj.weight", observe);
   if (!c.layer_norm_before) out = norm(out, "self_attn_layer_norm");
   x = c.layer_norm_before ? norm(out, "final_layer_norm") : out;
-  out = out + Linear(torch::relu(Linear(x, w, "fc1.weight")), w, "fc2.weight");
+  out = out + Linear(torch::relu(Linear(x, w, "fc1.weight", observe)), w, "fc2.weight", observe);
   if (!c.layer_norm_before) out = norm(out, "final_layer_norm");
   return out;
 }

@@ -56,6 +56,10 @@ std::string Fingerprint(const PruneOptions& options, const ModelDir& model) {
     text += absl::StrCat(" eval=", options.evaluation->path, ":", options.evaluation->seq_len, ":",
                          options.evaluation->max_tokens);
   }
+  if (options.calibration) {
+    text += absl::StrCat(" calibration=", options.calibration->path, ":", options.calibration->num_samples, ":",
+                         options.calibration->seq_len, ":", options.calibration->seed);
+  }
   for (const auto& file : model.files()) {
     std::error_code ec;
     const auto time = fs::last_write_time(file->path(), ec).time_since_epoch().count();
@@ -64,18 +68,16 @@ std::string Fingerprint(const PruneOptions& options, const ModelDir& model) {
   return Sha256Hex(text);
 }
 
-// The evaluation windows, tokenized with the model's own tokenizer when the data is text.
-absl::StatusOr<torch::Tensor> EvaluationIds(const EvaluationOptions& eval, const ModelDir& model,
-                                            const ModelConfig& config) {
-  if (config.max_positions > 0 && eval.seq_len > config.max_positions) {
-    return absl::InvalidArgumentError(absl::StrCat("evaluation seq_len ", eval.seq_len, " exceeds the model's ",
-                                                   config.max_positions, " positions"));
+// A dataset's ids, tokenized with the model's own tokenizer when the data is text.
+absl::StatusOr<torch::Tensor> DatasetIds(const std::string& what, const std::string& path, int64_t seq_len,
+                                         const ModelDir& model, const ModelConfig& config) {
+  if (config.max_positions > 0 && seq_len > config.max_positions) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " seq_len ", seq_len, " exceeds the model's ", config.max_positions, " positions"));
   }
   auto tokenizer = LoadTokenizer(model.dir());
   if (!tokenizer.ok() && !absl::IsNotFound(tokenizer.status())) return tokenizer.status();
-  SHEARS_ASSIGN_OR_RETURN(torch::Tensor ids,
-                          LoadTokenIds(eval.path, tokenizer.ok() ? tokenizer->get() : nullptr, config.vocab));
-  return EvaluationWindows(ids, eval.seq_len, eval.max_tokens);
+  return LoadTokenIds(path, tokenizer.ok() ? tokenizer->get() : nullptr, config.vocab);
 }
 
 double PerplexityOf(const BlockRunner& runner, const torch::Tensor& hidden, const torch::Tensor& ids) {
@@ -102,9 +104,18 @@ class PruningRun {
     if (options_.evaluation) {
       // The dense and the pruned model see the same windows, advanced block by block side by
       // side, so both perplexities come from one pass over the checkpoint.
-      SHEARS_ASSIGN_OR_RETURN(eval_ids_, EvaluationIds(*options_.evaluation, model_, arch_.config()));
+      const auto& eval = *options_.evaluation;
+      SHEARS_ASSIGN_OR_RETURN(torch::Tensor ids, DatasetIds("evaluation", eval.path, eval.seq_len, model_, arch_.config()));
+      SHEARS_ASSIGN_OR_RETURN(eval_ids_, EvaluationWindows(ids, eval.seq_len, eval.max_tokens));
       dense_ = runner_.Embed(eval_ids_);
       pruned_ = dense_;
+    }
+    if (method_->NeedsCalibration()) {
+      if (!options_.calibration) return absl::InvalidArgumentError("this method needs calibration data");
+      const auto& calib = *options_.calibration;
+      SHEARS_ASSIGN_OR_RETURN(torch::Tensor ids, DatasetIds("calibration", calib.path, calib.seq_len, model_, arch_.config()));
+      SHEARS_ASSIGN_OR_RETURN(torch::Tensor windows, CalibrationWindows(ids, calib.num_samples, calib.seq_len, calib.seed));
+      calibration_ = runner_.Embed(windows);
     }
     SHEARS_RETURN_IF_ERROR(MakeDirectories(options_.output_dir));
     for (const auto& file : model_.files()) report_.files.push_back(BaseName(file->path()));
@@ -128,12 +139,17 @@ class PruningRun {
   absl::Status PruneBlock(int b) {
     TensorMap block = runner_.LoadBlock(b);
     if (options_.evaluation) dense_ = runner_.Run(block, dense_);
+    if (calibration_.defined()) {
+      // The method sees the block's inputs as the blocks pruned before it produce them.
+      const LinearInputs observe = [this](const std::string& name, const torch::Tensor& x) { method_->Observe(name, x); };
+      runner_.Run(block, calibration_, &observe);
+    }
     const std::string prefix = arch_.BlockPrefix(b);
     for (const auto& linear : arch_.BlockLinears(b)) {
       const auto start = std::chrono::steady_clock::now();
       const auto* at = model_.Find(linear.name);
       torch::Tensor& weight = block.at(linear.name.substr(prefix.size()));
-      SHEARS_RETURN_IF_ERROR(method_->PruneLinear(weight, options_.target_sparsity));
+      SHEARS_RETURN_IF_ERROR(method_->PruneLinear(linear.name.substr(prefix.size()), weight, options_.target_sparsity));
       // Written in the stored dtype; the pruned model is evaluated with exactly what was written.
       torch::Tensor holder;
       SHEARS_RETURN_IF_ERROR(
@@ -143,7 +159,9 @@ class PruningRun {
               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()});
       if (observer_.on_layer) observer_.on_layer(report_.layers.back());
     }
+    method_->EndBlock();
     if (options_.evaluation) pruned_ = runner_.Run(block, pruned_);
+    if (calibration_.defined()) calibration_ = runner_.Run(block, calibration_);
     next_block_ = b + 1;
     return SaveProgress();
   }
@@ -199,6 +217,7 @@ class PruningRun {
       dense_ = checkpoint.activations.at("dense");
       pruned_ = checkpoint.activations.at("pruned");
     }
+    if (calibration_.defined()) calibration_ = checkpoint.activations.at("calibration");
     next_block_ = checkpoint.blocks_done;
     Progress("pruning", absl::StrCat("resuming after block ", next_block_, "/", arch_.num_blocks()));
   }
@@ -209,6 +228,7 @@ class PruningRun {
       for (auto& [file, writer] : writers_) SHEARS_RETURN_IF_ERROR(writer->Sync());
       Checkpoint done{next_block_, report_.layers, {}};
       if (options_.evaluation) done.activations = {{"dense", dense_}, {"pruned", pruned_}};
+      if (calibration_.defined()) done.activations["calibration"] = calibration_;
       SHEARS_RETURN_IF_ERROR(SaveCheckpoint(options_.checkpoint_dir, fingerprint_, done));
     }
     Progress("pruning", absl::StrCat("block ", next_block_, "/", arch_.num_blocks()));
@@ -227,10 +247,12 @@ class PruningRun {
   PruneReport report_;
   std::set<std::string> pruned_names_;
   torch::Tensor eval_ids_, dense_, pruned_;
+  torch::Tensor calibration_;  // hidden states of the calibration windows, when the method needs them
   int next_block_ = 0;
 };
 
-absl::StatusOr<PruneReport> PruneModelOrThrow(const PruneOptions& options, const PruneObserver& observer) {
+absl::StatusOr<PruneReport> PruneModelOrThrow(const PruneOptions& options, const PruneObserver& observer,
+                                              std::unique_ptr<PruningMethod> method) {
   if (!(options.target_sparsity >= 0.0 && options.target_sparsity < 1.0)) {
     return absl::InvalidArgumentError(absl::StrCat("target_sparsity must be in [0, 1), got ", options.target_sparsity));
   }
@@ -239,7 +261,6 @@ absl::StatusOr<PruneReport> PruneModelOrThrow(const PruneOptions& options, const
   SHEARS_ASSIGN_OR_RETURN(auto arch, Architecture::FromConfig(model->config()));
   SHEARS_RETURN_IF_ERROR(arch->CheckWeights(*model));
   SHEARS_ASSIGN_OR_RETURN(const torch::Device device, ParseDevice(options.device));
-  SHEARS_ASSIGN_OR_RETURN(auto method, MakePruningMethod(options));
   torch::NoGradGuard no_grad;
   PruningRun run(options, observer, *model, *arch, device, std::move(method));
   SHEARS_RETURN_IF_ERROR(run.Start());
@@ -252,14 +273,20 @@ absl::StatusOr<PruneReport> PruneModelOrThrow(const PruneOptions& options, const
 
 }  // namespace
 
-absl::StatusOr<PruneReport> PruneModel(const PruneOptions& options, const PruneObserver& observer) {
+absl::StatusOr<PruneReport> PruneModelWith(const PruneOptions& options, const PruneObserver& observer,
+                                           std::unique_ptr<PruningMethod> method) {
   // LibTorch reports errors (out of memory, a device fault) as exceptions; a job fails with them,
   // the worker does not.
   try {
-    return PruneModelOrThrow(options, observer);
+    return PruneModelOrThrow(options, observer, std::move(method));
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("engine: ", e.what()));
   }
+}
+
+absl::StatusOr<PruneReport> PruneModel(const PruneOptions& options, const PruneObserver& observer) {
+  SHEARS_ASSIGN_OR_RETURN(auto method, MakePruningMethod(options));
+  return PruneModelWith(options, observer, std::move(method));
 }
 
 }  // namespace shears::engine

@@ -20,6 +20,14 @@ struct EvaluationOptions {
   int64_t max_tokens = 0;  // 0: all
 };
 
+// Calibration windows for methods that learn from activations (SparseGPT's and Wanda's sampling).
+struct CalibrationOptions {
+  std::string path;  // a local dataset file (see dataset.h for the formats)
+  int64_t num_samples = 0;
+  int64_t seq_len = 0;
+  uint64_t seed = 0;
+};
+
 struct PruneOptions {
   std::string model_dir;   // a local Hugging Face model directory
   std::string output_dir;  // created if missing; files are overwritten
@@ -29,6 +37,7 @@ struct PruneOptions {
   uint64_t seed = 0;
   std::string device = "cpu";  // "cpu" or "cuda:N"
   std::optional<EvaluationOptions> evaluation;
+  std::optional<CalibrationOptions> calibration;
   // Where per-block checkpoints go; a run finding one made from the same inputs resumes after
   // its last finished block. Empty: no checkpoints.
   std::string checkpoint_dir;

@@ -69,7 +69,7 @@ ModelWeights LoadWeights(const ModelDir& model, const Architecture& arch, const 
 
 torch::Tensor Forward(const Architecture& arch, const ModelWeights& weights, const torch::Tensor& ids) {
   auto hidden = arch.Embed(weights.outer, ids);
-  for (const auto& block : weights.blocks) hidden = arch.Block(block, hidden);
+  for (const auto& block : weights.blocks) hidden = arch.Block(block, hidden, nullptr);
   return arch.Logits(weights.outer, hidden);
 }
 
