@@ -44,7 +44,6 @@ class Architecture {
   virtual ~Architecture() = default;
 
   const ModelConfig& config() const { return config_; }
-  const std::string& model_type() const { return config_.model_type; }
   int num_blocks() const { return static_cast<int>(config_.layers); }
 
   virtual std::string BlockPrefix(int block) const = 0;

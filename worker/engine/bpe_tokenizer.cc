@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "worker/engine/utf8.h"
 
 namespace shears::engine {
 namespace {
@@ -40,14 +41,6 @@ const std::vector<std::string>& ByteToUnicode() {
     return t;
   }();
   return table;
-}
-
-size_t Utf8Length(unsigned char lead) {
-  if (lead < 0x80) return 1;
-  if ((lead >> 5) == 0x6) return 2;
-  if ((lead >> 4) == 0xE) return 3;
-  if ((lead >> 3) == 0x1E) return 4;
-  return 1;
 }
 
 std::string PairKey(const std::string& a, const std::string& b) { return a + '\0' + b; }

@@ -9,9 +9,7 @@
 namespace shears::engine {
 namespace fs = std::filesystem;
 
-namespace {
-
-absl::StatusOr<nlohmann::json> ReadJson(const std::string& path) {
+absl::StatusOr<nlohmann::json> ReadJsonObject(const std::string& path) {
   auto text = ReadFile(path);
   if (!text.ok()) return text.status();
   auto parsed = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
@@ -21,8 +19,6 @@ absl::StatusOr<nlohmann::json> ReadJson(const std::string& path) {
   return parsed;
 }
 
-}  // namespace
-
 std::string BaseName(const std::string& path) { return fs::path(path).filename().string(); }
 
 absl::StatusOr<std::unique_ptr<ModelDir>> ModelDir::Open(const std::string& dir) {
@@ -31,7 +27,7 @@ absl::StatusOr<std::unique_ptr<ModelDir>> ModelDir::Open(const std::string& dir)
   }
   auto model = std::make_unique<ModelDir>();
   model->dir_ = dir;
-  auto config = ReadJson((fs::path(dir) / kConfigFile).string());
+  auto config = ReadJsonObject((fs::path(dir) / kConfigFile).string());
   if (!config.ok()) return config.status();
   model->config_ = std::move(*config);
 
@@ -39,7 +35,7 @@ absl::StatusOr<std::unique_ptr<ModelDir>> ModelDir::Open(const std::string& dir)
   std::map<std::string, std::string> weight_map;
   const std::string index_path = (fs::path(dir) / kIndexFile).string();
   if (fs::exists(index_path)) {
-    auto index = ReadJson(index_path);
+    auto index = ReadJsonObject(index_path);
     if (!index.ok()) return index.status();
     auto wm = index->find("weight_map");
     if (wm == index->end() || !wm->is_object()) {

@@ -45,5 +45,7 @@ class ModelDir {
 
 // The file name part of a weight file's path.
 std::string BaseName(const std::string& path);
+// A JSON file that must hold an object (config.json, the index, tokenizer files).
+absl::StatusOr<nlohmann::json> ReadJsonObject(const std::string& path);
 
 }  // namespace shears::engine

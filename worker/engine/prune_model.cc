@@ -68,18 +68,6 @@ std::string Fingerprint(const PruneOptions& options, const ModelDir& model) {
   return Sha256Hex(text);
 }
 
-// A dataset's ids, tokenized with the model's own tokenizer when the data is text.
-absl::StatusOr<torch::Tensor> DatasetIds(const std::string& what, const std::string& path, int64_t seq_len,
-                                         const ModelDir& model, const ModelConfig& config) {
-  if (config.max_positions > 0 && seq_len > config.max_positions) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, " seq_len ", seq_len, " exceeds the model's ", config.max_positions, " positions"));
-  }
-  auto tokenizer = LoadTokenizer(model.dir());
-  if (!tokenizer.ok() && !absl::IsNotFound(tokenizer.status())) return tokenizer.status();
-  return LoadTokenIds(path, tokenizer.ok() ? tokenizer->get() : nullptr, config.vocab);
-}
-
 double PerplexityOf(const BlockRunner& runner, const torch::Tensor& hidden, const torch::Tensor& ids) {
   auto [nll, count] = runner.NextTokenLoss(hidden, ids);
   return std::exp(nll / static_cast<double>(count));
@@ -105,7 +93,7 @@ class PruningRun {
       // The dense and the pruned model see the same windows, advanced block by block side by
       // side, so both perplexities come from one pass over the checkpoint.
       const auto& eval = *options_.evaluation;
-      SHEARS_ASSIGN_OR_RETURN(torch::Tensor ids, DatasetIds("evaluation", eval.path, eval.seq_len, model_, arch_.config()));
+      SHEARS_ASSIGN_OR_RETURN(torch::Tensor ids, DatasetIds("evaluation", eval.path, eval.seq_len));
       SHEARS_ASSIGN_OR_RETURN(eval_ids_, EvaluationWindows(ids, eval.seq_len, eval.max_tokens));
       dense_ = runner_.Embed(eval_ids_);
       pruned_ = dense_;
@@ -113,7 +101,7 @@ class PruningRun {
     if (method_->NeedsCalibration()) {
       if (!options_.calibration) return absl::InvalidArgumentError("this method needs calibration data");
       const auto& calib = *options_.calibration;
-      SHEARS_ASSIGN_OR_RETURN(torch::Tensor ids, DatasetIds("calibration", calib.path, calib.seq_len, model_, arch_.config()));
+      SHEARS_ASSIGN_OR_RETURN(torch::Tensor ids, DatasetIds("calibration", calib.path, calib.seq_len));
       SHEARS_ASSIGN_OR_RETURN(torch::Tensor windows, CalibrationWindows(ids, calib.num_samples, calib.seq_len, calib.seed));
       calibration_ = runner_.Embed(windows);
     }
@@ -197,6 +185,22 @@ class PruningRun {
   }
 
  private:
+  // A dataset's ids, tokenized with the model's own tokenizer (read once) when the data is text.
+  absl::StatusOr<torch::Tensor> DatasetIds(const std::string& what, const std::string& path, int64_t seq_len) {
+    const ModelConfig& config = arch_.config();
+    if (config.max_positions > 0 && seq_len > config.max_positions) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " seq_len ", seq_len, " exceeds the model's ", config.max_positions, " positions"));
+    }
+    if (!tokenizer_read_) {
+      auto tokenizer = LoadTokenizer(model_.dir());
+      if (!tokenizer.ok() && !absl::IsNotFound(tokenizer.status())) return tokenizer.status();
+      if (tokenizer.ok()) tokenizer_ = std::move(*tokenizer);
+      tokenizer_read_ = true;
+    }
+    return LoadTokenIds(path, tokenizer_.get(), config.vocab);
+  }
+
   void Progress(const std::string& stage, const std::string& message) {
     if (observer_.on_progress) observer_.on_progress(stage, double(next_block_) / arch_.num_blocks(), message);
   }
@@ -243,6 +247,8 @@ class PruningRun {
   std::unique_ptr<PruningMethod> method_;
   BlockRunner runner_;
   const std::string fingerprint_;
+  std::unique_ptr<Tokenizer> tokenizer_;  // null when the model has none
+  bool tokenizer_read_ = false;
   Writers writers_;
   PruneReport report_;
   std::set<std::string> pruned_names_;

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "worker/engine/utf8.h"
 
 namespace shears::engine {
 namespace {
@@ -75,14 +76,6 @@ class WireReader {
 constexpr int kNormal = 1, kUnknown = 2, kUserDefined = 4, kByte = 6;
 constexpr int kModelTypeBpe = 2;
 const std::string kSpace = "\xe2\x96\x81";  // U+2581, SentencePiece's visible space
-
-size_t Utf8Length(unsigned char lead) {
-  if (lead < 0x80) return 1;
-  if ((lead >> 5) == 0x6) return 2;
-  if ((lead >> 4) == 0xE) return 3;
-  if ((lead >> 3) == 0x1E) return 4;
-  return 1;
-}
 
 }  // namespace
 

@@ -5,19 +5,12 @@
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
 #include "worker/engine/bpe_tokenizer.h"
+#include "worker/engine/model_dir.h"
 #include "worker/engine/sentencepiece_tokenizer.h"
 
 namespace shears::engine {
 
 namespace {
-
-absl::StatusOr<nlohmann::json> ReadJsonObject(const std::string& path) {
-  auto text = ReadFile(path);
-  if (!text.ok()) return text.status();
-  auto json = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (json.is_discarded() || !json.is_object()) return absl::DataLossError(absl::StrCat(path, ": not a JSON object"));
-  return json;
-}
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadBpe(const std::string& path) {
   auto json = ReadJsonObject(path);
