@@ -1,47 +1,19 @@
 // Peak resident memory of `shears-worker run-local` magnitude-pruning synthetic llama models of
 // the same width and different depths. Layer-by-layer execution promises that memory follows one
 // block, not the model: the deep model's peak should stay within 1.25x of the shallow one's.
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
 
+#include "bench/run_worker.h"
 #include "common/files.h"
 #include "tools/synthetic_model.h"
 
 namespace {
 
 constexpr double kMaxRatio = 1.25;
-
-struct Run {
-  long peak_rss_kib;
-  double seconds;
-  int status;
-};
-
-Run RunWorker(const std::string& worker, const std::string& spec, const std::string& work_dir, const std::string& log) {
-  const auto start = std::chrono::steady_clock::now();
-  pid_t pid = fork();
-  if (pid == 0) {
-    FILE* out = std::freopen(log.c_str(), "w", stdout);
-    (void)out;
-    dup2(STDOUT_FILENO, STDERR_FILENO);
-    execl(worker.c_str(), worker.c_str(), "run-local", "--spec", spec.c_str(), "--work-dir", work_dir.c_str(),
-          static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  int status = 0;
-  struct rusage usage {};
-  wait4(pid, &status, 0, &usage);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return {usage.ru_maxrss, seconds, WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status)};
-}
 
 }  // namespace
 
@@ -60,7 +32,7 @@ int main(int argc, char** argv) {
   const double block_mib = (4.0 * shape.hidden * shape.hidden + 3.0 * shape.hidden * shape.ffn) * 4 / (1 << 20);
   std::printf("peak RSS of shears-worker run-local, magnitude 50%%, llama hidden %d ffn %d (%.1f MiB a block)\n",
               shape.hidden, shape.ffn, block_mib);
-  std::vector<std::pair<int, Run>> runs;
+  std::vector<std::pair<int, shears::bench::Run>> runs;
   for (int blocks : {4, 32}) {
     shape.blocks = blocks;
     const std::string model = work + "/model-" + std::to_string(blocks);
@@ -73,7 +45,7 @@ int main(int argc, char** argv) {
                                                 "\", \"method\": \"METHOD_MAGNITUDE\", \"target_sparsity\": 0.5, "
                                                 "\"output\": {\"uri\": \"file://" + work + "/out-" +
                                                 std::to_string(blocks) + "\"}}");
-    Run run = RunWorker(build + "/worker/shears-worker", spec, work + "/scratch", work + "/log-" + std::to_string(blocks));
+    shears::bench::Run run = shears::bench::RunWorker(build + "/worker/shears-worker", spec, work + "/scratch", work + "/log-" + std::to_string(blocks));
     if (run.status != 0) {
       std::cerr << "run-local failed for " << blocks << " blocks; see " << work << "/log-" << blocks << "\n";
       return 1;

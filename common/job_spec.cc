@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -14,10 +15,19 @@ namespace {
 std::vector<v1::Structure> SupportedStructures(v1::Method method) {
   switch (method) {
     case v1::METHOD_MAGNITUDE:
-      return {v1::STRUCTURE_UNSTRUCTURED};
+    case v1::METHOD_RANDOM:
+    case v1::METHOD_WANDA:
+    case v1::METHOD_SPARSEGPT:
+    case v1::METHOD_SPARSELLM:
+      return {v1::STRUCTURE_UNSTRUCTURED, v1::STRUCTURE_N_M};
     default:
       return {};
   }
+}
+
+// Methods that learn from activations and cannot run without calibration data.
+bool NeedsCalibration(v1::Method method) {
+  return method == v1::METHOD_WANDA || method == v1::METHOD_SPARSEGPT || method == v1::METHOD_SPARSELLM;
 }
 
 absl::Status Invalid(const std::string& field, const std::string& what) {
@@ -32,6 +42,26 @@ absl::Status ValidateUri(const std::string& field, const std::string& uri) {
     return Invalid(field, absl::StrCat("scheme '", parsed->scheme, "' is not supported (supported: file)"));
   }
   if (auto path = LocalPath(uri); !path.ok()) return Invalid(field, std::string(path.status().message()));
+  return absl::OkStatus();
+}
+
+// N:M needs its n_m, which nothing else may carry; target_sparsity, when set, must agree with it.
+absl::Status ValidateNM(const v1::JobSpec& spec) {
+  if (spec.structure() != v1::STRUCTURE_N_M) {
+    if (spec.has_n_m()) return Invalid("n_m", "applies to STRUCTURE_N_M only");
+    return absl::OkStatus();
+  }
+  if (!spec.has_n_m()) return Invalid("n_m", "is required with STRUCTURE_N_M (e.g. n: 2, m: 4)");
+  const int n = spec.n_m().n(), m = spec.n_m().m();
+  if (m < 2 || m > 256) return Invalid("n_m.m", absl::StrCat("must be in [2, 256], got ", m));
+  if (n < 1 || n >= m) {
+    return Invalid("n_m.n", absl::StrCat("must be at least 1 and less than M (", m, "), got ", n));
+  }
+  const double implied = 1.0 - double(n) / double(m);
+  if (spec.target_sparsity() != 0.0 && std::abs(spec.target_sparsity() - implied) > 1e-9) {
+    return Invalid("target_sparsity", absl::StrCat("is ", spec.target_sparsity(), " but n_m ", n, ":", m,
+                                                   " removes ", implied, "; leave it 0 or make them agree"));
+  }
   return absl::OkStatus();
 }
 
@@ -63,8 +93,31 @@ absl::Status ValidateSpec(const v1::JobSpec& spec) {
   if (!(spec.target_sparsity() >= 0.0 && spec.target_sparsity() < 1.0)) {
     return Invalid("target_sparsity", absl::StrCat("must be in [0, 1), got ", spec.target_sparsity()));
   }
+  if (auto st = ValidateNM(spec); !st.ok()) return st;
   if (spec.has_calibration()) {
-    return Invalid("calibration", absl::StrCat(v1::Method_Name(spec.method()), " uses no calibration data"));
+    const auto& calib = spec.calibration();
+    if (auto st = ValidateUri("calibration.dataset_uri", calib.dataset_uri()); !st.ok()) return st;
+    if (calib.num_samples() < 1) {
+      return Invalid("calibration.num_samples", absl::StrCat("must be at least 1, got ", calib.num_samples()));
+    }
+    if (calib.seq_len() < 2) return Invalid("calibration.seq_len", absl::StrCat("must be at least 2, got ", calib.seq_len()));
+    if (calib.max_tokens() != 0) return Invalid("calibration.max_tokens", "applies to evaluation only");
+  } else if (NeedsCalibration(spec.method())) {
+    return Invalid("calibration", absl::StrCat("is required by ", v1::Method_Name(spec.method())));
+  }
+  if (spec.has_sparsellm()) {
+    const auto& sl = spec.sparsellm();
+    if (spec.method() != v1::METHOD_SPARSELLM) return Invalid("sparsellm", "applies to METHOD_SPARSELLM only");
+    if (sl.iterations() < 0 || sl.iterations() > 100) {
+      return Invalid("sparsellm.iterations", absl::StrCat("must be in [0, 100], got ", sl.iterations()));
+    }
+    for (const auto& [name, value] : {std::pair<const char*, double>{"alpha", sl.alpha()},
+                                      {"beta", sl.beta()},
+                                      {"gamma", sl.gamma()}}) {
+      if (!(value >= 0.0 && std::isfinite(value))) {
+        return Invalid(absl::StrCat("sparsellm.", name), absl::StrCat("must be a non-negative number, got ", value));
+      }
+    }
   }
   if (spec.has_evaluation()) {
     const auto& eval = spec.evaluation();
@@ -79,8 +132,12 @@ absl::Status ValidateSpec(const v1::JobSpec& spec) {
   if (absl::StripSuffix(spec.output().uri(), "/") == absl::StripSuffix(spec.model_uri(), "/")) {
     return Invalid("output.uri", "must differ from model_uri, or the input model would be overwritten");
   }
-  if (spec.output().format() != v1::OUTPUT_FORMAT_DENSE_SAFETENSORS) {
-    return Invalid("output.format", "only OUTPUT_FORMAT_DENSE_SAFETENSORS is supported");
+  if (!v1::OutputFormat_IsValid(spec.output().format())) {
+    return Invalid("output.format", absl::StrCat("unknown format ", spec.output().format()));
+  }
+  if (spec.output().format() == v1::OUTPUT_FORMAT_SPARSE_24_BITMASK &&
+      !(spec.structure() == v1::STRUCTURE_N_M && spec.n_m().n() == 2 && spec.n_m().m() == 4)) {
+    return Invalid("output.format", "OUTPUT_FORMAT_SPARSE_24_BITMASK needs STRUCTURE_N_M with n_m 2:4");
   }
   for (const auto& [key, value] : spec.labels()) {
     if (key.empty() || key.size() > 63) return Invalid("labels", absl::StrCat("key '", key, "' must be 1-63 characters"));

@@ -205,16 +205,21 @@ TEST(Dataset, WindowsFollowThePapersProtocols) {
   EXPECT_EQ(EvaluationWindows(ids, 128, 300)->size(0), 2) << "token budget";
   EXPECT_FALSE(EvaluationWindows(ids, 2000, 0).ok());
 
-  auto a = CalibrationWindows(ids, 16, 64, 5);
-  auto b = CalibrationWindows(ids, 16, 64, 5);
-  auto c = CalibrationWindows(ids, 16, 64, 6);
+  auto a = CalibrationWindows(ids, 15, 64, 5);
+  auto b = CalibrationWindows(ids, 15, 64, 5);
+  auto c = CalibrationWindows(ids, 15, 64, 6);
   ASSERT_TRUE(a.ok() && b.ok() && c.ok());
-  EXPECT_EQ(a->sizes(), (std::vector<int64_t>{16, 64}));
+  EXPECT_EQ(a->sizes(), (std::vector<int64_t>{15, 64}));
   EXPECT_TRUE(torch::equal(*a, *b)) << "same seed, same windows";
   EXPECT_FALSE(torch::equal(*a, *c));
   // Each window is a contiguous run of the data.
   EXPECT_TRUE(torch::equal((*a).select(0, 3), torch::arange((*a)[3][0].item<int64_t>(), (*a)[3][0].item<int64_t>() + 64)));
   EXPECT_FALSE(CalibrationWindows(ids, 4, 1000, 0).ok());
+  auto too_many = CalibrationWindows(ids, 16, 64, 0);
+  EXPECT_EQ(too_many.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(too_many.status().message().find("1000 tokens, fewer than the 16 windows of 64 tokens asked for (1024)"),
+            std::string::npos)
+      << too_many.status();
 }
 
 // The perplexity protocol of the seeds, on the KJV test split, equal to the reference's.

@@ -25,18 +25,59 @@ absl::StatusOr<engine::PruneOptions> EngineOptions(const v1::JobSpec& spec) {
     case v1::METHOD_MAGNITUDE:
       options.method = engine::Method::kMagnitude;
       break;
+    case v1::METHOD_RANDOM:
+      options.method = engine::Method::kRandom;
+      break;
+    case v1::METHOD_WANDA:
+      options.method = engine::Method::kWanda;
+      break;
+    case v1::METHOD_SPARSEGPT:
+      options.method = engine::Method::kSparseGpt;
+      break;
+    case v1::METHOD_SPARSELLM:
+      options.method = engine::Method::kSparseLlm;
+      break;
     default:
       return absl::InvalidArgumentError(absl::StrCat("spec.method: ", v1::Method_Name(spec.method()),
                                                      " is not supported by this worker"));
   }
-  if (spec.structure() != v1::STRUCTURE_UNSTRUCTURED) {
-    return absl::InvalidArgumentError(absl::StrCat("spec.structure: ", v1::Structure_Name(spec.structure()),
-                                                   " is not supported by this worker"));
+  switch (spec.structure()) {
+    case v1::STRUCTURE_UNSTRUCTURED:
+      options.structure = engine::Structure::kUnstructured;
+      break;
+    case v1::STRUCTURE_N_M:
+      options.structure = engine::Structure::kNM;
+      options.n = spec.n_m().n();
+      options.m = spec.n_m().m();
+      break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("spec.structure: ", v1::Structure_Name(spec.structure()),
+                                                     " is not supported by this worker"));
   }
-  options.structure = engine::Structure::kUnstructured;
+  switch (spec.output().format()) {
+    case v1::OUTPUT_FORMAT_SPARSE_BITMASK:
+      options.format = engine::OutputFormat::kSparseBitmask;
+      break;
+    case v1::OUTPUT_FORMAT_SPARSE_24_BITMASK:
+      options.format = engine::OutputFormat::kSparse24Bitmask;
+      break;
+    default:
+      options.format = engine::OutputFormat::kDenseSafetensors;
+  }
   options.target_sparsity = spec.target_sparsity();
+  options.sparsellm = {spec.sparsellm().iterations(), spec.sparsellm().alpha(), spec.sparsellm().beta(),
+                       spec.sparsellm().gamma()};
   options.seed = spec.seed();
   return options;
+}
+
+// A dataset URI fetched into the work directory; errors name the spec field.
+absl::StatusOr<std::string> LocalizeDataset(const std::string& field, const std::string& uri,
+                                            const std::string& work_dir) {
+  SHEARS_ASSIGN_OR_RETURN(auto data_fs, FileSystemFor(uri));
+  auto path = data_fs->Localize(uri, work_dir);
+  if (!path.ok()) return absl::Status(path.status().code(), absl::StrCat(field, ": ", path.status().message()));
+  return *path;
 }
 
 v1::JobEvent ProgressEvent(const std::string& stage, double fraction, const std::string& message) {
@@ -55,6 +96,7 @@ v1::LayerResult ToProto(const engine::LayerReport& layer) {
   out.set_parameters(layer.parameters);
   out.set_achieved_sparsity(layer.parameters == 0 ? 0.0 : double(layer.zeros) / double(layer.parameters));
   out.set_seconds(layer.seconds);
+  if (layer.reconstruction_error >= 0) out.set_reconstruction_error(layer.reconstruction_error);
   return out;
 }
 
@@ -90,12 +132,15 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
   options.checkpoint_dir = (fs::path(scratch) / "checkpoint").string();
   if (spec.has_evaluation()) {
     const auto& eval = spec.evaluation();
-    SHEARS_ASSIGN_OR_RETURN(auto data_fs, FileSystemFor(eval.dataset_uri()));
-    auto path = data_fs->Localize(eval.dataset_uri(), context.work_dir);
-    if (!path.ok()) {
-      return absl::Status(path.status().code(), absl::StrCat("evaluation.dataset_uri: ", path.status().message()));
-    }
-    options.evaluation = engine::EvaluationOptions{*path, eval.seq_len(), eval.max_tokens()};
+    SHEARS_ASSIGN_OR_RETURN(std::string path,
+                            LocalizeDataset("evaluation.dataset_uri", eval.dataset_uri(), context.work_dir));
+    options.evaluation = engine::EvaluationOptions{path, eval.seq_len(), eval.max_tokens()};
+  }
+  if (spec.has_calibration()) {
+    const auto& calib = spec.calibration();
+    SHEARS_ASSIGN_OR_RETURN(std::string path,
+                            LocalizeDataset("calibration.dataset_uri", calib.dataset_uri(), context.work_dir));
+    options.calibration = engine::CalibrationOptions{path, calib.num_samples(), calib.seq_len(), calib.seed()};
   }
 
   engine::PruneObserver observer;

@@ -45,7 +45,10 @@ void PrintEvent(const shears::v1::JobEvent& event) {
     std::cout << "[" << static_cast<int>(event.progress().fraction() * 100) << "%] " << event.progress().stage()
               << ": " << event.progress().message() << std::endl;
   } else if (event.has_layer()) {
-    std::cout << "  " << event.layer().name() << ": sparsity " << event.layer().achieved_sparsity() << std::endl;
+    const auto& layer = event.layer();
+    std::cout << "  " << layer.name() << ": sparsity " << layer.achieved_sparsity();
+    if (layer.has_reconstruction_error()) std::cout << ", reconstruction error " << layer.reconstruction_error();
+    std::cout << std::endl;
   } else if (event.has_evaluation()) {
     const auto& e = event.evaluation();
     std::cout << "perplexity: dense " << e.dense_perplexity() << ", pruned " << e.pruned_perplexity() << " ("

@@ -4,6 +4,7 @@
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "worker/engine/gpt2.h"
+#include "worker/engine/layers.h"
 #include "worker/engine/llama.h"
 #include "worker/engine/opt.h"
 #include "worker/engine/tensor_io.h"
@@ -43,6 +44,18 @@ absl::StatusOr<std::unique_ptr<Architecture>> Architecture::FromConfig(const nlo
       return std::unique_ptr<Architecture>(new Opt(std::move(parsed)));
   }
   return absl::InternalError("unknown model family");
+}
+
+torch::Tensor Activate(MlpLayout::Activation activation, const torch::Tensor& x) {
+  switch (activation) {
+    case MlpLayout::Activation::kSilu:
+      return torch::silu(x);
+    case MlpLayout::Activation::kRelu:
+      return torch::relu(x);
+    case MlpLayout::Activation::kGeluNew:
+      return GeluNew(x);
+  }
+  return x;
 }
 
 std::vector<LinearWeight> Architecture::BlockLinears(int block) const {

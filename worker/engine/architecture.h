@@ -30,6 +30,17 @@ struct LinearWeight {
   std::vector<int64_t> shape;
 };
 
+// The feed-forward network of a block, for methods that treat it as one unit (SparseLLM).
+struct MlpLayout {
+  enum class Activation { kSilu, kRelu, kGeluNew };
+  std::string gate;               // empty when the MLP is not gated
+  std::string up, down;           // weight names within the block
+  std::string up_bias, down_bias;  // empty when the architecture has none
+  Activation activation = Activation::kSilu;  // of gate's output when gated, else of up's
+};
+
+torch::Tensor Activate(MlpLayout::Activation activation, const torch::Tensor& x);
+
 // Tensors by name (relative to their group), as F32 on the computing device.
 using TensorMap = std::map<std::string, torch::Tensor>;
 
@@ -51,6 +62,11 @@ class Architecture {
   virtual std::vector<TensorSpec> BlockTensors() const = 0;
   // The tensors outside the blocks that the forward pass reads, with full names.
   virtual std::vector<TensorSpec> OuterTensors() const = 0;
+
+  // The block's feed-forward network.
+  virtual MlpLayout Mlp() const = 0;
+  // True when linear weights are stored [in, out] (GPT-2's Conv1D) rather than [out, in].
+  virtual bool LinearsStoredTransposed() const { return false; }
 
   // The prunable linear weights of decoder block `block`, with full names.
   std::vector<LinearWeight> BlockLinears(int block) const;

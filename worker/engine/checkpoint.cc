@@ -20,7 +20,7 @@ nlohmann::json LayersToJson(const std::vector<LayerReport>& layers) {
   nlohmann::json out = nlohmann::json::array();
   for (const auto& l : layers) {
     out.push_back({{"name", l.name}, {"block", l.block}, {"parameters", l.parameters}, {"zeros", l.zeros},
-                   {"seconds", l.seconds}});
+                   {"reconstruction_error", l.reconstruction_error}, {"seconds", l.seconds}});
   }
   return out;
 }
@@ -29,7 +29,8 @@ std::vector<LayerReport> LayersFromJson(const nlohmann::json& json) {
   std::vector<LayerReport> out;
   for (const auto& l : json) {
     out.push_back({l.at("name").get<std::string>(), l.at("block").get<int>(), l.at("parameters").get<int64_t>(),
-                   l.at("zeros").get<int64_t>(), l.at("seconds").get<double>()});
+                   l.at("zeros").get<int64_t>(), l.at("reconstruction_error").get<double>(),
+                   l.at("seconds").get<double>()});
   }
   return out;
 }

@@ -137,9 +137,12 @@ absl::StatusOr<torch::Tensor> CalibrationWindows(const torch::Tensor& ids, int64
     return absl::InvalidArgumentError("calibration needs num_samples >= 1 and seq_len >= 2");
   }
   const int64_t n = ids.numel();
-  if (n <= seq_len) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("calibration data has ", n, " tokens, fewer than one window of ", seq_len, " plus one"));
+  // Windows may overlap, as in SparseGPT's sampling, but the data must hold as many tokens as
+  // were asked for: a small file would otherwise give the same few tokens many times over.
+  if (n < num_samples * seq_len || n <= seq_len) {
+    return absl::InvalidArgumentError(absl::StrCat("calibration data has ", n, " tokens, fewer than the ",
+                                                   num_samples, " windows of ", seq_len, " tokens asked for (",
+                                                   num_samples * seq_len, ")"));
   }
   std::mt19937_64 rng(seed);
   std::uniform_int_distribution<int64_t> start(0, n - seq_len - 1);

@@ -38,6 +38,11 @@ std::vector<TensorSpec> Gpt2::BlockTensors() const {
   };
 }
 
+MlpLayout Gpt2::Mlp() const {
+  return {"", "mlp.c_fc.weight", "mlp.c_proj.weight", "mlp.c_fc.bias", "mlp.c_proj.bias",
+          MlpLayout::Activation::kGeluNew};
+}
+
 std::vector<TensorSpec> Gpt2::OuterTensors() const {
   const int64_t d = config_.hidden;
   return {{"transformer.wte.weight", {config_.vocab, d}},

@@ -30,6 +30,10 @@ std::vector<TensorSpec> Llama::BlockTensors() const {
   };
 }
 
+MlpLayout Llama::Mlp() const {
+  return {"mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight", "", "", MlpLayout::Activation::kSilu};
+}
+
 std::vector<TensorSpec> Llama::OuterTensors() const {
   const auto& c = config_;
   return {{"model.embed_tokens.weight", {c.vocab, c.hidden}},

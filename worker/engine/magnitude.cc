@@ -4,8 +4,8 @@
 
 namespace shears::engine {
 
-absl::Status MagnitudePruning::PruneLinear(const std::string&, torch::Tensor& weight, double sparsity) {
-  ZeroLowestScores(weight, weight.abs(), sparsity);
+absl::Status MagnitudePruning::PruneLinear(LinearToPrune& linear, const SparsityTarget& target) {
+  ZeroLowestScores(linear.weight, linear.weight.abs(), target, MaskScope::kMatrix);
   return absl::OkStatus();
 }
 

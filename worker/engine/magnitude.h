@@ -4,10 +4,11 @@
 
 namespace shears::engine {
 
-// The baseline of every paper: remove the weights of smallest absolute value within each matrix.
+// The baseline of every paper: remove the weights of smallest absolute value within each matrix
+// (within each group of M for N:M).
 class MagnitudePruning final : public PruningMethod {
  public:
-  absl::Status PruneLinear(const std::string& name, torch::Tensor& weight, double sparsity) override;
+  absl::Status PruneLinear(LinearToPrune& linear, const SparsityTarget& target) override;
 };
 
 }  // namespace shears::engine

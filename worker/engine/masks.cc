@@ -3,18 +3,45 @@
 #include <cmath>
 
 namespace shears::engine {
+namespace {
+
+// Marks the `k` lowest entries of every row of `scores` [rows, cols] (k the same for all rows).
+torch::Tensor LowestPerRow(const torch::Tensor& scores, int64_t k) {
+  auto mask = torch::zeros(scores.sizes(), scores.options().dtype(torch::kBool));
+  if (k == 0) return mask;
+  // A stable sort makes the choice among equal scores deterministic.
+  auto order = std::get<1>(scores.to(torch::kFloat32).sort(c10::optional<bool>(true), /*dim=*/1));
+  mask.scatter_(1, order.slice(1, 0, k), true);
+  return mask;
+}
+
+}  // namespace
 
 int64_t PrunedCount(int64_t numel, double sparsity) {
   return std::min<int64_t>(numel, std::llround(sparsity * static_cast<double>(numel)));
 }
 
-void ZeroLowestScores(torch::Tensor& weight, const torch::Tensor& scores, double sparsity) {
-  const int64_t k = PrunedCount(weight.numel(), sparsity);
-  if (k == 0) return;
-  // A stable sort makes the choice among equal scores deterministic across runs and devices.
-  auto order = std::get<1>(scores.reshape(-1).to(torch::kFloat32).sort(c10::optional<bool>(true), /*dim=*/0));
-  auto flat = weight.view(-1);
-  flat.index_fill_(0, order.slice(0, 0, k), 0);
+double TargetFraction(const SparsityTarget& target) {
+  return target.n_m() ? 1.0 - double(target.n) / double(target.m) : target.sparsity;
+}
+
+torch::Tensor PruneMask(const torch::Tensor& scores, const SparsityTarget& target, MaskScope scope) {
+  const int64_t rows = scores.size(0), cols = scores.size(1);
+  if (target.n_m()) {
+    auto groups = scores.reshape({rows * cols / target.m, target.m});
+    return LowestPerRow(groups, target.m - target.n).view({rows, cols});
+  }
+  if (scope == MaskScope::kRow) return LowestPerRow(scores, PrunedCount(cols, target.sparsity));
+  return LowestEntries(scores, PrunedCount(scores.numel(), target.sparsity));
+}
+
+torch::Tensor LowestEntries(const torch::Tensor& scores, int64_t k) {
+  return LowestPerRow(scores.reshape({1, -1}), k).view(scores.sizes());
+}
+
+void ZeroLowestScores(torch::Tensor& weight, const torch::Tensor& scores, const SparsityTarget& target,
+                      MaskScope scope) {
+  weight.masked_fill_(PruneMask(scores, target, scope), 0.0);
 }
 
 }  // namespace shears::engine

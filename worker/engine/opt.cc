@@ -37,6 +37,10 @@ std::vector<TensorSpec> Opt::BlockTensors() const {
   };
 }
 
+MlpLayout Opt::Mlp() const {
+  return {"", "fc1.weight", "fc2.weight", "fc1.bias", "fc2.bias", MlpLayout::Activation::kRelu};
+}
+
 std::vector<TensorSpec> Opt::OuterTensors() const {
   const auto& c = config_;
   std::vector<TensorSpec> specs = {

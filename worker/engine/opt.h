@@ -12,6 +12,7 @@ class Opt final : public Architecture {
   std::string BlockPrefix(int block) const override;
   std::vector<TensorSpec> BlockTensors() const override;
   std::vector<TensorSpec> OuterTensors() const override;
+  MlpLayout Mlp() const override;
   torch::Tensor Embed(const TensorMap& outer, const torch::Tensor& ids) const override;
   torch::Tensor Block(const TensorMap& block, const torch::Tensor& hidden, const LinearInputs* observe) const override;
   torch::Tensor Logits(const TensorMap& outer, const torch::Tensor& hidden) const override;

@@ -13,11 +13,14 @@
 #include "worker/engine/architecture.h"
 #include "worker/engine/block_runner.h"
 #include "worker/engine/checkpoint.h"
+#include "worker/engine/compressed_tensors.h"
 #include "worker/engine/dataset.h"
 #include "worker/engine/device.h"
 #include "worker/engine/model_dir.h"
 #include "worker/engine/pruning_method.h"
 #include "worker/engine/tensor_io.h"
+#include "worker/engine/linear_inputs.h"
+#include "worker/engine/masks.h"
 
 namespace shears::engine {
 namespace fs = std::filesystem;
@@ -50,8 +53,11 @@ absl::StatusOr<Writers> MirrorWeightFiles(const ModelDir& model, const std::stri
 // Names the inputs a checkpoint belongs to: the checkpoint files' names, sizes and times, and
 // every option that changes the output.
 std::string Fingerprint(const PruneOptions& options, const ModelDir& model) {
-  std::string text = absl::StrCat("method=", static_cast<int>(options.method), " sparsity=", options.target_sparsity,
-                                  " seed=", options.seed, " device=", options.device);
+  const auto& sl = options.sparsellm;
+  std::string text = absl::StrCat("method=", static_cast<int>(options.method), " structure=",
+                                  static_cast<int>(options.structure), " sparsity=", options.target_sparsity,
+                                  " n:m=", options.n, ":", options.m, " sparsellm=", sl.iterations, ":", sl.alpha,
+                                  ":", sl.beta, ":", sl.gamma, " seed=", options.seed, " device=", options.device);
   if (options.evaluation) {
     text += absl::StrCat(" eval=", options.evaluation->path, ":", options.evaluation->seq_len, ":",
                          options.evaluation->max_tokens);
@@ -76,16 +82,20 @@ double PerplexityOf(const BlockRunner& runner, const torch::Tensor& hidden, cons
 // One pruning run: what is carried from block to block, and the steps that move it along.
 class PruningRun {
  public:
+  // Writes the dense pruned model into `output_dir`; `fingerprint` names the inputs.
   PruningRun(const PruneOptions& options, const PruneObserver& observer, const ModelDir& model,
-             const Architecture& arch, torch::Device device, std::unique_ptr<PruningMethod> method)
+             const Architecture& arch, torch::Device device, std::unique_ptr<PruningMethod> method,
+             const SparsityTarget& target, std::string output_dir, std::string fingerprint)
       : options_(options),
         observer_(observer),
         model_(model),
         arch_(arch),
         device_(device),
         method_(std::move(method)),
+        target_(target),
+        output_dir_(std::move(output_dir)),
         runner_(model, arch, device),
-        fingerprint_(Fingerprint(options, model)) {}
+        fingerprint_(std::move(fingerprint)) {}
 
   // Evaluation windows and output files, or the state of an interrupted attempt to resume from.
   absl::Status Start() {
@@ -98,19 +108,22 @@ class PruningRun {
       dense_ = runner_.Embed(eval_ids_);
       pruned_ = dense_;
     }
-    if (method_->NeedsCalibration()) {
-      if (!options_.calibration) return absl::InvalidArgumentError("this method needs calibration data");
+    if (method_->NeedsCalibration() && !options_.calibration) {
+      return absl::InvalidArgumentError("this method needs calibration data");
+    }
+    // Calibration data also serves methods that need none: it measures their reconstruction error.
+    if (options_.calibration) {
       const auto& calib = *options_.calibration;
       SHEARS_ASSIGN_OR_RETURN(torch::Tensor ids, DatasetIds("calibration", calib.path, calib.seq_len));
       SHEARS_ASSIGN_OR_RETURN(torch::Tensor windows, CalibrationWindows(ids, calib.num_samples, calib.seq_len, calib.seed));
       calibration_ = runner_.Embed(windows);
     }
-    SHEARS_RETURN_IF_ERROR(MakeDirectories(options_.output_dir));
+    SHEARS_RETURN_IF_ERROR(MakeDirectories(output_dir_));
     for (const auto& file : model_.files()) report_.files.push_back(BaseName(file->path()));
     std::optional<Checkpoint> checkpoint;
     if (!options_.checkpoint_dir.empty()) checkpoint = LoadCheckpoint(options_.checkpoint_dir, fingerprint_, device_);
     if (checkpoint) {
-      auto resumed = MirrorWeightFiles(model_, options_.output_dir, /*resume=*/true);
+      auto resumed = MirrorWeightFiles(model_, output_dir_, /*resume=*/true);
       if (resumed.ok()) {
         writers_ = std::move(*resumed);
         Restore(*checkpoint);
@@ -118,7 +131,7 @@ class PruningRun {
       }
       // The output is not the one checkpointed: start over.
     }
-    SHEARS_ASSIGN_OR_RETURN(writers_, MirrorWeightFiles(model_, options_.output_dir, /*resume=*/false));
+    SHEARS_ASSIGN_OR_RETURN(writers_, MirrorWeightFiles(model_, output_dir_, /*resume=*/false));
     return absl::OkStatus();
   }
 
@@ -127,27 +140,45 @@ class PruningRun {
   absl::Status PruneBlock(int b) {
     TensorMap block = runner_.LoadBlock(b);
     if (options_.evaluation) dense_ = runner_.Run(block, dense_);
+    const MlpLayout mlp = arch_.Mlp();
+    // The method sees the block's inputs as the blocks pruned before it produce them.
+    BlockInputs inputs([&](const std::string& name) {
+      return method_->NeedsMlpInputs() && (name == mlp.up || name == mlp.gate);
+    });
     if (calibration_.defined()) {
-      // The method sees the block's inputs as the blocks pruned before it produce them.
-      const LinearInputs observe = [this](const std::string& name, const torch::Tensor& x) { method_->Observe(name, x); };
+      const LinearInputs observe = [&](const std::string& name, const torch::Tensor& x) { inputs.Observe(name, x); };
       runner_.Run(block, calibration_, &observe);
     }
+    BlockToPrune job{b, {}, &block, mlp, target_};
+    std::map<std::string, torch::Tensor> dense_weights;  // to measure the reconstruction error against
     const std::string prefix = arch_.BlockPrefix(b);
     for (const auto& linear : arch_.BlockLinears(b)) {
-      const auto start = std::chrono::steady_clock::now();
-      const auto* at = model_.Find(linear.name);
-      torch::Tensor& weight = block.at(linear.name.substr(prefix.size()));
-      SHEARS_RETURN_IF_ERROR(method_->PruneLinear(linear.name.substr(prefix.size()), weight, options_.target_sparsity));
+      const std::string name = linear.name.substr(prefix.size());
+      torch::Tensor weight = block.at(name);
+      if (arch_.LinearsStoredTransposed()) weight = weight.t();
+      const LinearInputStats* stats = inputs.Find(name);
+      if (stats != nullptr) dense_weights[name] = weight.clone();
+      job.linears.push_back({name, weight, stats});
+    }
+    SHEARS_RETURN_IF_ERROR(method_->PruneBlock(job));
+    for (const auto& linear : job.linears) {
+      const std::string full_name = prefix + linear.name;
+      const auto* at = model_.Find(full_name);
       // Written in the stored dtype; the pruned model is evaluated with exactly what was written.
       torch::Tensor holder;
-      SHEARS_RETURN_IF_ERROR(
-          writers_[at->file]->Write(linear.name, TensorBytes(weight.to(ToScalarType(at->info->dtype)), holder)));
+      SHEARS_RETURN_IF_ERROR(writers_[at->file]->Write(
+          full_name, TensorBytes(block.at(linear.name).to(ToScalarType(at->info->dtype)), holder)));
+      torch::Tensor& weight = block.at(linear.name);
       weight = holder.to(device_, torch::kFloat32);
-      Record({linear.name, b, holder.numel(), (holder == 0).sum().item<int64_t>(),
-              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()});
+      LayerReport report{full_name, b, holder.numel(), (holder == 0).sum().item<int64_t>()};
+      if (linear.inputs != nullptr) {
+        const auto written = arch_.LinearsStoredTransposed() ? weight.t() : weight;
+        report.reconstruction_error = ReconstructionError(dense_weights.at(linear.name), written, linear.inputs->gram());
+      }
+      report.seconds = linear.seconds;
+      Record(report);
       if (observer_.on_layer) observer_.on_layer(report_.layers.back());
     }
-    method_->EndBlock();
     if (options_.evaluation) pruned_ = runner_.Run(block, pruned_);
     if (calibration_.defined()) calibration_ = runner_.Run(block, calibration_);
     next_block_ = b + 1;
@@ -176,9 +207,9 @@ class PruningRun {
       SHEARS_RETURN_IF_ERROR(writers_[file.get()]->Close());
     }
     for (const char* name : kSideFiles) {
-      const fs::path from = fs::path(options_.model_dir) / name;
+      const fs::path from = fs::path(model_.dir()) / name;
       if (!fs::exists(from)) continue;
-      SHEARS_RETURN_IF_ERROR(CopyFileAtomically(from.string(), (fs::path(options_.output_dir) / name).string()));
+      SHEARS_RETURN_IF_ERROR(CopyFileAtomically(from.string(), (fs::path(output_dir_) / name).string()));
       report_.files.push_back(name);
     }
     return report_;
@@ -245,6 +276,8 @@ class PruningRun {
   const Architecture& arch_;
   const torch::Device device_;
   std::unique_ptr<PruningMethod> method_;
+  const SparsityTarget target_;
+  const std::string output_dir_;
   BlockRunner runner_;
   const std::string fingerprint_;
   std::unique_ptr<Tokenizer> tokenizer_;  // null when the model has none
@@ -257,24 +290,98 @@ class PruningRun {
   int next_block_ = 0;
 };
 
-absl::StatusOr<PruneReport> PruneModelOrThrow(const PruneOptions& options, const PruneObserver& observer,
-                                              std::unique_ptr<PruningMethod> method) {
+absl::StatusOr<SparsityTarget> TargetOf(const PruneOptions& options) {
+  if (options.structure == Structure::kNM) {
+    if (!(options.n > 0 && options.n < options.m)) {
+      return absl::InvalidArgumentError(absl::StrCat("n_m: N must be in [1, M), got ", options.n, ":", options.m));
+    }
+    return SparsityTarget{1.0 - double(options.n) / double(options.m), options.n, options.m};
+  }
   if (!(options.target_sparsity >= 0.0 && options.target_sparsity < 1.0)) {
     return absl::InvalidArgumentError(absl::StrCat("target_sparsity must be in [0, 1), got ", options.target_sparsity));
   }
+  return SparsityTarget{options.target_sparsity};
+}
+
+// The target and the output format fit every linear of the model.
+absl::Status CheckTarget(const Architecture& arch, const SparsityTarget& target, OutputFormat format) {
+  if (format == OutputFormat::kSparse24Bitmask && !(target.n == 2 && target.m == 4)) {
+    return absl::InvalidArgumentError("output.format: the sparse-24-bitmask format needs 2:4 sparsity (n_m 2:4)");
+  }
+  if (!target.n_m()) return absl::OkStatus();
+  for (const auto& linear : arch.BlockLinears(0)) {
+    const int64_t inputs = linear.shape[arch.LinearsStoredTransposed() ? 0 : 1];
+    if (inputs % target.m != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("n_m: M=", target.m, " does not divide the ", inputs,
+                                                     " inputs of ", linear.name));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// A directory beside the output for intermediate models; kept while a run may resume.
+std::string StagingDir(const PruneOptions& options, const std::string& what) {
+  const fs::path out = fs::path(options.output_dir).lexically_normal();
+  return (out.parent_path() / absl::StrCat(".", out.filename().string(), ".", what)).string();
+}
+
+std::string StructureName(const SparsityTarget& target) {
+  return target.n_m() ? absl::StrCat(target.n, ":", target.m) : "unstructured";
+}
+
+// Stores the dense pruned model of `dense_dir` in the compressed layout into the output directory.
+absl::Status Compress(const PruneOptions& options, const std::string& dense_dir, const SparsityTarget& target,
+                      PruneReport& report) {
+  std::set<std::string> pruned;
+  for (const auto& layer : report.layers) pruned.insert(layer.name);
+  const char* format =
+      options.format == OutputFormat::kSparse24Bitmask ? kSparse24BitmaskFormat : kSparseBitmaskFormat;
+  SHEARS_ASSIGN_OR_RETURN(auto written, CompressModel(dense_dir, options.output_dir, pruned,
+                                                      {format, StructureName(target), report.achieved_sparsity()}));
+  std::set<std::string> files(written.begin(), written.end());
+  for (const auto& name : report.files) {
+    if (files.count(name)) continue;
+    SHEARS_RETURN_IF_ERROR(CopyFileAtomically((fs::path(dense_dir) / name).string(),
+                                              (fs::path(options.output_dir) / name).string()));
+    files.insert(name);
+  }
+  report.files.assign(files.begin(), files.end());
+  return RemoveAll(dense_dir);
+}
+
+absl::StatusOr<PruneReport> PruneModelOrThrow(const PruneOptions& options, const PruneObserver& observer,
+                                              std::unique_ptr<PruningMethod> method) {
+  SHEARS_ASSIGN_OR_RETURN(const SparsityTarget target, TargetOf(options));
   if (observer.on_progress) observer.on_progress("loading", 0.0, absl::StrCat("reading ", options.model_dir));
   SHEARS_ASSIGN_OR_RETURN(auto model, ModelDir::Open(options.model_dir));
+  const std::string fingerprint = Fingerprint(options, *model);
+  std::string input_dir = options.model_dir;
+  if (!SparsityFormat(model->config()).empty()) {
+    // A compressed model (ours or llm-compressor's) is pruned and evaluated in its dense form.
+    input_dir = StagingDir(options, "input");
+    SHEARS_RETURN_IF_ERROR(DecompressModel(options.model_dir, input_dir));
+    SHEARS_ASSIGN_OR_RETURN(model, ModelDir::Open(input_dir));
+  }
   SHEARS_ASSIGN_OR_RETURN(auto arch, Architecture::FromConfig(model->config()));
   SHEARS_RETURN_IF_ERROR(arch->CheckWeights(*model));
+  SHEARS_RETURN_IF_ERROR(CheckTarget(*arch, target, options.format));
   SHEARS_ASSIGN_OR_RETURN(const torch::Device device, ParseDevice(options.device));
+  const bool compressed = options.format != OutputFormat::kDenseSafetensors;
+  const std::string dense_dir = compressed ? StagingDir(options, "dense") : options.output_dir;
   torch::NoGradGuard no_grad;
-  PruningRun run(options, observer, *model, *arch, device, std::move(method));
+  PruningRun run(options, observer, *model, *arch, device, std::move(method), target, dense_dir, fingerprint);
   SHEARS_RETURN_IF_ERROR(run.Start());
   for (int b = run.next_block(); b < arch->num_blocks(); ++b) {
     if (observer.cancelled && observer.cancelled()) return absl::CancelledError("job cancelled");
     SHEARS_RETURN_IF_ERROR(run.PruneBlock(b));
   }
-  return run.Finish();
+  SHEARS_ASSIGN_OR_RETURN(PruneReport report, run.Finish());
+  if (compressed) {
+    if (observer.on_progress) observer.on_progress("writing", 1.0, "storing the sparse weights compressed");
+    SHEARS_RETURN_IF_ERROR(Compress(options, dense_dir, target, report));
+  }
+  if (input_dir != options.model_dir) SHEARS_RETURN_IF_ERROR(RemoveAll(input_dir));
+  return report;
 }
 
 }  // namespace

@@ -10,8 +10,33 @@
 
 namespace shears::engine {
 
-enum class Method { kMagnitude };
-enum class Structure { kUnstructured };
+enum class Method { kMagnitude, kRandom, kWanda, kSparseGpt, kSparseLlm };
+enum class Structure { kUnstructured, kNM };
+
+// How much of each weight matrix goes: a fraction, or N:M (at most n non-zero weights in every
+// group of m consecutive inputs of a row, the layout sparse tensor cores run).
+struct SparsityTarget {
+  double sparsity = 0.0;
+  int n = 0, m = 0;  // 0: unstructured
+  bool n_m() const { return m > 0; }
+};
+
+// The on-disk layout of the pruned model.
+enum class OutputFormat {
+  kDenseSafetensors,  // zeros stored as zeros; loads anywhere
+  kSparseBitmask,     // compressed-tensors "sparse-bitmask"
+  kSparse24Bitmask,   // compressed-tensors "sparse-24-bitmask" (2:4 only)
+};
+
+// SparseLLM's alternating optimization of each MLP. Zeros take the reference code's defaults for
+// the architecture: 8 iterations with penalties of 5 for gated MLPs (its LLaMA script), 10 with
+// 0.1 for the others (its OPT script).
+struct SparseLlmOptions {
+  int iterations = 0;
+  double alpha = 0.0;  // ties the pre-activation to the up (and gate) projection's output
+  double beta = 0.0;   // ties the MLP's output to the down projection of the activation
+  double gamma = 0.0;  // ties the activation to the nonlinearity of the pre-activation
+};
 
 // Perplexity measured before and after pruning, the protocol the papers report on WikiText-2.
 struct EvaluationOptions {
@@ -34,6 +59,9 @@ struct PruneOptions {
   Method method = Method::kMagnitude;
   Structure structure = Structure::kUnstructured;
   double target_sparsity = 0.0;
+  int n = 0, m = 0;  // with Structure::kNM
+  SparseLlmOptions sparsellm;
+  OutputFormat format = OutputFormat::kDenseSafetensors;
   uint64_t seed = 0;
   std::string device = "cpu";  // "cpu" or "cuda:N"
   std::optional<EvaluationOptions> evaluation;
@@ -48,6 +76,8 @@ struct LayerReport {
   int block = 0;
   int64_t parameters = 0;
   int64_t zeros = 0;  // after pruning
+  // ‖WX − ŴX‖² / ‖WX‖² over the calibration inputs X of the layer; negative without calibration.
+  double reconstruction_error = -1.0;
   double seconds = 0.0;
 };
 

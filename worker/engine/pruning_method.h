@@ -2,28 +2,54 @@
 // The interface every pruning method implements, and the factory that picks one for a job.
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include <torch/torch.h>
 
 #include "absl/status/statusor.h"
+#include "worker/engine/architecture.h"
+#include "worker/engine/linear_inputs.h"
 #include "worker/engine/prune_options.h"
 
 namespace shears::engine {
 
-// A method prunes a model one decoder block at a time. A calibrated one first sees the inputs
-// of the block's linear layers on the calibration windows (as the already pruned blocks before
-// it produce them), then prunes each linear.
+// One linear layer of the block being pruned, as a method sees it.
+struct LinearToPrune {
+  std::string name;       // the weight's name within the block, e.g. "mlp.up_proj.weight"
+  torch::Tensor weight;   // F32 [out, in] on the device (a view of the stored [in, out] for Conv1D)
+  const LinearInputStats* inputs = nullptr;  // its calibration inputs, for calibrated methods
+  double seconds = 0.0;   // the method's time on this layer, filled by PruneBlock
+};
+
+// One decoder block, pruned as a whole: the executor hands every linear over at once, so that a
+// method may treat several together (SparseLLM's MLP).
+struct BlockToPrune {
+  int index = 0;
+  std::vector<LinearToPrune> linears;  // in forward order
+  const TensorMap* tensors = nullptr;   // all of the block's tensors (biases, norms)
+  MlpLayout mlp;
+  SparsityTarget target;
+
+  LinearToPrune* Find(const std::string& name);
+};
+
+// A method prunes a model one decoder block at a time. A calibrated one first sees the inputs of
+// the block's linear layers on the calibration windows, as the already pruned blocks before it
+// produce them.
 class PruningMethod {
  public:
   virtual ~PruningMethod() = default;
-  // True makes the executor run the calibration windows through each block before pruning it.
+  // True makes the executor run the calibration windows through each block before pruning it and
+  // gather every linear's input statistics.
   virtual bool NeedsCalibration() const { return false; }
-  // The input of linear `name` (its weight's name within the block) for one batch of windows.
-  virtual void Observe(const std::string& name, const torch::Tensor& input) {}
-  // Zeroes a `sparsity` fraction of linear `name`'s F32 `weight` in place (any device).
-  virtual absl::Status PruneLinear(const std::string& name, torch::Tensor& weight, double sparsity) = 0;
-  // The block is done: statistics gathered for it can go.
-  virtual void EndBlock() {}
+  // True keeps the MLP's calibration inputs whole (LinearInputStats::Inputs of its up
+  // projection), not only their Gram matrix.
+  virtual bool NeedsMlpInputs() const { return false; }
+  // Prunes every linear of `block` to its target, in place. The default prunes them one by one.
+  virtual absl::Status PruneBlock(BlockToPrune& block);
+  // Prunes one linear's weight to `target`, in place.
+  virtual absl::Status PruneLinear(LinearToPrune& linear, const SparsityTarget& target) = 0;
 };
 
 absl::StatusOr<std::unique_ptr<PruningMethod>> MakePruningMethod(const PruneOptions& options);
