@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <future>
 #include <google/protobuf/util/json_util.h>
+#include <nlohmann/json.hpp>
 
 #include "common/files.h"
 #include "common/sha256.h"
@@ -16,6 +17,7 @@
 #include "tests/process.h"
 #include "tests/pruned_model_checks.h"
 #include "tests/test_util.h"
+#include "worker/engine/model_dir.h"
 
 namespace shears {
 namespace {
@@ -62,6 +64,20 @@ class ServiceTest : public ::testing::Test {
     spec.set_target_sparsity(sparsity);
     spec.mutable_output()->set_uri("file://" + out);
     return spec;
+  }
+
+  static void SetNM(v1::JobSpec& spec, int n, int m) {
+    spec.set_target_sparsity(0);
+    spec.set_structure(v1::STRUCTURE_N_M);
+    spec.mutable_n_m()->set_n(n);
+    spec.mutable_n_m()->set_m(m);
+  }
+
+  void SetCalibration(v1::JobSpec& spec, int samples, int seq_len) {
+    auto* calibration = spec.mutable_calibration();
+    calibration->set_dataset_uri("file://" + testing::KjvSplitsDir() + "/train.txt");
+    calibration->set_num_samples(samples);
+    calibration->set_seq_len(seq_len);
   }
 
   grpc::Status Create(const v1::JobSpec& spec, v1::Job* job, const std::string& request_id = "") {
@@ -166,6 +182,66 @@ TEST_F(ServiceTest, MagnitudeJobRunsToSucceededAndPublishesThePrunedModel) {
   EXPECT_EQ(tail.front().sequence(), 4);
 }
 
+TEST_F(ServiceTest, CalibratedTwoFourJobStreamsReconstructionErrorsAndPublishesCompressedTensors) {
+  StartWorker();
+  const std::string out = dir_ / "out";
+  v1::JobSpec spec = Spec(DataDir("tiny-llama"), out);
+  spec.set_method(v1::METHOD_SPARSEGPT);
+  SetNM(spec, 2, 4);
+  SetCalibration(spec, 16, 64);
+  spec.mutable_output()->set_format(v1::OUTPUT_FORMAT_SPARSE_24_BITMASK);
+  v1::Job job;
+  ASSERT_TRUE(Create(spec, &job).ok());
+  auto events = Watch(job.id());
+  v1::Job done = Get(job.id());
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
+  int layer_events = 0;
+  for (const auto& e : events) {
+    if (!e.has_layer()) continue;
+    ++layer_events;
+    EXPECT_EQ(e.layer().achieved_sparsity(), 0.5) << e.layer().name();
+    ASSERT_TRUE(e.layer().has_reconstruction_error()) << e.layer().name();
+    EXPECT_GT(e.layer().reconstruction_error(), 0.0);
+    EXPECT_LT(e.layer().reconstruction_error(), 1.0);
+  }
+  EXPECT_EQ(layer_events, 14);
+  EXPECT_EQ(done.result().layers_size(), 14);
+  for (const auto& layer : done.result().layers()) EXPECT_TRUE(layer.has_reconstruction_error()) << layer.name();
+  EXPECT_EQ(done.result().achieved_sparsity(), 0.5);
+
+  auto config = nlohmann::json::parse(ReadFile(out + "/config.json").value());
+  EXPECT_EQ(config["quantization_config"]["sparsity_config"]["format"], "sparse-24-bitmask");
+  for (const auto& a : done.result().artifacts()) {
+    const std::string path = a.uri().substr(strlen("file://"));
+    EXPECT_EQ(Sha256File(path).value(), a.sha256()) << a.uri();
+  }
+  auto model = engine::ModelDir::Open(out);
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_NE((*model)->Find("model.layers.1.mlp.down_proj.bitmask"), nullptr);
+  EXPECT_EQ((*model)->Find("model.layers.1.mlp.down_proj.weight"), nullptr);
+}
+
+TEST_F(ServiceTest, JobsWhoseTargetOrDataDoNotFitTheModelFailSayingWhy) {
+  StartWorker();
+  v1::JobSpec indivisible = Spec(DataDir("tiny-llama"), dir_ / "a");
+  SetNM(indivisible, 16, 32);
+  v1::JobSpec scarce = Spec(DataDir("tiny-llama"), dir_ / "b");
+  scarce.set_method(v1::METHOD_WANDA);
+  SetCalibration(scarce, 100000, 128);
+  const std::vector<std::pair<v1::JobSpec, std::string>> cases = {
+      {indivisible, "n_m: M=32 does not divide the 176 inputs of model.layers.0.mlp.down_proj.weight"},
+      {scarce, "fewer than the 100000 windows of 128 tokens asked for (12800000)"},
+  };
+  for (const auto& [spec, message] : cases) {
+    v1::Job job;
+    ASSERT_TRUE(Create(spec, &job).ok());
+    Watch(job.id());
+    v1::Job done = Get(job.id());
+    EXPECT_EQ(done.state(), v1::JOB_STATE_FAILED);
+    EXPECT_NE(done.error().find(message), std::string::npos) << done.error();
+  }
+}
+
 TEST_F(ServiceTest, BadSpecsAreRejectedNamingTheFieldAndStoreNothing) {
   const std::string model = DataDir("tiny-llama");
   struct Case {
@@ -180,8 +256,26 @@ TEST_F(ServiceTest, BadSpecsAreRejectedNamingTheFieldAndStoreNothing) {
       {[](v1::JobSpec& s) { s.set_model_uri("models/relative"); }, "spec.model_uri"},
       {[](v1::JobSpec& s) { s.set_method(v1::METHOD_UNSPECIFIED); }, "spec.method"},
       {[](v1::JobSpec& s) { s.set_method(static_cast<v1::Method>(99)); }, "spec.method"},
-      {[](v1::JobSpec& s) { s.set_method(v1::METHOD_SPARSEGPT); }, "spec.method"},
-      {[](v1::JobSpec& s) { s.set_structure(v1::STRUCTURE_N_M); }, "spec.structure"},
+      {[](v1::JobSpec& s) { s.set_method(v1::METHOD_MOVEMENT); }, "spec.method"},
+      {[](v1::JobSpec& s) { s.set_method(v1::METHOD_SPARSEGPT); }, "spec.calibration"},
+      {[](v1::JobSpec& s) { s.set_structure(v1::STRUCTURE_LAYERS); }, "spec.structure"},
+      {[](v1::JobSpec& s) { s.set_structure(v1::STRUCTURE_N_M); }, "spec.n_m"},
+      {[](v1::JobSpec& s) { s.mutable_n_m()->set_n(2); }, "spec.n_m"},
+      {[](v1::JobSpec& s) { SetNM(s, 4, 4); }, "spec.n_m.n"},
+      {[](v1::JobSpec& s) { SetNM(s, 5, 4); }, "spec.n_m.n"},
+      {[](v1::JobSpec& s) { SetNM(s, 1, 1); }, "spec.n_m.m"},
+      {[](v1::JobSpec& s) { SetNM(s, 2, 4), s.set_target_sparsity(0.7); }, "spec.target_sparsity"},
+      {[](v1::JobSpec& s) { s.mutable_output()->set_format(v1::OUTPUT_FORMAT_SPARSE_24_BITMASK); }, "spec.output.format"},
+      {[](v1::JobSpec& s) { s.mutable_calibration()->set_seq_len(128); }, "spec.calibration.dataset_uri"},
+      {[&](v1::JobSpec& s) { SetCalibration(s, 0, 128); }, "spec.calibration.num_samples"},
+      {[&](v1::JobSpec& s) { SetCalibration(s, 8, 1); }, "spec.calibration.seq_len"},
+      {[](v1::JobSpec& s) { s.mutable_sparsellm()->set_iterations(3); }, "spec.sparsellm"},
+      {[&](v1::JobSpec& s) {
+         s.set_method(v1::METHOD_SPARSELLM);
+         SetCalibration(s, 8, 64);
+         s.mutable_sparsellm()->set_gamma(-1);
+       },
+       "spec.sparsellm.gamma"},
       {[](v1::JobSpec& s) { s.mutable_output()->clear_uri(); }, "spec.output.uri"},
       {[](v1::JobSpec& s) { s.mutable_output()->set_uri(s.model_uri() + "/"); }, "spec.output.uri"},
       {[](v1::JobSpec& s) { s.mutable_output()->set_uri("s3://bucket/out"); }, "spec.output.uri"},

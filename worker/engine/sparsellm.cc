@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <functional>
+#include <limits>
 
 #include "common/status_macros.h"
 #include "worker/engine/sparsegpt.h"
@@ -125,6 +126,19 @@ absl::Status SparseLlmPruning::PruneMlp(BlockToPrune& block) {
   const double tokens = static_cast<double>(X.size(0));
   const auto eye = torch::eye(p.size(1), p.options());
 
+  // The pruned MLP's own output error on the calibration tokens. The auxiliary variables only
+  // approximate the network under finite penalties, so an iteration can make the pruned MLP
+  // worse; the iterate that reproduces Y best is kept (the reference code keeps the last).
+  std::vector<LinearToPrune*> linears = {up, down};
+  if (gated) linears.push_back(gate);
+  auto output_error = [&] {
+    auto hidden = Apply(X, up->weight, up_bias);
+    auto activated = gated ? act(Apply(X, gate->weight, {})) * hidden : act(hidden);
+    return (Y - activated.matmul(down->weight.t())).square().sum().item<double>();
+  };
+  double best_error = std::numeric_limits<double>::infinity();
+  std::vector<torch::Tensor> best;
+
   for (int step = 0; step < k.iterations; ++step) {
     const torch::Tensor p_gram = p.t().matmul(p);
     if (step > 0) {
@@ -135,6 +149,11 @@ absl::Status SparseLlmPruning::PruneMlp(BlockToPrune& block) {
     SHEARS_RETURN_IF_ERROR(SparseGptPrune(up->weight, x_hessian, target));
     if (gated) SHEARS_RETURN_IF_ERROR(SparseGptPrune(gate->weight, x_hessian, target));
     SHEARS_RETURN_IF_ERROR(SparseGptPrune(down->weight, p_gram * (2.0 / tokens), target));
+    if (const double error = output_error(); error < best_error) {
+      best_error = error;
+      best.clear();
+      for (auto* linear : linears) best.push_back(linear->weight.clone());
+    }
 
     // p = argmin β‖Y − p W_downᵀ‖² + γ‖p − σ‖², a linear system shared by all tokens.
     const torch::Tensor& Wd = down->weight;
@@ -158,6 +177,7 @@ absl::Status SparseLlmPruning::PruneMlp(BlockToPrune& block) {
       });
     }
   }
+  for (size_t i = 0; i < linears.size(); ++i) linears[i]->weight.copy_(best[i]);
   return absl::OkStatus();
 }
 

@@ -12,8 +12,9 @@ namespace shears::engine {
 //
 // and are updated alternately with the weights: the weights by least squares onto the current
 // variables, then pruned with SparseGPT's solver (W_down's Hessian rebuilt from p); p by a
-// regularized linear solve; z in closed form; s (and z under GELU) by gradient steps. Attention
-// projections are pruned by SparseGPT alone.
+// regularized linear solve; z in closed form; s (and z under GELU) by gradient steps. Of the
+// iterates, the one whose pruned MLP reproduces Y best on the calibration tokens is kept (the
+// first is SparseGPT's). Attention projections are pruned by SparseGPT alone.
 class SparseLlmPruning final : public PruningMethod {
  public:
   explicit SparseLlmPruning(const SparseLlmOptions& options) : options_(options) {}
