@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
@@ -23,8 +24,9 @@ namespace v1 = shears::v1;
 
 constexpr char kUsage[] = R"(usage: shearsctl [global flags] COMMAND [flags]
 commands:
-  create   --spec FILE | --model URI --method M --sparsity X --output URI
-           [--structure S] [--seed N] [--label K=V ...] [--request-id ID] [--wait]
+  create   --spec FILE | --model URI --method M (--sparsity X | --nm N:M) --output URI
+           [--calibration URI [--samples N] [--seq-len T]] [--format F] [--structure S]
+           [--seed N] [--label K=V ...] [--request-id ID] [--wait]
   get      JOB_ID
   list     [--state STATE] [--page-size N] [--page-token TOKEN]
   cancel   JOB_ID
@@ -33,7 +35,9 @@ global flags (before or after the command):
   --server HOST:PORT   default $SHEARS_SERVER or localhost:50051
   --timeout DURATION   deadline of each call (default 30s; watch: 24h)
   --json               print protobuf JSON
-names: methods as magnitude or METHOD_MAGNITUDE; states as running or JOB_STATE_RUNNING.
+names: methods as magnitude or METHOD_MAGNITUDE; states as running or JOB_STATE_RUNNING; formats
+as sparse_bitmask or OUTPUT_FORMAT_SPARSE_BITMASK. --nm 2:4 sets STRUCTURE_N_M; --calibration
+draws --samples windows (default 128) of --seq-len tokens (default 2048).
 exit status: 0 ok; 1 a watched job did not succeed; 2 usage; 3 the server refused or failed.
 )";
 
@@ -165,6 +169,33 @@ int Client::Create() {
     if (!x.ok()) return Usage(std::string(x.status().message()));
     spec.set_target_sparsity(*x);
   }
+  if (auto v = cl_.Get("nm")) {
+    std::vector<std::string> parts = absl::StrSplit(*v, ':');
+    int n = 0, m = 0;
+    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &n) || !absl::SimpleAtoi(parts[1], &m)) {
+      return Usage("--nm: expected N:M such as 2:4, got " + *v);
+    }
+    spec.set_structure(v1::STRUCTURE_N_M);
+    spec.mutable_n_m()->set_n(n);
+    spec.mutable_n_m()->set_m(m);
+  }
+  if (auto v = cl_.Get("calibration")) {
+    auto samples = cl_.GetInt("samples", 128);
+    auto seq_len = cl_.GetInt("seq-len", 2048);
+    if (!samples.ok()) return Usage(std::string(samples.status().message()));
+    if (!seq_len.ok()) return Usage(std::string(seq_len.status().message()));
+    auto* calibration = spec.mutable_calibration();
+    calibration->set_dataset_uri(*v);
+    calibration->set_num_samples(static_cast<int32_t>(*samples));
+    calibration->set_seq_len(static_cast<int32_t>(*seq_len));
+  }
+  if (auto v = cl_.Get("format")) {
+    v1::OutputFormat f;
+    if (!ParseEnum<v1::OutputFormat>(*v, "OUTPUT_FORMAT_", v1::OutputFormat_Parse, &f)) {
+      return Usage("--format: unknown format " + *v);
+    }
+    spec.mutable_output()->set_format(f);
+  }
   if (cl_.Has("seed")) {
     auto x = cl_.GetInt("seed", 0);
     if (!x.ok()) return Usage(std::string(x.status().message()));
@@ -275,8 +306,10 @@ class ProgressView {
       std::cout << "perplexity dense " << event.evaluation().dense_perplexity() << ", pruned "
                 << event.evaluation().pruned_perplexity() << std::endl;
     } else if (event.has_layer() && !tty_) {
-      std::cout << "layer " << event.layer().name() << " sparsity " << event.layer().achieved_sparsity()
-                << std::endl;
+      const auto& layer = event.layer();
+      std::cout << "layer " << layer.name() << " sparsity " << layer.achieved_sparsity();
+      if (layer.has_reconstruction_error()) std::cout << " reconstruction error " << layer.reconstruction_error();
+      std::cout << std::endl;
     }
   }
 
@@ -321,7 +354,7 @@ int main(int argc, char** argv) {
   }
   if (auto st = cl->CheckKnown({"server", "timeout", "json", "help", "spec", "model", "method", "structure", "sparsity",
                                 "output", "seed", "label", "request-id", "wait", "state", "page-size", "page-token",
-                                "after"});
+                                "after", "nm", "calibration", "samples", "seq-len", "format"});
       !st.ok()) {
     return Usage(std::string(st.message()));
   }

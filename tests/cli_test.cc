@@ -84,6 +84,24 @@ TEST_F(CliTest, CreateWaitGetListWithGlobalFlagsAnywhere) {
   EXPECT_NE(failed.out.find("no such file or directory"), std::string::npos) << failed.out;
 }
 
+TEST_F(CliTest, CreatesACalibratedNMJobWithCompressedOutputFromFlags) {
+  Process worker({Binary("worker/shears-worker"), "--server", address_, "--work-dir", dir_ / "work", "--poll-wait", "2s"},
+                 dir_ / "worker.log");
+  const std::string out = dir_ / "out";
+  auto run = Ctl({"--server", address_, "create", "--model", "file://" + DataDir("tiny-llama"), "--method", "wanda",
+                  "--nm", "2:4", "--calibration", "file://" + testing::KjvSplitsDir() + "/train.txt", "--samples", "8",
+                  "--seq-len", "64", "--format", "sparse-24-bitmask", "--output", "file://" + out, "--wait"});
+  ASSERT_EQ(run.status, 0) << run.out;
+  EXPECT_NE(run.out.find("layer model.layers.0.self_attn.q_proj.weight sparsity 0.5 reconstruction error 0."),
+            std::string::npos)
+      << run.out;
+  auto config = nlohmann::json::parse(ReadFile(out + "/config.json").value());
+  EXPECT_EQ(config["quantization_config"]["sparsity_config"]["format"], "sparse-24-bitmask");
+  auto bad = Ctl({"--server", address_, "create", "--method", "wanda", "--nm", "2-4"});
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.out.find("--nm: expected N:M such as 2:4, got 2-4"), std::string::npos) << bad.out;
+}
+
 TEST_F(CliTest, ErrorsHaveExitCodesAndSayWhatIsWrong) {
   auto bad = Ctl({"--server", address_, "create", "--model", "file:///m", "--method", "magnitude", "--sparsity", "2",
                   "--output", "file:///o"});
