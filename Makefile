@@ -23,6 +23,8 @@ demo: build
 # Long measurements (speed, memory) that print their figures and ratios.
 bench: build
 	$(BUILD_DIR)/bench/peak_rss_bench $(BUILD_DIR) /tmp/shears-bench
+	@echo "== $(BUILD_DIR)/bench/method_table $(BUILD_DIR) /tmp/shears-method-bench tests/data/tiny-llama 128"
+	$(BUILD_DIR)/bench/method_table $(BUILD_DIR) /tmp/shears-method-bench tests/data/tiny-llama 128
 
 clean:
 	rm -rf $(BUILD_DIR) .demo

@@ -76,6 +76,12 @@ std::string FormatTime(const google::protobuf::Timestamp& t) {
   return absl::FormatTime("%Y-%m-%d %H:%M:%S", shears::FromProtoTime(t), absl::LocalTimeZone());
 }
 
+// "0.5", or "2:4" for N:M.
+std::string TargetOf(const v1::JobSpec& spec) {
+  if (spec.structure() == v1::STRUCTURE_N_M) return absl::StrCat(spec.n_m().n(), ":", spec.n_m().m());
+  return absl::StrCat(spec.target_sparsity());
+}
+
 void PrintJob(const v1::Job& job) {
   const auto& spec = job.spec();
   std::cout << "job       " << job.id() << "\n"
@@ -84,7 +90,7 @@ void PrintJob(const v1::Job& job) {
             << "\n"
             << "model     " << spec.model_uri() << "\n"
             << "method    " << v1::Method_Name(spec.method()) << " / " << v1::Structure_Name(spec.structure())
-            << ", target sparsity " << spec.target_sparsity() << "\n"
+            << ", target " << TargetOf(spec) << "\n"
             << "output    " << spec.output().uri() << "\n"
             << "progress  " << job.progress().stage() << " " << static_cast<int>(job.progress().fraction() * 100)
             << "%\n"
@@ -251,7 +257,7 @@ int Client::List() {
             << std::setw(10) << "TARGET" << std::setw(20) << "PROGRESS" << "CREATED\n";
   for (const auto& job : response.jobs()) {
     std::cout << std::setw(18) << job.id() << std::setw(22) << v1::JobState_Name(job.state()) << std::setw(26)
-              << v1::Method_Name(job.spec().method()) << std::setw(10) << job.spec().target_sparsity()
+              << v1::Method_Name(job.spec().method()) << std::setw(10) << TargetOf(job.spec())
               << std::setw(20)
               << absl::StrCat(job.progress().stage(), " ", static_cast<int>(job.progress().fraction() * 100), "%")
               << FormatTime(job.create_time()) << "\n";

@@ -51,11 +51,18 @@ cat "$demo/job.json"
 ctl create --spec "$demo/job.json" --request-id demo-1 --wait
 
 echo
+echo "== shearsctl create --wait: SparseGPT 2:4 on 64 calibration windows of the KJV train split,"
+echo "   stored in the compressed-tensors sparse-24-bitmask layout that vLLM loads"
+ctl create --model "file://$model" --method sparsegpt --nm 2:4 \
+  --calibration "file://$demo/kjv/train.txt" --samples 64 --seq-len 128 \
+  --format sparse-24-bitmask --output "file://$demo/pruned-2-4" --request-id demo-2 --wait
+
+echo
 echo "== shearsctl list"
 ctl list
 echo
 echo "== the pruned model"
-ls -l "$demo/pruned"
+ls -l "$demo/pruned" "$demo/pruned-2-4"
 echo
 echo "== the report (first lines of $demo/pruned/shears_report.json)"
 head -n 16 "$demo/pruned/shears_report.json"

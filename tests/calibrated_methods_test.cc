@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/files.h"
+#include "tests/model_builders.h"
 #include "tests/process.h"
 #include "tests/test_util.h"
 #include "worker/engine/architecture.h"
@@ -119,6 +120,24 @@ TEST_P(EveryMethod, HitsNMTargetsInEveryGroup) {
           << zeros_per_group.max().item<int64_t>() << " zeros";
     }
     EXPECT_DOUBLE_EQ(report->achieved_sparsity(), 1.0 - double(n) / m);
+  }
+}
+
+TEST_P(EveryMethod, PrunesGpt2AndOptAlongTheirInputs) {
+  // GPT-2 stores its linears transposed ([in, out]) and has biases and GELU; OPT has biases and ReLU.
+  TempDir dir;
+  shears::testing::WriteSyntheticOpt(dir / "opt", 2, 64, 128, 2048, 64, true);
+  fs::copy_file(DataDir("tiny-llama") + "/tokenizer.json", dir / "opt/tokenizer.json");  // same 2048 ids
+  for (const std::string model : {DataDir("tiny-gpt2"), dir / "opt"}) {
+    auto options = Options(dir / "out", GetParam(), 0.0, 2, 4);
+    options.model_dir = model;
+    auto report = PruneModel(options, {});
+    ASSERT_TRUE(report.ok()) << model << ": " << report.status();
+    for (const auto& [name, w] : Linears(dir / "out")) {
+      EXPECT_TRUE(torch::all((w == 0).reshape({-1, 4}).sum(1) == 2).item<bool>()) << model << " " << name;
+    }
+    for (const auto& layer : report->layers) EXPECT_LT(layer.reconstruction_error, 1.0) << layer.name;
+    fs::remove_all(dir / "out");
   }
 }
 
