@@ -105,7 +105,8 @@ absl::Status SparseLlmPruning::PruneMlp(BlockToPrune& block) {
   LinearToPrune* up = block.Find(mlp.up);
   LinearToPrune* down = block.Find(mlp.down);
   LinearToPrune* gate = mlp.gate.empty() ? nullptr : block.Find(mlp.gate);
-  if (up == nullptr || down == nullptr || (!mlp.gate.empty() && gate == nullptr) || !up->inputs->Inputs().defined()) {
+  const torch::Tensor X = up != nullptr && up->inputs != nullptr ? up->inputs->Inputs() : torch::Tensor();
+  if (down == nullptr || (!mlp.gate.empty() && gate == nullptr) || !X.defined()) {
     return absl::InternalError("SparseLLM: the block's MLP linears or their inputs are missing");
   }
   const bool gated = gate != nullptr;
@@ -115,7 +116,6 @@ absl::Status SparseLlmPruning::PruneMlp(BlockToPrune& block) {
   const torch::Tensor up_bias = BiasOf(block, mlp.up_bias), down_bias = BiasOf(block, mlp.down_bias);
 
   // Start from the dense MLP's own variables; Y is what the pruned MLP must reproduce.
-  const torch::Tensor X = up->inputs->Inputs();
   torch::Tensor z = Apply(X, up->weight, up_bias);
   torch::Tensor s = gated ? Apply(X, gate->weight, {}) : torch::Tensor();
   auto activation = [&] { return gated ? act(s) * z : act(z); };
