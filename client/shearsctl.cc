@@ -311,6 +311,12 @@ class ProgressView {
       bar_drawn_ = false;
       std::cout << "perplexity dense " << event.evaluation().dense_perplexity() << ", pruned "
                 << event.evaluation().pruned_perplexity() << std::endl;
+    } else if (event.has_redundancy()) {
+      if (bar_drawn_) std::cout << "\n";
+      bar_drawn_ = false;
+      std::cout << "block influence (" << event.redundancy().model() << ")";
+      for (const auto& block : event.redundancy().blocks()) std::cout << " " << block.block_influence();
+      std::cout << std::endl;
     } else if (event.has_layer() && !tty_) {
       const auto& layer = event.layer();
       std::cout << "layer " << layer.name() << " sparsity " << layer.achieved_sparsity();

@@ -14,8 +14,12 @@ namespace {
 // The structures each method supports in this build; the first is its default.
 std::vector<v1::Structure> SupportedStructures(v1::Method method) {
   switch (method) {
-    case v1::METHOD_MAGNITUDE:
     case v1::METHOD_RANDOM:
+      return {v1::STRUCTURE_UNSTRUCTURED, v1::STRUCTURE_N_M, v1::STRUCTURE_LAYERS};
+    case v1::METHOD_BLOCK_INFLUENCE:
+    case v1::METHOD_LAST_BLOCKS:
+      return {v1::STRUCTURE_LAYERS};
+    case v1::METHOD_MAGNITUDE:
     case v1::METHOD_WANDA:
     case v1::METHOD_SPARSEGPT:
     case v1::METHOD_SPARSELLM:
@@ -27,7 +31,8 @@ std::vector<v1::Structure> SupportedStructures(v1::Method method) {
 
 // Methods that learn from activations and cannot run without calibration data.
 bool NeedsCalibration(v1::Method method) {
-  return method == v1::METHOD_WANDA || method == v1::METHOD_SPARSEGPT || method == v1::METHOD_SPARSELLM;
+  return method == v1::METHOD_WANDA || method == v1::METHOD_SPARSEGPT || method == v1::METHOD_SPARSELLM ||
+         method == v1::METHOD_BLOCK_INFLUENCE;
 }
 
 absl::Status Invalid(const std::string& field, const std::string& what) {
@@ -134,6 +139,9 @@ absl::Status ValidateSpec(const v1::JobSpec& spec) {
   }
   if (!v1::OutputFormat_IsValid(spec.output().format())) {
     return Invalid("output.format", absl::StrCat("unknown format ", spec.output().format()));
+  }
+  if (spec.structure() == v1::STRUCTURE_LAYERS && spec.output().format() != v1::OUTPUT_FORMAT_DENSE_SAFETENSORS) {
+    return Invalid("output.format", "a model with blocks removed is written as OUTPUT_FORMAT_DENSE_SAFETENSORS");
   }
   if (spec.output().format() == v1::OUTPUT_FORMAT_SPARSE_24_BITMASK &&
       !(spec.structure() == v1::STRUCTURE_N_M && spec.n_m().n() == 2 && spec.n_m().m() == 4)) {

@@ -221,6 +221,37 @@ TEST_F(ServiceTest, CalibratedTwoFourJobStreamsReconstructionErrorsAndPublishesC
   EXPECT_EQ((*model)->Find("model.layers.1.mlp.down_proj.weight"), nullptr);
 }
 
+TEST_F(ServiceTest, BlockInfluenceJobRemovesBlocksAndReportsTheirRedundancy) {
+  StartWorker();
+  const std::string out = dir_ / "out";
+  v1::JobSpec spec = Spec(DataDir("tiny-llama"), out);
+  spec.set_method(v1::METHOD_BLOCK_INFLUENCE);
+  spec.set_structure(v1::STRUCTURE_LAYERS);
+  SetCalibration(spec, 8, 64);
+  v1::Job job;
+  ASSERT_TRUE(Create(spec, &job).ok());
+  auto events = Watch(job.id());
+  v1::Job done = Get(job.id());
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
+  std::vector<std::string> measured;
+  for (const auto& e : events) {
+    if (e.has_redundancy()) measured.push_back(e.redundancy().model());
+  }
+  EXPECT_EQ(measured, (std::vector<std::string>{"dense", "pruned"}));
+  const auto& result = done.result();
+  ASSERT_EQ(result.removed_blocks_size(), 1);
+  ASSERT_EQ(result.redundancy_size(), 2);
+  ASSERT_EQ(result.redundancy(0).blocks_size(), 2);
+  // The block removed is the one of lower influence.
+  const int removed = result.removed_blocks(0);
+  EXPECT_LE(result.redundancy(0).blocks(removed).block_influence(), result.redundancy(0).blocks(1 - removed).block_influence());
+  EXPECT_EQ(result.redundancy(1).blocks_size(), 1);
+  EXPECT_EQ(result.achieved_sparsity(), 0.5);
+  EXPECT_EQ(result.model_parameters_before() - result.model_parameters_after(), result.parameters_before() / 2);
+  auto config = nlohmann::json::parse(ReadFile(out + "/config.json").value());
+  EXPECT_EQ(config["num_hidden_layers"], 1);
+}
+
 TEST_F(ServiceTest, JobsWhoseTargetOrDataDoNotFitTheModelFailSayingWhy) {
   StartWorker();
   v1::JobSpec indivisible = Spec(DataDir("tiny-llama"), dir_ / "a");
@@ -259,6 +290,16 @@ TEST_F(ServiceTest, BadSpecsAreRejectedNamingTheFieldAndStoreNothing) {
       {[](v1::JobSpec& s) { s.set_method(v1::METHOD_MOVEMENT); }, "spec.method"},
       {[](v1::JobSpec& s) { s.set_method(v1::METHOD_SPARSEGPT); }, "spec.calibration"},
       {[](v1::JobSpec& s) { s.set_structure(v1::STRUCTURE_LAYERS); }, "spec.structure"},
+      {[](v1::JobSpec& s) { s.set_method(v1::METHOD_BLOCK_INFLUENCE), s.set_structure(v1::STRUCTURE_LAYERS); },
+       "spec.calibration"},
+      {[](v1::JobSpec& s) { s.set_method(v1::METHOD_LAST_BLOCKS), s.set_structure(v1::STRUCTURE_UNSTRUCTURED); },
+       "spec.structure"},
+      {[](v1::JobSpec& s) {
+         s.set_method(v1::METHOD_LAST_BLOCKS);
+         s.set_structure(v1::STRUCTURE_LAYERS);
+         s.mutable_output()->set_format(v1::OUTPUT_FORMAT_SPARSE_BITMASK);
+       },
+       "spec.output.format"},
       {[](v1::JobSpec& s) { s.set_structure(v1::STRUCTURE_N_M); }, "spec.n_m"},
       {[](v1::JobSpec& s) { s.mutable_n_m()->set_n(2); }, "spec.n_m"},
       {[](v1::JobSpec& s) { SetNM(s, 4, 4); }, "spec.n_m.n"},

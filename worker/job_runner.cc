@@ -37,6 +37,12 @@ absl::StatusOr<engine::PruneOptions> EngineOptions(const v1::JobSpec& spec) {
     case v1::METHOD_SPARSELLM:
       options.method = engine::Method::kSparseLlm;
       break;
+    case v1::METHOD_BLOCK_INFLUENCE:
+      options.method = engine::Method::kBlockInfluence;
+      break;
+    case v1::METHOD_LAST_BLOCKS:
+      options.method = engine::Method::kLastBlocks;
+      break;
     default:
       return absl::InvalidArgumentError(absl::StrCat("spec.method: ", v1::Method_Name(spec.method()),
                                                      " is not supported by this worker"));
@@ -49,6 +55,9 @@ absl::StatusOr<engine::PruneOptions> EngineOptions(const v1::JobSpec& spec) {
       options.structure = engine::Structure::kNM;
       options.n = spec.n_m().n();
       options.m = spec.n_m().m();
+      break;
+    case v1::STRUCTURE_LAYERS:
+      options.structure = engine::Structure::kLayers;
       break;
     default:
       return absl::InvalidArgumentError(absl::StrCat("spec.structure: ", v1::Structure_Name(spec.structure()),
@@ -78,6 +87,17 @@ absl::StatusOr<std::string> LocalizeDataset(const std::string& field, const std:
   auto path = data_fs->Localize(uri, work_dir);
   if (!path.ok()) return absl::Status(path.status().code(), absl::StrCat(field, ": ", path.status().message()));
   return *path;
+}
+
+v1::RedundancyMetrics ToProto(const engine::RedundancyReport& report) {
+  v1::RedundancyMetrics out;
+  out.set_model(report.model);
+  for (const auto& block : report.blocks) {
+    auto* b = out.add_blocks();
+    b->set_block(block.block);
+    b->set_block_influence(block.block_influence);
+  }
+  return out;
 }
 
 v1::JobEvent ProgressEvent(const std::string& stage, double fraction, const std::string& message) {
@@ -152,6 +172,11 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
     *event.mutable_layer() = ToProto(layer);
     emit(event);
   };
+  observer.on_redundancy = [&](const engine::RedundancyReport& redundancy) {
+    v1::JobEvent event;
+    *event.mutable_redundancy() = ToProto(redundancy);
+    emit(event);
+  };
   observer.cancelled = context.cancelled;
   auto report = engine::PruneModel(options, observer);
   if (!report.ok()) {
@@ -165,6 +190,10 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
   result.set_parameters_before(report->parameters_before);
   result.set_parameters_after(report->parameters_after);
   for (const auto& layer : report->layers) *result.add_layers() = ToProto(layer);
+  for (int block : report->removed_blocks) result.add_removed_blocks(block);
+  result.set_model_parameters_before(report->model_parameters_before);
+  result.set_model_parameters_after(report->model_parameters_after);
+  for (const auto& redundancy : report->redundancy) *result.add_redundancy() = ToProto(redundancy);
   if (report->evaluation) {
     const auto& e = *report->evaluation;
     v1::Evaluation* eval = result.mutable_evaluation();

@@ -49,6 +49,10 @@ void PrintEvent(const shears::v1::JobEvent& event) {
     std::cout << "  " << layer.name() << ": sparsity " << layer.achieved_sparsity();
     if (layer.has_reconstruction_error()) std::cout << ", reconstruction error " << layer.reconstruction_error();
     std::cout << std::endl;
+  } else if (event.has_redundancy()) {
+    std::cout << "  Block Influence (" << event.redundancy().model() << "):";
+    for (const auto& block : event.redundancy().blocks()) std::cout << " " << block.block_influence();
+    std::cout << std::endl;
   } else if (event.has_evaluation()) {
     const auto& e = event.evaluation();
     std::cout << "perplexity: dense " << e.dense_perplexity() << ", pruned " << e.pruned_perplexity() << " ("

@@ -205,14 +205,7 @@ absl::Status DecompressModel(const std::string& compressed_dir, const std::strin
     files[base] = std::move(tensors);
   }
   if (model->sharded()) SHEARS_RETURN_IF_ERROR(WriteIndex(compressed_dir, out_dir, files));
-  // The tokenizer and whatever else travels with the model.
-  for (const auto& entry : fs::directory_iterator(compressed_dir)) {
-    const std::string name = entry.path().filename().string();
-    if (!entry.is_regular_file() || absl::EndsWith(name, ".safetensors") || name == kConfigFile || name == kIndexFile) {
-      continue;
-    }
-    SHEARS_RETURN_IF_ERROR(CopyFileAtomically(entry.path().string(), (fs::path(out_dir) / name).string()));
-  }
+  SHEARS_RETURN_IF_ERROR(CopySideFiles(compressed_dir, out_dir).status());
   return WriteConfig(*model, out_dir, [](nlohmann::json& config) {
     config["quantization_config"].erase("sparsity_config");
     if (config["quantization_config"].size() <= 2) config.erase("quantization_config");

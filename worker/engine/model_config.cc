@@ -133,4 +133,6 @@ absl::StatusOr<ModelConfig> ModelConfig::Parse(const nlohmann::json& config) {
   return m;
 }
 
+const char* NumBlocksKey(Family family) { return family == Family::kGpt2 ? "n_layer" : "num_hidden_layers"; }
+
 }  // namespace shears::engine

@@ -36,4 +36,7 @@ struct ModelConfig {
   static absl::StatusOr<ModelConfig> Parse(const nlohmann::json& config);
 };
 
+// The config.json key that holds the number of decoder blocks.
+const char* NumBlocksKey(Family family);
+
 }  // namespace shears::engine

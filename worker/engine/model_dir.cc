@@ -21,6 +21,21 @@ absl::StatusOr<nlohmann::json> ReadJsonObject(const std::string& path) {
 
 std::string BaseName(const std::string& path) { return fs::path(path).filename().string(); }
 
+absl::StatusOr<std::vector<std::string>> CopySideFiles(const std::string& from, const std::string& to) {
+  static constexpr const char* kSideFiles[] = {
+      "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+      "tokenizer.model",        "vocab.json",     "merges.txt",            "added_tokens.json",
+  };
+  std::vector<std::string> copied;
+  for (const char* name : kSideFiles) {
+    const fs::path source = fs::path(from) / name;
+    if (!fs::exists(source)) continue;
+    if (auto st = CopyFileAtomically(source.string(), (fs::path(to) / name).string()); !st.ok()) return st;
+    copied.push_back(name);
+  }
+  return copied;
+}
+
 absl::StatusOr<std::unique_ptr<ModelDir>> ModelDir::Open(const std::string& dir) {
   if (!fs::is_directory(dir)) {
     return absl::NotFoundError(absl::StrCat("model directory ", dir, " does not exist"));

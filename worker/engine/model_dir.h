@@ -45,6 +45,10 @@ class ModelDir {
 
 // The file name part of a weight file's path.
 std::string BaseName(const std::string& path);
+// Copies the files besides config.json, the index and the weights that make a model directory
+// complete (tokenizer, generation config) from `from` to `to`; returns their names.
+absl::StatusOr<std::vector<std::string>> CopySideFiles(const std::string& from, const std::string& to);
+
 // A JSON file that must hold an object (config.json, the index, tokenizer files).
 absl::StatusOr<nlohmann::json> ReadJsonObject(const std::string& path);
 

@@ -14,7 +14,8 @@
 #include "worker/engine/block_runner.h"
 #include "worker/engine/checkpoint.h"
 #include "worker/engine/compressed_tensors.h"
-#include "worker/engine/dataset.h"
+#include "worker/engine/job_data.h"
+#include "worker/engine/layer_removal.h"
 #include "worker/engine/device.h"
 #include "worker/engine/model_dir.h"
 #include "worker/engine/pruning_method.h"
@@ -26,13 +27,6 @@ namespace shears::engine {
 namespace fs = std::filesystem;
 
 namespace {
-
-// Files besides the weights that make the output a complete model directory.
-constexpr const char* kSideFiles[] = {
-    kConfigFile,         kIndexFile,        "generation_config.json", "tokenizer.json",
-    "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "vocab.json",
-    "merges.txt",        "added_tokens.json",
-};
 
 using Writers = std::map<const SafetensorsFile*, std::unique_ptr<SafetensorsWriter>>;
 
@@ -95,16 +89,15 @@ class PruningRun {
         target_(target),
         output_dir_(std::move(output_dir)),
         runner_(model, arch, device),
-        fingerprint_(std::move(fingerprint)) {}
+        fingerprint_(std::move(fingerprint)),
+        data_(model, arch.config()) {}
 
   // Evaluation windows and output files, or the state of an interrupted attempt to resume from.
   absl::Status Start() {
     if (options_.evaluation) {
       // The dense and the pruned model see the same windows, advanced block by block side by
       // side, so both perplexities come from one pass over the checkpoint.
-      const auto& eval = *options_.evaluation;
-      SHEARS_ASSIGN_OR_RETURN(torch::Tensor ids, DatasetIds("evaluation", eval.path, eval.seq_len));
-      SHEARS_ASSIGN_OR_RETURN(eval_ids_, EvaluationWindows(ids, eval.seq_len, eval.max_tokens));
+      SHEARS_ASSIGN_OR_RETURN(eval_ids_, data_.EvaluationWindows(*options_.evaluation));
       dense_ = runner_.Embed(eval_ids_);
       pruned_ = dense_;
     }
@@ -113,9 +106,7 @@ class PruningRun {
     }
     // Calibration data also serves methods that need none: it measures their reconstruction error.
     if (options_.calibration) {
-      const auto& calib = *options_.calibration;
-      SHEARS_ASSIGN_OR_RETURN(torch::Tensor ids, DatasetIds("calibration", calib.path, calib.seq_len));
-      SHEARS_ASSIGN_OR_RETURN(torch::Tensor windows, CalibrationWindows(ids, calib.num_samples, calib.seq_len, calib.seed));
+      SHEARS_ASSIGN_OR_RETURN(torch::Tensor windows, data_.CalibrationWindows(*options_.calibration));
       calibration_ = runner_.Embed(windows);
     }
     SHEARS_RETURN_IF_ERROR(MakeDirectories(output_dir_));
@@ -206,32 +197,18 @@ class PruningRun {
       }
       SHEARS_RETURN_IF_ERROR(writers_[file.get()]->Close());
     }
-    for (const char* name : kSideFiles) {
+    for (const char* name : {kConfigFile, kIndexFile}) {
       const fs::path from = fs::path(model_.dir()) / name;
       if (!fs::exists(from)) continue;
       SHEARS_RETURN_IF_ERROR(CopyFileAtomically(from.string(), (fs::path(output_dir_) / name).string()));
       report_.files.push_back(name);
     }
+    SHEARS_ASSIGN_OR_RETURN(auto side_files, CopySideFiles(model_.dir(), output_dir_));
+    report_.files.insert(report_.files.end(), side_files.begin(), side_files.end());
     return report_;
   }
 
  private:
-  // A dataset's ids, tokenized with the model's own tokenizer (read once) when the data is text.
-  absl::StatusOr<torch::Tensor> DatasetIds(const std::string& what, const std::string& path, int64_t seq_len) {
-    const ModelConfig& config = arch_.config();
-    if (config.max_positions > 0 && seq_len > config.max_positions) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, " seq_len ", seq_len, " exceeds the model's ", config.max_positions, " positions"));
-    }
-    if (!tokenizer_read_) {
-      auto tokenizer = LoadTokenizer(model_.dir());
-      if (!tokenizer.ok() && !absl::IsNotFound(tokenizer.status())) return tokenizer.status();
-      if (tokenizer.ok()) tokenizer_ = std::move(*tokenizer);
-      tokenizer_read_ = true;
-    }
-    return LoadTokenIds(path, tokenizer_.get(), config.vocab);
-  }
-
   void Progress(const std::string& stage, const std::string& message) {
     if (observer_.on_progress) observer_.on_progress(stage, double(next_block_) / arch_.num_blocks(), message);
   }
@@ -280,8 +257,7 @@ class PruningRun {
   const std::string output_dir_;
   BlockRunner runner_;
   const std::string fingerprint_;
-  std::unique_ptr<Tokenizer> tokenizer_;  // null when the model has none
-  bool tokenizer_read_ = false;
+  JobData data_;
   Writers writers_;
   PruneReport report_;
   std::set<std::string> pruned_names_;
@@ -289,6 +265,21 @@ class PruningRun {
   torch::Tensor calibration_;  // hidden states of the calibration windows, when the method needs them
   int next_block_ = 0;
 };
+
+// Layer removal selects blocks; the other methods prune weights.
+absl::Status CheckMethodFitsStructure(const PruneOptions& options) {
+  const bool selects_blocks = options.method == Method::kBlockInfluence || options.method == Method::kLastBlocks;
+  if (options.structure == Structure::kLayers && !(selects_blocks || options.method == Method::kRandom)) {
+    return absl::InvalidArgumentError("structure: layer removal takes Block Influence, last blocks or random");
+  }
+  if (selects_blocks && options.structure != Structure::kLayers) {
+    return absl::InvalidArgumentError("structure: this method removes whole blocks (STRUCTURE_LAYERS)");
+  }
+  if (options.structure == Structure::kLayers && options.format != OutputFormat::kDenseSafetensors) {
+    return absl::InvalidArgumentError("output.format: a model with blocks removed is written dense");
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<SparsityTarget> TargetOf(const PruneOptions& options) {
   if (options.structure == Structure::kNM) {
@@ -351,6 +342,7 @@ absl::Status Compress(const PruneOptions& options, const std::string& dense_dir,
 
 absl::StatusOr<PruneReport> PruneModelOrThrow(const PruneOptions& options, const PruneObserver& observer,
                                               std::unique_ptr<PruningMethod> method) {
+  SHEARS_RETURN_IF_ERROR(CheckMethodFitsStructure(options));
   SHEARS_ASSIGN_OR_RETURN(const SparsityTarget target, TargetOf(options));
   if (observer.on_progress) observer.on_progress("loading", 0.0, absl::StrCat("reading ", options.model_dir));
   SHEARS_ASSIGN_OR_RETURN(auto model, ModelDir::Open(options.model_dir));
@@ -364,11 +356,16 @@ absl::StatusOr<PruneReport> PruneModelOrThrow(const PruneOptions& options, const
   }
   SHEARS_ASSIGN_OR_RETURN(auto arch, Architecture::FromConfig(model->config()));
   SHEARS_RETURN_IF_ERROR(arch->CheckWeights(*model));
-  SHEARS_RETURN_IF_ERROR(CheckTarget(*arch, target, options.format));
   SHEARS_ASSIGN_OR_RETURN(const torch::Device device, ParseDevice(options.device));
+  torch::NoGradGuard no_grad;
+  if (options.structure == Structure::kLayers) {
+    SHEARS_ASSIGN_OR_RETURN(PruneReport report, RemoveBlocks(options, observer, *model, *arch, device));
+    if (input_dir != options.model_dir) SHEARS_RETURN_IF_ERROR(RemoveAll(input_dir));
+    return report;
+  }
+  SHEARS_RETURN_IF_ERROR(CheckTarget(*arch, target, options.format));
   const bool compressed = options.format != OutputFormat::kDenseSafetensors;
   const std::string dense_dir = compressed ? StagingDir(options, "dense") : options.output_dir;
-  torch::NoGradGuard no_grad;
   PruningRun run(options, observer, *model, *arch, device, std::move(method), target, dense_dir, fingerprint);
   SHEARS_RETURN_IF_ERROR(run.Start());
   for (int b = run.next_block(); b < arch->num_blocks(); ++b) {
@@ -398,7 +395,10 @@ absl::StatusOr<PruneReport> PruneModelWith(const PruneOptions& options, const Pr
 }
 
 absl::StatusOr<PruneReport> PruneModel(const PruneOptions& options, const PruneObserver& observer) {
-  SHEARS_ASSIGN_OR_RETURN(auto method, MakePruningMethod(options));
+  std::unique_ptr<PruningMethod> method;  // layer removal selects blocks, it prunes no weights
+  if (options.structure != Structure::kLayers) {
+    SHEARS_ASSIGN_OR_RETURN(method, MakePruningMethod(options));
+  }
   return PruneModelWith(options, observer, std::move(method));
 }
 

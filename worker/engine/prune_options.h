@@ -10,8 +10,8 @@
 
 namespace shears::engine {
 
-enum class Method { kMagnitude, kRandom, kWanda, kSparseGpt, kSparseLlm };
-enum class Structure { kUnstructured, kNM };
+enum class Method { kMagnitude, kRandom, kWanda, kSparseGpt, kSparseLlm, kBlockInfluence, kLastBlocks };
+enum class Structure { kUnstructured, kNM, kLayers };
 
 // How much of each weight matrix goes: a fraction, or N:M (at most n non-zero weights in every
 // group of m consecutive inputs of a row, the layout sparse tensor cores run).
@@ -89,12 +89,31 @@ struct EvaluationReport {
   double pruned_perplexity = 0.0;
 };
 
+// ShortGPT's Block Influence of one decoder block on the calibration windows:
+// 1 − mean over tokens of cos(x_in, x_out).
+struct BlockRedundancy {
+  int block = 0;  // index in the model it was measured on
+  double block_influence = 0.0;
+};
+
+// The redundancy measures of one model (the dense one, or the pruned one).
+struct RedundancyReport {
+  std::string model;  // "dense" or "pruned"
+  std::vector<BlockRedundancy> blocks;
+};
+
 struct PruneReport {
   int64_t parameters_before = 0;  // prunable parameters
   int64_t parameters_after = 0;   // of those, the non-zero ones after pruning
   std::vector<LayerReport> layers;
   std::vector<std::string> files;  // written into output_dir, relative names
   std::optional<EvaluationReport> evaluation;
+  // Structured pruning: blocks removed (input indices), and every parameter of the model counted
+  // in the files before and after.
+  std::vector<int> removed_blocks;
+  int64_t model_parameters_before = 0;
+  int64_t model_parameters_after = 0;
+  std::vector<RedundancyReport> redundancy;
 
   double achieved_sparsity() const {
     return parameters_before == 0 ? 0.0 : 1.0 - double(parameters_after) / double(parameters_before);
@@ -105,6 +124,7 @@ struct PruneReport {
 struct PruneObserver {
   std::function<void(const std::string& stage, double fraction, const std::string& message)> on_progress;
   std::function<void(const LayerReport&)> on_layer;
+  std::function<void(const RedundancyReport&)> on_redundancy;
   std::function<bool()> cancelled;
 };
 

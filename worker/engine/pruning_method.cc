@@ -38,6 +38,9 @@ absl::StatusOr<std::unique_ptr<PruningMethod>> MakePruningMethod(const PruneOpti
       return std::make_unique<SparseGptPruning>();
     case Method::kSparseLlm:
       return std::make_unique<SparseLlmPruning>(options.sparsellm);
+    case Method::kBlockInfluence:
+    case Method::kLastBlocks:
+      break;  // structured: removes blocks, see layer_removal.h
   }
   return absl::InvalidArgumentError("unknown pruning method");
 }

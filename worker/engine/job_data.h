@@ -1,0 +1,36 @@
+#pragma once
+// A job's calibration and evaluation windows, tokenized with the model's own tokenizer (read once)
+// when the data is text.
+
+#include <memory>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "absl/status/statusor.h"
+#include "worker/engine/model_config.h"
+#include "worker/engine/model_dir.h"
+#include "worker/engine/prune_options.h"
+#include "worker/engine/tokenizer.h"
+
+namespace shears::engine {
+
+class JobData {
+ public:
+  JobData(const ModelDir& model, const ModelConfig& config) : model_(model), config_(config) {}
+
+  // Consecutive non-overlapping windows [N, seq_len], the papers' perplexity protocol.
+  absl::StatusOr<torch::Tensor> EvaluationWindows(const EvaluationOptions& options);
+  // Seeded random windows [num_samples, seq_len], SparseGPT's sampling.
+  absl::StatusOr<torch::Tensor> CalibrationWindows(const CalibrationOptions& options);
+
+ private:
+  absl::StatusOr<torch::Tensor> Ids(const std::string& what, const std::string& path, int64_t seq_len);
+
+  const ModelDir& model_;
+  const ModelConfig& config_;
+  std::unique_ptr<Tokenizer> tokenizer_;  // null when the model has none
+  bool tokenizer_read_ = false;
+};
+
+}  // namespace shears::engine
