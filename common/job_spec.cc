@@ -15,11 +15,12 @@ namespace {
 std::vector<v1::Structure> SupportedStructures(v1::Method method) {
   switch (method) {
     case v1::METHOD_RANDOM:
-      return {v1::STRUCTURE_UNSTRUCTURED, v1::STRUCTURE_N_M, v1::STRUCTURE_LAYERS};
+      return {v1::STRUCTURE_UNSTRUCTURED, v1::STRUCTURE_N_M, v1::STRUCTURE_LAYERS, v1::STRUCTURE_FFN_NEURONS};
     case v1::METHOD_BLOCK_INFLUENCE:
     case v1::METHOD_LAST_BLOCKS:
       return {v1::STRUCTURE_LAYERS};
     case v1::METHOD_MAGNITUDE:
+      return {v1::STRUCTURE_UNSTRUCTURED, v1::STRUCTURE_N_M, v1::STRUCTURE_FFN_NEURONS};
     case v1::METHOD_WANDA:
     case v1::METHOD_SPARSEGPT:
     case v1::METHOD_SPARSELLM:
@@ -140,8 +141,15 @@ absl::Status ValidateSpec(const v1::JobSpec& spec) {
   if (!v1::OutputFormat_IsValid(spec.output().format())) {
     return Invalid("output.format", absl::StrCat("unknown format ", spec.output().format()));
   }
-  if (spec.structure() == v1::STRUCTURE_LAYERS && spec.output().format() != v1::OUTPUT_FORMAT_DENSE_SAFETENSORS) {
-    return Invalid("output.format", "a model with blocks removed is written as OUTPUT_FORMAT_DENSE_SAFETENSORS");
+  const bool physical = spec.structure() == v1::STRUCTURE_LAYERS || spec.structure() == v1::STRUCTURE_FFN_NEURONS;
+  if (physical && spec.output().format() != v1::OUTPUT_FORMAT_DENSE_SAFETENSORS) {
+    return Invalid("output.format", "a model with structures removed is written as OUTPUT_FORMAT_DENSE_SAFETENSORS");
+  }
+  if (!v1::Allocation_IsValid(spec.allocation())) {
+    return Invalid("allocation", absl::StrCat("unknown allocation ", spec.allocation()));
+  }
+  if (spec.allocation() != v1::ALLOCATION_UNSPECIFIED && spec.structure() != v1::STRUCTURE_FFN_NEURONS) {
+    return Invalid("allocation", "applies to STRUCTURE_FFN_NEURONS only");
   }
   if (spec.output().format() == v1::OUTPUT_FORMAT_SPARSE_24_BITMASK &&
       !(spec.structure() == v1::STRUCTURE_N_M && spec.n_m().n() == 2 && spec.n_m().m() == 4)) {

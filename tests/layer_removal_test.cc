@@ -14,6 +14,7 @@
 #include "tests/test_util.h"
 #include "worker/engine/dataset.h"
 #include "worker/engine/prune_model.h"
+#include "worker/engine/redundancy.h"
 #include "worker/engine/tensor_io.h"
 
 namespace shears::engine {

@@ -292,6 +292,9 @@ TEST_F(ServiceTest, BadSpecsAreRejectedNamingTheFieldAndStoreNothing) {
       {[](v1::JobSpec& s) { s.set_structure(v1::STRUCTURE_LAYERS); }, "spec.structure"},
       {[](v1::JobSpec& s) { s.set_method(v1::METHOD_BLOCK_INFLUENCE), s.set_structure(v1::STRUCTURE_LAYERS); },
        "spec.calibration"},
+      {[](v1::JobSpec& s) { s.set_allocation(v1::ALLOCATION_GLOBAL); }, "spec.allocation"},
+      {[](v1::JobSpec& s) { s.set_method(v1::METHOD_WANDA), s.set_structure(v1::STRUCTURE_FFN_NEURONS); },
+       "spec.structure"},
       {[](v1::JobSpec& s) { s.set_method(v1::METHOD_LAST_BLOCKS), s.set_structure(v1::STRUCTURE_UNSTRUCTURED); },
        "spec.structure"},
       {[](v1::JobSpec& s) {

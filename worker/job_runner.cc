@@ -59,6 +59,9 @@ absl::StatusOr<engine::PruneOptions> EngineOptions(const v1::JobSpec& spec) {
     case v1::STRUCTURE_LAYERS:
       options.structure = engine::Structure::kLayers;
       break;
+    case v1::STRUCTURE_FFN_NEURONS:
+      options.structure = engine::Structure::kFfnNeurons;
+      break;
     default:
       return absl::InvalidArgumentError(absl::StrCat("spec.structure: ", v1::Structure_Name(spec.structure()),
                                                      " is not supported by this worker"));
@@ -73,6 +76,8 @@ absl::StatusOr<engine::PruneOptions> EngineOptions(const v1::JobSpec& spec) {
     default:
       options.format = engine::OutputFormat::kDenseSafetensors;
   }
+  options.allocation =
+      spec.allocation() == v1::ALLOCATION_GLOBAL ? engine::Allocation::kGlobal : engine::Allocation::kUniform;
   options.target_sparsity = spec.target_sparsity();
   options.sparsellm = {spec.sparsellm().iterations(), spec.sparsellm().alpha(), spec.sparsellm().beta(),
                        spec.sparsellm().gamma()};

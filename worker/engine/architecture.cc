@@ -60,7 +60,7 @@ torch::Tensor Activate(MlpLayout::Activation activation, const torch::Tensor& x)
 
 std::vector<LinearWeight> Architecture::BlockLinears(int block) const {
   std::vector<LinearWeight> out;
-  for (const auto& t : BlockTensors()) {
+  for (const auto& t : BlockTensors(block)) {
     if (t.prunable) out.push_back({BlockPrefix(block) + t.name, t.shape});
   }
   return out;
@@ -69,7 +69,7 @@ std::vector<LinearWeight> Architecture::BlockLinears(int block) const {
 absl::Status Architecture::CheckWeights(const ModelDir& model) const {
   for (const auto& t : OuterTensors()) SHEARS_RETURN_IF_ERROR(CheckTensor(model, t.name, t));
   for (int b = 0; b < num_blocks(); ++b) {
-    for (const auto& t : BlockTensors()) SHEARS_RETURN_IF_ERROR(CheckTensor(model, BlockPrefix(b) + t.name, t));
+    for (const auto& t : BlockTensors(b)) SHEARS_RETURN_IF_ERROR(CheckTensor(model, BlockPrefix(b) + t.name, t));
   }
   return absl::OkStatus();
 }

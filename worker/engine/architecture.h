@@ -58,8 +58,9 @@ class Architecture {
   int num_blocks() const { return static_cast<int>(config_.layers); }
 
   virtual std::string BlockPrefix(int block) const = 0;
-  // The tensors of every block, named relative to BlockPrefix.
-  virtual std::vector<TensorSpec> BlockTensors() const = 0;
+  // The tensors of block `block` (which may differ only in their FFN width), named relative to
+  // BlockPrefix.
+  virtual std::vector<TensorSpec> BlockTensors(int block) const = 0;
   // The tensors outside the blocks that the forward pass reads, with full names.
   virtual std::vector<TensorSpec> OuterTensors() const = 0;
 

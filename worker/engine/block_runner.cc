@@ -18,7 +18,7 @@ torch::Tensor BlockRunner::Embed(const torch::Tensor& ids) const {
 }
 
 TensorMap BlockRunner::LoadBlock(int block) const {
-  return LoadTensors(model_, arch_.BlockPrefix(block), arch_.BlockTensors(), device_);
+  return LoadTensors(model_, arch_.BlockPrefix(block), arch_.BlockTensors(block), device_);
 }
 
 torch::Tensor BlockRunner::Run(const TensorMap& block, const torch::Tensor& hidden, const LinearInputs* observe) const {

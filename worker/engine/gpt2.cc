@@ -20,8 +20,8 @@ torch::Tensor Conv1D(const torch::Tensor& x, const TensorMap& w, const std::stri
 
 std::string Gpt2::BlockPrefix(int block) const { return absl::StrCat("transformer.h.", block, "."); }
 
-std::vector<TensorSpec> Gpt2::BlockTensors() const {
-  const int64_t d = config_.hidden, f = config_.ffn;
+std::vector<TensorSpec> Gpt2::BlockTensors(int block) const {
+  const int64_t d = config_.hidden, f = config_.FfnOf(block);
   return {
       {"ln_1.weight", {d}},
       {"ln_1.bias", {d}},

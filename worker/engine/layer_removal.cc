@@ -11,7 +11,8 @@
 #include "common/status_macros.h"
 #include "worker/engine/job_data.h"
 #include "worker/engine/masks.h"
-#include "worker/engine/model_writer.h"
+#include "worker/engine/redundancy.h"
+#include "worker/engine/rewritten_model.h"
 #include "worker/engine/tensor_io.h"
 
 namespace shears::engine {
@@ -51,22 +52,6 @@ int BlockOf(const Architecture& arch, const std::string& name) {
 
 }  // namespace
 
-double BlockInfluence(const torch::Tensor& before, const torch::Tensor& after) {
-  auto cos = torch::cosine_similarity(before.to(torch::kFloat64), after.to(torch::kFloat64), /*dim=*/-1);
-  return 1.0 - cos.mean().item<double>();
-}
-
-RedundancyReport MeasureBlockInfluence(const BlockRunner& runner, const torch::Tensor& windows, const std::string& model) {
-  RedundancyReport report{model, {}};
-  torch::Tensor hidden = runner.Embed(windows);
-  for (int b = 0; b < runner.arch().num_blocks(); ++b) {
-    torch::Tensor next = runner.Run(runner.LoadBlock(b), hidden);
-    report.blocks.push_back({b, BlockInfluence(hidden, next)});
-    hidden = next;
-  }
-  return report;
-}
-
 absl::StatusOr<PruneReport> RemoveBlocks(const PruneOptions& options, const PruneObserver& observer,
                                          const ModelDir& model, const Architecture& arch, torch::Device device) {
   const int blocks = arch.num_blocks();
@@ -85,8 +70,7 @@ absl::StatusOr<PruneReport> RemoveBlocks(const PruneOptions& options, const Prun
   if (options.calibration) {
     SHEARS_ASSIGN_OR_RETURN(calibration, data.CalibrationWindows(*options.calibration));
     progress("measuring", 0.0, "Block Influence of every block on the calibration windows");
-    report.redundancy.push_back(MeasureBlockInfluence(runner, calibration, "dense"));
-    if (observer.on_redundancy) observer.on_redundancy(report.redundancy.back());
+    RecordRedundancy(runner, calibration, "dense", observer, report);
   } else if (options.method == Method::kBlockInfluence) {
     return absl::InvalidArgumentError("calibration: Block Influence is measured on calibration data");
   }
@@ -98,21 +82,10 @@ absl::StatusOr<PruneReport> RemoveBlocks(const PruneOptions& options, const Prun
   for (int b = 0, next = 0; b < blocks; ++b) {
     if (!removed.count(b)) new_index[b] = next++;
   }
-  std::vector<OutputTensor> outputs;
-  std::vector<std::pair<const ModelDir::Located*, std::string>> sources;  // input tensor -> output name
   std::vector<int64_t> block_parameters(blocks, 0);
   for (const auto& file : model.files()) {
     for (const auto& info : file->tensors()) {
-      const int64_t numel = info.numel();
-      report.model_parameters_before += numel;
-      const int b = BlockOf(arch, info.name);
-      if (b >= 0) block_parameters[b] += numel;
-      if (b >= 0 && removed.count(b)) continue;
-      const std::string name =
-          b < 0 ? info.name : arch.BlockPrefix(new_index[b]) + info.name.substr(arch.BlockPrefix(b).size());
-      outputs.push_back({name, BaseName(file->path()), info.dtype, info.shape});
-      sources.emplace_back(model.Find(info.name), name);
-      report.model_parameters_after += numel;
+      if (const int b = BlockOf(arch, info.name); b >= 0) block_parameters[b] += info.numel();
     }
   }
   for (int b = 0; b < blocks; ++b) {
@@ -125,29 +98,16 @@ absl::StatusOr<PruneReport> RemoveBlocks(const PruneOptions& options, const Prun
   }
 
   progress("writing", 0.5, absl::StrCat("removing blocks ", absl::StrJoin(report.removed_blocks, ", ")));
-  SHEARS_ASSIGN_OR_RETURN(auto writer, ModelWriter::Create(model, options.output_dir, outputs));
-  for (const auto& [at, name] : sources) {
-    SHEARS_RETURN_IF_ERROR(writer->Write(name, LoadTensor(*at->file, *at->info)));
-  }
   nlohmann::json config = model.config();
   config[NumBlocksKey(arch.config().family)] = blocks - k;
-  SHEARS_ASSIGN_OR_RETURN(report.files, writer->Finish(config));
-
-  // The pruned model is evaluated as written, read back like any other model.
-  SHEARS_ASSIGN_OR_RETURN(auto pruned, ModelDir::Open(options.output_dir));
-  SHEARS_ASSIGN_OR_RETURN(auto pruned_arch, Architecture::FromConfig(pruned->config()));
-  BlockRunner pruned_runner(*pruned, *pruned_arch, device);
-  if (calibration.defined()) {
-    report.redundancy.push_back(MeasureBlockInfluence(pruned_runner, calibration, "pruned"));
-    if (observer.on_redundancy) observer.on_redundancy(report.redundancy.back());
-  }
-  if (options.evaluation) {
-    progress("evaluating", 0.8, "perplexity of the dense and the pruned model");
-    SHEARS_ASSIGN_OR_RETURN(torch::Tensor ids, data.EvaluationWindows(*options.evaluation));
-    EvaluationReport eval{ids.size(0), ids.size(1), ids.size(0) * (ids.size(1) - 1), Perplexity(runner, ids),
-                          Perplexity(pruned_runner, ids)};
-    report.evaluation = eval;
-  }
+  const TensorEditor edit = [&](const std::string& name) {
+    const int b = BlockOf(arch, name);
+    if (b < 0) return TensorEdit{false, name};
+    if (removed.count(b)) return TensorEdit{true};
+    return TensorEdit{false, arch.BlockPrefix(new_index[b]) + name.substr(arch.BlockPrefix(b).size())};
+  };
+  SHEARS_RETURN_IF_ERROR(WriteRewrittenModel(model, options.output_dir, edit, config, report));
+  SHEARS_RETURN_IF_ERROR(EvaluateRewrittenModel(options, observer, data, runner, device, calibration, report));
   return report;
 }
 

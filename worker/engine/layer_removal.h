@@ -17,12 +17,6 @@
 
 namespace shears::engine {
 
-// 1 − mean over tokens of cos(before_t, after_t), hidden states [N, T, d].
-double BlockInfluence(const torch::Tensor& before, const torch::Tensor& after);
-
-// The Block Influence of every block of the runner's model on the embedded `windows`.
-RedundancyReport MeasureBlockInfluence(const BlockRunner& runner, const torch::Tensor& windows, const std::string& model);
-
 // Removes round(target_sparsity × blocks) blocks of `model` into options.output_dir.
 absl::StatusOr<PruneReport> RemoveBlocks(const PruneOptions& options, const PruneObserver& observer,
                                          const ModelDir& model, const Architecture& arch, torch::Device device);

@@ -9,7 +9,7 @@ namespace shears::engine {
 
 std::string Llama::BlockPrefix(int block) const { return absl::StrCat("model.layers.", block, "."); }
 
-std::vector<TensorSpec> Llama::BlockTensors() const {
+std::vector<TensorSpec> Llama::BlockTensors(int block) const {
   const auto& c = config_;
   const int64_t q = c.heads * c.head_dim, kv = c.kv_heads * c.head_dim;
   return {
@@ -24,9 +24,9 @@ std::vector<TensorSpec> Llama::BlockTensors() const {
       {"self_attn.v_proj.bias", {kv}, true},
       {"self_attn.o_proj.bias", {c.hidden}, true},
       {"post_attention_layernorm.weight", {c.hidden}},
-      {"mlp.gate_proj.weight", {c.ffn, c.hidden}, false, true},
-      {"mlp.up_proj.weight", {c.ffn, c.hidden}, false, true},
-      {"mlp.down_proj.weight", {c.hidden, c.ffn}, false, true},
+      {"mlp.gate_proj.weight", {c.FfnOf(block), c.hidden}, false, true},
+      {"mlp.up_proj.weight", {c.FfnOf(block), c.hidden}, false, true},
+      {"mlp.down_proj.weight", {c.hidden, c.FfnOf(block)}, false, true},
   };
 }
 

@@ -127,6 +127,18 @@ absl::StatusOr<ModelConfig> ModelConfig::Parse(const nlohmann::json& config) {
                                                    "' is not supported (supported: llama, mistral, qwen2, gpt2, opt)"));
   }
   if (!st.ok()) return st;
+  if (auto sizes = config.find(kFfnSizesKey); sizes != config.end()) {
+    if (!sizes->is_array() || static_cast<int64_t>(sizes->size()) != m.layers) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config.json: ", kFfnSizesKey, " must list one size for each of the ", m.layers, " blocks"));
+    }
+    for (const auto& size : *sizes) {
+      if (!size.is_number_integer() || size.get<int64_t>() < 1) {
+        return absl::InvalidArgumentError(absl::StrCat("config.json: ", kFfnSizesKey, " holds a size that is not positive"));
+      }
+      m.block_ffn.push_back(size.get<int64_t>());
+    }
+  }
   if (m.hidden % m.heads != 0 && m.family != Family::kLlama) {
     return absl::InvalidArgumentError("config.json: the hidden size must be a multiple of the number of heads");
   }
@@ -134,5 +146,16 @@ absl::StatusOr<ModelConfig> ModelConfig::Parse(const nlohmann::json& config) {
 }
 
 const char* NumBlocksKey(Family family) { return family == Family::kGpt2 ? "n_layer" : "num_hidden_layers"; }
+
+const char* FfnKey(Family family) {
+  switch (family) {
+    case Family::kGpt2:
+      return "n_inner";
+    case Family::kOpt:
+      return "ffn_dim";
+    default:
+      return "intermediate_size";
+  }
+}
 
 }  // namespace shears::engine

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -12,11 +13,16 @@ namespace shears::engine {
 
 enum class Family { kLlama, kGpt2, kOpt };
 
+// config.json's list of each block's FFN width, written when FFN-neuron pruning left the blocks
+// with different widths (no Hugging Face config has such a field; Shears reads its own).
+inline constexpr char kFfnSizesKey[] = "shears_intermediate_sizes";
+
 struct ModelConfig {
   Family family = Family::kLlama;
   std::string model_type;  // as written: llama, mistral, qwen2, gpt2, opt
   int64_t hidden = 0;
   int64_t ffn = 0;
+  std::vector<int64_t> block_ffn;  // per block, from kFfnSizesKey; empty: every block has `ffn`
   int64_t layers = 0;
   int64_t heads = 0;
   int64_t kv_heads = 0;
@@ -32,11 +38,14 @@ struct ModelConfig {
   int64_t embed_dim = 0;  // word_embed_proj_dim; == hidden unless the model projects
   std::string activation;
 
+  int64_t FfnOf(int block) const { return block_ffn.empty() ? ffn : block_ffn[block]; }
+
   // Fails naming the config key that is missing or wrong.
   static absl::StatusOr<ModelConfig> Parse(const nlohmann::json& config);
 };
 
-// The config.json key that holds the number of decoder blocks.
+// The config.json keys that hold the number of decoder blocks and the FFN width.
 const char* NumBlocksKey(Family family);
+const char* FfnKey(Family family);
 
 }  // namespace shears::engine

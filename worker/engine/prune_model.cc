@@ -15,6 +15,7 @@
 #include "worker/engine/checkpoint.h"
 #include "worker/engine/compressed_tensors.h"
 #include "worker/engine/job_data.h"
+#include "worker/engine/ffn_neurons.h"
 #include "worker/engine/layer_removal.h"
 #include "worker/engine/device.h"
 #include "worker/engine/model_dir.h"
@@ -275,8 +276,13 @@ absl::Status CheckMethodFitsStructure(const PruneOptions& options) {
   if (selects_blocks && options.structure != Structure::kLayers) {
     return absl::InvalidArgumentError("structure: this method removes whole blocks (STRUCTURE_LAYERS)");
   }
-  if (options.structure == Structure::kLayers && options.format != OutputFormat::kDenseSafetensors) {
-    return absl::InvalidArgumentError("output.format: a model with blocks removed is written dense");
+  if (options.structure == Structure::kFfnNeurons && options.method != Method::kMagnitude &&
+      options.method != Method::kRandom) {
+    return absl::InvalidArgumentError("structure: FFN neurons are scored by magnitude or random");
+  }
+  const bool physical = options.structure == Structure::kLayers || options.structure == Structure::kFfnNeurons;
+  if (physical && options.format != OutputFormat::kDenseSafetensors) {
+    return absl::InvalidArgumentError("output.format: a model with structures removed is written dense");
   }
   return absl::OkStatus();
 }
@@ -358,8 +364,10 @@ absl::StatusOr<PruneReport> PruneModelOrThrow(const PruneOptions& options, const
   SHEARS_RETURN_IF_ERROR(arch->CheckWeights(*model));
   SHEARS_ASSIGN_OR_RETURN(const torch::Device device, ParseDevice(options.device));
   torch::NoGradGuard no_grad;
-  if (options.structure == Structure::kLayers) {
-    SHEARS_ASSIGN_OR_RETURN(PruneReport report, RemoveBlocks(options, observer, *model, *arch, device));
+  if (options.structure == Structure::kLayers || options.structure == Structure::kFfnNeurons) {
+    SHEARS_ASSIGN_OR_RETURN(PruneReport report, options.structure == Structure::kLayers
+                                                    ? RemoveBlocks(options, observer, *model, *arch, device)
+                                                    : PruneFfnNeurons(options, observer, *model, *arch, device));
     if (input_dir != options.model_dir) SHEARS_RETURN_IF_ERROR(RemoveAll(input_dir));
     return report;
   }
@@ -395,8 +403,8 @@ absl::StatusOr<PruneReport> PruneModelWith(const PruneOptions& options, const Pr
 }
 
 absl::StatusOr<PruneReport> PruneModel(const PruneOptions& options, const PruneObserver& observer) {
-  std::unique_ptr<PruningMethod> method;  // layer removal selects blocks, it prunes no weights
-  if (options.structure != Structure::kLayers) {
+  std::unique_ptr<PruningMethod> method;  // structured pruning removes structures, not weights
+  if (options.structure == Structure::kUnstructured || options.structure == Structure::kNM) {
     SHEARS_ASSIGN_OR_RETURN(method, MakePruningMethod(options));
   }
   return PruneModelWith(options, observer, std::move(method));

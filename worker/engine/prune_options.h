@@ -11,7 +11,11 @@
 namespace shears::engine {
 
 enum class Method { kMagnitude, kRandom, kWanda, kSparseGpt, kSparseLlm, kBlockInfluence, kLastBlocks };
-enum class Structure { kUnstructured, kNM, kLayers };
+enum class Structure { kUnstructured, kNM, kLayers, kFfnNeurons };
+
+// How structured pruning spreads the target over the blocks: the same share of each, or the
+// lowest scores across all blocks together.
+enum class Allocation { kUniform, kGlobal };
 
 // How much of each weight matrix goes: a fraction, or N:M (at most n non-zero weights in every
 // group of m consecutive inputs of a row, the layout sparse tensor cores run).
@@ -60,6 +64,7 @@ struct PruneOptions {
   Structure structure = Structure::kUnstructured;
   double target_sparsity = 0.0;
   int n = 0, m = 0;  // with Structure::kNM
+  Allocation allocation = Allocation::kUniform;
   SparseLlmOptions sparsellm;
   OutputFormat format = OutputFormat::kDenseSafetensors;
   uint64_t seed = 0;

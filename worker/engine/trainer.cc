@@ -50,7 +50,7 @@ ModelWeights InitWeights(const Architecture& arch, uint64_t seed, const torch::D
   }
   for (int b = 0; b < arch.num_blocks(); ++b) {
     TensorMap block;
-    for (const auto& spec : arch.BlockTensors()) {
+    for (const auto& spec : arch.BlockTensors(b)) {
       if (!spec.optional) block[spec.name] = Initial(spec, residual_scale, device);
     }
     w.blocks.push_back(std::move(block));
@@ -62,7 +62,7 @@ ModelWeights LoadWeights(const ModelDir& model, const Architecture& arch, const 
   ModelWeights w;
   w.outer = LoadTensors(model, "", arch.OuterTensors(), device);
   for (int b = 0; b < arch.num_blocks(); ++b) {
-    w.blocks.push_back(LoadTensors(model, arch.BlockPrefix(b), arch.BlockTensors(), device));
+    w.blocks.push_back(LoadTensors(model, arch.BlockPrefix(b), arch.BlockTensors(b), device));
   }
   return w;
 }

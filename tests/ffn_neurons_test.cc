@@ -1,0 +1,156 @@
+// FFN-neuron pruning: smaller matrices, a rewritten config that the engine reads back, and the
+// same function where no neuron goes.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "common/files.h"
+#include "tests/model_builders.h"
+#include "tests/process.h"
+#include "tests/test_util.h"
+#include "worker/engine/architecture.h"
+#include "worker/engine/block_runner.h"
+#include "worker/engine/dataset.h"
+#include "worker/engine/model_dir.h"
+#include "worker/engine/prune_model.h"
+#include "worker/engine/tensor_io.h"
+#include "worker/engine/tokenizer.h"
+
+namespace shears::engine {
+namespace {
+
+namespace fs = std::filesystem;
+using shears::testing::DataDir;
+using shears::testing::KjvSplitsDir;
+using shears::testing::TempDir;
+
+PruneOptions Options(const std::string& model, const std::string& out, Method method, double fraction) {
+  PruneOptions o;
+  o.model_dir = model;
+  o.output_dir = out;
+  o.method = method;
+  o.structure = Structure::kFfnNeurons;
+  o.target_sparsity = fraction;
+  o.evaluation = EvaluationOptions{KjvSplitsDir() + "/test.txt", 64, 4096};
+  o.calibration = CalibrationOptions{KjvSplitsDir() + "/train.txt", 8, 64, 0};
+  return o;
+}
+
+torch::Tensor Tensor(const std::string& dir, const std::string& name) {
+  auto model = ModelDir::Open(dir);
+  const auto* at = (*model)->Find(name);
+  EXPECT_NE(at, nullptr) << name;
+  return LoadTensor(*at->file, *at->info);
+}
+
+double PerplexityOf(const std::string& dir) {
+  auto model = ModelDir::Open(dir);
+  auto arch = Architecture::FromConfig((*model)->config());
+  EXPECT_TRUE(model.ok() && arch.ok());
+  auto tokenizer = LoadTokenizer(dir);
+  auto ids = LoadTokenIds(KjvSplitsDir() + "/test.txt", tokenizer->get(), (*arch)->config().vocab);
+  BlockRunner runner(**model, **arch, torch::kCPU);
+  return Perplexity(runner, *EvaluationWindows(*ids, 64, 4096));
+}
+
+TEST(FfnNeurons, UniformMagnitudeRemovesTheWeakestNeuronsOfEveryBlock) {
+  TempDir dir;
+  const std::string in = DataDir("tiny-llama");
+  auto report = PruneModel(Options(in, dir / "out", Method::kMagnitude, 0.25), {});
+  ASSERT_TRUE(report.ok()) << report.status();
+  auto config = nlohmann::json::parse(ReadFile(dir / "out/config.json").value());
+  EXPECT_EQ(config["intermediate_size"], 132);  // 176 - round(0.25 * 176)
+  EXPECT_FALSE(config.contains("shears_intermediate_sizes"));
+  for (int b = 0; b < 2; ++b) {
+    const std::string p = "model.layers." + std::to_string(b) + ".mlp.";
+    auto up = Tensor(in, p + "up_proj.weight"), gate = Tensor(in, p + "gate_proj.weight");
+    auto down = Tensor(in, p + "down_proj.weight");
+    EXPECT_EQ(Tensor(dir / "out", p + "up_proj.weight").sizes(), (std::vector<int64_t>{132, 64}));
+    EXPECT_EQ(Tensor(dir / "out", p + "gate_proj.weight").sizes(), (std::vector<int64_t>{132, 64}));
+    EXPECT_EQ(Tensor(dir / "out", p + "down_proj.weight").sizes(), (std::vector<int64_t>{64, 132}));
+    // The survivors are the neurons of largest norm, in their order, bit for bit.
+    auto norms = (up.square().sum(1) + gate.square().sum(1) + down.square().sum(0)).sqrt();
+    auto kept = std::get<1>(norms.sort(c10::optional<bool>(true), 0, /*descending=*/true)).slice(0, 0, 132);
+    kept = std::get<0>(kept.sort());
+    EXPECT_TRUE(torch::equal(Tensor(dir / "out", p + "up_proj.weight"), up.index_select(0, kept)));
+    EXPECT_TRUE(torch::equal(Tensor(dir / "out", p + "down_proj.weight"), down.index_select(1, kept)));
+  }
+  EXPECT_EQ(Tensor(dir / "out", "model.layers.0.self_attn.q_proj.weight").sizes(), (std::vector<int64_t>{64, 64}));
+  // Counted: 44 neurons of 3 × 64 weights in each of 2 blocks.
+  EXPECT_EQ(report->parameters_before - report->parameters_after, 2 * 44 * 3 * 64);
+  EXPECT_EQ(report->model_parameters_before - report->model_parameters_after, 2 * 44 * 3 * 64);
+  EXPECT_NEAR(report->achieved_sparsity(), 0.25, 1e-9);
+  // The pruned model reloads, and its perplexity is the one reported.
+  EXPECT_DOUBLE_EQ(PerplexityOf(dir / "out"), report->evaluation->pruned_perplexity);
+  EXPECT_GT(report->evaluation->pruned_perplexity, report->evaluation->dense_perplexity);
+  ASSERT_EQ(report->redundancy.size(), 2u);
+}
+
+TEST(FfnNeurons, GlobalAllocationRecordsPerBlockWidthsThatTheEngineReadsBack) {
+  TempDir dir;
+  auto options = Options(DataDir("tiny-gpt2"), dir / "out", Method::kMagnitude, 0.5);
+  options.allocation = Allocation::kGlobal;
+  auto report = PruneModel(options, {});
+  ASSERT_TRUE(report.ok()) << report.status();
+  auto config = nlohmann::json::parse(ReadFile(dir / "out/config.json").value());
+  ASSERT_TRUE(config.contains("shears_intermediate_sizes")) << config.dump();
+  auto widths = config["shears_intermediate_sizes"].get<std::vector<int64_t>>();
+  ASSERT_EQ(widths.size(), 2u);
+  EXPECT_EQ(widths[0] + widths[1], 256);  // half of 2 × 256
+  EXPECT_EQ(config["n_inner"], std::max(widths[0], widths[1]));
+  for (int b = 0; b < 2; ++b) {
+    // GPT-2's Conv1D stores [in, out]: c_fc loses columns, c_proj rows, the bias entries.
+    const std::string p = "transformer.h." + std::to_string(b) + ".mlp.";
+    EXPECT_EQ(Tensor(dir / "out", p + "c_fc.weight").sizes(), (std::vector<int64_t>{64, widths[b]}));
+    EXPECT_EQ(Tensor(dir / "out", p + "c_fc.bias").sizes(), (std::vector<int64_t>{widths[b]}));
+    EXPECT_EQ(Tensor(dir / "out", p + "c_proj.weight").sizes(), (std::vector<int64_t>{widths[b], 64}));
+  }
+  EXPECT_DOUBLE_EQ(PerplexityOf(dir / "out"), report->evaluation->pruned_perplexity);
+  // Pruned again, uniformly at zero: the per-block widths survive a second pass.
+  auto again = Options(dir / "out", dir / "again", Method::kMagnitude, 0.0);
+  auto second = PruneModel(again, {});
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(nlohmann::json::parse(ReadFile(dir / "again/config.json").value())["shears_intermediate_sizes"],
+            config["shears_intermediate_sizes"]);
+}
+
+TEST(FfnNeurons, RemovingNoNeuronReproducesTheDenseModel) {
+  TempDir dir;
+  auto report = PruneModel(Options(DataDir("tiny-llama"), dir / "out", Method::kRandom, 0.0), {});
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(ReadFile(dir / "out/model.safetensors").value(), ReadFile(DataDir("tiny-llama") + "/model.safetensors").value());
+  EXPECT_EQ(report->evaluation->pruned_perplexity, report->evaluation->dense_perplexity);
+}
+
+TEST(FfnNeurons, RandomIsSeededAndOptLosesBiasEntriesToo) {
+  TempDir dir;
+  shears::testing::WriteSyntheticOpt(dir / "opt", 2, 32, 64, 2048, 32, true);
+  fs::copy_file(DataDir("tiny-llama") + "/tokenizer.json", dir / "opt/tokenizer.json");
+  auto options = Options(dir / "opt", dir / "a", Method::kRandom, 0.5);
+  options.seed = 1;
+  ASSERT_TRUE(PruneModel(options, {}).ok());
+  options.output_dir = dir / "b";
+  ASSERT_TRUE(PruneModel(options, {}).ok());
+  options.output_dir = dir / "c";
+  options.seed = 2;
+  ASSERT_TRUE(PruneModel(options, {}).ok());
+  EXPECT_EQ(ReadFile(dir / "a/model.safetensors").value(), ReadFile(dir / "b/model.safetensors").value());
+  EXPECT_NE(ReadFile(dir / "a/model.safetensors").value(), ReadFile(dir / "c/model.safetensors").value());
+  EXPECT_EQ(Tensor(dir / "a", "model.decoder.layers.1.fc1.bias").sizes(), (std::vector<int64_t>{32}));
+  EXPECT_EQ(Tensor(dir / "a", "model.decoder.layers.1.fc2.weight").sizes(), (std::vector<int64_t>{32, 32}));
+  EXPECT_EQ(nlohmann::json::parse(ReadFile(dir / "a/config.json").value())["ffn_dim"], 32);
+}
+
+TEST(FfnNeurons, RefusesTargetsThatEmptyABlockOrMethodsThatCannotScoreNeurons) {
+  TempDir dir;
+  auto all = PruneModel(Options(DataDir("tiny-llama"), dir / "out", Method::kMagnitude, 0.999), {});
+  EXPECT_EQ(all.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(all.status().message().find("would remove every FFN neuron of block 0"), std::string::npos) << all.status();
+  auto wanda = PruneModel(Options(DataDir("tiny-llama"), dir / "out", Method::kWanda, 0.25), {});
+  EXPECT_EQ(wanda.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace shears::engine

@@ -1,0 +1,24 @@
+#pragma once
+// Redundancy measures that explain structured pruning's choices, on calibration data: ShortGPT's
+// Block Influence of every block.
+
+#include <string>
+
+#include <torch/torch.h>
+
+#include "worker/engine/block_runner.h"
+#include "worker/engine/prune_options.h"
+
+namespace shears::engine {
+
+// 1 − mean over tokens of cos(before_t, after_t), hidden states [N, T, d].
+double BlockInfluence(const torch::Tensor& before, const torch::Tensor& after);
+
+// The Block Influence of every block of the runner's model on `windows` (token ids [N, T]).
+RedundancyReport MeasureBlockInfluence(const BlockRunner& runner, const torch::Tensor& windows, const std::string& model);
+
+// Measures `model` ("dense" or "pruned"), adds it to the report and streams it.
+void RecordRedundancy(const BlockRunner& runner, const torch::Tensor& windows, const std::string& model,
+                      const PruneObserver& observer, PruneReport& report);
+
+}  // namespace shears::engine

@@ -1,0 +1,55 @@
+#include "worker/engine/rewritten_model.h"
+
+#include "common/status_macros.h"
+#include "worker/engine/architecture.h"
+#include "worker/engine/model_writer.h"
+#include "worker/engine/redundancy.h"
+#include "worker/engine/tensor_io.h"
+
+namespace shears::engine {
+
+absl::Status WriteRewrittenModel(const ModelDir& model, const std::string& out_dir, const TensorEditor& edit,
+                                 const nlohmann::json& config, PruneReport& report) {
+  std::vector<OutputTensor> outputs;
+  std::vector<std::pair<const ModelDir::Located*, TensorEdit>> sources;
+  for (const auto& file : model.files()) {
+    for (const auto& info : file->tensors()) {
+      report.model_parameters_before += info.numel();
+      TensorEdit e = edit(info.name);
+      if (e.drop) continue;
+      std::vector<int64_t> shape = info.shape;
+      if (e.dim >= 0) shape[e.dim] = e.index.numel();
+      int64_t numel = 1;
+      for (int64_t size : shape) numel *= size;
+      report.model_parameters_after += numel;
+      outputs.push_back({e.name, BaseName(file->path()), info.dtype, shape});
+      sources.emplace_back(model.Find(info.name), std::move(e));
+    }
+  }
+  SHEARS_ASSIGN_OR_RETURN(auto writer, ModelWriter::Create(model, out_dir, outputs));
+  for (const auto& [at, e] : sources) {
+    torch::Tensor t = LoadTensor(*at->file, *at->info);
+    if (e.dim >= 0) t = t.index_select(e.dim, e.index);
+    SHEARS_RETURN_IF_ERROR(writer->Write(e.name, t));
+  }
+  SHEARS_ASSIGN_OR_RETURN(report.files, writer->Finish(config));
+  return absl::OkStatus();
+}
+
+absl::Status EvaluateRewrittenModel(const PruneOptions& options, const PruneObserver& observer, JobData& data,
+                                    const BlockRunner& dense, torch::Device device, const torch::Tensor& calibration,
+                                    PruneReport& report) {
+  SHEARS_ASSIGN_OR_RETURN(auto model, ModelDir::Open(options.output_dir));
+  SHEARS_ASSIGN_OR_RETURN(auto arch, Architecture::FromConfig(model->config()));
+  SHEARS_RETURN_IF_ERROR(arch->CheckWeights(*model));
+  BlockRunner pruned(*model, *arch, device);
+  if (calibration.defined()) RecordRedundancy(pruned, calibration, "pruned", observer, report);
+  if (options.evaluation) {
+    SHEARS_ASSIGN_OR_RETURN(torch::Tensor ids, data.EvaluationWindows(*options.evaluation));
+    report.evaluation = EvaluationReport{ids.size(0), ids.size(1), ids.size(0) * (ids.size(1) - 1),
+                                         Perplexity(dense, ids), Perplexity(pruned, ids)};
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace shears::engine

@@ -1,0 +1,40 @@
+#pragma once
+// What structured pruning shares: the output is the input model rewritten tensor by tensor (some
+// dropped, renamed or cut along one dimension) under an edited config.json, then read back from
+// disk and evaluated like any model, so the reported perplexity is that of the files written.
+
+#include <functional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "absl/status/status.h"
+#include "worker/engine/block_runner.h"
+#include "worker/engine/job_data.h"
+#include "worker/engine/model_dir.h"
+#include "worker/engine/prune_options.h"
+
+namespace shears::engine {
+
+// What becomes of one input tensor.
+struct TensorEdit {
+  bool drop = false;
+  std::string name;     // the output name (the input's unless renamed)
+  int dim = -1;         // >= 0: only the entries `index` along this dimension remain
+  torch::Tensor index;  // int64, ascending
+};
+using TensorEditor = std::function<TensorEdit(const std::string& name)>;
+
+// Writes `model` edited by `edit` into `out_dir` with `config`; fills report.files and
+// report.model_parameters_before/after (counted from the tensors).
+absl::Status WriteRewrittenModel(const ModelDir& model, const std::string& out_dir, const TensorEditor& edit,
+                                 const nlohmann::json& config, PruneReport& report);
+
+// Reads the output back and measures it against the input: the perplexity of both when the job
+// asks for evaluation, and the pruned model's redundancy on `calibration` windows when defined.
+absl::Status EvaluateRewrittenModel(const PruneOptions& options, const PruneObserver& observer, JobData& data,
+                                    const BlockRunner& dense, torch::Device device, const torch::Tensor& calibration,
+                                    PruneReport& report);
+
+}  // namespace shears::engine
