@@ -104,6 +104,12 @@ TEST_P(EveryMethod, HitsAnUnstructuredTargetExactly) {
     EXPECT_LT(layer.reconstruction_error, 1.0) << layer.name;
     EXPECT_GE(layer.seconds, 0.0) << layer.name;
   }
+  // Block Influence of the dense and the pruned model, block by block.
+  ASSERT_EQ(report->redundancy.size(), 2u);
+  EXPECT_EQ(report->redundancy[0].model, "dense");
+  EXPECT_EQ(report->redundancy[1].model, "pruned");
+  ASSERT_EQ(report->redundancy[1].blocks.size(), 2u);
+  EXPECT_NE(report->redundancy[0].blocks[1].block_influence, report->redundancy[1].blocks[1].block_influence);
   // Per-row selection rounds per row: the narrowest rows (64 inputs) set the bound.
   EXPECT_NEAR(report->achieved_sparsity(), 0.6, GetParam() == Method::kWanda ? 0.5 / 64 : 1e-4);
 }

@@ -208,6 +208,7 @@ TEST_F(ServiceTest, CalibratedTwoFourJobStreamsReconstructionErrorsAndPublishesC
   EXPECT_EQ(done.result().layers_size(), 14);
   for (const auto& layer : done.result().layers()) EXPECT_TRUE(layer.has_reconstruction_error()) << layer.name();
   EXPECT_EQ(done.result().achieved_sparsity(), 0.5);
+  EXPECT_EQ(done.result().redundancy_size(), 2);
 
   auto config = nlohmann::json::parse(ReadFile(out + "/config.json").value());
   EXPECT_EQ(config["quantization_config"]["sparsity_config"]["format"], "sparse-24-bitmask");

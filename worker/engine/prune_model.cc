@@ -17,6 +17,7 @@
 #include "worker/engine/job_data.h"
 #include "worker/engine/ffn_neurons.h"
 #include "worker/engine/layer_removal.h"
+#include "worker/engine/redundancy.h"
 #include "worker/engine/device.h"
 #include "worker/engine/model_dir.h"
 #include "worker/engine/pruning_method.h"
@@ -381,6 +382,15 @@ absl::StatusOr<PruneReport> PruneModelOrThrow(const PruneOptions& options, const
     SHEARS_RETURN_IF_ERROR(run.PruneBlock(b));
   }
   SHEARS_ASSIGN_OR_RETURN(PruneReport report, run.Finish());
+  if (options.calibration) {
+    // Block Influence of the dense and of the pruned model, read back from what was written.
+    if (observer.on_progress) observer.on_progress("measuring", 1.0, "Block Influence of the dense and the pruned model");
+    JobData data(*model, arch->config());
+    SHEARS_ASSIGN_OR_RETURN(torch::Tensor windows, data.CalibrationWindows(*options.calibration));
+    RecordRedundancy(BlockRunner(*model, *arch, device), windows, "dense", observer, report);
+    SHEARS_ASSIGN_OR_RETURN(auto pruned, ModelDir::Open(dense_dir));
+    RecordRedundancy(BlockRunner(*pruned, *arch, device), windows, "pruned", observer, report);
+  }
   if (compressed) {
     if (observer.on_progress) observer.on_progress("writing", 1.0, "storing the sparse weights compressed");
     SHEARS_RETURN_IF_ERROR(Compress(options, dense_dir, target, report));
