@@ -30,18 +30,6 @@ struct Cell {
   bool ok = false;
 };
 
-// The JobResult that run-local prints last.
-nlohmann::json ResultOf(const std::string& log) {
-  std::ifstream in(log);
-  std::string line, json;
-  bool inside = false;
-  while (std::getline(in, line)) {
-    if (line == "{") inside = true;
-    if (inside) json += line + "\n";
-  }
-  return nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
-}
-
 // One table per model: every method at every target.
 struct Table {
   std::string title;
@@ -74,7 +62,7 @@ int Measure(const std::string& build, const std::string& work, const std::string
       const std::string log = absl::StrCat(work, "/", name, ".log");
       shears::bench::Run run = shears::bench::RunWorker(build + "/worker/shears-worker", spec, work + "/scratch", log);
       Cell& cell = table.cells[method][target.label];
-      nlohmann::json result = ResultOf(log);
+      nlohmann::json result = shears::bench::ReadResult(log);
       if (run.status != 0 || !result.is_object() || !result.contains("evaluation")) {
         std::cerr << method << " " << target.label << " failed; see " << log << "\n";
         ++failures;

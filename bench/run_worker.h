@@ -8,7 +8,11 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <iostream>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 namespace shears::bench {
 
@@ -21,6 +25,9 @@ struct Run {
 // stdout and stderr of the worker go to `log`.
 inline Run RunWorker(const std::string& worker, const std::string& spec, const std::string& work_dir,
                      const std::string& log) {
+  // The child must not inherit, and write again, what the benchmark has buffered.
+  std::cout.flush();
+  std::fflush(nullptr);
   const auto start = std::chrono::steady_clock::now();
   pid_t pid = fork();
   if (pid == 0) {
@@ -36,6 +43,18 @@ inline Run RunWorker(const std::string& worker, const std::string& spec, const s
   wait4(pid, &status, 0, &usage);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return {usage.ru_maxrss, seconds, WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status)};
+}
+
+// The JobResult that run-local prints last, as JSON (discarded when the run printed none).
+inline nlohmann::json ReadResult(const std::string& log) {
+  std::ifstream in(log);
+  std::string line, json;
+  bool inside = false;
+  while (std::getline(in, line)) {
+    if (line == "{") inside = true;
+    if (inside) json += line + "\n";
+  }
+  return nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
 }
 
 }  // namespace shears::bench
