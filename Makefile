@@ -25,6 +25,8 @@ bench: build
 	$(BUILD_DIR)/bench/peak_rss_bench $(BUILD_DIR) /tmp/shears-bench
 	@echo "== $(BUILD_DIR)/bench/method_table $(BUILD_DIR) /tmp/shears-method-bench tests/data/tiny-llama 128"
 	$(BUILD_DIR)/bench/method_table $(BUILD_DIR) /tmp/shears-method-bench tests/data/tiny-llama 128
+	@echo "== $(BUILD_DIR)/bench/structured_table $(BUILD_DIR) /tmp/shears-structured-bench tests/data/tiny-llama tests/data/tiny-llama-deep"
+	$(BUILD_DIR)/bench/structured_table $(BUILD_DIR) /tmp/shears-structured-bench tests/data/tiny-llama tests/data/tiny-llama-deep
 
 clean:
 	rm -rf $(BUILD_DIR) .demo
