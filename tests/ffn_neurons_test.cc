@@ -15,6 +15,7 @@
 #include "worker/engine/dataset.h"
 #include "worker/engine/model_dir.h"
 #include "worker/engine/prune_model.h"
+#include "worker/engine/redundancy.h"
 #include "worker/engine/tensor_io.h"
 #include "worker/engine/tokenizer.h"
 
@@ -141,6 +142,42 @@ TEST(FfnNeurons, RandomIsSeededAndOptLosesBiasEntriesToo) {
   EXPECT_EQ(Tensor(dir / "a", "model.decoder.layers.1.fc1.bias").sizes(), (std::vector<int64_t>{32}));
   EXPECT_EQ(Tensor(dir / "a", "model.decoder.layers.1.fc2.weight").sizes(), (std::vector<int64_t>{32, 32}));
   EXPECT_EQ(nlohmann::json::parse(ReadFile(dir / "a/config.json").value())["ffn_dim"], 32);
+}
+
+TEST(FfnRedundancy, DuplicatesHaveCosineOneAndCollapseTheEffectiveRank) {
+  // Activations [tokens, 3]: neurons 0 and 1 identical, neuron 2 orthogonal to them.
+  auto a = torch::tensor({{1.0, 1.0, 0.0}, {0.0, 0.0, 1.0}, {0.0, 0.0, 0.0}}, torch::kFloat64);
+  auto ffn = MeasureFfn(4, a.t().matmul(a));
+  EXPECT_EQ(ffn.block, 4);
+  EXPECT_EQ(ffn.neurons, 3);
+  ASSERT_EQ(ffn.max_cosine.size(), 3u);
+  EXPECT_NEAR(ffn.max_cosine[0], 1.0, 1e-12);
+  EXPECT_NEAR(ffn.max_cosine[1], 1.0, 1e-12);
+  EXPECT_NEAR(ffn.max_cosine[2], 0.0, 1e-12);
+  EXPECT_NEAR(ffn.mean_pairwise_cosine, 1.0 / 3.0, 1e-12);  // pairs (0,1), (0,2), (1,2): 1, 0, 0
+  EXPECT_NEAR(ffn.max_cosine_max, 1.0, 1e-12);
+  // Singular values √2, 1, 0.
+  const double p = std::sqrt(2.0) / (1 + std::sqrt(2.0)), q = 1 - p;
+  EXPECT_NEAR(ffn.effective_rank, std::exp(-(p * std::log(p) + q * std::log(q))), 1e-9);
+}
+
+TEST(FfnRedundancy, IsMeasuredOnTheDenseAndThePrunedModel) {
+  TempDir dir;
+  auto report = PruneModel(Options(DataDir("tiny-llama"), dir / "out", Method::kMagnitude, 0.5), {});
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_EQ(report->redundancy.size(), 2u);
+  for (const auto& r : report->redundancy) {
+    ASSERT_EQ(r.ffns.size(), 2u) << r.model;
+    const int64_t width = r.model == "dense" ? 176 : 88;
+    for (const auto& ffn : r.ffns) {
+      EXPECT_EQ(ffn.neurons, width);
+      EXPECT_EQ(static_cast<int64_t>(ffn.max_cosine.size()), width);
+      EXPECT_GT(ffn.effective_rank, 1.0);
+      EXPECT_LE(ffn.effective_rank, double(width));
+      EXPECT_GT(ffn.max_cosine_p90, ffn.max_cosine_p50 - 1e-12);
+      EXPECT_LE(ffn.max_cosine_max, 1.0 + 1e-9);
+    }
+  }
 }
 
 TEST(FfnNeurons, RefusesTargetsThatEmptyABlockOrMethodsThatCannotScoreNeurons) {

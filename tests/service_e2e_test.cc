@@ -236,7 +236,12 @@ TEST_F(ServiceTest, BlockInfluenceJobRemovesBlocksAndReportsTheirRedundancy) {
   ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
   std::vector<std::string> measured;
   for (const auto& e : events) {
-    if (e.has_redundancy()) measured.push_back(e.redundancy().model());
+    if (!e.has_redundancy()) continue;
+    measured.push_back(e.redundancy().model());
+    // Events carry the FFN summaries, not the per-neuron vectors.
+    ASSERT_GT(e.redundancy().ffns_size(), 0);
+    EXPECT_EQ(e.redundancy().ffns(0).max_cosine_size(), 0);
+    EXPECT_GT(e.redundancy().ffns(0).effective_rank(), 1.0);
   }
   EXPECT_EQ(measured, (std::vector<std::string>{"dense", "pruned"}));
   const auto& result = done.result();
@@ -247,6 +252,8 @@ TEST_F(ServiceTest, BlockInfluenceJobRemovesBlocksAndReportsTheirRedundancy) {
   const int removed = result.removed_blocks(0);
   EXPECT_LE(result.redundancy(0).blocks(removed).block_influence(), result.redundancy(0).blocks(1 - removed).block_influence());
   EXPECT_EQ(result.redundancy(1).blocks_size(), 1);
+  ASSERT_EQ(result.redundancy(0).ffns_size(), 2);
+  EXPECT_EQ(result.redundancy(0).ffns(1).max_cosine_size(), 176) << "the result keeps every neuron's value";
   EXPECT_EQ(result.achieved_sparsity(), 0.5);
   EXPECT_EQ(result.model_parameters_before() - result.model_parameters_after(), result.parameters_before() / 2);
   auto config = nlohmann::json::parse(ReadFile(out + "/config.json").value());

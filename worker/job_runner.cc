@@ -94,13 +94,26 @@ absl::StatusOr<std::string> LocalizeDataset(const std::string& field, const std:
   return *path;
 }
 
-v1::RedundancyMetrics ToProto(const engine::RedundancyReport& report) {
+// `per_neuron` adds the per-neuron vectors, which the result keeps and events leave out.
+v1::RedundancyMetrics ToProto(const engine::RedundancyReport& report, bool per_neuron) {
   v1::RedundancyMetrics out;
   out.set_model(report.model);
   for (const auto& block : report.blocks) {
     auto* b = out.add_blocks();
     b->set_block(block.block);
     b->set_block_influence(block.block_influence);
+  }
+  for (const auto& ffn : report.ffns) {
+    auto* f = out.add_ffns();
+    f->set_block(ffn.block);
+    f->set_neurons(ffn.neurons);
+    f->set_mean_pairwise_cosine(ffn.mean_pairwise_cosine);
+    f->set_max_cosine_mean(ffn.max_cosine_mean);
+    f->set_max_cosine_p50(ffn.max_cosine_p50);
+    f->set_max_cosine_p90(ffn.max_cosine_p90);
+    f->set_max_cosine_max(ffn.max_cosine_max);
+    f->set_effective_rank(ffn.effective_rank);
+    if (per_neuron) *f->mutable_max_cosine() = {ffn.max_cosine.begin(), ffn.max_cosine.end()};
   }
   return out;
 }
@@ -179,7 +192,7 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
   };
   observer.on_redundancy = [&](const engine::RedundancyReport& redundancy) {
     v1::JobEvent event;
-    *event.mutable_redundancy() = ToProto(redundancy);
+    *event.mutable_redundancy() = ToProto(redundancy, /*per_neuron=*/false);
     emit(event);
   };
   observer.cancelled = context.cancelled;
@@ -198,7 +211,7 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
   for (int block : report->removed_blocks) result.add_removed_blocks(block);
   result.set_model_parameters_before(report->model_parameters_before);
   result.set_model_parameters_after(report->model_parameters_after);
-  for (const auto& redundancy : report->redundancy) *result.add_redundancy() = ToProto(redundancy);
+  for (const auto& redundancy : report->redundancy) *result.add_redundancy() = ToProto(redundancy, /*per_neuron=*/true);
   if (report->evaluation) {
     const auto& e = *report->evaluation;
     v1::Evaluation* eval = result.mutable_evaluation();

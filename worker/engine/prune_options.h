@@ -101,10 +101,26 @@ struct BlockRedundancy {
   double block_influence = 0.0;
 };
 
+// How alike the neurons of one FFN are on the calibration tokens, from the Gram matrix of their
+// activations (the down projection's inputs).
+struct FfnRedundancy {
+  int block = 0;
+  int64_t neurons = 0;
+  // Mean over neuron pairs of the cosine between their activations across the tokens.
+  double mean_pairwise_cosine = 0.0;
+  // Per neuron, the largest cosine with another neuron (1 for a duplicate), and its summary.
+  std::vector<double> max_cosine;
+  double max_cosine_mean = 0.0, max_cosine_p50 = 0.0, max_cosine_p90 = 0.0, max_cosine_max = 0.0;
+  // exp of the entropy of the normalized singular values of the activation matrix [tokens,
+  // neurons] (Roy & Vetterli): how many directions the activations really span.
+  double effective_rank = 0.0;
+};
+
 // The redundancy measures of one model (the dense one, or the pruned one).
 struct RedundancyReport {
   std::string model;  // "dense" or "pruned"
   std::vector<BlockRedundancy> blocks;
+  std::vector<FfnRedundancy> ffns;
 };
 
 struct PruneReport {
