@@ -26,6 +26,20 @@ std::string Format(const char* fmt, double v) {
   return buf;
 }
 
+// The mean over the FFNs of `field` of the `model`'s redundancy measures.
+double FfnMean(const nlohmann::json& result, const std::string& model, const std::string& field) {
+  double sum = 0;
+  int count = 0;
+  for (const auto& r : result.value("redundancy", nlohmann::json::array())) {
+    if (r["model"] != model) continue;
+    for (const auto& f : r.value("ffns", nlohmann::json::array())) {
+      sum += f.value(field, 0.0);
+      ++count;
+    }
+  }
+  return count == 0 ? 0.0 : sum / count;
+}
+
 // The Block Influence of each block, as "0.12 0.08 ...".
 std::string Influences(const nlohmann::json& result, const std::string& model) {
   std::vector<std::string> out;
@@ -39,10 +53,11 @@ std::string Influences(const nlohmann::json& result, const std::string& model) {
 int Table(const std::string& build, const std::string& work, const std::string& kjv, const std::string& model,
           const std::string& title, const std::vector<Job>& jobs) {
   std::cout << "\n" << title << " (`" << model << "`):\n\n"
-            << "| job | perplexity | removed parameters | blocks removed | Block Influence after | seconds |\n"
-            << "|---|---:|---:|---|---|---:|\n";
+            << "| job | perplexity | removed parameters | blocks removed | Block Influence after | FFN max cosine "
+               "after | FFN effective rank after | seconds |\n"
+            << "|---|---:|---:|---|---|---:|---:|---:|\n";
   int failures = 0;
-  std::string dense_line, dense_influence;
+  std::string dense_line, dense_influence, dense_ffn;
   for (size_t i = 0; i < jobs.size(); ++i) {
     const std::string spec = absl::StrCat(work, "/job", i, ".json"), log = absl::StrCat(work, "/job", i, ".log");
     (void)shears::WriteFileAtomically(
@@ -62,6 +77,8 @@ int Table(const std::string& build, const std::string& work, const std::string& 
     if (dense_line.empty()) {
       dense_line = Format("%.2f", result["evaluation"]["dense_perplexity"].get<double>());
       dense_influence = Influences(result, "dense");
+      dense_ffn = absl::StrCat("FFN max cosine ", Format("%.3f", FfnMean(result, "dense", "max_cosine_mean")),
+                               ", FFN effective rank ", Format("%.1f", FfnMean(result, "dense", "effective_rank")));
     }
     const double before = std::stod(result["model_parameters_before"].get<std::string>());
     const double after = std::stod(result["model_parameters_after"].get<std::string>());
@@ -70,9 +87,12 @@ int Table(const std::string& build, const std::string& work, const std::string& 
     std::cout << "| " << jobs[i].label << " | " << Format("%.2f", result["evaluation"]["pruned_perplexity"].get<double>())
               << " | " << Format("%.1f%%", 100.0 * (before - after) / before) << " of the model | "
               << (removed.empty() ? "-" : absl::StrJoin(removed, ", ")) << " | " << Influences(result, "pruned")
-              << " | " << Format("%.1f", run.seconds) << " |\n";
+              << " | " << Format("%.3f", FfnMean(result, "pruned", "max_cosine_mean")) << " | "
+              << Format("%.1f", FfnMean(result, "pruned", "effective_rank")) << " | " << Format("%.1f", run.seconds)
+              << " |\n";
   }
-  std::cout << "\nDense: perplexity " << dense_line << ", Block Influence of each block " << dense_influence << "\n";
+  std::cout << "\nDense: perplexity " << dense_line << ", Block Influence of each block " << dense_influence << ", "
+            << dense_ffn << " (means over the FFNs)\n";
   return failures;
 }
 
