@@ -10,6 +10,7 @@
 #include "common/files.h"
 #include "tests/model_builders.h"
 #include "tests/process.h"
+#include "tests/pruned_model_checks.h"
 #include "tests/test_util.h"
 #include "worker/engine/architecture.h"
 #include "worker/engine/compressed_tensors.h"
@@ -152,16 +153,9 @@ INSTANTIATE_TEST_SUITE_P(Methods, EveryMethod, ::testing::ValuesIn(kAllMethods),
 
 TEST(RandomPruning, IsReproducibleBySeed) {
   TempDir dir;
-  auto options = Options(dir / "a", Method::kRandom, 0.5);
+  auto options = Options(dir / "unused", Method::kRandom, 0.5);
   options.seed = 7;
-  ASSERT_TRUE(PruneModel(options, {}).ok());
-  options.output_dir = dir / "b";
-  ASSERT_TRUE(PruneModel(options, {}).ok());
-  options.output_dir = dir / "c";
-  options.seed = 8;
-  ASSERT_TRUE(PruneModel(options, {}).ok());
-  EXPECT_EQ(ReadFile(dir / "a/model.safetensors").value(), ReadFile(dir / "b/model.safetensors").value());
-  EXPECT_NE(ReadFile(dir / "a/model.safetensors").value(), ReadFile(dir / "c/model.safetensors").value());
+  shears::testing::ExpectReproducibleBySeed(options, dir.path());
 }
 
 TEST(SparseGpt, AtZeroSparsityReproducesTheDenseModel) {

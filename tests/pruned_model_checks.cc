@@ -6,7 +6,9 @@
 #include <cstring>
 
 #include "worker/engine/masks.h"
+#include "common/files.h"
 #include "worker/engine/model_dir.h"
+#include "worker/engine/prune_model.h"
 #include "worker/engine/tensor_io.h"
 
 namespace shears::testing {
@@ -62,6 +64,18 @@ void ExpectMagnitudePruned(const std::string& input, const std::string& output, 
     }
   }
   EXPECT_GT(linears, 0);
+}
+
+void ExpectReproducibleBySeed(PruneOptions options, const std::string& dir) {
+  for (const char* run : {"a", "b", "c"}) {
+    if (std::string(run) == "c") ++options.seed;
+    options.output_dir = dir + "/" + run;
+    auto report = PruneModel(options, {});
+    ASSERT_TRUE(report.ok()) << run << ": " << report.status();
+  }
+  auto weights = [&](const char* run) { return ReadFile(dir + "/" + run + "/model.safetensors").value(); };
+  EXPECT_EQ(weights("a"), weights("b")) << "same seed, same model";
+  EXPECT_NE(weights("a"), weights("c")) << "another seed, another model";
 }
 
 }  // namespace shears::testing

@@ -13,7 +13,6 @@
 #include "worker/engine/masks.h"
 #include "worker/engine/redundancy.h"
 #include "worker/engine/rewritten_model.h"
-#include "worker/engine/tensor_io.h"
 
 namespace shears::engine {
 namespace {
