@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "bench/format.h"
 #include "bench/run_worker.h"
 #include "common/files.h"
 #include "tools/outlier_channels.h"
@@ -78,11 +79,7 @@ int Measure(const std::string& build, const std::string& work, const std::string
   return failures;
 }
 
-std::string Format(const char* fmt, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, fmt, v);
-  return buf;
-}
+using shears::bench::Format;
 
 void PrintTable(Table& table, const std::string& caption, const std::function<std::string(const Cell&)>& value,
                 bool with_dense) {

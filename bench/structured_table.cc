@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "bench/format.h"
 #include "bench/run_worker.h"
 #include "common/files.h"
 
@@ -20,11 +21,7 @@ struct Job {
   std::string spec;  // JSON members of the JobSpec besides the data and the output
 };
 
-std::string Format(const char* fmt, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, fmt, v);
-  return buf;
-}
+using shears::bench::Format;
 
 // The mean over the FFNs of `field` of the `model`'s redundancy measures.
 double FfnMean(const nlohmann::json& result, const std::string& model, const std::string& field) {

@@ -1,5 +1,6 @@
 #include "worker/engine/architecture.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
@@ -56,6 +57,13 @@ torch::Tensor Activate(MlpLayout::Activation activation, const torch::Tensor& x)
       return GeluNew(x);
   }
   return x;
+}
+
+int Architecture::BlockOf(const std::string& name) const {
+  for (int b = 0; b < num_blocks(); ++b) {
+    if (absl::StartsWith(name, BlockPrefix(b))) return b;
+  }
+  return -1;
 }
 
 std::vector<LinearWeight> Architecture::BlockLinears(int block) const {

@@ -69,6 +69,9 @@ class Architecture {
   // True when linear weights are stored [in, out] (GPT-2's Conv1D) rather than [out, in].
   virtual bool LinearsStoredTransposed() const { return false; }
 
+  // The block a tensor (full name) belongs to, or -1 for the embeddings, final norm and head.
+  int BlockOf(const std::string& name) const;
+
   // The prunable linear weights of decoder block `block`, with full names.
   std::vector<LinearWeight> BlockLinears(int block) const;
   // Every tensor the forward pass needs exists, as a floating-point tensor of the expected shape.

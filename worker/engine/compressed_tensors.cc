@@ -90,16 +90,13 @@ absl::StatusOr<NamedTensors> DecompressFile(const SafetensorsFile& file, const s
   return out;
 }
 
-// Rewrites the index's weight_map for the tensors each file now holds.
-absl::Status WriteIndex(const std::string& from_dir, const std::string& out_dir,
-                        const std::map<std::string, NamedTensors>& files) {
-  SHEARS_ASSIGN_OR_RETURN(nlohmann::json index, ReadJsonObject((fs::path(from_dir) / kIndexFile).string()));
+// The weight_map of an index for the tensors each file now holds.
+nlohmann::json WeightMap(const std::map<std::string, NamedTensors>& files) {
   nlohmann::json map = nlohmann::json::object();
   for (const auto& [file, tensors] : files) {
     for (const auto& [name, t] : tensors) map[name] = file;
   }
-  index["weight_map"] = map;
-  return WriteFileAtomically((fs::path(out_dir) / kIndexFile).string(), index.dump(2));
+  return map;
 }
 
 // Copies config.json with `edit` applied.
@@ -171,7 +168,7 @@ absl::StatusOr<std::vector<std::string>> CompressModel(const std::string& dense_
     files[base] = std::move(tensors);
   }
   if (model->sharded()) {
-    SHEARS_RETURN_IF_ERROR(WriteIndex(dense_dir, out_dir, files));
+    SHEARS_RETURN_IF_ERROR(WriteIndexWithWeightMap(dense_dir, out_dir, WeightMap(files)));
     written.push_back(kIndexFile);
   }
   SHEARS_RETURN_IF_ERROR(WriteConfig(*model, out_dir, [&](nlohmann::json& config) {
@@ -204,7 +201,7 @@ absl::Status DecompressModel(const std::string& compressed_dir, const std::strin
     SHEARS_RETURN_IF_ERROR(WriteSafetensors((fs::path(out_dir) / base).string(), tensors, file->metadata()));
     files[base] = std::move(tensors);
   }
-  if (model->sharded()) SHEARS_RETURN_IF_ERROR(WriteIndex(compressed_dir, out_dir, files));
+  if (model->sharded()) SHEARS_RETURN_IF_ERROR(WriteIndexWithWeightMap(compressed_dir, out_dir, WeightMap(files)));
   SHEARS_RETURN_IF_ERROR(CopySideFiles(compressed_dir, out_dir).status());
   return WriteConfig(*model, out_dir, [](nlohmann::json& config) {
     config["quantization_config"].erase("sparsity_config");

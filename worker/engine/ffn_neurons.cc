@@ -2,7 +2,6 @@
 
 #include <map>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "worker/engine/block_runner.h"
@@ -108,14 +107,11 @@ absl::StatusOr<PruneReport> PruneFfnNeurons(const PruneOptions& options, const P
   config.erase(kFfnSizesKey);
   if (*narrowest != *widest) config[kFfnSizesKey] = widths;
   const TensorEditor edit = [&](const std::string& name) {
-    for (int b = 0; b < blocks; ++b) {
-      const std::string prefix = arch.BlockPrefix(b);
-      if (!absl::StartsWith(name, prefix)) continue;
-      auto axis = axes.find(name.substr(prefix.size()));
-      if (axis == axes.end()) break;
-      return TensorEdit{false, name, axis->second, keep[b]};
-    }
-    return TensorEdit{false, name};
+    const int b = arch.BlockOf(name);
+    if (b < 0) return TensorEdit{false, name};
+    auto axis = axes.find(name.substr(arch.BlockPrefix(b).size()));
+    if (axis == axes.end()) return TensorEdit{false, name};
+    return TensorEdit{false, name, axis->second, keep[b]};
   };
   if (observer.on_progress) observer.on_progress("writing", 0.5, "removing FFN neurons");
   SHEARS_RETURN_IF_ERROR(WriteRewrittenModel(model, options.output_dir, edit, config, report));

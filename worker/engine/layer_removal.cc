@@ -5,7 +5,6 @@
 #include <random>
 #include <set>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
@@ -39,14 +38,6 @@ std::vector<int> SelectBlocks(const PruneOptions& options, int blocks, int k, co
   std::vector<int> chosen(order.begin(), order.begin() + k);
   std::sort(chosen.begin(), chosen.end());
   return chosen;
-}
-
-// The block a tensor belongs to, or -1 for the embeddings, final norm and head.
-int BlockOf(const Architecture& arch, const std::string& name) {
-  for (int b = 0; b < arch.num_blocks(); ++b) {
-    if (absl::StartsWith(name, arch.BlockPrefix(b))) return b;
-  }
-  return -1;
 }
 
 }  // namespace
@@ -84,7 +75,7 @@ absl::StatusOr<PruneReport> RemoveBlocks(const PruneOptions& options, const Prun
   std::vector<int64_t> block_parameters(blocks, 0);
   for (const auto& file : model.files()) {
     for (const auto& info : file->tensors()) {
-      if (const int b = BlockOf(arch, info.name); b >= 0) block_parameters[b] += info.numel();
+      if (const int b = arch.BlockOf(info.name); b >= 0) block_parameters[b] += info.numel();
     }
   }
   for (int b = 0; b < blocks; ++b) {
@@ -100,7 +91,7 @@ absl::StatusOr<PruneReport> RemoveBlocks(const PruneOptions& options, const Prun
   nlohmann::json config = model.config();
   config[NumBlocksKey(arch.config().family)] = blocks - k;
   const TensorEditor edit = [&](const std::string& name) {
-    const int b = BlockOf(arch, name);
+    const int b = arch.BlockOf(name);
     if (b < 0) return TensorEdit{false, name};
     if (removed.count(b)) return TensorEdit{true};
     return TensorEdit{false, arch.BlockPrefix(new_index[b]) + name.substr(arch.BlockPrefix(b).size())};

@@ -21,6 +21,13 @@ absl::StatusOr<nlohmann::json> ReadJsonObject(const std::string& path) {
 
 std::string BaseName(const std::string& path) { return fs::path(path).filename().string(); }
 
+absl::Status WriteIndexWithWeightMap(const std::string& from, const std::string& to, const nlohmann::json& weight_map) {
+  auto index = ReadJsonObject((fs::path(from) / kIndexFile).string());
+  if (!index.ok()) return index.status();
+  (*index)["weight_map"] = weight_map;
+  return WriteFileAtomically((fs::path(to) / kIndexFile).string(), index->dump(2));
+}
+
 absl::StatusOr<std::vector<std::string>> CopySideFiles(const std::string& from, const std::string& to) {
   static constexpr const char* kSideFiles[] = {
       "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",

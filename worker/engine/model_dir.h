@@ -49,6 +49,10 @@ std::string BaseName(const std::string& path);
 // complete (tokenizer, generation config) from `from` to `to`; returns their names.
 absl::StatusOr<std::vector<std::string>> CopySideFiles(const std::string& from, const std::string& to);
 
+// Writes `to`'s model.safetensors.index.json: `from`'s index with its weight_map replaced by
+// `weight_map` (tensor name -> weights file), for a model whose tensors were renamed or reshaped.
+absl::Status WriteIndexWithWeightMap(const std::string& from, const std::string& to, const nlohmann::json& weight_map);
+
 // A JSON file that must hold an object (config.json, the index, tokenizer files).
 absl::StatusOr<nlohmann::json> ReadJsonObject(const std::string& path);
 

@@ -51,11 +51,9 @@ absl::StatusOr<std::vector<std::string>> ModelWriter::Finish(const nlohmann::jso
   SHEARS_RETURN_IF_ERROR(WriteFileAtomically((fs::path(out_dir_) / kConfigFile).string(), config.dump(2)));
   written.push_back(kConfigFile);
   if (input_.sharded()) {
-    SHEARS_ASSIGN_OR_RETURN(nlohmann::json index, ReadJsonObject((fs::path(input_.dir()) / kIndexFile).string()));
     nlohmann::json map = nlohmann::json::object();
     for (const auto& [name, t] : tensors_) map[name] = t.file;
-    index["weight_map"] = map;
-    SHEARS_RETURN_IF_ERROR(WriteFileAtomically((fs::path(out_dir_) / kIndexFile).string(), index.dump(2)));
+    SHEARS_RETURN_IF_ERROR(WriteIndexWithWeightMap(input_.dir(), out_dir_, map));
     written.push_back(kIndexFile);
   }
   SHEARS_ASSIGN_OR_RETURN(auto side, CopySideFiles(input_.dir(), out_dir_));

@@ -108,8 +108,8 @@ class PruningRun {
     }
     // Calibration data also serves methods that need none: it measures their reconstruction error.
     if (options_.calibration) {
-      SHEARS_ASSIGN_OR_RETURN(torch::Tensor windows, data_.CalibrationWindows(*options_.calibration));
-      calibration_ = runner_.Embed(windows);
+      SHEARS_ASSIGN_OR_RETURN(calibration_windows_, data_.CalibrationWindows(*options_.calibration));
+      calibration_ = runner_.Embed(calibration_windows_);
     }
     SHEARS_RETURN_IF_ERROR(MakeDirectories(output_dir_));
     for (const auto& file : model_.files()) report_.files.push_back(BaseName(file->path()));
@@ -129,6 +129,8 @@ class PruningRun {
   }
 
   int next_block() const { return next_block_; }
+  // The calibration token ids [N, T]; undefined without calibration data.
+  const torch::Tensor& calibration_windows() const { return calibration_windows_; }
 
   absl::Status PruneBlock(int b) {
     TensorMap block = runner_.LoadBlock(b);
@@ -264,6 +266,7 @@ class PruningRun {
   PruneReport report_;
   std::set<std::string> pruned_names_;
   torch::Tensor eval_ids_, dense_, pruned_;
+  torch::Tensor calibration_windows_;
   torch::Tensor calibration_;  // hidden states of the calibration windows, when the method needs them
   int next_block_ = 0;
 };
@@ -385,8 +388,7 @@ absl::StatusOr<PruneReport> PruneModelOrThrow(const PruneOptions& options, const
   if (options.calibration) {
     // Block Influence of the dense and of the pruned model, read back from what was written.
     if (observer.on_progress) observer.on_progress("measuring", 1.0, "Block Influence of the dense and the pruned model");
-    JobData data(*model, arch->config());
-    SHEARS_ASSIGN_OR_RETURN(torch::Tensor windows, data.CalibrationWindows(*options.calibration));
+    const torch::Tensor& windows = run.calibration_windows();
     RecordRedundancy(BlockRunner(*model, *arch, device), windows, "dense", observer, report);
     SHEARS_ASSIGN_OR_RETURN(auto pruned, ModelDir::Open(dense_dir));
     RecordRedundancy(BlockRunner(*pruned, *arch, device), windows, "pruned", observer, report);
