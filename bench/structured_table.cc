@@ -23,14 +23,14 @@ struct Job {
 
 using shears::bench::Format;
 
-// The mean over the FFNs of `field` of the `model`'s redundancy measures.
+// The mean over the FFNs of `field` (a JSON pointer) of the `model`'s redundancy measures.
 double FfnMean(const nlohmann::json& result, const std::string& model, const std::string& field) {
   double sum = 0;
   int count = 0;
   for (const auto& r : result.value("redundancy", nlohmann::json::array())) {
     if (r["model"] != model) continue;
     for (const auto& f : r.value("ffns", nlohmann::json::array())) {
-      sum += f.value(field, 0.0);
+      sum += f.value(nlohmann::json::json_pointer(field), 0.0);
       ++count;
     }
   }
@@ -74,8 +74,8 @@ int Table(const std::string& build, const std::string& work, const std::string& 
     if (dense_line.empty()) {
       dense_line = Format("%.2f", result["evaluation"]["dense_perplexity"].get<double>());
       dense_influence = Influences(result, "dense");
-      dense_ffn = absl::StrCat("FFN max cosine ", Format("%.3f", FfnMean(result, "dense", "max_cosine_mean")),
-                               ", FFN effective rank ", Format("%.1f", FfnMean(result, "dense", "effective_rank")));
+      dense_ffn = absl::StrCat("FFN max cosine ", Format("%.3f", FfnMean(result, "dense", "/max_cosine/mean")),
+                               ", FFN effective rank ", Format("%.1f", FfnMean(result, "dense", "/effective_rank")));
     }
     const double before = std::stod(result["model_parameters_before"].get<std::string>());
     const double after = std::stod(result["model_parameters_after"].get<std::string>());
@@ -84,8 +84,8 @@ int Table(const std::string& build, const std::string& work, const std::string& 
     std::cout << "| " << jobs[i].label << " | " << Format("%.2f", result["evaluation"]["pruned_perplexity"].get<double>())
               << " | " << Format("%.1f%%", 100.0 * (before - after) / before) << " of the model | "
               << (removed.empty() ? "-" : absl::StrJoin(removed, ", ")) << " | " << Influences(result, "pruned")
-              << " | " << Format("%.3f", FfnMean(result, "pruned", "max_cosine_mean")) << " | "
-              << Format("%.1f", FfnMean(result, "pruned", "effective_rank")) << " | " << Format("%.1f", run.seconds)
+              << " | " << Format("%.3f", FfnMean(result, "pruned", "/max_cosine/mean")) << " | "
+              << Format("%.1f", FfnMean(result, "pruned", "/effective_rank")) << " | " << Format("%.1f", run.seconds)
               << " |\n";
   }
   std::cout << "\nDense: perplexity " << dense_line << ", Block Influence of each block " << dense_influence << ", "

@@ -21,6 +21,11 @@ std::vector<v1::Structure> SupportedStructures(v1::Method method) {
       return {v1::STRUCTURE_LAYERS};
     case v1::METHOD_MAGNITUDE:
       return {v1::STRUCTURE_UNSTRUCTURED, v1::STRUCTURE_N_M, v1::STRUCTURE_FFN_NEURONS};
+    case v1::METHOD_MOVEMENT:
+    case v1::METHOD_GUM:
+      return {v1::STRUCTURE_FFN_NEURONS};
+    case v1::METHOD_LOW_RANK:
+      return {v1::STRUCTURE_RANK};
     case v1::METHOD_WANDA:
     case v1::METHOD_SPARSEGPT:
     case v1::METHOD_SPARSELLM:
@@ -31,9 +36,11 @@ std::vector<v1::Structure> SupportedStructures(v1::Method method) {
 }
 
 // Methods that learn from activations and cannot run without calibration data.
-bool NeedsCalibration(v1::Method method) {
+bool NeedsCalibration(const v1::JobSpec& spec) {
+  const v1::Method method = spec.method();
   return method == v1::METHOD_WANDA || method == v1::METHOD_SPARSEGPT || method == v1::METHOD_SPARSELLM ||
-         method == v1::METHOD_BLOCK_INFLUENCE;
+         method == v1::METHOD_BLOCK_INFLUENCE ||
+         (method == v1::METHOD_LOW_RANK && spec.low_rank().algorithm() != v1::LOW_RANK_FLOP);
 }
 
 absl::Status Invalid(const std::string& field, const std::string& what) {
@@ -67,6 +74,45 @@ absl::Status ValidateNM(const v1::JobSpec& spec) {
   if (spec.target_sparsity() != 0.0 && std::abs(spec.target_sparsity() - implied) > 1e-9) {
     return Invalid("target_sparsity", absl::StrCat("is ", spec.target_sparsity(), " but n_m ", n, ":", m,
                                                    " removes ", implied, "; leave it 0 or make them agree"));
+  }
+  return absl::OkStatus();
+}
+
+// Methods that fine-tune while they prune and cannot run without fine-tuning data.
+bool NeedsFineTuning(const v1::JobSpec& spec) {
+  return spec.method() == v1::METHOD_MOVEMENT || spec.method() == v1::METHOD_GUM ||
+         (spec.method() == v1::METHOD_LOW_RANK && spec.low_rank().algorithm() == v1::LOW_RANK_FLOP);
+}
+
+absl::Status ValidateFineTune(const v1::JobSpec& spec) {
+  const std::string method = v1::Method_Name(spec.method());
+  if (!spec.has_fine_tune()) {
+    if (NeedsFineTuning(spec)) return Invalid("fine_tune", absl::StrCat("is required by ", method, " (fine-tuning data)"));
+    return absl::OkStatus();
+  }
+  const bool takes_it = NeedsFineTuning(spec) || (spec.structure() == v1::STRUCTURE_FFN_NEURONS);
+  if (!takes_it) return Invalid("fine_tune", absl::StrCat("does not apply to ", method, " with ",
+                                                          v1::Structure_Name(spec.structure())));
+  const auto& tune = spec.fine_tune();
+  if (tune.dataset_uri().empty()) {
+    return Invalid("fine_tune.dataset_uri", "is required: fine-tuning needs a dataset");
+  }
+  if (auto st = ValidateUri("fine_tune.dataset_uri", tune.dataset_uri()); !st.ok()) return st;
+  if (tune.steps() < 0 || tune.steps() > 1000000) {
+    return Invalid("fine_tune.steps", absl::StrCat("must be in [0, 1000000], got ", tune.steps()));
+  }
+  if (!(tune.learning_rate() >= 0.0 && tune.learning_rate() < 1.0)) {
+    return Invalid("fine_tune.learning_rate", absl::StrCat("must be in [0, 1), got ", tune.learning_rate()));
+  }
+  if (tune.batch_size() < 0) return Invalid("fine_tune.batch_size", "must not be negative");
+  if (tune.seq_len() < 0 || tune.seq_len() == 1) {
+    return Invalid("fine_tune.seq_len", absl::StrCat("must be at least 2 (0: the default), got ", tune.seq_len()));
+  }
+  if (tune.has_uniqueness_weight()) {
+    if (spec.method() != v1::METHOD_GUM) return Invalid("fine_tune.uniqueness_weight", "applies to METHOD_GUM only");
+    if (!(tune.uniqueness_weight() >= 0.0 && std::isfinite(tune.uniqueness_weight()))) {
+      return Invalid("fine_tune.uniqueness_weight", "must be a non-negative number");
+    }
   }
   return absl::OkStatus();
 }
@@ -108,7 +154,7 @@ absl::Status ValidateSpec(const v1::JobSpec& spec) {
     }
     if (calib.seq_len() < 2) return Invalid("calibration.seq_len", absl::StrCat("must be at least 2, got ", calib.seq_len()));
     if (calib.max_tokens() != 0) return Invalid("calibration.max_tokens", "applies to evaluation only");
-  } else if (NeedsCalibration(spec.method())) {
+  } else if (NeedsCalibration(spec)) {
     return Invalid("calibration", absl::StrCat("is required by ", v1::Method_Name(spec.method())));
   }
   if (spec.has_sparsellm()) {
@@ -124,6 +170,16 @@ absl::Status ValidateSpec(const v1::JobSpec& spec) {
         return Invalid(absl::StrCat("sparsellm.", name), absl::StrCat("must be a non-negative number, got ", value));
       }
     }
+  }
+  if (auto st = ValidateFineTune(spec); !st.ok()) return st;
+  if (spec.has_low_rank()) {
+    if (spec.method() != v1::METHOD_LOW_RANK) return Invalid("low_rank", "applies to METHOD_LOW_RANK only");
+    if (!v1::LowRankAlgorithm_IsValid(spec.low_rank().algorithm())) {
+      return Invalid("low_rank.algorithm", absl::StrCat("unknown algorithm ", spec.low_rank().algorithm()));
+    }
+  }
+  if (spec.method() == v1::METHOD_GUM && spec.allocation() == v1::ALLOCATION_UNIFORM) {
+    return Invalid("allocation", "METHOD_GUM selects neurons globally across blocks (ALLOCATION_GLOBAL)");
   }
   if (spec.has_evaluation()) {
     const auto& eval = spec.evaluation();
@@ -141,7 +197,8 @@ absl::Status ValidateSpec(const v1::JobSpec& spec) {
   if (!v1::OutputFormat_IsValid(spec.output().format())) {
     return Invalid("output.format", absl::StrCat("unknown format ", spec.output().format()));
   }
-  const bool physical = spec.structure() == v1::STRUCTURE_LAYERS || spec.structure() == v1::STRUCTURE_FFN_NEURONS;
+  const bool physical = spec.structure() == v1::STRUCTURE_LAYERS || spec.structure() == v1::STRUCTURE_FFN_NEURONS ||
+                        spec.structure() == v1::STRUCTURE_RANK;
   if (physical && spec.output().format() != v1::OUTPUT_FORMAT_DENSE_SAFETENSORS) {
     return Invalid("output.format", "a model with structures removed is written as OUTPUT_FORMAT_DENSE_SAFETENSORS");
   }

@@ -144,12 +144,17 @@ TEST(FfnRedundancy, DuplicatesHaveCosineOneAndCollapseTheEffectiveRank) {
   auto ffn = MeasureFfn(4, a.t().matmul(a));
   EXPECT_EQ(ffn.block, 4);
   EXPECT_EQ(ffn.neurons, 3);
-  ASSERT_EQ(ffn.max_cosine.size(), 3u);
-  EXPECT_NEAR(ffn.max_cosine[0], 1.0, 1e-12);
-  EXPECT_NEAR(ffn.max_cosine[1], 1.0, 1e-12);
-  EXPECT_NEAR(ffn.max_cosine[2], 0.0, 1e-12);
+  ASSERT_EQ(ffn.max_cosine.values.size(), 3u);
+  EXPECT_NEAR(ffn.max_cosine.values[0], 1.0, 1e-12);
+  EXPECT_NEAR(ffn.max_cosine.values[1], 1.0, 1e-12);
+  EXPECT_NEAR(ffn.max_cosine.values[2], 0.0, 1e-12);
   EXPECT_NEAR(ffn.mean_pairwise_cosine, 1.0 / 3.0, 1e-12);  // pairs (0,1), (0,2), (1,2): 1, 0, 0
-  EXPECT_NEAR(ffn.max_cosine_max, 1.0, 1e-12);
+  EXPECT_NEAR(ffn.max_cosine.max, 1.0, 1e-12);
+  // A duplicate is fully reproduced by its twin; the orthogonal neuron by nothing.
+  ASSERT_EQ(ffn.uniqueness.values.size(), 3u);
+  EXPECT_NEAR(ffn.uniqueness.values[0], 0.0, 1e-6);
+  EXPECT_NEAR(ffn.uniqueness.values[1], 0.0, 1e-6);
+  EXPECT_NEAR(ffn.uniqueness.values[2], 1.0, 1e-6);
   // Singular values √2, 1, 0.
   const double p = std::sqrt(2.0) / (1 + std::sqrt(2.0)), q = 1 - p;
   EXPECT_NEAR(ffn.effective_rank, std::exp(-(p * std::log(p) + q * std::log(q))), 1e-9);
@@ -165,11 +170,16 @@ TEST(FfnRedundancy, IsMeasuredOnTheDenseAndThePrunedModel) {
     const int64_t width = r.model == "dense" ? 176 : 88;
     for (const auto& ffn : r.ffns) {
       EXPECT_EQ(ffn.neurons, width);
-      EXPECT_EQ(static_cast<int64_t>(ffn.max_cosine.size()), width);
+      EXPECT_EQ(static_cast<int64_t>(ffn.max_cosine.values.size()), width);
       EXPECT_GT(ffn.effective_rank, 1.0);
       EXPECT_LE(ffn.effective_rank, double(width));
-      EXPECT_GT(ffn.max_cosine_p90, ffn.max_cosine_p50 - 1e-12);
-      EXPECT_LE(ffn.max_cosine_max, 1.0 + 1e-9);
+      EXPECT_GT(ffn.max_cosine.p90, ffn.max_cosine.p50 - 1e-12);
+      EXPECT_LE(ffn.max_cosine.max, 1.0 + 1e-9);
+      EXPECT_EQ(static_cast<int64_t>(ffn.uniqueness.values.size()), width);
+      EXPECT_GE(ffn.uniqueness.p50, 0.0);
+      EXPECT_LE(ffn.uniqueness.max, 1.0);
+      EXPECT_EQ(static_cast<int64_t>(ffn.sensitivity.values.size()), width);
+      EXPECT_GT(ffn.sensitivity.max, 0.0) << "some neuron matters to the loss";
     }
   }
 }

@@ -80,6 +80,13 @@ class ServiceTest : public ::testing::Test {
     calibration->set_seq_len(seq_len);
   }
 
+  void SetFineTune(v1::JobSpec& spec, int steps) {
+    auto* tune = spec.mutable_fine_tune();
+    tune->set_dataset_uri("file://" + testing::KjvSplitsDir() + "/train.txt");
+    tune->set_steps(steps);
+    tune->set_seq_len(64);
+  }
+
   grpc::Status Create(const v1::JobSpec& spec, v1::Job* job, const std::string& request_id = "") {
     v1::CreateJobRequest request;
     *request.mutable_spec() = spec;
@@ -240,7 +247,8 @@ TEST_F(ServiceTest, BlockInfluenceJobRemovesBlocksAndReportsTheirRedundancy) {
     measured.push_back(e.redundancy().model());
     // Events carry the FFN summaries, not the per-neuron vectors.
     ASSERT_GT(e.redundancy().ffns_size(), 0);
-    EXPECT_EQ(e.redundancy().ffns(0).max_cosine_size(), 0);
+    EXPECT_EQ(e.redundancy().ffns(0).max_cosine().values_size(), 0);
+    EXPECT_GT(e.redundancy().ffns(0).sensitivity().max(), 0.0);
     EXPECT_GT(e.redundancy().ffns(0).effective_rank(), 1.0);
   }
   EXPECT_EQ(measured, (std::vector<std::string>{"dense", "pruned"}));
@@ -253,7 +261,7 @@ TEST_F(ServiceTest, BlockInfluenceJobRemovesBlocksAndReportsTheirRedundancy) {
   EXPECT_LE(result.redundancy(0).blocks(removed).block_influence(), result.redundancy(0).blocks(1 - removed).block_influence());
   EXPECT_EQ(result.redundancy(1).blocks_size(), 1);
   ASSERT_EQ(result.redundancy(0).ffns_size(), 2);
-  EXPECT_EQ(result.redundancy(0).ffns(1).max_cosine_size(), 176) << "the result keeps every neuron's value";
+  EXPECT_EQ(result.redundancy(0).ffns(1).uniqueness().values_size(), 176) << "the result keeps every neuron's value";
   EXPECT_EQ(result.achieved_sparsity(), 0.5);
   EXPECT_EQ(result.model_parameters_before() - result.model_parameters_after(), result.parameters_before() / 2);
   auto config = nlohmann::json::parse(ReadFile(out + "/config.json").value());
@@ -281,6 +289,48 @@ TEST_F(ServiceTest, JobsWhoseTargetOrDataDoNotFitTheModelFailSayingWhy) {
   }
 }
 
+TEST_F(ServiceTest, GumJobFineTunesWhilePruningAndStreamsItsProgress) {
+  StartWorker();
+  const std::string out = dir_ / "out";
+  v1::JobSpec spec = Spec(DataDir("tiny-llama"), out);
+  spec.set_method(v1::METHOD_GUM);
+  spec.set_target_sparsity(0.25);
+  SetFineTune(spec, 10);
+  SetCalibration(spec, 4, 64);
+  v1::Job job;
+  ASSERT_TRUE(Create(spec, &job).ok());
+  auto events = Watch(job.id());
+  v1::Job done = Get(job.id());
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
+  EXPECT_EQ(done.spec().structure(), v1::STRUCTURE_FFN_NEURONS) << "GUM's default structure";
+  int fine_tuning = 0;
+  for (const auto& e : events) fine_tuning += e.has_progress() && e.progress().stage() == "fine-tuning";
+  EXPECT_GT(fine_tuning, 0);
+  const auto& result = done.result();
+  EXPECT_EQ(result.model_parameters_before() - result.model_parameters_after(), 88 * 3 * 64)
+      << "a quarter of the 352 neurons, each with 3 x 64 weights";
+  ASSERT_EQ(result.redundancy_size(), 2);
+  EXPECT_GT(result.redundancy(1).ffns(0).sensitivity().values_size(), 0);
+}
+
+TEST_F(ServiceTest, LowRankJobStoresFactorsTheWorkerEvaluates) {
+  StartWorker();
+  const std::string out = dir_ / "out";
+  v1::JobSpec spec = Spec(DataDir("tiny-llama"), out);
+  spec.set_method(v1::METHOD_LOW_RANK);
+  spec.set_target_sparsity(0.3);
+  SetCalibration(spec, 8, 64);
+  v1::Job job;
+  ASSERT_TRUE(Create(spec, &job).ok());
+  Watch(job.id());
+  v1::Job done = Get(job.id());
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
+  EXPECT_EQ(done.spec().structure(), v1::STRUCTURE_RANK);
+  EXPECT_NEAR(done.result().achieved_sparsity(), 0.3, 0.01);
+  auto config = nlohmann::json::parse(ReadFile(out + "/config.json").value());
+  EXPECT_FALSE(config["shears_low_rank"].empty());
+}
+
 TEST_F(ServiceTest, BadSpecsAreRejectedNamingTheFieldAndStoreNothing) {
   const std::string model = DataDir("tiny-llama");
   struct Case {
@@ -295,7 +345,43 @@ TEST_F(ServiceTest, BadSpecsAreRejectedNamingTheFieldAndStoreNothing) {
       {[](v1::JobSpec& s) { s.set_model_uri("models/relative"); }, "spec.model_uri"},
       {[](v1::JobSpec& s) { s.set_method(v1::METHOD_UNSPECIFIED); }, "spec.method"},
       {[](v1::JobSpec& s) { s.set_method(static_cast<v1::Method>(99)); }, "spec.method"},
-      {[](v1::JobSpec& s) { s.set_method(v1::METHOD_MOVEMENT); }, "spec.method"},
+      {[](v1::JobSpec& s) { s.set_method(v1::METHOD_PREDICTOR_SEARCH); }, "spec.method"},
+      {[](v1::JobSpec& s) { s.set_method(v1::METHOD_MOVEMENT); }, "spec.fine_tune"},
+      {[](v1::JobSpec& s) { s.set_method(v1::METHOD_MOVEMENT), s.set_structure(v1::STRUCTURE_UNSTRUCTURED); },
+       "spec.structure"},
+      {[](v1::JobSpec& s) {
+         s.set_method(v1::METHOD_GUM), s.set_structure(v1::STRUCTURE_FFN_NEURONS);
+         s.mutable_fine_tune()->set_steps(10);
+       },
+       "spec.fine_tune.dataset_uri"},
+      {[&](v1::JobSpec& s) {
+         s.set_method(v1::METHOD_GUM), s.set_structure(v1::STRUCTURE_FFN_NEURONS);
+         SetFineTune(s, 10);
+         s.set_allocation(v1::ALLOCATION_UNIFORM);
+       },
+       "spec.allocation"},
+      {[&](v1::JobSpec& s) {
+         s.set_method(v1::METHOD_MOVEMENT), s.set_structure(v1::STRUCTURE_FFN_NEURONS);
+         SetFineTune(s, -1);
+       },
+       "spec.fine_tune.steps"},
+      {[&](v1::JobSpec& s) {
+         s.set_method(v1::METHOD_MOVEMENT), s.set_structure(v1::STRUCTURE_FFN_NEURONS);
+         SetFineTune(s, 10);
+         s.mutable_fine_tune()->set_uniqueness_weight(1.0);
+       },
+       "spec.fine_tune.uniqueness_weight"},
+      {[&](v1::JobSpec& s) { SetFineTune(s, 10); }, "spec.fine_tune"},
+      {[](v1::JobSpec& s) { s.mutable_low_rank()->set_dense_output(true); }, "spec.low_rank"},
+      {[](v1::JobSpec& s) { s.set_method(v1::METHOD_LOW_RANK), s.set_structure(v1::STRUCTURE_RANK); },
+       "spec.calibration"},
+      {[](v1::JobSpec& s) {
+         s.set_method(v1::METHOD_LOW_RANK), s.set_structure(v1::STRUCTURE_RANK);
+         s.mutable_low_rank()->set_algorithm(v1::LOW_RANK_FLOP);
+       },
+       "spec.fine_tune"},
+      {[](v1::JobSpec& s) { s.set_method(v1::METHOD_LOW_RANK), s.set_structure(v1::STRUCTURE_FFN_NEURONS); },
+       "spec.structure"},
       {[](v1::JobSpec& s) { s.set_method(v1::METHOD_SPARSEGPT); }, "spec.calibration"},
       {[](v1::JobSpec& s) { s.set_structure(v1::STRUCTURE_LAYERS); }, "spec.structure"},
       {[](v1::JobSpec& s) { s.set_method(v1::METHOD_BLOCK_INFLUENCE), s.set_structure(v1::STRUCTURE_LAYERS); },

@@ -43,6 +43,15 @@ absl::StatusOr<engine::PruneOptions> EngineOptions(const v1::JobSpec& spec) {
     case v1::METHOD_LAST_BLOCKS:
       options.method = engine::Method::kLastBlocks;
       break;
+    case v1::METHOD_MOVEMENT:
+      options.method = engine::Method::kMovement;
+      break;
+    case v1::METHOD_GUM:
+      options.method = engine::Method::kGum;
+      break;
+    case v1::METHOD_LOW_RANK:
+      options.method = engine::Method::kLowRank;
+      break;
     default:
       return absl::InvalidArgumentError(absl::StrCat("spec.method: ", v1::Method_Name(spec.method()),
                                                      " is not supported by this worker"));
@@ -61,6 +70,9 @@ absl::StatusOr<engine::PruneOptions> EngineOptions(const v1::JobSpec& spec) {
       break;
     case v1::STRUCTURE_FFN_NEURONS:
       options.structure = engine::Structure::kFfnNeurons;
+      break;
+    case v1::STRUCTURE_RANK:
+      options.structure = engine::Structure::kRank;
       break;
     default:
       return absl::InvalidArgumentError(absl::StrCat("spec.structure: ", v1::Structure_Name(spec.structure()),
@@ -81,6 +93,9 @@ absl::StatusOr<engine::PruneOptions> EngineOptions(const v1::JobSpec& spec) {
   options.target_sparsity = spec.target_sparsity();
   options.sparsellm = {spec.sparsellm().iterations(), spec.sparsellm().alpha(), spec.sparsellm().beta(),
                        spec.sparsellm().gamma()};
+  options.low_rank = {spec.low_rank().algorithm() == v1::LOW_RANK_FLOP ? engine::LowRankAlgorithm::kFlop
+                                                                      : engine::LowRankAlgorithm::kSvd,
+                      spec.low_rank().dense_output()};
   options.seed = spec.seed();
   return options;
 }
@@ -92,6 +107,14 @@ absl::StatusOr<std::string> LocalizeDataset(const std::string& field, const std:
   auto path = data_fs->Localize(uri, work_dir);
   if (!path.ok()) return absl::Status(path.status().code(), absl::StrCat(field, ": ", path.status().message()));
   return *path;
+}
+
+void ToProto(const engine::NeuronMeasure& measure, bool per_neuron, v1::NeuronMeasure& out) {
+  out.set_mean(measure.mean);
+  out.set_p50(measure.p50);
+  out.set_p90(measure.p90);
+  out.set_max(measure.max);
+  if (per_neuron) *out.mutable_values() = {measure.values.begin(), measure.values.end()};
 }
 
 // `per_neuron` adds the per-neuron vectors, which the result keeps and events leave out.
@@ -108,12 +131,10 @@ v1::RedundancyMetrics ToProto(const engine::RedundancyReport& report, bool per_n
     f->set_block(ffn.block);
     f->set_neurons(ffn.neurons);
     f->set_mean_pairwise_cosine(ffn.mean_pairwise_cosine);
-    f->set_max_cosine_mean(ffn.max_cosine_mean);
-    f->set_max_cosine_p50(ffn.max_cosine_p50);
-    f->set_max_cosine_p90(ffn.max_cosine_p90);
-    f->set_max_cosine_max(ffn.max_cosine_max);
     f->set_effective_rank(ffn.effective_rank);
-    if (per_neuron) *f->mutable_max_cosine() = {ffn.max_cosine.begin(), ffn.max_cosine.end()};
+    ToProto(ffn.max_cosine, per_neuron, *f->mutable_max_cosine());
+    ToProto(ffn.uniqueness, per_neuron, *f->mutable_uniqueness());
+    ToProto(ffn.sensitivity, per_neuron, *f->mutable_sensitivity());
   }
   return out;
 }
@@ -179,6 +200,14 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
     SHEARS_ASSIGN_OR_RETURN(std::string path,
                             LocalizeDataset("calibration.dataset_uri", calib.dataset_uri(), context.work_dir));
     options.calibration = engine::CalibrationOptions{path, calib.num_samples(), calib.seq_len(), calib.seed()};
+  }
+  if (spec.has_fine_tune()) {
+    const auto& tune = spec.fine_tune();
+    SHEARS_ASSIGN_OR_RETURN(std::string path,
+                            LocalizeDataset("fine_tune.dataset_uri", tune.dataset_uri(), context.work_dir));
+    options.fine_tune = engine::FineTuneOptions{path,          tune.steps(),    tune.learning_rate(),
+                                                tune.batch_size(), tune.seq_len(), tune.distill(),
+                                                tune.has_uniqueness_weight() ? tune.uniqueness_weight() : -1.0};
   }
 
   engine::PruneObserver observer;

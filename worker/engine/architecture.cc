@@ -59,6 +59,24 @@ torch::Tensor Activate(MlpLayout::Activation activation, const torch::Tensor& x)
   return x;
 }
 
+std::vector<TensorSpec> Architecture::BlockTensors(int block) const {
+  std::vector<TensorSpec> out;
+  for (auto& spec : DenseBlockTensors(block)) {
+    auto factored = config_.low_rank.find(BlockPrefix(block) + spec.name);
+    if (factored == config_.low_rank.end()) {
+      out.push_back(std::move(spec));
+      continue;
+    }
+    const int64_t rank = factored->second;
+    const bool transposed = LinearsStoredTransposed();
+    const int64_t rows = spec.shape[transposed ? 1 : 0], columns = spec.shape[transposed ? 0 : 1];
+    const FactorNames names = FactorNamesOf(spec.name);
+    out.push_back({names.u, {rows, rank}});
+    out.push_back({names.v, {rank, columns}});
+  }
+  return out;
+}
+
 int Architecture::BlockOf(const std::string& name) const {
   for (int b = 0; b < num_blocks(); ++b) {
     if (absl::StartsWith(name, BlockPrefix(b))) return b;

@@ -58,9 +58,9 @@ class Architecture {
   int num_blocks() const { return static_cast<int>(config_.layers); }
 
   virtual std::string BlockPrefix(int block) const = 0;
-  // The tensors of block `block` (which may differ only in their FFN width), named relative to
-  // BlockPrefix.
-  virtual std::vector<TensorSpec> BlockTensors(int block) const = 0;
+  // The tensors of block `block` (which may differ in their FFN width and in the linears stored
+  // as low-rank factors), named relative to BlockPrefix.
+  std::vector<TensorSpec> BlockTensors(int block) const;
   // The tensors outside the blocks that the forward pass reads, with full names.
   virtual std::vector<TensorSpec> OuterTensors() const = 0;
 
@@ -87,6 +87,8 @@ class Architecture {
 
  protected:
   explicit Architecture(ModelConfig config) : config_(std::move(config)) {}
+  // The block's tensors with every linear weight stored whole.
+  virtual std::vector<TensorSpec> DenseBlockTensors(int block) const = 0;
   ModelConfig config_;
 };
 

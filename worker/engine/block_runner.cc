@@ -55,6 +55,16 @@ std::pair<double, int64_t> BlockRunner::NextTokenLoss(const torch::Tensor& hidde
   return {total, count};
 }
 
+torch::Tensor BlockRunner::LossGradient(const torch::Tensor& hidden, const torch::Tensor& ids) const {
+  torch::AutoGradMode enable(true);
+  auto h = hidden.detach().requires_grad_(true);
+  auto logits = arch_.Logits(Outer(), h);
+  auto loss = torch::nn::functional::cross_entropy(logits.slice(1, 0, -1).reshape({-1, logits.size(-1)}),
+                                                   ids.to(device_).slice(1, 1).reshape({-1}));
+  loss.backward();
+  return h.grad();
+}
+
 double Perplexity(const BlockRunner& runner, const torch::Tensor& ids) {
   auto hidden = runner.Embed(ids);
   for (int b = 0; b < runner.arch().num_blocks(); ++b) hidden = runner.Run(runner.LoadBlock(b), hidden);

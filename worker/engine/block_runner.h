@@ -27,6 +27,8 @@ class BlockRunner {
   torch::Tensor Run(const TensorMap& block, const torch::Tensor& hidden, const LinearInputs* observe = nullptr) const;
   // Sum of next-token negative log-likelihoods and their count, from the last hidden states.
   std::pair<double, int64_t> NextTokenLoss(const torch::Tensor& hidden, const torch::Tensor& ids) const;
+  // The gradient of the mean next-token loss over `ids` with respect to the last hidden states.
+  torch::Tensor LossGradient(const torch::Tensor& hidden, const torch::Tensor& ids) const;
   // Logits [N, T, vocab] from the last hidden states.
   torch::Tensor Logits(const torch::Tensor& hidden) const;
 

@@ -7,58 +7,61 @@
 #include "worker/engine/block_runner.h"
 #include "worker/engine/job_data.h"
 #include "worker/engine/masks.h"
+#include "worker/engine/neuron_fine_tune.h"
 #include "worker/engine/redundancy.h"
 #include "worker/engine/rewritten_model.h"
 
 namespace shears::engine {
-namespace {
-
-// For each tensor of a block's MLP, the dimension that runs over its neurons.
-std::map<std::string, int> NeuronAxes(const MlpLayout& mlp, bool transposed) {
-  std::map<std::string, int> axes = {{mlp.up, transposed ? 1 : 0}, {mlp.down, transposed ? 0 : 1}};
+NeuronAxes NeuronAxesOf(const Architecture& arch) {
+  const MlpLayout mlp = arch.Mlp();
+  const bool transposed = arch.LinearsStoredTransposed();
+  NeuronAxes axes = {{mlp.up, transposed ? 1 : 0}, {mlp.down, transposed ? 0 : 1}};
   if (!mlp.gate.empty()) axes[mlp.gate] = transposed ? 1 : 0;
   if (!mlp.up_bias.empty()) axes[mlp.up_bias] = 0;
   return axes;
 }
 
-// One score per neuron of the block, lower going first.
-torch::Tensor NeuronScores(const PruneOptions& options, const TensorMap& block, const std::map<std::string, int>& axes,
-                           int index) {
-  const int64_t width = block.at(axes.begin()->first).size(axes.begin()->second);
-  if (options.method == Method::kRandom) {
-    auto generator = at::detail::createCPUGenerator(options.seed * 1000003 + index);
-    return at::rand({width}, generator, torch::kFloat32);
-  }
-  // Magnitude: the norm of every weight and bias entry the neuron owns.
-  auto squares = torch::zeros({width}, torch::kFloat32);
+torch::Tensor MagnitudeScores(const TensorMap& block, const NeuronAxes& axes) {
+  torch::Tensor squares;
   for (const auto& [name, axis] : axes) {
-    const torch::Tensor& t = block.at(name);
-    auto sq = t.square().cpu();
-    squares += t.dim() == 1 ? sq : sq.sum(1 - axis);
+    const torch::Tensor sq = block.at(name).detach().square().to(torch::kCPU, torch::kFloat32);
+    auto per_neuron = sq.dim() == 1 ? sq : sq.sum(1 - axis);
+    squares = squares.defined() ? squares + per_neuron : per_neuron;
   }
   return squares.sqrt();
 }
 
-// The neurons each block keeps, ascending.
-absl::StatusOr<std::vector<torch::Tensor>> SelectNeurons(const PruneOptions& options,
-                                                         const std::vector<torch::Tensor>& scores) {
+torch::Tensor RandomScores(uint64_t seed, int index, int64_t width) {
+  auto generator = at::detail::createCPUGenerator(seed * 1000003 + index);
+  return at::rand({width}, generator, torch::kFloat32);
+}
+
+std::vector<torch::Tensor> LowestNeurons(const std::vector<torch::Tensor>& scores, double sparsity,
+                                         Allocation allocation) {
   std::vector<torch::Tensor> pruned;
-  if (options.allocation == Allocation::kUniform) {
-    for (const auto& s : scores) pruned.push_back(LowestEntries(s, PrunedCount(s.numel(), options.target_sparsity)));
-  } else {
-    auto all = torch::cat(scores);
-    auto mask = LowestEntries(all, PrunedCount(all.numel(), options.target_sparsity));
-    int64_t at = 0;
-    for (const auto& s : scores) {
-      pruned.push_back(mask.slice(0, at, at + s.numel()));
-      at += s.numel();
-    }
+  if (allocation == Allocation::kUniform) {
+    for (const auto& s : scores) pruned.push_back(LowestEntries(s, PrunedCount(s.numel(), sparsity)));
+    return pruned;
   }
+  auto all = torch::cat(scores);
+  auto mask = LowestEntries(all, PrunedCount(all.numel(), sparsity));
+  int64_t at = 0;
+  for (const auto& s : scores) {
+    pruned.push_back(mask.slice(0, at, at + s.numel()));
+    at += s.numel();
+  }
+  return pruned;
+}
+
+namespace {
+
+// The neurons each block keeps, ascending.
+absl::StatusOr<std::vector<torch::Tensor>> KeptNeurons(const std::vector<torch::Tensor>& pruned, double sparsity) {
   std::vector<torch::Tensor> keep;
   for (size_t b = 0; b < pruned.size(); ++b) {
     if (pruned[b].all().item<bool>()) {
-      return absl::InvalidArgumentError(absl::StrCat("target_sparsity: ", options.target_sparsity,
-                                                     " would remove every FFN neuron of block ", b));
+      return absl::InvalidArgumentError(
+          absl::StrCat("target_sparsity: ", sparsity, " would remove every FFN neuron of block ", b));
     }
     keep.push_back(pruned[b].logical_not().nonzero().reshape(-1));
   }
@@ -70,8 +73,7 @@ absl::StatusOr<std::vector<torch::Tensor>> SelectNeurons(const PruneOptions& opt
 absl::StatusOr<PruneReport> PruneFfnNeurons(const PruneOptions& options, const PruneObserver& observer,
                                             const ModelDir& model, const Architecture& arch, torch::Device device) {
   const int blocks = arch.num_blocks();
-  const MlpLayout mlp = arch.Mlp();
-  const auto axes = NeuronAxes(mlp, arch.LinearsStoredTransposed());
+  const NeuronAxes axes = NeuronAxesOf(arch);
   BlockRunner runner(model, arch, device);
   JobData data(model, arch.config());
 
@@ -81,13 +83,27 @@ absl::StatusOr<PruneReport> PruneFfnNeurons(const PruneOptions& options, const P
     SHEARS_ASSIGN_OR_RETURN(calibration, data.CalibrationWindows(*options.calibration));
     RecordRedundancy(runner, calibration, "dense", observer, report);
   }
-  std::vector<torch::Tensor> scores;
-  for (int b = 0; b < blocks; ++b) scores.push_back(NeuronScores(options, runner.LoadBlock(b), axes, b));
-  SHEARS_ASSIGN_OR_RETURN(std::vector<torch::Tensor> keep, SelectNeurons(options, scores));
+  // Fine-tuning leaves new weights and the neurons its schedule kept; otherwise score once.
+  std::optional<ModelWeights> tuned;
+  std::vector<torch::Tensor> pruned;
+  if (options.fine_tune) {
+    SHEARS_ASSIGN_OR_RETURN(torch::Tensor ids, data.FineTuneIds(*options.fine_tune));
+    SHEARS_ASSIGN_OR_RETURN(FineTunedNeurons result, FineTuneNeurons(options, observer, model, arch, device, ids));
+    tuned = std::move(result.weights);
+    pruned = std::move(result.pruned);
+  } else {
+    std::vector<torch::Tensor> scores;
+    for (int b = 0; b < blocks; ++b) {
+      scores.push_back(options.method == Method::kRandom ? RandomScores(options.seed, b, arch.config().FfnOf(b))
+                                                         : MagnitudeScores(runner.LoadBlock(b), axes));
+    }
+    pruned = LowestNeurons(scores, options.target_sparsity, options.allocation);
+  }
+  SHEARS_ASSIGN_OR_RETURN(std::vector<torch::Tensor> keep, KeptNeurons(pruned, options.target_sparsity));
 
   std::vector<int64_t> widths;
   for (int b = 0; b < blocks; ++b) {
-    const int64_t before = scores[b].numel(), after = keep[b].numel();
+    const int64_t before = pruned[b].numel(), after = keep[b].numel();
     widths.push_back(after);
     int64_t parameters = 0;
     for (const auto& [name, axis] : axes) {
@@ -108,10 +124,15 @@ absl::StatusOr<PruneReport> PruneFfnNeurons(const PruneOptions& options, const P
   if (*narrowest != *widest) config[kFfnSizesKey] = widths;
   const TensorEditor edit = [&](const std::string& name) {
     const int b = arch.BlockOf(name);
-    if (b < 0) return TensorEdit{false, name};
+    TensorEdit e{false, name};
+    if (tuned) e.value = TensorByName(*tuned, arch, name);
+    if (b < 0) return e;
     auto axis = axes.find(name.substr(arch.BlockPrefix(b).size()));
-    if (axis == axes.end()) return TensorEdit{false, name};
-    return TensorEdit{false, name, axis->second, keep[b]};
+    if (axis != axes.end()) {
+      e.dim = axis->second;
+      e.index = keep[b];
+    }
+    return e;
   };
   if (observer.on_progress) observer.on_progress("writing", 0.5, "removing FFN neurons");
   SHEARS_RETURN_IF_ERROR(WriteRewrittenModel(model, options.output_dir, edit, config, report));

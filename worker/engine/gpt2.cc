@@ -12,15 +12,18 @@ namespace {
 torch::Tensor Conv1D(const torch::Tensor& x, const TensorMap& w, const std::string& prefix,
                      const LinearInputs* observe) {
   if (observe != nullptr) (*observe)(prefix + ".weight", x);
-  return torch::addmm(w.at(prefix + ".bias"), x.reshape({-1, x.size(-1)}), w.at(prefix + ".weight"))
-      .view({x.size(0), x.size(1), -1});
+  if (w.count(prefix + ".weight") != 0) {
+    return torch::addmm(w.at(prefix + ".bias"), x.reshape({-1, x.size(-1)}), w.at(prefix + ".weight"))
+        .view({x.size(0), x.size(1), -1});
+  }
+  return MultiplyByWeight(x, w, prefix + ".weight", /*stored_transposed=*/true) + w.at(prefix + ".bias");
 }
 
 }  // namespace
 
 std::string Gpt2::BlockPrefix(int block) const { return absl::StrCat("transformer.h.", block, "."); }
 
-std::vector<TensorSpec> Gpt2::BlockTensors(int block) const {
+std::vector<TensorSpec> Gpt2::DenseBlockTensors(int block) const {
   const int64_t d = config_.hidden, f = config_.FfnOf(block);
   return {
       {"ln_1.weight", {d}},

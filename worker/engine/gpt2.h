@@ -9,7 +9,7 @@ class Gpt2 final : public Architecture {
  public:
   explicit Gpt2(ModelConfig config) : Architecture(std::move(config)) {}
   std::string BlockPrefix(int block) const override;
-  std::vector<TensorSpec> BlockTensors(int block) const override;
+  std::vector<TensorSpec> DenseBlockTensors(int block) const override;
   std::vector<TensorSpec> OuterTensors() const override;
   MlpLayout Mlp() const override;
   bool LinearsStoredTransposed() const override { return true; }

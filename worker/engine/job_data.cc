@@ -16,6 +16,10 @@ absl::StatusOr<torch::Tensor> JobData::CalibrationWindows(const CalibrationOptio
   return engine::CalibrationWindows(ids, options.num_samples, options.seq_len, options.seed);
 }
 
+absl::StatusOr<torch::Tensor> JobData::FineTuneIds(const FineTuneOptions& options) {
+  return Ids("fine-tuning", options.path, options.seq_len);
+}
+
 absl::StatusOr<torch::Tensor> JobData::Ids(const std::string& what, const std::string& path, int64_t seq_len) {
   if (config_.max_positions > 0 && seq_len > config_.max_positions) {
     return absl::InvalidArgumentError(

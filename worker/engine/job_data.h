@@ -23,6 +23,8 @@ class JobData {
   absl::StatusOr<torch::Tensor> EvaluationWindows(const EvaluationOptions& options);
   // Seeded random windows [num_samples, seq_len], SparseGPT's sampling.
   absl::StatusOr<torch::Tensor> CalibrationWindows(const CalibrationOptions& options);
+  // Every token of the fine-tuning data, 1-D; training samples its own windows.
+  absl::StatusOr<torch::Tensor> FineTuneIds(const FineTuneOptions& options);
 
  private:
   absl::StatusOr<torch::Tensor> Ids(const std::string& what, const std::string& path, int64_t seq_len);

@@ -12,12 +12,25 @@ torch::Tensor LayerNorm(const torch::Tensor& x, const torch::Tensor& weight, con
   return torch::layer_norm(x, {x.size(-1)}, weight, bias, eps);
 }
 
+torch::Tensor MultiplyByWeight(const torch::Tensor& x, const TensorMap& tensors, const std::string& name,
+                               bool stored_transposed) {
+  if (auto w = tensors.find(name); w != tensors.end()) {
+    return stored_transposed ? x.matmul(w->second) : torch::linear(x, w->second);
+  }
+  const FactorNames factors = FactorNamesOf(name);
+  return torch::linear(torch::linear(x, tensors.at(factors.v)), tensors.at(factors.u));
+}
+
 torch::Tensor Linear(const torch::Tensor& x, const TensorMap& tensors, const std::string& name,
                      const LinearInputs* observe) {
   if (observe != nullptr) (*observe)(name, x);
   const std::string bias_name = name.substr(0, name.rfind('.')) + ".bias";
   auto bias = tensors.find(bias_name);
-  return torch::linear(x, tensors.at(name), bias == tensors.end() ? torch::Tensor() : bias->second);
+  if (tensors.count(name) != 0) {
+    return torch::linear(x, tensors.at(name), bias == tensors.end() ? torch::Tensor() : bias->second);
+  }
+  auto y = MultiplyByWeight(x, tensors, name, /*stored_transposed=*/false);
+  return bias == tensors.end() ? y : y + bias->second;
 }
 
 torch::Tensor GeluNew(const torch::Tensor& x) {

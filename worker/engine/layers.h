@@ -11,7 +11,11 @@ namespace shears::engine {
 
 torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
 torch::Tensor LayerNorm(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, double eps);
-// x W^T (+ b) with nn.Linear's [out, in] weight; the bias is taken from `tensors` when present.
+// x·Wᵀ for weight `name`, stored as nn.Linear's [out, in] or, when `stored_transposed`, as GPT-2's
+// Conv1D [in, out]; through its low-rank factors (x·Vᵀ·Uᵀ) when the model stores those instead.
+torch::Tensor MultiplyByWeight(const torch::Tensor& x, const TensorMap& tensors, const std::string& name,
+                               bool stored_transposed);
+// x W^T (+ b) with nn.Linear's [out, in] weight (or its factors); the bias is taken from `tensors` when present.
 // `observe`, when not null, sees x first.
 torch::Tensor Linear(const torch::Tensor& x, const TensorMap& tensors, const std::string& name,
                      const LinearInputs* observe);

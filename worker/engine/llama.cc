@@ -9,7 +9,7 @@ namespace shears::engine {
 
 std::string Llama::BlockPrefix(int block) const { return absl::StrCat("model.layers.", block, "."); }
 
-std::vector<TensorSpec> Llama::BlockTensors(int block) const {
+std::vector<TensorSpec> Llama::DenseBlockTensors(int block) const {
   const auto& c = config_;
   const int64_t q = c.heads * c.head_dim, kv = c.kv_heads * c.head_dim;
   return {

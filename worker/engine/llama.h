@@ -10,7 +10,7 @@ class Llama final : public Architecture {
  public:
   explicit Llama(ModelConfig config) : Architecture(std::move(config)) {}
   std::string BlockPrefix(int block) const override;
-  std::vector<TensorSpec> BlockTensors(int block) const override;
+  std::vector<TensorSpec> DenseBlockTensors(int block) const override;
   std::vector<TensorSpec> OuterTensors() const override;
   MlpLayout Mlp() const override;
   torch::Tensor Embed(const TensorMap& outer, const torch::Tensor& ids) const override;

@@ -139,10 +139,24 @@ absl::StatusOr<ModelConfig> ModelConfig::Parse(const nlohmann::json& config) {
       m.block_ffn.push_back(size.get<int64_t>());
     }
   }
+  if (auto ranks = config.find(kLowRankKey); ranks != config.end()) {
+    if (!ranks->is_object()) return absl::InvalidArgumentError(absl::StrCat("config.json: ", kLowRankKey, " must map weight names to ranks"));
+    for (const auto& [name, rank] : ranks->items()) {
+      if (!rank.is_number_integer() || rank.get<int64_t>() < 1) {
+        return absl::InvalidArgumentError(absl::StrCat("config.json: ", kLowRankKey, " gives ", name, " a rank that is not positive"));
+      }
+      m.low_rank[name] = rank.get<int64_t>();
+    }
+  }
   if (m.hidden % m.heads != 0 && m.family != Family::kLlama) {
     return absl::InvalidArgumentError("config.json: the hidden size must be a multiple of the number of heads");
   }
   return m;
+}
+
+FactorNames FactorNamesOf(const std::string& name) {
+  const std::string module = name.substr(0, name.rfind('.') + 1);
+  return {module + "low_rank_u", module + "low_rank_v"};
 }
 
 const char* NumBlocksKey(Family family) { return family == Family::kGpt2 ? "n_layer" : "num_hidden_layers"; }

@@ -2,6 +2,7 @@
 // The numbers in config.json that the engine computes with, for every supported model_type.
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -17,12 +18,25 @@ enum class Family { kLlama, kGpt2, kOpt };
 // with different widths (no Hugging Face config has such a field; Shears reads its own).
 inline constexpr char kFfnSizesKey[] = "shears_intermediate_sizes";
 
+// config.json's map from a linear weight's full name to the rank of the factors stored in its
+// place (low-rank pruning): the weight W [out, in] (nn.Linear's orientation, also for GPT-2's
+// Conv1D) is replaced by `<module>.low_rank_u` [out, r] and `<module>.low_rank_v` [r, in] with
+// W = U·V. Shears' own field, which the engine reads back.
+inline constexpr char kLowRankKey[] = "shears_low_rank";
+
+// The names of the two factors stored instead of weight `name` ("...up_proj.weight").
+struct FactorNames {
+  std::string u, v;
+};
+FactorNames FactorNamesOf(const std::string& name);
+
 struct ModelConfig {
   Family family = Family::kLlama;
   std::string model_type;  // as written: llama, mistral, qwen2, gpt2, opt
   int64_t hidden = 0;
   int64_t ffn = 0;
   std::vector<int64_t> block_ffn;  // per block, from kFfnSizesKey; empty: every block has `ffn`
+  std::map<std::string, int64_t> low_rank;  // from kLowRankKey: factored weights and their ranks
   int64_t layers = 0;
   int64_t heads = 0;
   int64_t kv_heads = 0;

@@ -15,7 +15,7 @@ constexpr int64_t kPositionOffset = 2;
 
 std::string Opt::BlockPrefix(int block) const { return absl::StrCat("model.decoder.layers.", block, "."); }
 
-std::vector<TensorSpec> Opt::BlockTensors(int block) const {
+std::vector<TensorSpec> Opt::DenseBlockTensors(int block) const {
   const int64_t d = config_.hidden, f = config_.FfnOf(block);
   return {
       {"self_attn_layer_norm.weight", {d}},

@@ -17,6 +17,7 @@
 #include "worker/engine/job_data.h"
 #include "worker/engine/ffn_neurons.h"
 #include "worker/engine/layer_removal.h"
+#include "worker/engine/low_rank.h"
 #include "worker/engine/redundancy.h"
 #include "worker/engine/device.h"
 #include "worker/engine/model_dir.h"
@@ -280,11 +281,25 @@ absl::Status CheckMethodFitsStructure(const PruneOptions& options) {
   if (selects_blocks && options.structure != Structure::kLayers) {
     return absl::InvalidArgumentError("structure: this method removes whole blocks (STRUCTURE_LAYERS)");
   }
-  if (options.structure == Structure::kFfnNeurons && options.method != Method::kMagnitude &&
-      options.method != Method::kRandom) {
-    return absl::InvalidArgumentError("structure: FFN neurons are scored by magnitude or random");
+  const bool scores_neurons = options.method == Method::kMagnitude || options.method == Method::kRandom ||
+                              options.method == Method::kMovement || options.method == Method::kGum;
+  if (options.structure == Structure::kFfnNeurons && !scores_neurons) {
+    return absl::InvalidArgumentError("structure: FFN neurons are scored by magnitude, random, movement or GUM");
   }
-  const bool physical = options.structure == Structure::kLayers || options.structure == Structure::kFfnNeurons;
+  if ((options.method == Method::kMovement || options.method == Method::kGum) &&
+      options.structure != Structure::kFfnNeurons) {
+    return absl::InvalidArgumentError("structure: movement and GUM prune FFN neurons (STRUCTURE_FFN_NEURONS)");
+  }
+  if ((options.method == Method::kLowRank) != (options.structure == Structure::kRank)) {
+    return absl::InvalidArgumentError("structure: low-rank factorization is METHOD_LOW_RANK with STRUCTURE_RANK");
+  }
+  const bool fine_tunes = options.method == Method::kMovement || options.method == Method::kGum ||
+                          (options.method == Method::kLowRank && options.low_rank.algorithm == LowRankAlgorithm::kFlop);
+  if (fine_tunes && !options.fine_tune) {
+    return absl::InvalidArgumentError("fine_tune.dataset_uri: this method fine-tunes and needs a dataset");
+  }
+  const bool physical = options.structure == Structure::kLayers || options.structure == Structure::kFfnNeurons ||
+                        options.structure == Structure::kRank;
   if (physical && options.format != OutputFormat::kDenseSafetensors) {
     return absl::InvalidArgumentError("output.format: a model with structures removed is written dense");
   }
@@ -368,10 +383,12 @@ absl::StatusOr<PruneReport> PruneModelOrThrow(const PruneOptions& options, const
   SHEARS_RETURN_IF_ERROR(arch->CheckWeights(*model));
   SHEARS_ASSIGN_OR_RETURN(const torch::Device device, ParseDevice(options.device));
   torch::NoGradGuard no_grad;
-  if (options.structure == Structure::kLayers || options.structure == Structure::kFfnNeurons) {
-    SHEARS_ASSIGN_OR_RETURN(PruneReport report, options.structure == Structure::kLayers
-                                                    ? RemoveBlocks(options, observer, *model, *arch, device)
-                                                    : PruneFfnNeurons(options, observer, *model, *arch, device));
+  if (options.structure == Structure::kLayers || options.structure == Structure::kFfnNeurons ||
+      options.structure == Structure::kRank) {
+    auto structured = options.structure == Structure::kLayers       ? RemoveBlocks
+                      : options.structure == Structure::kFfnNeurons ? PruneFfnNeurons
+                                                                    : PruneLowRank;
+    SHEARS_ASSIGN_OR_RETURN(PruneReport report, structured(options, observer, *model, *arch, device));
     if (input_dir != options.model_dir) SHEARS_RETURN_IF_ERROR(RemoveAll(input_dir));
     return report;
   }

@@ -10,8 +10,10 @@
 
 namespace shears::engine {
 
-enum class Method { kMagnitude, kRandom, kWanda, kSparseGpt, kSparseLlm, kBlockInfluence, kLastBlocks };
-enum class Structure { kUnstructured, kNM, kLayers, kFfnNeurons };
+enum class Method {
+  kMagnitude, kRandom, kWanda, kSparseGpt, kSparseLlm, kBlockInfluence, kLastBlocks, kMovement, kGum, kLowRank
+};
+enum class Structure { kUnstructured, kNM, kLayers, kFfnNeurons, kRank };
 
 // How structured pruning spreads the target over the blocks: the same share of each, or the
 // lowest scores across all blocks together.
@@ -57,6 +59,27 @@ struct CalibrationOptions {
   uint64_t seed = 0;
 };
 
+// Fine-tuning while pruning (movement, GUM, FLOP; magnitude and random FFN pruning take it too, so
+// methods compare at the same budget). Zeros take the defaults in fine_tune.h.
+struct FineTuneOptions {
+  std::string path;  // a local dataset file (see dataset.h for the formats)
+  int64_t steps = 0;
+  double learning_rate = 0.0;
+  int64_t batch_size = 0;
+  int64_t seq_len = 0;
+  bool distill = false;  // learn the dense model's next-token distribution as well as the data
+  double uniqueness_weight = -1.0;  // GUM's cosine-similarity term; negative: the default
+};
+
+// METHOD_LOW_RANK: learned gates during fine-tuning (FLOP) or a training-free truncated SVD
+// whitened by the calibration inputs.
+enum class LowRankAlgorithm { kSvd, kFlop };
+
+struct LowRankOptions {
+  LowRankAlgorithm algorithm = LowRankAlgorithm::kSvd;
+  bool dense_output = false;  // write W = P·Q multiplied out instead of the factors
+};
+
 struct PruneOptions {
   std::string model_dir;   // a local Hugging Face model directory
   std::string output_dir;  // created if missing; files are overwritten
@@ -71,6 +94,8 @@ struct PruneOptions {
   std::string device = "cpu";  // "cpu" or "cuda:N"
   std::optional<EvaluationOptions> evaluation;
   std::optional<CalibrationOptions> calibration;
+  std::optional<FineTuneOptions> fine_tune;
+  LowRankOptions low_rank;
   // Where per-block checkpoints go; a run finding one made from the same inputs resumes after
   // its last finished block. Empty: no checkpoints.
   std::string checkpoint_dir;
@@ -101,16 +126,26 @@ struct BlockRedundancy {
   double block_influence = 0.0;
 };
 
-// How alike the neurons of one FFN are on the calibration tokens, from the Gram matrix of their
-// activations (the down projection's inputs).
+// One number per neuron of an FFN, and its summary (events carry only the summary).
+struct NeuronMeasure {
+  std::vector<double> values;
+  double mean = 0.0, p50 = 0.0, p90 = 0.0, max = 0.0;
+};
+
+// How alike and how needed the neurons of one FFN are on the calibration tokens (the framework of
+// Santacroce et al.), from their activations, the down projection's inputs.
 struct FfnRedundancy {
   int block = 0;
   int64_t neurons = 0;
   // Mean over neuron pairs of the cosine between their activations across the tokens.
   double mean_pairwise_cosine = 0.0;
-  // Per neuron, the largest cosine with another neuron (1 for a duplicate), and its summary.
-  std::vector<double> max_cosine;
-  double max_cosine_mean = 0.0, max_cosine_p50 = 0.0, max_cosine_p90 = 0.0, max_cosine_max = 0.0;
+  // Each neuron's largest cosine with another neuron (1 for a duplicate).
+  NeuronMeasure max_cosine;
+  // The share of each neuron's activation that the other neurons of its FFN cannot reproduce by
+  // least squares (1: unlike any combination of them, 0: redundant).
+  NeuronMeasure uniqueness;
+  // First-order estimate of the loss change when the neuron is removed: |Σ_t a_t · ∂L/∂a_t|.
+  NeuronMeasure sensitivity;
   // exp of the entropy of the normalized singular values of the activation matrix [tokens,
   // neurons] (Roy & Vetterli): how many directions the activations really span.
   double effective_rank = 0.0;

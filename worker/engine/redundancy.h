@@ -12,13 +12,16 @@
 
 namespace shears::engine {
 
+// The values and their mean and quantiles.
+NeuronMeasure Summarize(const torch::Tensor& values);
+
 // 1 − mean over tokens of cos(before_t, after_t), hidden states [N, T, d].
 double BlockInfluence(const torch::Tensor& before, const torch::Tensor& after);
 
 // The neuron measures of one FFN from the Gram matrix AᵀA of its activations A [tokens, neurons].
 FfnRedundancy MeasureFfn(int block, const torch::Tensor& gram);
 
-// Every block's influence and every FFN's measures for the runner's model on `windows` (token
+// Every block's influence and every FFN's measures (sensitivity on the first 16 windows) for the runner's model on `windows` (token
 // ids [N, T]).
 RedundancyReport MeasureRedundancy(const BlockRunner& runner, const torch::Tensor& windows, const std::string& model);
 

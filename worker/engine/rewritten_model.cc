@@ -16,7 +16,12 @@ absl::Status WriteRewrittenModel(const ModelDir& model, const std::string& out_d
     for (const auto& info : file->tensors()) {
       report.model_parameters_before += info.numel();
       TensorEdit e = edit(info.name);
-      if (e.drop) continue;
+      for (auto& [name, t] : e.replacements) {
+        report.model_parameters_after += t.numel();
+        outputs.push_back({name, BaseName(file->path()), info.dtype, t.sizes().vec()});
+        sources.emplace_back(nullptr, TensorEdit{false, name, -1, {}, t});
+      }
+      if (e.drop || !e.replacements.empty()) continue;
       std::vector<int64_t> shape = info.shape;
       if (e.dim >= 0) shape[e.dim] = e.index.numel();
       int64_t numel = 1;
@@ -28,7 +33,7 @@ absl::Status WriteRewrittenModel(const ModelDir& model, const std::string& out_d
   }
   SHEARS_ASSIGN_OR_RETURN(auto writer, ModelWriter::Create(model, out_dir, outputs));
   for (const auto& [at, e] : sources) {
-    torch::Tensor t = LoadTensor(*at->file, *at->info);
+    torch::Tensor t = e.value.defined() ? e.value.detach() : LoadTensor(*at->file, *at->info);
     if (e.dim >= 0) t = t.index_select(e.dim, e.index);
     SHEARS_RETURN_IF_ERROR(writer->Write(e.name, t));
   }

@@ -23,6 +23,10 @@ struct TensorEdit {
   std::string name;     // the output name (the input's unless renamed)
   int dim = -1;         // >= 0: only the entries `index` along this dimension remain
   torch::Tensor index;  // int64, ascending
+  torch::Tensor value;  // when defined, written (then cut) instead of the input's tensor
+  // When non-empty, these tensors are written in its place (same file and dtype), e.g. low-rank
+  // factors instead of a weight.
+  std::vector<std::pair<std::string, torch::Tensor>> replacements;
 };
 using TensorEditor = std::function<TensorEdit(const std::string& name)>;
 

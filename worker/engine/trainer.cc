@@ -41,6 +41,13 @@ std::vector<torch::Tensor*> AllTensors(ModelWeights& weights) {
 
 }  // namespace
 
+torch::Tensor TensorByName(const ModelWeights& weights, const Architecture& arch, const std::string& name) {
+  const int b = arch.BlockOf(name);
+  const TensorMap& group = b < 0 ? weights.outer : weights.blocks.at(b);
+  auto it = group.find(b < 0 ? name : name.substr(arch.BlockPrefix(b).size()));
+  return it == group.end() ? torch::Tensor() : it->second;
+}
+
 ModelWeights InitWeights(const Architecture& arch, uint64_t seed, const torch::Device& device) {
   torch::manual_seed(seed);
   const double residual_scale = 1.0 / std::sqrt(2.0 * arch.num_blocks());
@@ -67,9 +74,10 @@ ModelWeights LoadWeights(const ModelDir& model, const Architecture& arch, const 
   return w;
 }
 
-torch::Tensor Forward(const Architecture& arch, const ModelWeights& weights, const torch::Tensor& ids) {
+torch::Tensor Forward(const Architecture& arch, const ModelWeights& weights, const torch::Tensor& ids,
+                      const LinearInputs* observe) {
   auto hidden = arch.Embed(weights.outer, ids);
-  for (const auto& block : weights.blocks) hidden = arch.Block(block, hidden, nullptr);
+  for (const auto& block : weights.blocks) hidden = arch.Block(block, hidden, observe);
   return arch.Logits(weights.outer, hidden);
 }
 
@@ -95,50 +103,76 @@ double LearningRate(const TrainOptions& o, int64_t step) {
   return o.learning_rate * (o.min_learning_rate_ratio + (1.0 - o.min_learning_rate_ratio) * cosine);
 }
 
-absl::Status Train(const Architecture& arch, ModelWeights& weights, const torch::Tensor& ids,
-                   const TrainOptions& options, const std::function<void(const TrainStep&)>& on_step) {
+torch::Tensor NextTokenCrossEntropy(const torch::Tensor& logits, const torch::Tensor& batch) {
+  return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), batch.slice(1, 1).reshape({-1}));
+}
+
+void AddParameters(ModelWeights& weights, double weight_decay, TrainingProblem& problem) {
+  ParameterGroup matrices{{}, weight_decay}, others{{}, 0.0};
+  for (torch::Tensor* t : AllTensors(weights)) {
+    t->requires_grad_(true);
+    (t->dim() >= 2 ? matrices : others).parameters.push_back(*t);
+  }
+  for (auto* group : {&matrices, &others}) {
+    if (!group->parameters.empty()) problem.groups.push_back(std::move(*group));
+  }
+}
+
+absl::Status Optimize(TrainingProblem& problem, const torch::Tensor& ids, const TrainOptions& options,
+                      const std::function<void(const TrainStep&)>& on_step) {
+  torch::AutoGradMode enable(true);  // callers may run without autograd (pruning does)
   const int64_t n = ids.numel();
   if (n <= options.seq_len + 1) {
     return absl::InvalidArgumentError(absl::StrCat("training data has ", n, " tokens, fewer than one window of ",
                                                    options.seq_len, " plus one"));
   }
-  std::vector<torch::Tensor> decay, no_decay;
-  for (torch::Tensor* t : AllTensors(weights)) {
-    t->requires_grad_(true);
-    (t->dim() >= 2 ? decay : no_decay).push_back(*t);
-  }
   std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
-                                 torch::optim::AdamWOptions(options.learning_rate)
-                                     .betas({0.9, 0.95})
-                                     .weight_decay(options.weight_decay)));
-  groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(
-                                    torch::optim::AdamWOptions(options.learning_rate).betas({0.9, 0.95}).weight_decay(0)));
+  std::vector<torch::Tensor> all;
+  for (const auto& group : problem.groups) {
+    groups.emplace_back(group.parameters, std::make_unique<torch::optim::AdamWOptions>(
+                                              torch::optim::AdamWOptions(options.learning_rate)
+                                                  .betas({0.9, 0.95})
+                                                  .weight_decay(group.weight_decay)));
+    all.insert(all.end(), group.parameters.begin(), group.parameters.end());
+  }
   torch::optim::AdamW optimizer(std::move(groups));
-  std::vector<torch::Tensor> all = decay;
-  all.insert(all.end(), no_decay.begin(), no_decay.end());
 
   std::mt19937_64 rng(options.seed);
   std::uniform_int_distribution<int64_t> start(0, n - options.seq_len - 2);
-  const auto device = weights.outer.begin()->second.device();
+  const auto device = all.front().device();
   for (int64_t step = 0; step < options.steps; ++step) {
+    if (problem.cancelled && problem.cancelled()) {
+      for (auto& t : all) t.requires_grad_(false);
+      return absl::CancelledError("cancelled while fine-tuning");
+    }
     const double lr = LearningRate(options, step);
-    for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+    for (size_t g = 0; g < problem.groups.size(); ++g) {
+      static_cast<torch::optim::AdamWOptions&>(optimizer.param_groups()[g].options())
+          .lr(lr * problem.groups[g].learning_rate_scale);
+    }
     std::vector<torch::Tensor> windows;
     for (int64_t i = 0; i < options.batch_size; ++i) windows.push_back(ids.slice(0, start(rng)).slice(0, 0, options.seq_len + 1));
-    auto batch = torch::stack(windows).to(device);
-    auto inputs = batch.slice(1, 0, options.seq_len);
-    auto targets = batch.slice(1, 1);
-    auto logits = Forward(arch, weights, inputs);
-    auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}));
+    auto loss = problem.loss(torch::stack(windows).to(device), step);
     optimizer.zero_grad();
     loss.backward();
+    if (problem.after_backward) problem.after_backward(step);
     torch::nn::utils::clip_grad_norm_(all, options.grad_clip);
     optimizer.step();
+    if (problem.after_step) problem.after_step(step);
     if (on_step) on_step({step, loss.item<double>(), lr});
   }
-  for (torch::Tensor* t : AllTensors(weights)) t->requires_grad_(false);
+  for (auto& t : all) t.requires_grad_(false);
   return absl::OkStatus();
+}
+
+absl::Status Train(const Architecture& arch, ModelWeights& weights, const torch::Tensor& ids,
+                   const TrainOptions& options, const std::function<void(const TrainStep&)>& on_step) {
+  TrainingProblem problem;
+  AddParameters(weights, options.weight_decay, problem);
+  problem.loss = [&](const torch::Tensor& batch, int64_t) {
+    return NextTokenCrossEntropy(Forward(arch, weights, batch.slice(1, 0, -1)), batch);
+  };
+  return Optimize(problem, ids, options, on_step);
 }
 
 }  // namespace shears::engine
