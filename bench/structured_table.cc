@@ -1,7 +1,11 @@
-// Structured pruning that makes models smaller, compared as the papers compare it: FFN neurons
-// removed by magnitude or at random (uniform or global allocation) at 25% and 50%, and 25% of the
-// blocks removed by Block Influence against the last blocks and random blocks. Each run is a
-// separate `shears-worker run-local`; prints Markdown with the Block Influence before and after.
+// Structured pruning that makes models smaller, compared as the papers compare it:
+//  - FFN neurons removed by magnitude or at random (uniform or global allocation), one-shot;
+//  - FFN neurons removed while fine-tuning, every score with the same fine-tuning budget:
+//    magnitude, random, movement and GUM (with and without distillation);
+//  - low-rank factorization: activation-aware SVD (training-free) against FLOP (fine-tuned);
+//  - 25% of the blocks removed by Block Influence against the last blocks and random blocks.
+// Each run is a separate `shears-worker run-local`; prints Markdown with the redundancy measures
+// of the dense model and of each pruned one.
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -22,6 +26,8 @@ struct Job {
 };
 
 using shears::bench::Format;
+
+constexpr int kFineTuneSteps = 300;
 
 // The mean over the FFNs of `field` (a JSON pointer) of the `model`'s redundancy measures.
 double FfnMean(const nlohmann::json& result, const std::string& model, const std::string& field) {
@@ -47,14 +53,28 @@ std::string Influences(const nlohmann::json& result, const std::string& model) {
   return absl::StrJoin(out, " ");
 }
 
+// The FFN measures of `model` as table cells: max cosine, uniqueness, sensitivity, effective rank.
+std::string FfnCells(const nlohmann::json& result, const std::string& model) {
+  return absl::StrCat(Format("%.3f", FfnMean(result, model, "/max_cosine/mean")), " | ",
+                      Format("%.3f", FfnMean(result, model, "/uniqueness/mean")), " | ",
+                      Format("%.2e", FfnMean(result, model, "/sensitivity/mean")), " | ",
+                      Format("%.1f", FfnMean(result, model, "/effective_rank")));
+}
+
+std::string FineTune(const std::string& kjv, bool distill = false) {
+  return absl::StrCat("\"fine_tune\": {\"dataset_uri\": \"file://", kjv, "/train.txt\", \"steps\": ", kFineTuneSteps,
+                      ", \"batch_size\": 8, \"seq_len\": 128, \"learning_rate\": 0.0001",
+                      distill ? ", \"distill\": true" : "", "}");
+}
+
 int Table(const std::string& build, const std::string& work, const std::string& kjv, const std::string& model,
           const std::string& title, const std::vector<Job>& jobs) {
   std::cout << "\n" << title << " (`" << model << "`):\n\n"
             << "| job | perplexity | removed parameters | blocks removed | Block Influence after | FFN max cosine "
-               "after | FFN effective rank after | seconds |\n"
-            << "|---|---:|---:|---|---|---:|---:|---:|\n";
+               "| FFN uniqueness | FFN sensitivity | FFN effective rank | seconds |\n"
+            << "|---|---:|---:|---|---|---:|---:|---:|---:|---:|\n";
   int failures = 0;
-  std::string dense_line, dense_influence, dense_ffn;
+  std::string dense_line;
   for (size_t i = 0; i < jobs.size(); ++i) {
     const std::string spec = absl::StrCat(work, "/job", i, ".json"), log = absl::StrCat(work, "/job", i, ".log");
     (void)shears::WriteFileAtomically(
@@ -72,10 +92,8 @@ int Table(const std::string& build, const std::string& work, const std::string& 
       continue;
     }
     if (dense_line.empty()) {
-      dense_line = Format("%.2f", result["evaluation"]["dense_perplexity"].get<double>());
-      dense_influence = Influences(result, "dense");
-      dense_ffn = absl::StrCat("FFN max cosine ", Format("%.3f", FfnMean(result, "dense", "/max_cosine/mean")),
-                               ", FFN effective rank ", Format("%.1f", FfnMean(result, "dense", "/effective_rank")));
+      dense_line = absl::StrCat("| dense | ", Format("%.2f", result["evaluation"]["dense_perplexity"].get<double>()),
+                                " | - | - | ", Influences(result, "dense"), " | ", FfnCells(result, "dense"), " | - |");
     }
     const double before = std::stod(result["model_parameters_before"].get<std::string>());
     const double after = std::stod(result["model_parameters_after"].get<std::string>());
@@ -84,13 +102,15 @@ int Table(const std::string& build, const std::string& work, const std::string& 
     std::cout << "| " << jobs[i].label << " | " << Format("%.2f", result["evaluation"]["pruned_perplexity"].get<double>())
               << " | " << Format("%.1f%%", 100.0 * (before - after) / before) << " of the model | "
               << (removed.empty() ? "-" : absl::StrJoin(removed, ", ")) << " | " << Influences(result, "pruned")
-              << " | " << Format("%.3f", FfnMean(result, "pruned", "/max_cosine/mean")) << " | "
-              << Format("%.1f", FfnMean(result, "pruned", "/effective_rank")) << " | " << Format("%.1f", run.seconds)
-              << " |\n";
+              << " | " << FfnCells(result, "pruned") << " | " << Format("%.1f", run.seconds) << " |\n";
   }
-  std::cout << "\nDense: perplexity " << dense_line << ", Block Influence of each block " << dense_influence << ", "
-            << dense_ffn << " (means over the FFNs)\n";
+  std::cout << dense_line << "\n";
   return failures;
+}
+
+std::string FfnSpec(const std::string& method, const std::string& share, const std::string& extra) {
+  return absl::StrCat("\"method\": \"METHOD_", method, "\", \"structure\": \"STRUCTURE_FFN_NEURONS\", "
+                      "\"target_sparsity\": ", share, extra.empty() ? "" : ", ", extra);
 }
 
 }  // namespace
@@ -108,19 +128,45 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(kjv);
   if (std::system((build + "/tools/shears-kjv-splits " + kjv + " > /dev/null").c_str()) != 0) return 1;
 
-  std::cout << "Perplexity on the KJV test split (windows of 128); calibration (Block Influence) 64 windows of "
-               "128 tokens from the train split; no fine-tuning.\n";
-  std::vector<Job> ffn;
+  std::cout << "Perplexity on the KJV test split (windows of 128); calibration (Block Influence, SVD and every "
+               "redundancy measure) 64 windows of 128 tokens from the train split. Fine-tuning, where a job has it: "
+            << kFineTuneSteps
+            << " steps of 8 windows of 128 tokens from the train split, AdamW at 1e-4 (10% warm-up, cosine). "
+               "FFN measures are means over the FFNs of the neuron means.\n";
+  std::vector<Job> one_shot;
   for (const char* share : {"0.25", "0.5"}) {
     for (const char* method : {"MAGNITUDE", "RANDOM"}) {
       for (const char* allocation : {"UNIFORM", "GLOBAL"}) {
-        ffn.push_back({absl::StrCat(method, " ", share, " ", allocation),
-                       absl::StrCat("\"method\": \"METHOD_", method, "\", \"structure\": \"STRUCTURE_FFN_NEURONS\", "
-                                    "\"target_sparsity\": ", share, ", \"allocation\": \"ALLOCATION_", allocation, "\"")});
+        one_shot.push_back({absl::StrCat(method, " ", share, " ", allocation),
+                            FfnSpec(method, share, absl::StrCat("\"allocation\": \"ALLOCATION_", allocation, "\""))});
       }
     }
   }
-  int failures = Table(build, work, kjv, ffn_model, "FFN neurons", ffn);
+  int failures = Table(build, work, kjv, ffn_model, "FFN neurons, one-shot (no fine-tuning)", one_shot);
+
+  std::vector<Job> tuned = {{"dense, fine-tuned (no neuron removed)", FfnSpec("MAGNITUDE", "0", FineTune(kjv))}};
+  for (const char* share : {"0.25", "0.5"}) {
+    for (const char* method : {"MAGNITUDE", "RANDOM", "MOVEMENT", "GUM"}) {
+      tuned.push_back({absl::StrCat(method, " ", share), FfnSpec(method, share, FineTune(kjv))});
+    }
+    for (const char* method : {"MAGNITUDE", "RANDOM", "MOVEMENT", "GUM"}) {
+      tuned.push_back({absl::StrCat(method, " ", share, " + distillation"), FfnSpec(method, share, FineTune(kjv, true))});
+    }
+  }
+  failures += Table(build, work, kjv, ffn_model, "FFN neurons pruned while fine-tuning, same budget for every score",
+                    tuned);
+
+  std::vector<Job> rank;
+  for (const char* share : {"0.3", "0.5"}) {
+    const std::string common = absl::StrCat("\"method\": \"METHOD_LOW_RANK\", \"target_sparsity\": ", share);
+    rank.push_back({absl::StrCat("activation-aware SVD ", share), common});
+    rank.push_back({absl::StrCat("FLOP ", share),
+                    absl::StrCat(common, ", \"low_rank\": {\"algorithm\": \"LOW_RANK_FLOP\"}, ", FineTune(kjv))});
+  }
+  failures += Table(build, work, kjv, ffn_model,
+                    "Low rank (target: share of the block linears' parameters; removed: share of the whole model's)",
+                    rank);
+
   std::vector<Job> layers = {
       {"BLOCK_INFLUENCE 25%", "\"method\": \"METHOD_BLOCK_INFLUENCE\", \"structure\": \"STRUCTURE_LAYERS\", "
                               "\"target_sparsity\": 0.25"},

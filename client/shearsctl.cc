@@ -26,6 +26,7 @@ constexpr char kUsage[] = R"(usage: shearsctl [global flags] COMMAND [flags]
 commands:
   create   --spec FILE | --model URI --method M (--sparsity X | --nm N:M) --output URI
            [--calibration URI [--samples N] [--seq-len T]] [--format F] [--structure S]
+           [--allocation A] [--fine-tune URI [--steps N] [--distill]] [--low-rank ALGORITHM]
            [--seed N] [--label K=V ...] [--request-id ID] [--wait]
   get      JOB_ID
   list     [--state STATE] [--page-size N] [--page-token TOKEN]
@@ -37,7 +38,8 @@ global flags (before or after the command):
   --json               print protobuf JSON
 names: methods as magnitude or METHOD_MAGNITUDE; states as running or JOB_STATE_RUNNING; formats
 as sparse_bitmask or OUTPUT_FORMAT_SPARSE_BITMASK. --nm 2:4 sets STRUCTURE_N_M; --calibration
-draws --samples windows (default 128) of --seq-len tokens (default 2048).
+draws --samples windows (default 128) of --seq-len tokens (default 2048). --fine-tune gives
+movement, GUM and FLOP their data (--steps, default 200); --low-rank is svd or flop.
 exit status: 0 ok; 1 a watched job did not succeed; 2 usage; 3 the server refused or failed.
 )";
 
@@ -194,6 +196,28 @@ int Client::Create() {
     calibration->set_dataset_uri(*v);
     calibration->set_num_samples(static_cast<int32_t>(*samples));
     calibration->set_seq_len(static_cast<int32_t>(*seq_len));
+  }
+  if (auto v = cl_.Get("allocation")) {
+    v1::Allocation a;
+    if (!ParseEnum<v1::Allocation>(*v, "ALLOCATION_", v1::Allocation_Parse, &a)) {
+      return Usage("--allocation: unknown allocation " + *v);
+    }
+    spec.set_allocation(a);
+  }
+  if (auto v = cl_.Get("fine-tune")) {
+    auto steps = cl_.GetInt("steps", 0);
+    if (!steps.ok()) return Usage(std::string(steps.status().message()));
+    auto* tune = spec.mutable_fine_tune();
+    tune->set_dataset_uri(*v);
+    tune->set_steps(static_cast<int32_t>(*steps));
+    tune->set_distill(cl_.Has("distill"));
+  }
+  if (auto v = cl_.Get("low-rank")) {
+    v1::LowRankAlgorithm a;
+    if (!ParseEnum<v1::LowRankAlgorithm>(*v, "LOW_RANK_", v1::LowRankAlgorithm_Parse, &a)) {
+      return Usage("--low-rank: unknown algorithm " + *v + " (svd or flop)");
+    }
+    spec.mutable_low_rank()->set_algorithm(a);
   }
   if (auto v = cl_.Get("format")) {
     v1::OutputFormat f;
@@ -358,7 +382,7 @@ int Client::Watch(const std::string& id, int64_t after) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto cl = CommandLine::Parse(argc, argv, {"json", "wait", "help"});
+  auto cl = CommandLine::Parse(argc, argv, {"json", "wait", "help", "distill"});
   if (!cl.ok()) return Usage(std::string(cl.status().message()));
   if (cl->Has("help")) {
     std::cout << kUsage;
@@ -366,7 +390,8 @@ int main(int argc, char** argv) {
   }
   if (auto st = cl->CheckKnown({"server", "timeout", "json", "help", "spec", "model", "method", "structure", "sparsity",
                                 "output", "seed", "label", "request-id", "wait", "state", "page-size", "page-token",
-                                "after", "nm", "calibration", "samples", "seq-len", "format"});
+                                "after", "nm", "calibration", "samples", "seq-len", "format", "allocation",
+                                "fine-tune", "steps", "distill", "low-rank"});
       !st.ok()) {
     return Usage(std::string(st.message()));
   }

@@ -87,7 +87,9 @@ bool NeedsFineTuning(const v1::JobSpec& spec) {
 absl::Status ValidateFineTune(const v1::JobSpec& spec) {
   const std::string method = v1::Method_Name(spec.method());
   if (!spec.has_fine_tune()) {
-    if (NeedsFineTuning(spec)) return Invalid("fine_tune", absl::StrCat("is required by ", method, " (fine-tuning data)"));
+    if (NeedsFineTuning(spec)) {
+      return Invalid("fine_tune", absl::StrCat("is required by ", method, " (fine-tuning data)"));
+    }
     return absl::OkStatus();
   }
   const bool takes_it = NeedsFineTuning(spec) || (spec.structure() == v1::STRUCTURE_FFN_NEURONS);

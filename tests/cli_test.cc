@@ -102,6 +102,31 @@ TEST_F(CliTest, CreatesACalibratedNMJobWithCompressedOutputFromFlags) {
   EXPECT_NE(bad.out.find("--nm: expected N:M such as 2:4, got 2-4"), std::string::npos) << bad.out;
 }
 
+TEST_F(CliTest, CreatesFineTuningAndLowRankJobsFromFlags) {
+  Process worker({Binary("worker/shears-worker"), "--server", address_, "--work-dir", dir_ / "work", "--poll-wait", "2s"},
+                 dir_ / "worker.log");
+  const std::string train = "file://" + testing::KjvSplitsDir() + "/train.txt";
+  auto gum = Ctl({"--server", address_, "--json", "create", "--model", "file://" + DataDir("tiny-llama"), "--method",
+                  "gum", "--sparsity", "0.25", "--fine-tune", train, "--steps", "4", "--distill", "--output",
+                  "file://" + (dir_ / "gum"), "--wait"});
+  ASSERT_EQ(gum.status, 0) << gum.out;
+  const auto first_event = nlohmann::json::parse(gum.out.substr(0, gum.out.find('\n')));
+  auto got = Ctl({"--server", address_, "--json", "get", first_event["job_id"].get<std::string>()});
+  ASSERT_EQ(got.status, 0) << got.out;
+  const auto job = nlohmann::json::parse(got.out);
+  EXPECT_EQ(job["spec"]["fine_tune"]["distill"], true) << got.out;
+  EXPECT_EQ(job["spec"]["fine_tune"]["steps"], 4) << got.out;
+  EXPECT_EQ(nlohmann::json::parse(ReadFile(dir_ / "gum/config.json").value())["intermediate_size"].get<int>() < 176,
+            true);
+  auto flop = Ctl({"--server", address_, "create", "--model", "file://" + DataDir("tiny-llama"), "--method",
+                   "low-rank", "--low-rank", "flop", "--sparsity", "0.3", "--fine-tune", train, "--steps", "4",
+                   "--output", "file://" + (dir_ / "flop"), "--wait"});
+  ASSERT_EQ(flop.status, 0) << flop.out;
+  auto bad = Ctl({"--server", address_, "create", "--method", "low-rank", "--low-rank", "qr"});
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.out.find("--low-rank: unknown algorithm qr"), std::string::npos) << bad.out;
+}
+
 TEST_F(CliTest, ErrorsHaveExitCodesAndSayWhatIsWrong) {
   auto bad = Ctl({"--server", address_, "create", "--model", "file:///m", "--method", "magnitude", "--sparsity", "2",
                   "--output", "file:///o"});

@@ -26,7 +26,9 @@ namespace {
 namespace fs = std::filesystem;
 using shears::testing::DataDir;
 using shears::testing::KjvSplitsDir;
+using shears::testing::StoredTensor;
 using shears::testing::TempDir;
+using shears::testing::TestSplitPerplexity;
 
 PruneOptions Options(const std::string& model, const std::string& out, Method method, double fraction) {
   PruneOptions o;
@@ -40,23 +42,6 @@ PruneOptions Options(const std::string& model, const std::string& out, Method me
   return o;
 }
 
-torch::Tensor Tensor(const std::string& dir, const std::string& name) {
-  auto model = ModelDir::Open(dir);
-  const auto* at = (*model)->Find(name);
-  EXPECT_NE(at, nullptr) << name;
-  return LoadTensor(*at->file, *at->info);
-}
-
-double PerplexityOf(const std::string& dir) {
-  auto model = ModelDir::Open(dir);
-  auto arch = Architecture::FromConfig((*model)->config());
-  EXPECT_TRUE(model.ok() && arch.ok());
-  auto tokenizer = LoadTokenizer(dir);
-  auto ids = LoadTokenIds(KjvSplitsDir() + "/test.txt", tokenizer->get(), (*arch)->config().vocab);
-  BlockRunner runner(**model, **arch, torch::kCPU);
-  return Perplexity(runner, *EvaluationWindows(*ids, 64, 4096));
-}
-
 TEST(FfnNeurons, UniformMagnitudeRemovesTheWeakestNeuronsOfEveryBlock) {
   TempDir dir;
   const std::string in = DataDir("tiny-llama");
@@ -67,25 +52,25 @@ TEST(FfnNeurons, UniformMagnitudeRemovesTheWeakestNeuronsOfEveryBlock) {
   EXPECT_FALSE(config.contains("shears_intermediate_sizes"));
   for (int b = 0; b < 2; ++b) {
     const std::string p = "model.layers." + std::to_string(b) + ".mlp.";
-    auto up = Tensor(in, p + "up_proj.weight"), gate = Tensor(in, p + "gate_proj.weight");
-    auto down = Tensor(in, p + "down_proj.weight");
-    EXPECT_EQ(Tensor(dir / "out", p + "up_proj.weight").sizes(), (std::vector<int64_t>{132, 64}));
-    EXPECT_EQ(Tensor(dir / "out", p + "gate_proj.weight").sizes(), (std::vector<int64_t>{132, 64}));
-    EXPECT_EQ(Tensor(dir / "out", p + "down_proj.weight").sizes(), (std::vector<int64_t>{64, 132}));
+    auto up = StoredTensor(in, p + "up_proj.weight"), gate = StoredTensor(in, p + "gate_proj.weight");
+    auto down = StoredTensor(in, p + "down_proj.weight");
+    EXPECT_EQ(StoredTensor(dir / "out", p + "up_proj.weight").sizes(), (std::vector<int64_t>{132, 64}));
+    EXPECT_EQ(StoredTensor(dir / "out", p + "gate_proj.weight").sizes(), (std::vector<int64_t>{132, 64}));
+    EXPECT_EQ(StoredTensor(dir / "out", p + "down_proj.weight").sizes(), (std::vector<int64_t>{64, 132}));
     // The survivors are the neurons of largest norm, in their order, bit for bit.
     auto norms = (up.square().sum(1) + gate.square().sum(1) + down.square().sum(0)).sqrt();
     auto kept = std::get<1>(norms.sort(c10::optional<bool>(true), 0, /*descending=*/true)).slice(0, 0, 132);
     kept = std::get<0>(kept.sort());
-    EXPECT_TRUE(torch::equal(Tensor(dir / "out", p + "up_proj.weight"), up.index_select(0, kept)));
-    EXPECT_TRUE(torch::equal(Tensor(dir / "out", p + "down_proj.weight"), down.index_select(1, kept)));
+    EXPECT_TRUE(torch::equal(StoredTensor(dir / "out", p + "up_proj.weight"), up.index_select(0, kept)));
+    EXPECT_TRUE(torch::equal(StoredTensor(dir / "out", p + "down_proj.weight"), down.index_select(1, kept)));
   }
-  EXPECT_EQ(Tensor(dir / "out", "model.layers.0.self_attn.q_proj.weight").sizes(), (std::vector<int64_t>{64, 64}));
+  EXPECT_EQ(StoredTensor(dir / "out", "model.layers.0.self_attn.q_proj.weight").sizes(), (std::vector<int64_t>{64, 64}));
   // Counted: 44 neurons of 3 × 64 weights in each of 2 blocks.
   EXPECT_EQ(report->parameters_before - report->parameters_after, 2 * 44 * 3 * 64);
   EXPECT_EQ(report->model_parameters_before - report->model_parameters_after, 2 * 44 * 3 * 64);
   EXPECT_NEAR(report->achieved_sparsity(), 0.25, 1e-9);
   // The pruned model reloads, and its perplexity is the one reported.
-  EXPECT_DOUBLE_EQ(PerplexityOf(dir / "out"), report->evaluation->pruned_perplexity);
+  EXPECT_DOUBLE_EQ(TestSplitPerplexity(dir / "out"), report->evaluation->pruned_perplexity);
   EXPECT_GT(report->evaluation->pruned_perplexity, report->evaluation->dense_perplexity);
   ASSERT_EQ(report->redundancy.size(), 2u);
 }
@@ -105,11 +90,11 @@ TEST(FfnNeurons, GlobalAllocationRecordsPerBlockWidthsThatTheEngineReadsBack) {
   for (int b = 0; b < 2; ++b) {
     // GPT-2's Conv1D stores [in, out]: c_fc loses columns, c_proj rows, the bias entries.
     const std::string p = "transformer.h." + std::to_string(b) + ".mlp.";
-    EXPECT_EQ(Tensor(dir / "out", p + "c_fc.weight").sizes(), (std::vector<int64_t>{64, widths[b]}));
-    EXPECT_EQ(Tensor(dir / "out", p + "c_fc.bias").sizes(), (std::vector<int64_t>{widths[b]}));
-    EXPECT_EQ(Tensor(dir / "out", p + "c_proj.weight").sizes(), (std::vector<int64_t>{widths[b], 64}));
+    EXPECT_EQ(StoredTensor(dir / "out", p + "c_fc.weight").sizes(), (std::vector<int64_t>{64, widths[b]}));
+    EXPECT_EQ(StoredTensor(dir / "out", p + "c_fc.bias").sizes(), (std::vector<int64_t>{widths[b]}));
+    EXPECT_EQ(StoredTensor(dir / "out", p + "c_proj.weight").sizes(), (std::vector<int64_t>{widths[b], 64}));
   }
-  EXPECT_DOUBLE_EQ(PerplexityOf(dir / "out"), report->evaluation->pruned_perplexity);
+  EXPECT_DOUBLE_EQ(TestSplitPerplexity(dir / "out"), report->evaluation->pruned_perplexity);
   // Pruned again, uniformly at zero: the per-block widths survive a second pass.
   auto again = Options(dir / "out", dir / "again", Method::kMagnitude, 0.0);
   auto second = PruneModel(again, {});
@@ -133,8 +118,8 @@ TEST(FfnNeurons, RandomIsSeededAndOptLosesBiasEntriesToo) {
   auto options = Options(dir / "opt", dir / "unused", Method::kRandom, 0.5);
   options.seed = 1;
   shears::testing::ExpectReproducibleBySeed(options, dir.path());
-  EXPECT_EQ(Tensor(dir / "a", "model.decoder.layers.1.fc1.bias").sizes(), (std::vector<int64_t>{32}));
-  EXPECT_EQ(Tensor(dir / "a", "model.decoder.layers.1.fc2.weight").sizes(), (std::vector<int64_t>{32, 32}));
+  EXPECT_EQ(StoredTensor(dir / "a", "model.decoder.layers.1.fc1.bias").sizes(), (std::vector<int64_t>{32}));
+  EXPECT_EQ(StoredTensor(dir / "a", "model.decoder.layers.1.fc2.weight").sizes(), (std::vector<int64_t>{32, 32}));
   EXPECT_EQ(nlohmann::json::parse(ReadFile(dir / "a/config.json").value())["ffn_dim"], 32);
 }
 

@@ -8,6 +8,7 @@
 
 #include "common/files.h"
 #include "tests/process.h"
+#include "tests/pruned_model_checks.h"
 #include "tests/test_util.h"
 #include "worker/engine/architecture.h"
 #include "worker/engine/block_runner.h"
@@ -26,7 +27,9 @@ namespace {
 namespace fs = std::filesystem;
 using shears::testing::DataDir;
 using shears::testing::KjvSplitsDir;
+using shears::testing::StoredTensor;
 using shears::testing::TempDir;
+using shears::testing::TestSplitPerplexity;
 
 PruneOptions Options(const std::string& model, const std::string& out, double fraction) {
   PruneOptions o;
@@ -38,24 +41,6 @@ PruneOptions Options(const std::string& model, const std::string& out, double fr
   o.evaluation = EvaluationOptions{KjvSplitsDir() + "/test.txt", 64, 4096};
   o.calibration = CalibrationOptions{KjvSplitsDir() + "/train.txt", 16, 64, 0};
   return o;
-}
-
-torch::Tensor Tensor(const std::string& dir, const std::string& name) {
-  auto model = ModelDir::Open(dir);
-  const auto* at = (*model)->Find(name);
-  EXPECT_NE(at, nullptr) << name;
-  return at == nullptr ? torch::Tensor() : LoadTensor(*at->file, *at->info);
-}
-
-double PerplexityOf(const std::string& dir) {
-  auto model = ModelDir::Open(dir);
-  auto arch = Architecture::FromConfig((*model)->config());
-  EXPECT_TRUE(model.ok() && arch.ok());
-  EXPECT_TRUE((*arch)->CheckWeights(**model).ok());
-  auto tokenizer = LoadTokenizer(dir);
-  auto ids = LoadTokenIds(KjvSplitsDir() + "/test.txt", tokenizer->get(), (*arch)->config().vocab);
-  BlockRunner runner(**model, **arch, torch::kCPU);
-  return Perplexity(runner, *EvaluationWindows(*ids, 64, 4096));
 }
 
 Spectrum Flat(int64_t rank, int64_t rows, int64_t columns) {
@@ -86,7 +71,7 @@ TEST(LowRankSvd, NoRankRemovedWritesTheInputWeights) {
   auto config = nlohmann::json::parse(ReadFile(dir / "out/config.json").value());
   EXPECT_FALSE(config.contains("shears_low_rank"));
   for (const char* name : {"model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight"}) {
-    EXPECT_TRUE(torch::equal(Tensor(dir / "out", name), Tensor(DataDir("tiny-llama"), name))) << name;
+    EXPECT_TRUE(torch::equal(StoredTensor(dir / "out", name), StoredTensor(DataDir("tiny-llama"), name))) << name;
   }
   EXPECT_EQ(report->evaluation->pruned_perplexity, report->evaluation->dense_perplexity);
 }
@@ -100,9 +85,9 @@ TEST(LowRankSvd, StoresFactorsWithTheirRanksAndTheEngineReadsThemBack) {
   ASSERT_FALSE(config["shears_low_rank"].empty());
   for (const auto& [name, rank] : config["shears_low_rank"].items()) {
     const std::string module = name.substr(0, name.rfind('.') + 1);
-    auto u = Tensor(dir / "out", module + "low_rank_u");
-    auto v = Tensor(dir / "out", module + "low_rank_v");
-    auto dense = Tensor(DataDir("tiny-llama"), name);
+    auto u = StoredTensor(dir / "out", module + "low_rank_u");
+    auto v = StoredTensor(dir / "out", module + "low_rank_v");
+    auto dense = StoredTensor(DataDir("tiny-llama"), name);
     EXPECT_EQ(u.sizes(), (std::vector<int64_t>{dense.size(0), rank.get<int64_t>()})) << name;
     EXPECT_EQ(v.sizes(), (std::vector<int64_t>{rank.get<int64_t>(), dense.size(1)})) << name;
     EXPECT_LT(rank.get<int64_t>() * (dense.size(0) + dense.size(1)), dense.numel()) << "factors are smaller";
@@ -114,7 +99,7 @@ TEST(LowRankSvd, StoresFactorsWithTheirRanksAndTheEngineReadsThemBack) {
   EXPECT_NEAR(removed, 0.3, 0.01);
   EXPECT_EQ(report->model_parameters_before - report->model_parameters_after,
             report->parameters_before - report->parameters_after);
-  EXPECT_NEAR(PerplexityOf(dir / "out"), report->evaluation->pruned_perplexity,
+  EXPECT_NEAR(TestSplitPerplexity(dir / "out"), report->evaluation->pruned_perplexity,
               1e-9 * report->evaluation->pruned_perplexity);
   EXPECT_GT(report->evaluation->pruned_perplexity, report->evaluation->dense_perplexity);
 }
@@ -140,10 +125,11 @@ TEST(LowRankSvd, ReportedErrorIsTheErrorOnTheCalibrationActivations) {
   for (const auto& layer : report->layers) {
     if (layer.block != 0 || !config["shears_low_rank"].contains(layer.name)) continue;
     const std::string module = layer.name.substr(0, layer.name.rfind('.') + 1);
-    auto product = Tensor(dir / "out", module + "low_rank_u").matmul(Tensor(dir / "out", module + "low_rank_v"));
+    auto product =
+        StoredTensor(dir / "out", module + "low_rank_u").matmul(StoredTensor(dir / "out", module + "low_rank_v"));
     const std::string relative = layer.name.substr(std::string("model.layers.0.").size());
     const double measured =
-        ReconstructionError(Tensor(DataDir("tiny-llama"), layer.name), product, inputs.Find(relative)->gram());
+        ReconstructionError(StoredTensor(DataDir("tiny-llama"), layer.name), product, inputs.Find(relative)->gram());
     EXPECT_NEAR(layer.reconstruction_error, measured, 1e-3 * measured + 1e-6) << layer.name;
     ++checked;
   }
@@ -159,7 +145,7 @@ TEST(LowRankSvd, DenseOutputMultipliesTheFactorsOut) {
   ASSERT_TRUE(factored.ok() && dense.ok());
   auto config = nlohmann::json::parse(ReadFile(dir / "dense/config.json").value());
   EXPECT_FALSE(config.contains("shears_low_rank"));
-  EXPECT_EQ(Tensor(dir / "dense", "model.layers.0.mlp.up_proj.weight").sizes(), (std::vector<int64_t>{176, 64}));
+  EXPECT_EQ(StoredTensor(dir / "dense", "model.layers.0.mlp.up_proj.weight").sizes(), (std::vector<int64_t>{176, 64}));
   EXPECT_NEAR(dense->evaluation->pruned_perplexity, factored->evaluation->pruned_perplexity,
               1e-4 * factored->evaluation->pruned_perplexity);
 }
@@ -170,7 +156,7 @@ TEST(LowRankSvd, FactorsGpt2sTransposedConv1DWeights) {
   ASSERT_TRUE(report.ok()) << report.status();
   auto config = nlohmann::json::parse(ReadFile(dir / "out/config.json").value());
   ASSERT_TRUE(config.contains("shears_low_rank"));
-  EXPECT_NEAR(PerplexityOf(dir / "out"), report->evaluation->pruned_perplexity,
+  EXPECT_NEAR(TestSplitPerplexity(dir / "out"), report->evaluation->pruned_perplexity,
               1e-9 * report->evaluation->pruned_perplexity);
   EXPECT_LT(report->evaluation->pruned_perplexity, 4 * report->evaluation->dense_perplexity);
 }
@@ -214,7 +200,7 @@ TEST(Flop, AJobWritesFactorsTheEngineEvaluates) {
   // Matrices whose factors would not be smaller are written whole, so the files hold at most the
   // gates' size.
   EXPECT_GE(1.0 - double(report->parameters_after) / double(report->parameters_before), 0.49);
-  EXPECT_NEAR(PerplexityOf(dir / "out"), report->evaluation->pruned_perplexity,
+  EXPECT_NEAR(TestSplitPerplexity(dir / "out"), report->evaluation->pruned_perplexity,
               1e-9 * report->evaluation->pruned_perplexity);
   options.fine_tune.reset();
   EXPECT_EQ(PruneModel(options, {}).status().code(), absl::StatusCode::kInvalidArgument);

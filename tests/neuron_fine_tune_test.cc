@@ -8,10 +8,12 @@
 
 #include "common/files.h"
 #include "tests/process.h"
+#include "tests/pruned_model_checks.h"
 #include "tests/test_util.h"
 #include "worker/engine/architecture.h"
 #include "worker/engine/block_runner.h"
 #include "worker/engine/dataset.h"
+#include "worker/engine/fine_tune.h"
 #include "worker/engine/model_dir.h"
 #include "worker/engine/neuron_fine_tune.h"
 #include "worker/engine/prune_model.h"
@@ -26,7 +28,9 @@ namespace {
 namespace fs = std::filesystem;
 using shears::testing::DataDir;
 using shears::testing::KjvSplitsDir;
+using shears::testing::StoredTensor;
 using shears::testing::TempDir;
+using shears::testing::TestSplitPerplexity;
 
 PruneOptions Options(const std::string& out, Method method, double fraction, int64_t steps) {
   PruneOptions o;
@@ -48,16 +52,6 @@ std::vector<int64_t> Shape(const std::string& dir, const std::string& name) {
   return at == nullptr ? std::vector<int64_t>{} : at->info->shape;
 }
 
-double PerplexityOf(const std::string& dir) {
-  auto model = ModelDir::Open(dir);
-  auto arch = Architecture::FromConfig((*model)->config());
-  EXPECT_TRUE(model.ok() && arch.ok());
-  auto tokenizer = LoadTokenizer(dir);
-  auto ids = LoadTokenIds(KjvSplitsDir() + "/test.txt", tokenizer->get(), (*arch)->config().vocab);
-  BlockRunner runner(**model, **arch, torch::kCPU);
-  return Perplexity(runner, *EvaluationWindows(*ids, 64, 4096));
-}
-
 TEST(CubicSparsity, HoldsOffThenRisesAlongACubicToTheTargetAt70Percent) {
   EXPECT_EQ(CubicSparsity(0, 100, 0.5), 0.0);
   EXPECT_EQ(CubicSparsity(10, 100, 0.5), 0.0);
@@ -75,6 +69,20 @@ TEST(UniquenessPenalty, IsTheMeanSquaredCosineOverPairsOfKeptNeurons) {
   EXPECT_NEAR(UniquenessPenalty(a, all).item<double>(), 4.0 / 12.0, 1e-6);
   EXPECT_NEAR(UniquenessPenalty(a, torch::tensor({1.0f, 0.0f, 1.0f, 0.0f})).item<double>(), 0.0, 1e-6)
       << "with one of each twin masked, the survivors are orthogonal";
+}
+
+TEST(StudentLoss, DistillationAddsTheDivergenceFromTheTeacher) {
+  torch::manual_seed(0);
+  auto batch = torch::randint(0, 16, {2, 9});
+  auto logits = torch::randn({2, 8, 16});
+  const double ce = NextTokenCrossEntropy(logits, batch).item<double>();
+  EXPECT_DOUBLE_EQ(StudentLoss(logits, batch, torch::Tensor()).item<double>(), ce);
+  EXPECT_NEAR(StudentLoss(logits, batch, logits).item<double>(), 0.5 * ce, 1e-6) << "KL to itself is 0";
+  auto teacher = torch::randn({2, 8, 16});
+  auto log_p = torch::log_softmax(teacher, -1), log_q = torch::log_softmax(logits, -1);
+  const double kl = (log_p.exp() * (log_p - log_q)).sum(-1).mean().item<double>();
+  EXPECT_GT(kl, 0.0);
+  EXPECT_NEAR(StudentLoss(logits, batch, teacher).item<double>(), 0.5 * (ce + kl), 1e-5);
 }
 
 TEST(NeuronFineTune, EveryScoreShrinksTheBlocksAndTheFilesMatchTheReport) {
@@ -96,7 +104,8 @@ TEST(NeuronFineTune, EveryScoreShrinksTheBlocksAndTheFilesMatchTheReport) {
     auto config = nlohmann::json::parse(ReadFile(out + "/config.json").value());
     EXPECT_EQ(config["intermediate_size"], 132);
     ASSERT_TRUE(report->evaluation.has_value());
-    EXPECT_NEAR(PerplexityOf(out), report->evaluation->pruned_perplexity, 1e-9 * report->evaluation->pruned_perplexity);
+    EXPECT_NEAR(TestSplitPerplexity(out), report->evaluation->pruned_perplexity,
+                1e-9 * report->evaluation->pruned_perplexity);
   }
 }
 
@@ -109,7 +118,7 @@ TEST(NeuronFineTune, GumSelectsAcrossBlocksAndReachesTheTargetOverall) {
   EXPECT_EQ(a + b, 176) << "half of the 352 neurons, wherever they were";
   auto config = nlohmann::json::parse(ReadFile(dir / "out/config.json").value());
   if (a != b) EXPECT_EQ(config["shears_intermediate_sizes"], (std::vector<int64_t>{a, b}));
-  EXPECT_NEAR(PerplexityOf(dir / "out"), report->evaluation->pruned_perplexity, 1e-6);
+  EXPECT_NEAR(TestSplitPerplexity(dir / "out"), report->evaluation->pruned_perplexity, 1e-6);
 }
 
 TEST(NeuronFineTune, GumsTermMakesTheSurvivingNeuronsLessAlike) {

@@ -5,9 +5,14 @@
 
 #include <cstring>
 
-#include "worker/engine/masks.h"
 #include "common/files.h"
+#include "tests/process.h"
+#include "worker/engine/architecture.h"
+#include "worker/engine/block_runner.h"
+#include "worker/engine/dataset.h"
+#include "worker/engine/masks.h"
 #include "worker/engine/model_dir.h"
+#include "worker/engine/tokenizer.h"
 #include "worker/engine/prune_model.h"
 #include "worker/engine/tensor_io.h"
 
@@ -76,6 +81,27 @@ void ExpectReproducibleBySeed(PruneOptions options, const std::string& dir) {
   auto weights = [&](const char* run) { return ReadFile(dir + "/" + run + "/model.safetensors").value(); };
   EXPECT_EQ(weights("a"), weights("b")) << "same seed, same model";
   EXPECT_NE(weights("a"), weights("c")) << "another seed, another model";
+}
+
+torch::Tensor StoredTensor(const std::string& dir, const std::string& name) {
+  auto model = ModelDir::Open(dir);
+  EXPECT_TRUE(model.ok()) << model.status();
+  if (!model.ok()) return {};
+  const auto* at = (*model)->Find(name);
+  EXPECT_NE(at, nullptr) << name;
+  return at == nullptr ? torch::Tensor() : LoadTensor(*at->file, *at->info);
+}
+
+double TestSplitPerplexity(const std::string& dir) {
+  auto model = ModelDir::Open(dir);
+  EXPECT_TRUE(model.ok()) << model.status();
+  auto arch = Architecture::FromConfig((*model)->config());
+  EXPECT_TRUE(arch.ok()) << arch.status();
+  EXPECT_TRUE((*arch)->CheckWeights(**model).ok());
+  auto tokenizer = LoadTokenizer(dir);
+  auto ids = LoadTokenIds(KjvSplitsDir() + "/test.txt", tokenizer->get(), (*arch)->config().vocab);
+  BlockRunner runner(**model, **arch, torch::kCPU);
+  return Perplexity(runner, *EvaluationWindows(*ids, 64, 4096));
 }
 
 }  // namespace shears::testing

@@ -5,6 +5,8 @@
 
 #include <string>
 
+#include <torch/torch.h>
+
 #include "worker/engine/prune_options.h"
 
 namespace shears::testing {
@@ -14,5 +16,12 @@ void ExpectMagnitudePruned(const std::string& input_dir, const std::string& outp
 // Prunes with `options` twice at options.seed and once at the next seed, into dir/a, dir/b and
 // dir/c: the first two weights files are byte-identical, the third differs.
 void ExpectReproducibleBySeed(engine::PruneOptions options, const std::string& dir);
+
+// Tensor `name` as stored in the model directory `dir` (a test failure when absent).
+torch::Tensor StoredTensor(const std::string& dir, const std::string& name);
+
+// Perplexity of the model in `dir`, read back from its files, on the KJV test split in windows of
+// 64 tokens (the first 4096), as the structured-pruning tests ask their jobs to evaluate.
+double TestSplitPerplexity(const std::string& dir);
 
 }  // namespace shears::testing

@@ -134,9 +134,8 @@ absl::StatusOr<PruneReport> PruneFfnNeurons(const PruneOptions& options, const P
     }
     return e;
   };
-  if (observer.on_progress) observer.on_progress("writing", 0.5, "removing FFN neurons");
-  SHEARS_RETURN_IF_ERROR(WriteRewrittenModel(model, options.output_dir, edit, config, report));
-  SHEARS_RETURN_IF_ERROR(EvaluateRewrittenModel(options, observer, data, runner, device, calibration, report));
+  SHEARS_RETURN_IF_ERROR(WriteAndEvaluate(options, observer, model, edit, config, "removing FFN neurons", data, runner,
+                                          device, calibration, report));
   return report;
 }
 

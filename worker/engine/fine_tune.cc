@@ -28,7 +28,8 @@ TrainOptions TrainOptionsFor(const FineTuneOptions& options, uint64_t seed) {
   return train;
 }
 
-torch::Tensor StudentLoss(const torch::Tensor& logits, const torch::Tensor& batch, const torch::Tensor& teacher_logits) {
+torch::Tensor StudentLoss(const torch::Tensor& logits, const torch::Tensor& batch,
+                          const torch::Tensor& teacher_logits) {
   auto loss = NextTokenCrossEntropy(logits, batch);
   if (!teacher_logits.defined()) return loss;
   const int64_t vocab = logits.size(-1);

@@ -11,7 +11,7 @@
 namespace shears::engine {
 
 constexpr int64_t kDefaultFineTuneSteps = 200;
-constexpr double kDefaultFineTuneLearningRate = 1e-3;
+constexpr double kDefaultFineTuneLearningRate = 1e-4;
 constexpr int64_t kDefaultFineTuneBatchSize = 8;
 constexpr int64_t kDefaultFineTuneSeqLen = 128;
 

@@ -87,7 +87,6 @@ absl::StatusOr<PruneReport> RemoveBlocks(const PruneOptions& options, const Prun
     if (observer.on_layer) observer.on_layer(report.layers.back());
   }
 
-  progress("writing", 0.5, absl::StrCat("removing blocks ", absl::StrJoin(report.removed_blocks, ", ")));
   nlohmann::json config = model.config();
   config[NumBlocksKey(arch.config().family)] = blocks - k;
   const TensorEditor edit = [&](const std::string& name) {
@@ -96,8 +95,9 @@ absl::StatusOr<PruneReport> RemoveBlocks(const PruneOptions& options, const Prun
     if (removed.count(b)) return TensorEdit{true};
     return TensorEdit{false, arch.BlockPrefix(new_index[b]) + name.substr(arch.BlockPrefix(b).size())};
   };
-  SHEARS_RETURN_IF_ERROR(WriteRewrittenModel(model, options.output_dir, edit, config, report));
-  SHEARS_RETURN_IF_ERROR(EvaluateRewrittenModel(options, observer, data, runner, device, calibration, report));
+  SHEARS_RETURN_IF_ERROR(WriteAndEvaluate(options, observer, model, edit, config,
+                                          absl::StrCat("removing blocks ", absl::StrJoin(report.removed_blocks, ", ")),
+                                          data, runner, device, calibration, report));
   return report;
 }
 

@@ -225,9 +225,8 @@ absl::StatusOr<PruneReport> PruneLowRank(const PruneOptions& options, const Prun
     }
     return e;
   };
-  if (observer.on_progress) observer.on_progress("writing", 0.5, "writing the factors");
-  SHEARS_RETURN_IF_ERROR(WriteRewrittenModel(model, options.output_dir, edit, config, report));
-  SHEARS_RETURN_IF_ERROR(EvaluateRewrittenModel(options, observer, data, runner, device, calibration, report));
+  SHEARS_RETURN_IF_ERROR(WriteAndEvaluate(options, observer, model, edit, config, "writing the factors", data, runner,
+                                          device, calibration, report));
   return report;
 }
 

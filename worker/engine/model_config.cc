@@ -140,10 +140,13 @@ absl::StatusOr<ModelConfig> ModelConfig::Parse(const nlohmann::json& config) {
     }
   }
   if (auto ranks = config.find(kLowRankKey); ranks != config.end()) {
-    if (!ranks->is_object()) return absl::InvalidArgumentError(absl::StrCat("config.json: ", kLowRankKey, " must map weight names to ranks"));
+    if (!ranks->is_object()) {
+      return absl::InvalidArgumentError(absl::StrCat("config.json: ", kLowRankKey, " must map weight names to ranks"));
+    }
     for (const auto& [name, rank] : ranks->items()) {
       if (!rank.is_number_integer() || rank.get<int64_t>() < 1) {
-        return absl::InvalidArgumentError(absl::StrCat("config.json: ", kLowRankKey, " gives ", name, " a rank that is not positive"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("config.json: ", kLowRankKey, " gives ", name, " a rank that is not positive"));
       }
       m.low_rank[name] = rank.get<int64_t>();
     }

@@ -57,4 +57,13 @@ absl::Status EvaluateRewrittenModel(const PruneOptions& options, const PruneObse
   return absl::OkStatus();
 }
 
+absl::Status WriteAndEvaluate(const PruneOptions& options, const PruneObserver& observer, const ModelDir& model,
+                              const TensorEditor& edit, const nlohmann::json& config, const std::string& what,
+                              JobData& data, const BlockRunner& dense, torch::Device device,
+                              const torch::Tensor& calibration, PruneReport& report) {
+  if (observer.on_progress) observer.on_progress("writing", 0.5, what);
+  SHEARS_RETURN_IF_ERROR(WriteRewrittenModel(model, options.output_dir, edit, config, report));
+  return EvaluateRewrittenModel(options, observer, data, dense, device, calibration, report);
+}
+
 }  // namespace shears::engine

@@ -41,4 +41,11 @@ absl::Status EvaluateRewrittenModel(const PruneOptions& options, const PruneObse
                                     const BlockRunner& dense, torch::Device device, const torch::Tensor& calibration,
                                     PruneReport& report);
 
+// Both of the above, the end of every structured method: reports `what` it writes, writes the
+// output and measures it.
+absl::Status WriteAndEvaluate(const PruneOptions& options, const PruneObserver& observer, const ModelDir& model,
+                              const TensorEditor& edit, const nlohmann::json& config, const std::string& what,
+                              JobData& data, const BlockRunner& dense, torch::Device device,
+                              const torch::Tensor& calibration, PruneReport& report);
+
 }  // namespace shears::engine
