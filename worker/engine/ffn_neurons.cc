@@ -8,7 +8,6 @@
 #include "worker/engine/job_data.h"
 #include "worker/engine/masks.h"
 #include "worker/engine/neuron_fine_tune.h"
-#include "worker/engine/redundancy.h"
 #include "worker/engine/rewritten_model.h"
 
 namespace shears::engine {
@@ -78,11 +77,7 @@ absl::StatusOr<PruneReport> PruneFfnNeurons(const PruneOptions& options, const P
   JobData data(model, arch.config());
 
   PruneReport report;
-  torch::Tensor calibration;
-  if (options.calibration) {
-    SHEARS_ASSIGN_OR_RETURN(calibration, data.CalibrationWindows(*options.calibration));
-    RecordRedundancy(runner, calibration, "dense", observer, report);
-  }
+  SHEARS_ASSIGN_OR_RETURN(torch::Tensor calibration, MeasureDenseModel(options, observer, data, runner, report));
   // Fine-tuning leaves new weights and the neurons its schedule kept; otherwise score once.
   std::optional<ModelWeights> tuned;
   std::vector<torch::Tensor> pruned;

@@ -50,18 +50,11 @@ absl::StatusOr<PruneReport> RemoveBlocks(const PruneOptions& options, const Prun
     return absl::InvalidArgumentError(absl::StrCat("target_sparsity: ", options.target_sparsity, " removes ", k, " of the ",
                                                    blocks, " blocks and would leave none"));
   }
-  auto progress = [&](const std::string& stage, double fraction, const std::string& message) {
-    if (observer.on_progress) observer.on_progress(stage, fraction, message);
-  };
   JobData data(model, arch.config());
   BlockRunner runner(model, arch, device);
   PruneReport report;
-  torch::Tensor calibration;
-  if (options.calibration) {
-    SHEARS_ASSIGN_OR_RETURN(calibration, data.CalibrationWindows(*options.calibration));
-    progress("measuring", 0.0, "Block Influence of every block on the calibration windows");
-    RecordRedundancy(runner, calibration, "dense", observer, report);
-  } else if (options.method == Method::kBlockInfluence) {
+  SHEARS_ASSIGN_OR_RETURN(torch::Tensor calibration, MeasureDenseModel(options, observer, data, runner, report));
+  if (!calibration.defined() && options.method == Method::kBlockInfluence) {
     return absl::InvalidArgumentError("calibration: Block Influence is measured on calibration data");
   }
   report.removed_blocks = SelectBlocks(options, blocks, k, report.redundancy.empty() ? nullptr : &report.redundancy[0]);

@@ -10,7 +10,6 @@
 #include "worker/engine/flop.h"
 #include "worker/engine/job_data.h"
 #include "worker/engine/linear_inputs.h"
-#include "worker/engine/redundancy.h"
 #include "worker/engine/rewritten_model.h"
 
 namespace shears::engine {
@@ -165,11 +164,7 @@ absl::StatusOr<PruneReport> PruneLowRank(const PruneOptions& options, const Prun
   BlockRunner runner(model, arch, device);
   JobData data(model, arch.config());
   PruneReport report;
-  torch::Tensor calibration;
-  if (options.calibration) {
-    SHEARS_ASSIGN_OR_RETURN(calibration, data.CalibrationWindows(*options.calibration));
-    RecordRedundancy(runner, calibration, "dense", observer, report);
-  }
+  SHEARS_ASSIGN_OR_RETURN(torch::Tensor calibration, MeasureDenseModel(options, observer, data, runner, report));
   int64_t dense = 0;
   for (const auto& m : matrices) dense += m.size();
   const auto budget = static_cast<int64_t>(std::llround((1.0 - options.target_sparsity) * double(dense)));

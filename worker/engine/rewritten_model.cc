@@ -8,6 +8,17 @@
 
 namespace shears::engine {
 
+absl::StatusOr<torch::Tensor> MeasureDenseModel(const PruneOptions& options, const PruneObserver& observer,
+                                                JobData& data, const BlockRunner& dense, PruneReport& report) {
+  if (!options.calibration) return torch::Tensor();
+  SHEARS_ASSIGN_OR_RETURN(torch::Tensor calibration, data.CalibrationWindows(*options.calibration));
+  if (observer.on_progress) {
+    observer.on_progress("measuring", 0.0, "redundancy of the dense model on the calibration windows");
+  }
+  RecordRedundancy(dense, calibration, "dense", observer, report);
+  return calibration;
+}
+
 absl::Status WriteRewrittenModel(const ModelDir& model, const std::string& out_dir, const TensorEditor& edit,
                                  const nlohmann::json& config, PruneReport& report) {
   std::vector<OutputTensor> outputs;

@@ -30,6 +30,11 @@ struct TensorEdit {
 };
 using TensorEditor = std::function<TensorEdit(const std::string& name)>;
 
+// The start of every structured method: the calibration windows when the job has them, with the
+// dense model's redundancy measured on them into `report`; an undefined tensor otherwise.
+absl::StatusOr<torch::Tensor> MeasureDenseModel(const PruneOptions& options, const PruneObserver& observer,
+                                                JobData& data, const BlockRunner& dense, PruneReport& report);
+
 // Writes `model` edited by `edit` into `out_dir` with `config`; fills report.files and
 // report.model_parameters_before/after (counted from the tensors).
 absl::Status WriteRewrittenModel(const ModelDir& model, const std::string& out_dir, const TensorEditor& edit,
