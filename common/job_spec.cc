@@ -52,9 +52,12 @@ absl::Status ValidateUri(const std::string& field, const std::string& uri) {
   auto parsed = ParseUri(uri);
   if (!parsed.ok()) return Invalid(field, std::string(parsed.status().message()));
   if (!IsSupportedScheme(parsed->scheme)) {
-    return Invalid(field, absl::StrCat("scheme '", parsed->scheme, "' is not supported (supported: file)"));
+    return Invalid(field, absl::StrCat("scheme '", parsed->scheme, "' is not supported (supported: ",
+                                       SupportedSchemes(), ")"));
   }
-  if (auto path = LocalPath(uri); !path.ok()) return Invalid(field, std::string(path.status().message()));
+  if (parsed->scheme == "file") {
+    if (auto path = LocalPath(uri); !path.ok()) return Invalid(field, std::string(path.status().message()));
+  }
   return absl::OkStatus();
 }
 
@@ -119,7 +122,28 @@ absl::Status ValidateFineTune(const v1::JobSpec& spec) {
   return absl::OkStatus();
 }
 
+// Every dataset URI the spec names, by field.
+std::vector<std::pair<std::string, std::string>> DatasetUris(const v1::JobSpec& spec) {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (spec.has_calibration()) out.emplace_back("calibration.dataset_uri", spec.calibration().dataset_uri());
+  if (spec.has_evaluation()) out.emplace_back("evaluation.dataset_uri", spec.evaluation().dataset_uri());
+  if (spec.has_fine_tune()) out.emplace_back("fine_tune.dataset_uri", spec.fine_tune().dataset_uri());
+  return out;
+}
+
 }  // namespace
+
+absl::Status CheckFileRoots(const v1::JobSpec& spec, const std::vector<std::string>& roots) {
+  auto uris = DatasetUris(spec);
+  uris.emplace_back("model_uri", spec.model_uri());
+  uris.emplace_back("output.uri", spec.output().uri());
+  for (const auto& [field, uri] : uris) {
+    if (absl::Status st = CheckFileRoots(uri, roots); !st.ok()) {
+      return absl::PermissionDeniedError(absl::StrCat("spec.", field, ": ", st.message()));
+    }
+  }
+  return absl::OkStatus();
+}
 
 void ApplySpecDefaults(v1::JobSpec& spec) {
   if (spec.structure() == v1::STRUCTURE_UNSPECIFIED) {
@@ -193,6 +217,12 @@ absl::Status ValidateSpec(const v1::JobSpec& spec) {
     if (eval.max_tokens() < 0) return Invalid("evaluation.max_tokens", "must not be negative");
   }
   if (auto st = ValidateUri("output.uri", spec.output().uri()); !st.ok()) return st;
+  if (const auto out = ParseUri(spec.output().uri()); IsReadOnlyScheme(out->scheme)) {
+    return Invalid("output.uri", absl::StrCat(out->scheme, ":// can be read from but not written to"));
+  }
+  for (const auto& [field, uri] : DatasetUris(spec)) {
+    if (ParseUri(uri)->scheme == "hf") return Invalid(field, "hf:// names a model repository, not a dataset file");
+  }
   if (absl::StripSuffix(spec.output().uri(), "/") == absl::StripSuffix(spec.model_uri(), "/")) {
     return Invalid("output.uri", "must differ from model_uri, or the input model would be overwritten");
   }

@@ -2,6 +2,9 @@
 // What a JobSpec may ask for, checked the same way by the server (CreateJob) and by
 // `shears-worker run-local`, with errors that name the offending field.
 
+#include <string>
+#include <vector>
+
 #include "absl/status/status.h"
 #include "shears/v1/job.pb.h"
 
@@ -12,5 +15,8 @@ void ApplySpecDefaults(v1::JobSpec& spec);
 // INVALID_ARGUMENT naming the field (e.g. "spec.target_sparsity: ...") for anything this build
 // cannot run.
 absl::Status ValidateSpec(const v1::JobSpec& spec);
+// PERMISSION_DENIED naming the field when a file:// URI of the spec lies outside `roots` (the
+// operator's --allow-file-root; none: every local path).
+absl::Status CheckFileRoots(const v1::JobSpec& spec, const std::vector<std::string>& roots);
 
 }  // namespace shears

@@ -28,6 +28,16 @@ class Digest {
 
 }  // namespace
 
+struct Sha256::State {
+  Digest digest;
+};
+Sha256::Sha256() : state_(std::make_unique<State>()) {}
+Sha256::~Sha256() = default;
+Sha256::Sha256(Sha256&&) noexcept = default;
+Sha256& Sha256::operator=(Sha256&&) noexcept = default;
+void Sha256::Update(const char* data, size_t size) { state_->digest.Update(data, size); }
+std::string Sha256::Hex() { return state_->digest.Hex(); }
+
 std::string Sha256Hex(const std::string& data) {
   Digest d;
   d.Update(data.data(), data.size());

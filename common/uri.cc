@@ -1,6 +1,9 @@
 #include "common/uri.h"
 
+#include <filesystem>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace shears {
 
@@ -15,19 +18,41 @@ absl::StatusOr<Uri> ParseUri(const std::string& text) {
   return Uri{text.substr(0, sep), text.substr(sep + 3)};
 }
 
-bool IsSupportedScheme(const std::string& scheme) { return scheme == "file"; }
+bool IsSupportedScheme(const std::string& scheme) {
+  return scheme == "file" || scheme == "http" || scheme == "https" || scheme == "hf";
+}
+
+bool IsReadOnlyScheme(const std::string& scheme) { return scheme == "http" || scheme == "https" || scheme == "hf"; }
+
+std::string SupportedSchemes() { return "file, http, https, hf"; }
 
 absl::StatusOr<std::string> LocalPath(const std::string& uri) {
   auto parsed = ParseUri(uri);
   if (!parsed.ok()) return parsed.status();
   if (parsed->scheme != "file") {
     return absl::InvalidArgumentError(
-        absl::StrCat("'", uri, "': scheme '", parsed->scheme, "' is not supported (supported: file)"));
+        absl::StrCat("'", uri, "': not a file:// URI"));
   }
   if (parsed->rest.empty() || parsed->rest[0] != '/') {
     return absl::InvalidArgumentError(absl::StrCat("'", uri, "': file URIs need an absolute path"));
   }
   return parsed->rest;
+}
+
+absl::Status CheckFileRoots(const std::string& uri, const std::vector<std::string>& roots) {
+  auto parsed = ParseUri(uri);
+  if (!parsed.ok() || parsed->scheme != "file" || roots.empty()) return absl::OkStatus();
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  // weakly_canonical resolves the symbolic links of the part that exists and `..` everywhere.
+  const fs::path path = fs::weakly_canonical(fs::path(parsed->rest), ec);
+  for (const auto& root : roots) {
+    const fs::path base = fs::weakly_canonical(fs::path(root), ec);
+    auto [end, at] = std::mismatch(base.begin(), base.end(), path.begin(), path.end());
+    if (end == base.end() || (std::next(end) == base.end() && end->empty())) return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(
+      absl::StrCat("'", uri, "' is outside the allowed file roots (", absl::StrJoin(roots, ", "), ")"));
 }
 
 }  // namespace shears

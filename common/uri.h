@@ -1,8 +1,10 @@
 #pragma once
-// URIs of models, datasets and outputs. Only file:// is served for now; other schemes are
-// recognised so that errors can say what is missing.
+// URIs of models, datasets and outputs: file:// (local paths, confined to the roots an operator
+// allows), http:// and https:// (read), hf://org/name[@revision] (a Hub-style model repository,
+// read). Other schemes are recognised so that errors can say what is missing.
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -16,7 +18,15 @@ struct Uri {
 // Accepts "scheme://rest"; a bare absolute path is taken as file://.
 absl::StatusOr<Uri> ParseUri(const std::string& text);
 bool IsSupportedScheme(const std::string& scheme);
+// Schemes that can be read but not written (outputs cannot go there).
+bool IsReadOnlyScheme(const std::string& scheme);
+// The schemes served, for messages: "file, http, https, hf".
+std::string SupportedSchemes();
 // The local path of a file:// URI (or a bare absolute path).
 absl::StatusOr<std::string> LocalPath(const std::string& uri);
+
+// PERMISSION_DENIED unless the file:// URI's path, with `..` and symbolic links resolved, lies
+// within one of `roots`. No roots: every local path is allowed. Other schemes pass.
+absl::Status CheckFileRoots(const std::string& uri, const std::vector<std::string>& roots);
 
 }  // namespace shears

@@ -14,6 +14,7 @@ constexpr char kUsage[] = R"(usage: shears-server [flags]
   --lease-ttl DURATION   a job's lease lapses this long after the last heartbeat (default 30s)
   --max-attempts N       a job whose lease lapses N times fails (default 3)
   --port-file PATH       write the bound port here once serving
+  --allow-file-root DIR  file:// URIs must lie under DIR (repeatable; none given: anywhere)
 )";
 
 int Fail(const std::string& message) {
@@ -31,7 +32,7 @@ int main(int argc, char** argv) {
     std::cout << kUsage;
     return 0;
   }
-  if (auto st = cl->CheckKnown({"listen", "db", "lease-ttl", "max-attempts", "port-file", "help"}); !st.ok()) {
+  if (auto st = cl->CheckKnown({"listen", "db", "lease-ttl", "max-attempts", "port-file", "allow-file-root", "help"}); !st.ok()) {
     return Fail(std::string(st.message()));
   }
   shears::server::ServerOptions options;
@@ -43,6 +44,7 @@ int main(int argc, char** argv) {
   if (!attempts.ok()) return Fail(std::string(attempts.status().message()));
   options.store.lease_ttl = *ttl;
   options.store.max_attempts = static_cast<int>(*attempts);
+  options.file_roots = cl->GetAll("allow-file-root");
 
 
   auto server = shears::server::Server::Start(options);

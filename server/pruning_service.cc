@@ -108,6 +108,7 @@ grpc::ServerUnaryReactor* PruningService::CreateJob(grpc::CallbackServerContext*
     v1::JobSpec spec = request->spec();
     ApplySpecDefaults(spec);
     SHEARS_RETURN_IF_ERROR(ValidateSpec(spec));
+    SHEARS_RETURN_IF_ERROR(CheckFileRoots(spec, file_roots_));
     SHEARS_ASSIGN_OR_RETURN(auto created, store_->Create(spec, request->request_id()));
     *response = std::move(created.job);
     return absl::OkStatus();

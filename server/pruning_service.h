@@ -1,6 +1,9 @@
 #pragma once
 // shears.v1.Pruning: the public API, on the gRPC callback API.
 
+#include <string>
+#include <vector>
+
 #include "server/event_hub.h"
 #include "server/job_store.h"
 #include "shears/v1/pruning.grpc.pb.h"
@@ -9,7 +12,9 @@ namespace shears::server {
 
 class PruningService final : public v1::Pruning::CallbackService {
  public:
-  PruningService(JobStore* store, EventHub* hub) : store_(store), hub_(hub) {}
+  // `file_roots`: where file:// URIs may point (empty: anywhere).
+  PruningService(JobStore* store, EventHub* hub, std::vector<std::string> file_roots)
+      : store_(store), hub_(hub), file_roots_(std::move(file_roots)) {}
 
   grpc::ServerUnaryReactor* CreateJob(grpc::CallbackServerContext* context, const v1::CreateJobRequest* request,
                                       v1::Job* response) override;
@@ -25,6 +30,7 @@ class PruningService final : public v1::Pruning::CallbackService {
  private:
   JobStore* const store_;
   EventHub* const hub_;
+  const std::vector<std::string> file_roots_;
 };
 
 }  // namespace shears::server

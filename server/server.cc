@@ -17,7 +17,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
     hub->Notify(job_id);
     if (state == v1::JOB_STATE_QUEUED) dispatcher->Wake();
   });
-  s->pruning_ = std::make_unique<PruningService>(s->store_.get(), &s->hub_);
+  s->pruning_ = std::make_unique<PruningService>(s->store_.get(), &s->hub_, options.file_roots);
   s->workers_ = std::make_unique<WorkersService>(s->store_.get(), s->dispatcher_.get());
 
   grpc::EnableDefaultHealthCheckService(true);

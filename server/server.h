@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 
@@ -20,6 +21,7 @@ struct ServerOptions {
   std::string listen = "0.0.0.0:50051";  // port 0 picks a free one
   std::string db_path = "shears.db";
   StoreOptions store;
+  std::vector<std::string> file_roots;  // --allow-file-root; empty: file:// may name any path
 };
 
 class Server {

@@ -13,6 +13,7 @@
 #include "common/sha256.h"
 #include "shears/v1/pruning.grpc.pb.h"
 #include "shears/v1/workers.grpc.pb.h"
+#include "tests/http_peer.h"
 #include "tests/model_builders.h"
 #include "tests/process.h"
 #include "tests/pruned_model_checks.h"
@@ -331,6 +332,62 @@ TEST_F(ServiceTest, LowRankJobStoresFactorsTheWorkerEvaluates) {
   EXPECT_FALSE(config["shears_low_rank"].empty());
 }
 
+TEST_F(ServiceTest, AJobReadsItsModelFromAHubMirror) {
+  // A sharded copy of the fixture served in Hub layout; the worker fetches it by hf:// with
+  // HF_ENDPOINT pointing at the mirror, prunes it and a second job finds it in the cache.
+  const fs::path repo = dir_ / "hub/org/tiny/resolve/main";
+  testing::RewriteModel(DataDir("tiny-llama"), repo, torch::kFloat32, /*shards=*/2);
+  fs::copy_file(DataDir("tiny-llama") + "/tokenizer.json", repo / "tokenizer.json");
+  testing::HttpPeer peer(dir_ / "hub", dir_.path());
+  setenv("HF_ENDPOINT", peer.url().c_str(), 1);
+  StartWorker();
+  unsetenv("HF_ENDPOINT");
+  for (int run = 0; run < 2; ++run) {
+    const std::string out = dir_ / ("out" + std::to_string(run));
+    v1::JobSpec spec = Spec(DataDir("tiny-llama"), out);
+    spec.set_model_uri("hf://org/tiny");
+    v1::Job job;
+    ASSERT_TRUE(Create(spec, &job).ok());
+    auto events = Watch(job.id());
+    v1::Job done = Get(job.id());
+    ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
+    testing::ExpectMagnitudePruned(repo, out, 0.5);
+    bool reported_bytes = false;
+    for (const auto& e : events) {
+      reported_bytes |= e.has_progress() && e.progress().message().find("model-00002-of-00002.safetensors: ") == 0;
+    }
+    EXPECT_EQ(reported_bytes, run == 0) << "download progress on the first run only";
+  }
+  int shard_gets = 0;
+  for (const auto& r : peer.Requests()) shard_gets += r.find("model-00001-of-00002.safetensors") != std::string::npos;
+  EXPECT_EQ(shard_gets, 1) << "the second job found the model in the worker's cache";
+}
+
+TEST(FileRootsAtCreateJob, APathOutsideTheAllowedRootsIsPermissionDenied) {
+  TempDir dir;
+  fs::create_directories(dir / "allowed");
+  auto server = testing::StartServer(dir.path(), {"--allow-file-root", dir / "allowed"});
+  ASSERT_FALSE(server.address.empty()) << server.process->Log();
+  auto stub = v1::Pruning::NewStub(grpc::CreateChannel(server.address, grpc::InsecureChannelCredentials()));
+  auto create = [&](const std::string& model, const std::string& out) {
+    v1::CreateJobRequest request;
+    request.mutable_spec()->set_model_uri("file://" + model);
+    request.mutable_spec()->set_method(v1::METHOD_MAGNITUDE);
+    request.mutable_spec()->set_target_sparsity(0.5);
+    request.mutable_spec()->mutable_output()->set_uri("file://" + out);
+    grpc::ClientContext context;
+    v1::Job job;
+    return stub->CreateJob(&context, request, &job);
+  };
+  EXPECT_TRUE(create(dir / "allowed/model", dir / "allowed/out").ok());
+  auto outside = create(DataDir("tiny-llama"), dir / "allowed/out2");
+  EXPECT_EQ(outside.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(outside.error_message().rfind("spec.model_uri: ", 0), 0u) << outside.error_message();
+  auto escaping = create(dir / "allowed/model", dir / "allowed/../out");
+  EXPECT_EQ(escaping.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(escaping.error_message().rfind("spec.output.uri: ", 0), 0u) << escaping.error_message();
+}
+
 TEST_F(ServiceTest, BadSpecsAreRejectedNamingTheFieldAndStoreNothing) {
   const std::string model = DataDir("tiny-llama");
   struct Case {
@@ -417,6 +474,13 @@ TEST_F(ServiceTest, BadSpecsAreRejectedNamingTheFieldAndStoreNothing) {
       {[](v1::JobSpec& s) { s.mutable_output()->clear_uri(); }, "spec.output.uri"},
       {[](v1::JobSpec& s) { s.mutable_output()->set_uri(s.model_uri() + "/"); }, "spec.output.uri"},
       {[](v1::JobSpec& s) { s.mutable_output()->set_uri("s3://bucket/out"); }, "spec.output.uri"},
+      {[](v1::JobSpec& s) { s.mutable_output()->set_uri("hf://org/name"); }, "spec.output.uri"},
+      {[](v1::JobSpec& s) {
+         s.mutable_calibration()->set_dataset_uri("hf://org/data");
+         s.mutable_calibration()->set_num_samples(8);
+         s.mutable_calibration()->set_seq_len(64);
+       },
+       "spec.calibration.dataset_uri"},
   };
   for (const auto& c : cases) {
     v1::JobSpec spec = Spec(model, dir_ / "out");

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/files.h"
 #include "common/proto_json.h"
 #include "common/sha256.h"
@@ -100,15 +101,6 @@ absl::StatusOr<engine::PruneOptions> EngineOptions(const v1::JobSpec& spec) {
   return options;
 }
 
-// A dataset URI fetched into the work directory; errors name the spec field.
-absl::StatusOr<std::string> LocalizeDataset(const std::string& field, const std::string& uri,
-                                            const std::string& work_dir) {
-  SHEARS_ASSIGN_OR_RETURN(auto data_fs, FileSystemFor(uri));
-  auto path = data_fs->Localize(uri, work_dir);
-  if (!path.ok()) return absl::Status(path.status().code(), absl::StrCat(field, ": ", path.status().message()));
-  return *path;
-}
-
 void ToProto(const engine::NeuronMeasure& measure, bool per_neuron, v1::NeuronMeasure& out) {
   out.set_mean(measure.mean);
   out.set_p50(measure.p50);
@@ -148,6 +140,24 @@ v1::JobEvent ProgressEvent(const std::string& stage, double fraction, const std:
   return event;
 }
 
+// A URI of the spec made local (fetched into the cache when remote), with download progress as
+// "loading" events; errors name the spec field.
+absl::StatusOr<std::string> Localize(const std::string& field, const std::string& uri, const RunContext& context) {
+  SHEARS_ASSIGN_OR_RETURN(auto storage, FileSystemFor(uri, context.storage));
+  const ProgressFn progress = [&](const TransferProgress& p) {
+    if (!context.on_event) return;
+    constexpr double kMiB = 1 << 20;
+    context.on_event(ProgressEvent(
+        "loading", 0.0,
+        absl::StrCat(p.name, ": ", absl::StrFormat("%.1f", p.bytes / kMiB),
+                     p.total > 0 ? absl::StrFormat(" of %.1f", p.total / kMiB) : "", " MiB",
+                     p.bytes_per_second > 0 ? absl::StrFormat(" at %.1f MiB/s", p.bytes_per_second / kMiB) : "")));
+  };
+  auto path = storage->Localize(uri, progress);
+  if (!path.ok()) return absl::Status(path.status().code(), absl::StrCat(field, ": ", path.status().message()));
+  return *path;
+}
+
 v1::LayerResult ToProto(const engine::LayerReport& layer) {
   v1::LayerResult out;
   out.set_name(layer.name);
@@ -179,12 +189,7 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
 
   emit(ProgressEvent("loading", 0.0, absl::StrCat("fetching ", spec.model_uri())));
   const std::string scratch = (fs::path(context.work_dir) / "jobs" / context.job_id).string();
-  SHEARS_ASSIGN_OR_RETURN(auto model_fs, FileSystemFor(spec.model_uri()));
-  auto model_dir = model_fs->Localize(spec.model_uri(), context.work_dir);
-  if (!model_dir.ok()) {
-    return absl::Status(model_dir.status().code(), absl::StrCat("model_uri: ", model_dir.status().message()));
-  }
-  options.model_dir = *model_dir;
+  SHEARS_ASSIGN_OR_RETURN(options.model_dir, Localize("model_uri", spec.model_uri(), context));
   // The scratch directory outlives a failed attempt: the next attempt on this worker resumes from
   // its per-block checkpoint, and overwrites only its own outputs.
   options.output_dir = (fs::path(scratch) / "output").string();
@@ -192,19 +197,19 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
   if (spec.has_evaluation()) {
     const auto& eval = spec.evaluation();
     SHEARS_ASSIGN_OR_RETURN(std::string path,
-                            LocalizeDataset("evaluation.dataset_uri", eval.dataset_uri(), context.work_dir));
+                            Localize("evaluation.dataset_uri", eval.dataset_uri(), context));
     options.evaluation = engine::EvaluationOptions{path, eval.seq_len(), eval.max_tokens()};
   }
   if (spec.has_calibration()) {
     const auto& calib = spec.calibration();
     SHEARS_ASSIGN_OR_RETURN(std::string path,
-                            LocalizeDataset("calibration.dataset_uri", calib.dataset_uri(), context.work_dir));
+                            Localize("calibration.dataset_uri", calib.dataset_uri(), context));
     options.calibration = engine::CalibrationOptions{path, calib.num_samples(), calib.seq_len(), calib.seed()};
   }
   if (spec.has_fine_tune()) {
     const auto& tune = spec.fine_tune();
     SHEARS_ASSIGN_OR_RETURN(std::string path,
-                            LocalizeDataset("fine_tune.dataset_uri", tune.dataset_uri(), context.work_dir));
+                            Localize("fine_tune.dataset_uri", tune.dataset_uri(), context));
     options.fine_tune = engine::FineTuneOptions{path,          tune.steps(),    tune.learning_rate(),
                                                 tune.batch_size(), tune.seq_len(), tune.distill(),
                                                 tune.has_uniqueness_weight() ? tune.uniqueness_weight() : -1.0};
@@ -259,7 +264,7 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
   result.set_output_uri(spec.output().uri());
 
   emit(ProgressEvent("publishing", kLoadShare + kPruneShare, absl::StrCat("writing to ", spec.output().uri())));
-  SHEARS_ASSIGN_OR_RETURN(auto out_fs, FileSystemFor(spec.output().uri()));
+  SHEARS_ASSIGN_OR_RETURN(auto out_fs, FileSystemFor(spec.output().uri(), context.storage));
   // The model's files first; the report, which lists them, last.
   for (const auto& name : report->files) {
     SHEARS_ASSIGN_OR_RETURN(*result.add_artifacts(),

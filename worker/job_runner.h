@@ -8,12 +8,14 @@
 
 #include "absl/status/statusor.h"
 #include "shears/v1/job.pb.h"
+#include "worker/storage/filesystem.h"
 
 namespace shears::worker {
 
 struct RunContext {
   std::string job_id;    // names the job's scratch directory, where a retried attempt resumes
-  std::string work_dir;  // scratch space and cache
+  std::string work_dir;  // scratch space
+  StorageOptions storage;  // allowed file roots, the download cache
   std::string device;    // "cpu", "cuda:N"
   // Progress and layer events, in order, from the running thread.
   std::function<void(const v1::JobEvent&)> on_event;

@@ -26,6 +26,8 @@ constexpr char kUsage[] = R"(usage: shears-worker --server HOST:PORT [flags]
   --worker-id ID       name shown in job events (default host-pid)
   --poll-wait DURATION long-poll length when idle (default 20s)
   --job-id ID          run-local: names the scratch directory; the same id resumes a killed run
+  --allow-file-root DIR file:// URIs must lie under DIR (repeatable; none given: anywhere)
+  --cache-max-bytes N  bound of the download cache in the work dir (default 100 GiB)
 )";
 
 int Fail(const std::string& message) {
@@ -60,7 +62,8 @@ void PrintEvent(const shears::v1::JobEvent& event) {
   }
 }
 
-int RunLocal(const shears::CommandLine& cl, const std::string& device, const std::string& work_dir) {
+int RunLocal(const shears::CommandLine& cl, const std::string& device, const std::string& work_dir,
+             const shears::worker::StorageOptions& storage) {
   auto path = cl.Get("spec");
   if (!path) return Fail("run-local needs --spec SPEC.json");
   shears::v1::JobSpec spec;
@@ -72,6 +75,7 @@ int RunLocal(const shears::CommandLine& cl, const std::string& device, const std
   // A stable --job-id lets a re-run after a crash resume from the checkpoint in --work-dir.
   context.job_id = cl.GetOr("job-id", absl::StrCat("local-", getpid()));
   context.work_dir = work_dir;
+  context.storage = storage;
   context.device = device;
   context.on_event = PrintEvent;
   static std::atomic<bool> stop{false};
@@ -99,7 +103,8 @@ int main(int argc, char** argv) {
     std::cout << kUsage;
     return 0;
   }
-  if (auto st = cl->CheckKnown({"server", "spec", "device", "threads", "work-dir", "worker-id", "poll-wait", "job-id", "help"});
+  if (auto st = cl->CheckKnown({"server", "spec", "device", "threads", "work-dir", "worker-id", "poll-wait", "job-id",
+                                "allow-file-root", "cache-max-bytes", "help"});
       !st.ok()) {
     return Fail(absl::StrCat(st.message(), "\n", kUsage));
   }
@@ -110,9 +115,15 @@ int main(int argc, char** argv) {
     return Fail(std::string(st.message()));
   }
   const std::string work_dir = cl->GetOr("work-dir", "/tmp/shears-worker");
+  shears::worker::StorageOptions storage;
+  storage.allowed_file_roots = cl->GetAll("allow-file-root");
+  storage.cache_dir = work_dir;
+  auto cache_bytes = cl->GetInt("cache-max-bytes", storage.cache_max_bytes);
+  if (!cache_bytes.ok()) return Fail(std::string(cache_bytes.status().message()));
+  storage.cache_max_bytes = *cache_bytes;
 
   const auto& words = cl->words();
-  if (!words.empty() && words[0] == "run-local") return RunLocal(*cl, device, work_dir);
+  if (!words.empty() && words[0] == "run-local") return RunLocal(*cl, device, work_dir, storage);
   if (!words.empty()) return Fail(absl::StrCat("unknown command '", words[0], "'\n", kUsage));
 
   shears::worker::WorkerOptions options;
@@ -122,6 +133,7 @@ int main(int argc, char** argv) {
   options.worker_id = cl->GetOr("worker-id", DefaultWorkerId());
   options.device = device;
   options.work_dir = work_dir;
+  options.storage = storage;
   auto poll = cl->GetDuration("poll-wait", options.poll_wait);
   if (!poll.ok()) return Fail(std::string(poll.status().message()));
   options.poll_wait = *poll;

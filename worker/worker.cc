@@ -116,6 +116,7 @@ void Worker::RunLeased(const v1::LeaseJobResponse& lease) {
   RunContext context;
   context.job_id = job.id();
   context.work_dir = options_.work_dir;
+  context.storage = options_.storage;
   context.device = options_.device;
   context.cancelled = [&] { return cancel_requested || lease_lost || stopping_; };
   context.on_event = [&](const v1::JobEvent& event) {

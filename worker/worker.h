@@ -12,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "shears/v1/workers.grpc.pb.h"
+#include "worker/storage/filesystem.h"
 
 namespace shears::worker {
 
@@ -20,6 +21,7 @@ struct WorkerOptions {
   std::string worker_id;
   std::string device = "cpu";
   std::string work_dir = "/tmp/shears-worker";
+  StorageOptions storage;
   absl::Duration poll_wait = absl::Seconds(20);
   absl::Duration rpc_timeout = absl::Seconds(10);
 };

@@ -1,24 +1,38 @@
 #pragma once
-// One interface over every place a model, a dataset or an output can live, chosen by URI scheme,
-// so the job runner never looks at a scheme itself.
+// One interface over every place a model, a dataset or an output can live, chosen by URI scheme
+// (in the spirit of Triton's filesystem layer), so the job runner never looks at a scheme itself:
+//   file://           local paths, confined to the operator's allowed roots;
+//   http://, https:// single files, downloaded with resume and retries into the cache;
+//   hf://org/name[@revision]  a Hub-style model repository, fetched file by file into the cache.
 
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "worker/storage/http_client.h"
 
 namespace shears::worker {
+
+struct StorageOptions {
+  std::vector<std::string> allowed_file_roots;  // empty: any local path
+  std::string cache_dir;                        // downloads land here, kept for later jobs
+  int64_t cache_max_bytes = int64_t{100} << 30;
+  RetryPolicy retry;
+};
 
 class FileSystem {
  public:
   virtual ~FileSystem() = default;
-  // A local path holding the file or directory at `uri`; remote schemes fetch into `cache_dir`.
-  virtual absl::StatusOr<std::string> Localize(const std::string& uri, const std::string& cache_dir) = 0;
+  // A local path holding the file or directory at `uri`; remote schemes fetch it into the cache
+  // (once per worker: a later job finds it there), reporting the bytes as they arrive.
+  virtual absl::StatusOr<std::string> Localize(const std::string& uri, const ProgressFn& progress) = 0;
   // Publishes a local file at `uri` so that a reader sees all of it or nothing.
   virtual absl::Status Put(const std::string& local_path, const std::string& uri) = 0;
 };
 
-absl::StatusOr<std::unique_ptr<FileSystem>> FileSystemFor(const std::string& uri);
+absl::StatusOr<std::unique_ptr<FileSystem>> FileSystemFor(const std::string& uri, const StorageOptions& options);
 // `base` + "/" + `name`, without doubling the slash.
 std::string JoinUri(const std::string& base, const std::string& name);
 

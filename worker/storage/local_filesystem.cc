@@ -10,13 +10,15 @@
 namespace shears::worker {
 namespace fs = std::filesystem;
 
-absl::StatusOr<std::string> LocalFileSystem::Localize(const std::string& uri, const std::string&) {
+absl::StatusOr<std::string> LocalFileSystem::Localize(const std::string& uri, const ProgressFn&) {
+  SHEARS_RETURN_IF_ERROR(CheckFileRoots(uri, roots_));
   SHEARS_ASSIGN_OR_RETURN(std::string path, LocalPath(uri));
   if (!fs::exists(path)) return absl::NotFoundError(absl::StrCat(uri, ": no such file or directory"));
   return path;
 }
 
 absl::Status LocalFileSystem::Put(const std::string& local_path, const std::string& uri) {
+  SHEARS_RETURN_IF_ERROR(CheckFileRoots(uri, roots_));
   SHEARS_ASSIGN_OR_RETURN(std::string path, LocalPath(uri));
   SHEARS_RETURN_IF_ERROR(MakeDirectories(fs::path(path).parent_path().string()));
   return CopyFileAtomically(local_path, path);

@@ -1,14 +1,21 @@
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include "worker/storage/filesystem.h"
 
 namespace shears::worker {
 
-// file:// URIs and bare absolute paths.
+// file:// URIs and bare absolute paths, within the allowed roots.
 class LocalFileSystem final : public FileSystem {
  public:
-  absl::StatusOr<std::string> Localize(const std::string& uri, const std::string& cache_dir) override;
+  explicit LocalFileSystem(std::vector<std::string> roots) : roots_(std::move(roots)) {}
+  absl::StatusOr<std::string> Localize(const std::string& uri, const ProgressFn& progress) override;
   absl::Status Put(const std::string& local_path, const std::string& uri) override;
+
+ private:
+  std::vector<std::string> roots_;
 };
 
 }  // namespace shears::worker

@@ -1,0 +1,32 @@
+#pragma once
+// Remote models and datasets kept on the worker's disk, keyed by URI (an hf:// URI carries its
+// revision), so that a second job on the same model does not fetch it again. An entry is a
+// directory that a `.complete` marker vouches for; an flock on `<entry>.lock` makes a second job
+// on this worker wait for the first one's download instead of starting its own. When the cache
+// grows past its bound, the least recently used entries that no job holds go first.
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace shears::worker {
+
+class DownloadCache {
+ public:
+  DownloadCache(std::string root, int64_t max_bytes) : root_(std::move(root)), max_bytes_(max_bytes) {}
+
+  // The directory of `key`'s entry. Unless it is complete, `fetch` fills a fresh directory first
+  // (a failed fetch leaves nothing behind). `hit` says whether the entry was there already.
+  absl::StatusOr<std::string> Get(const std::string& key,
+                                  const std::function<absl::Status(const std::string& dir)>& fetch, bool* hit = nullptr);
+
+ private:
+  void Evict(const std::string& keep) const;
+
+  std::string root_;
+  int64_t max_bytes_;
+};
+
+}  // namespace shears::worker

@@ -1,0 +1,40 @@
+#pragma once
+// The read-only remote schemes: http(s):// single files and hf:// model repositories, fetched
+// through the download cache.
+
+#include <string>
+
+#include "worker/storage/download_cache.h"
+#include "worker/storage/filesystem.h"
+#include "worker/storage/http_client.h"
+
+namespace shears::worker {
+
+// http:// and https://: the file at the URL.
+class HttpFileSystem final : public FileSystem {
+ public:
+  explicit HttpFileSystem(const StorageOptions& options);
+  absl::StatusOr<std::string> Localize(const std::string& uri, const ProgressFn& progress) override;
+  absl::Status Put(const std::string& local_path, const std::string& uri) override;
+
+ private:
+  HttpClient client_;
+  DownloadCache cache_;
+};
+
+// hf://org/name[@revision] (default revision "main"): config.json, the tokenizer files there are,
+// and the safetensors weights (the shards model.safetensors.index.json names, or
+// model.safetensors), each from {HF_ENDPOINT}/{org}/{name}/resolve/{revision}/{file}, with
+// HF_TOKEN as a bearer token when set. HF_ENDPOINT defaults to https://huggingface.co.
+class HubFileSystem final : public FileSystem {
+ public:
+  explicit HubFileSystem(const StorageOptions& options);
+  absl::StatusOr<std::string> Localize(const std::string& uri, const ProgressFn& progress) override;
+  absl::Status Put(const std::string& local_path, const std::string& uri) override;
+
+ private:
+  HttpClient client_;
+  DownloadCache cache_;
+};
+
+}  // namespace shears::worker
