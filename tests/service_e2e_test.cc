@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <google/protobuf/util/json_util.h>
 #include <nlohmann/json.hpp>
@@ -178,7 +179,8 @@ TEST_F(ServiceTest, MagnitudeJobRunsToSucceededAndPublishesThePrunedModel) {
     EXPECT_EQ(static_cast<int64_t>(fs::file_size(path)), a.size_bytes()) << a.uri();
     EXPECT_EQ(Sha256File(path).value(), a.sha256()) << a.uri();
   }
-  EXPECT_EQ(names, (std::set<std::string>{"model.safetensors", "config.json", "tokenizer.json", "shears_report.json"}));
+  EXPECT_EQ(names, (std::set<std::string>{"model.safetensors", "config.json", "tokenizer.json", "shears_report.json",
+                                          "manifest.json"}));
   v1::JobResult report;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(ReadFile(out + "/shears_report.json").value(), &report).ok());
   EXPECT_EQ(report.layers_size(), 14);
@@ -361,6 +363,45 @@ TEST_F(ServiceTest, AJobReadsItsModelFromAHubMirror) {
   int shard_gets = 0;
   for (const auto& r : peer.Requests()) shard_gets += r.find("model-00001-of-00002.safetensors") != std::string::npos;
   EXPECT_EQ(shard_gets, 1) << "the second job found the model in the worker's cache";
+}
+
+TEST_F(ServiceTest, TheManifestComesLastAndVouchesForEveryFile) {
+  StartWorker();
+  const std::string out = dir_ / "out";
+  v1::Job job;
+  ASSERT_TRUE(Create(Spec(DataDir("tiny-llama"), out), &job).ok());
+  Watch(job.id());
+  v1::Job done = Get(job.id());
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
+  const auto& artifacts = done.result().artifacts();
+  ASSERT_GT(artifacts.size(), 2);
+  EXPECT_EQ(artifacts.rbegin()->uri(), "file://" + out + "/manifest.json") << "published last";
+  auto manifest = nlohmann::json::parse(ReadFile(out + "/manifest.json").value());
+  EXPECT_EQ(manifest["job_id"], job.id());
+  EXPECT_EQ(manifest["spec"]["model_uri"], "file://" + DataDir("tiny-llama"));
+  EXPECT_FALSE(manifest["engine_version"].get<std::string>().empty());
+  ASSERT_EQ(manifest["files"].size(), static_cast<size_t>(artifacts.size() - 1)) << "every file but itself";
+  for (const auto& f : manifest["files"]) {
+    const std::string path = out + "/" + f["name"].get<std::string>();
+    EXPECT_EQ(f["sha256"], Sha256File(path).value()) << path;
+    EXPECT_EQ(f["size_bytes"].get<int64_t>(), static_cast<int64_t>(fs::file_size(path))) << path;
+  }
+}
+
+TEST_F(ServiceTest, AFailedPublishLeavesNoManifestBesidePartialData) {
+  // An earlier attempt's manifest is there; this attempt cannot write the weights (a directory
+  // stands in the way), so the job fails and no manifest remains to vouch for what is there.
+  StartWorker();
+  const std::string out = dir_ / "out";
+  fs::create_directories(out + "/model.safetensors");
+  { std::ofstream(out + "/manifest.json") << "{\"stale\": true}"; }
+  v1::Job job;
+  ASSERT_TRUE(Create(Spec(DataDir("tiny-llama"), out), &job).ok());
+  Watch(job.id());
+  v1::Job done = Get(job.id());
+  EXPECT_EQ(done.state(), v1::JOB_STATE_FAILED);
+  EXPECT_NE(done.error().find("model.safetensors"), std::string::npos) << done.error();
+  EXPECT_FALSE(fs::exists(out + "/manifest.json"));
 }
 
 TEST(FileRootsAtCreateJob, APathOutsideTheAllowedRootsIsPermissionDenied) {

@@ -2,6 +2,8 @@
 
 #include <filesystem>
 
+#include <nlohmann/json.hpp>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/files.h"
@@ -178,6 +180,20 @@ absl::StatusOr<v1::Artifact> Publish(FileSystem& fs, const std::string& local, c
   return artifact;
 }
 
+// manifest.json: every file published before it, with size and sha256, and what made them.
+std::string Manifest(const v1::JobSpec& spec, const std::string& job_id, const v1::JobResult& result) {
+  nlohmann::json files = nlohmann::json::array();
+  for (const auto& a : result.artifacts()) {
+    files.push_back({{"name", a.uri().substr(a.uri().rfind('/') + 1)}, {"size_bytes", a.size_bytes()},
+                     {"sha256", a.sha256()}});
+  }
+  return nlohmann::json{{"job_id", job_id},
+                        {"engine_version", SHEARS_VERSION},
+                        {"spec", nlohmann::json::parse(ToJson(spec))},
+                        {"files", files}}
+      .dump(2);
+}
+
 }  // namespace
 
 absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& context) {
@@ -265,7 +281,11 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
 
   emit(ProgressEvent("publishing", kLoadShare + kPruneShare, absl::StrCat("writing to ", spec.output().uri())));
   SHEARS_ASSIGN_OR_RETURN(auto out_fs, FileSystemFor(spec.output().uri(), context.storage));
-  // The model's files first; the report, which lists them, last.
+  // A manifest vouches for complete data: an earlier attempt's goes before any file is replaced,
+  // the new one after every file is in place.
+  const std::string manifest_uri = JoinUri(spec.output().uri(), kManifestFile);
+  SHEARS_RETURN_IF_ERROR(out_fs->Delete(manifest_uri));
+  // The model's files first; the report, which lists them, next; the manifest last.
   for (const auto& name : report->files) {
     SHEARS_ASSIGN_OR_RETURN(*result.add_artifacts(),
                             Publish(*out_fs, (fs::path(options.output_dir) / name).string(),
@@ -275,6 +295,9 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
   SHEARS_RETURN_IF_ERROR(WriteFileAtomically(report_path, ToJson(result)));
   SHEARS_ASSIGN_OR_RETURN(*result.add_artifacts(),
                           Publish(*out_fs, report_path, JoinUri(spec.output().uri(), kReportFile)));
+  const std::string manifest_path = (fs::path(scratch) / kManifestFile).string();
+  SHEARS_RETURN_IF_ERROR(WriteFileAtomically(manifest_path, Manifest(spec, context.job_id, result)));
+  SHEARS_ASSIGN_OR_RETURN(*result.add_artifacts(), Publish(*out_fs, manifest_path, manifest_uri));
   RemoveAll(scratch).IgnoreError();
   emit(ProgressEvent("done", 1.0, "published"));
   return result;

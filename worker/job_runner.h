@@ -26,5 +26,7 @@ struct RunContext {
 absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& context);
 
 inline constexpr char kReportFile[] = "shears_report.json";
+// Published last: a reader that sees it sees a complete output.
+inline constexpr char kManifestFile[] = "manifest.json";
 
 }  // namespace shears::worker

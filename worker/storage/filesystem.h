@@ -30,6 +30,8 @@ class FileSystem {
   virtual absl::StatusOr<std::string> Localize(const std::string& uri, const ProgressFn& progress) = 0;
   // Publishes a local file at `uri` so that a reader sees all of it or nothing.
   virtual absl::Status Put(const std::string& local_path, const std::string& uri) = 0;
+  // Removes the file at `uri`; one that is not there is no error.
+  virtual absl::Status Delete(const std::string& uri) = 0;
 };
 
 absl::StatusOr<std::unique_ptr<FileSystem>> FileSystemFor(const std::string& uri, const StorageOptions& options);

@@ -117,7 +117,8 @@ absl::StatusOr<Downloaded> HttpClient::Download(const std::string& url, const st
   for (int attempt = 0; attempt < retry_.attempts; ++attempt) {
     if (attempt > 0) {
       const absl::Duration backoff = std::min(retry_.max_backoff, retry_.initial_backoff * (1 << (attempt - 1)));
-      std::this_thread::sleep_for(absl::ToChronoMilliseconds(backoff * std::uniform_real_distribution<>(0.5, 1.5)(rng)));
+      const double jitter = std::uniform_real_distribution<>(0.5, 1.5)(rng);
+      std::this_thread::sleep_for(absl::ToChronoMilliseconds(backoff * jitter));
     }
     std::ofstream out(part, std::ios::binary | std::ios::app);
     if (!out) return absl::InternalError(absl::StrCat("cannot write ", part));

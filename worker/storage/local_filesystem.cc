@@ -24,4 +24,13 @@ absl::Status LocalFileSystem::Put(const std::string& local_path, const std::stri
   return CopyFileAtomically(local_path, path);
 }
 
+absl::Status LocalFileSystem::Delete(const std::string& uri) {
+  SHEARS_RETURN_IF_ERROR(CheckFileRoots(uri, roots_));
+  SHEARS_ASSIGN_OR_RETURN(std::string path, LocalPath(uri));
+  std::error_code ec;
+  fs::remove(path, ec);
+  if (ec) return absl::InternalError(absl::StrCat("remove ", path, ": ", ec.message()));
+  return absl::OkStatus();
+}
+
 }  // namespace shears::worker

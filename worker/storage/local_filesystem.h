@@ -13,6 +13,7 @@ class LocalFileSystem final : public FileSystem {
   explicit LocalFileSystem(std::vector<std::string> roots) : roots_(std::move(roots)) {}
   absl::StatusOr<std::string> Localize(const std::string& uri, const ProgressFn& progress) override;
   absl::Status Put(const std::string& local_path, const std::string& uri) override;
+  absl::Status Delete(const std::string& uri) override;
 
  private:
   std::vector<std::string> roots_;

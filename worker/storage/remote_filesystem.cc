@@ -52,6 +52,7 @@ absl::StatusOr<std::string> HttpFileSystem::Localize(const std::string& uri, con
 }
 
 absl::Status HttpFileSystem::Put(const std::string&, const std::string& uri) { return ReadOnly(uri); }
+absl::Status HttpFileSystem::Delete(const std::string& uri) { return ReadOnly(uri); }
 
 HubFileSystem::HubFileSystem(const StorageOptions& options)
     : client_(options.retry), cache_((fs::path(options.cache_dir) / "cache").string(), options.cache_max_bytes) {}
@@ -64,8 +65,8 @@ absl::StatusOr<std::string> HubFileSystem::Localize(const std::string& uri, cons
     repo = repo.substr(0, at);
   }
   const size_t slash = repo.find('/');
-  if (slash == std::string::npos || slash == 0 || slash + 1 == repo.size() || repo.find('/', slash + 1) != std::string::npos ||
-      revision.empty()) {
+  if (slash == std::string::npos || slash == 0 || slash + 1 == repo.size() ||
+      repo.find('/', slash + 1) != std::string::npos || revision.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(uri, ": expected hf://org/name or hf://org/name@revision"));
   }
   const char* env_endpoint = std::getenv("HF_ENDPOINT");
@@ -94,7 +95,8 @@ absl::StatusOr<std::string> HubFileSystem::Localize(const std::string& uri, cons
       std::set<std::string> shards;
       for (const auto& [tensor, file] : json["weight_map"].items()) {
         if (!file.is_string() || !PlainFileName(file.get<std::string>())) {
-          return absl::DataLossError(absl::StrCat(uri, ": the index maps ", tensor, " to a file name Shears will not fetch"));
+          return absl::DataLossError(
+              absl::StrCat(uri, ": the index maps ", tensor, " to a file name Shears will not fetch"));
         }
         shards.insert(file.get<std::string>());
       }
@@ -109,5 +111,6 @@ absl::StatusOr<std::string> HubFileSystem::Localize(const std::string& uri, cons
 }
 
 absl::Status HubFileSystem::Put(const std::string&, const std::string& uri) { return ReadOnly(uri); }
+absl::Status HubFileSystem::Delete(const std::string& uri) { return ReadOnly(uri); }
 
 }  // namespace shears::worker

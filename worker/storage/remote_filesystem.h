@@ -16,6 +16,7 @@ class HttpFileSystem final : public FileSystem {
   explicit HttpFileSystem(const StorageOptions& options);
   absl::StatusOr<std::string> Localize(const std::string& uri, const ProgressFn& progress) override;
   absl::Status Put(const std::string& local_path, const std::string& uri) override;
+  absl::Status Delete(const std::string& uri) override;
 
  private:
   HttpClient client_;
@@ -31,6 +32,7 @@ class HubFileSystem final : public FileSystem {
   explicit HubFileSystem(const StorageOptions& options);
   absl::StatusOr<std::string> Localize(const std::string& uri, const ProgressFn& progress) override;
   absl::Status Put(const std::string& local_path, const std::string& uri) override;
+  absl::Status Delete(const std::string& uri) override;
 
  private:
   HttpClient client_;
