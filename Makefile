@@ -2,7 +2,7 @@
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build test demo bench clean
+.PHONY: all deps build peers test demo bench clean
 
 all: build
 
@@ -14,7 +14,11 @@ build: deps
 	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release
 	cmake --build $(BUILD_DIR) -j$(JOBS)
 
-test: build
+# The protocol peers the integration tests start (s3rver, from the npm registry).
+peers:
+	scripts/install-test-peers.sh $(BUILD_DIR)/peers
+
+test: build peers
 	cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS)
 
 demo: build

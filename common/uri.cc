@@ -19,12 +19,12 @@ absl::StatusOr<Uri> ParseUri(const std::string& text) {
 }
 
 bool IsSupportedScheme(const std::string& scheme) {
-  return scheme == "file" || scheme == "http" || scheme == "https" || scheme == "hf";
+  return scheme == "file" || scheme == "http" || scheme == "https" || scheme == "hf" || scheme == "s3";
 }
 
 bool IsReadOnlyScheme(const std::string& scheme) { return scheme == "http" || scheme == "https" || scheme == "hf"; }
 
-std::string SupportedSchemes() { return "file, http, https, hf"; }
+std::string SupportedSchemes() { return "file, s3, http, https, hf"; }
 
 absl::StatusOr<std::string> LocalPath(const std::string& uri) {
   auto parsed = ParseUri(uri);

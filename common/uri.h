@@ -1,7 +1,8 @@
 #pragma once
 // URIs of models, datasets and outputs: file:// (local paths, confined to the roots an operator
-// allows), http:// and https:// (read), hf://org/name[@revision] (a Hub-style model repository,
-// read). Other schemes are recognised so that errors can say what is missing.
+// allows), s3://bucket/key (read and written), http:// and https:// (read), hf://org/name[@revision]
+// (a Hub-style model repository, read). Other schemes are recognised so that errors can say what
+// is missing.
 
 #include <string>
 #include <vector>

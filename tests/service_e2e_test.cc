@@ -18,8 +18,10 @@
 #include "tests/model_builders.h"
 #include "tests/process.h"
 #include "tests/pruned_model_checks.h"
+#include "tests/s3_peer.h"
 #include "tests/test_util.h"
 #include "worker/engine/model_dir.h"
+#include "worker/storage/filesystem.h"
 
 namespace shears {
 namespace {
@@ -388,6 +390,63 @@ TEST_F(ServiceTest, TheManifestComesLastAndVouchesForEveryFile) {
   }
 }
 
+TEST_F(ServiceTest, AJobReadsFromAHubMirrorAndPublishesToS3) {
+  const fs::path repo = dir_ / "hub/org/tiny/resolve/main";
+  testing::RewriteModel(DataDir("tiny-llama"), repo, torch::kFloat32, /*shards=*/2);
+  fs::copy_file(DataDir("tiny-llama") + "/tokenizer.json", repo / "tokenizer.json");
+  testing::HttpPeer hub(dir_ / "hub", dir_.path());
+  testing::S3Peer s3(dir_.path());
+  ASSERT_NE(s3.port(), 0);
+  setenv("HF_ENDPOINT", hub.url().c_str(), 1);
+  StartWorker();
+  unsetenv("HF_ENDPOINT");
+  v1::JobSpec spec = Spec(DataDir("tiny-llama"), "/unused");
+  spec.set_model_uri("hf://org/tiny");
+  spec.mutable_output()->set_uri("s3://models/pruned/tiny-50");
+  v1::Job job;
+  ASSERT_TRUE(Create(spec, &job).ok());
+  Watch(job.id());
+  v1::Job done = Get(job.id());
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
+  // Every file the manifest lists, as the store holds it, has the manifest's size and sha256.
+  worker::StorageOptions options;
+  options.cache_dir = dir_ / "reader";
+  auto store = worker::FileSystemFor("s3://models", options);
+  ASSERT_TRUE(store.ok());
+  auto local = (*store)->Localize("s3://models/pruned/tiny-50", {});
+  ASSERT_TRUE(local.ok()) << local.status();
+  auto manifest = nlohmann::json::parse(ReadFile(*local + "/manifest.json").value());
+  EXPECT_EQ(manifest["job_id"], job.id());
+  EXPECT_EQ(manifest["files"].size(), 6u) << "config, two shards, index, tokenizer, report";
+  for (const auto& f : manifest["files"]) {
+    const std::string path = *local + "/" + f["name"].get<std::string>();
+    EXPECT_EQ(f["sha256"], Sha256File(path).value()) << path;
+    EXPECT_EQ(f["size_bytes"].get<int64_t>(), static_cast<int64_t>(fs::file_size(path))) << path;
+  }
+  testing::ExpectMagnitudePruned(repo, *local, 0.5);
+}
+
+TEST_F(ServiceTest, AStoreThatDiesBeforePublishingFailsTheJobWithNoManifest) {
+  testing::S3Peer s3(dir_.path());
+  ASSERT_NE(s3.port(), 0);
+  StartWorker();
+  s3.Stop();
+  v1::JobSpec spec = Spec(DataDir("tiny-llama"), "/unused");
+  spec.mutable_output()->set_uri("s3://models/pruned/gone");
+  v1::Job job;
+  ASSERT_TRUE(Create(spec, &job).ok());
+  Watch(job.id());
+  v1::Job done = Get(job.id());
+  EXPECT_EQ(done.state(), v1::JOB_STATE_FAILED);
+  EXPECT_NE(done.error().find("failed after 5 attempts"), std::string::npos) << done.error();
+  s3.Restart();
+  worker::StorageOptions options;
+  options.cache_dir = dir_ / "reader";
+  auto store = worker::FileSystemFor("s3://models", options);
+  EXPECT_EQ((*store)->Localize("s3://models/pruned/gone/manifest.json", {}).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 TEST_F(ServiceTest, AFailedPublishLeavesNoManifestBesidePartialData) {
   // An earlier attempt's manifest is there; this attempt cannot write the weights (a directory
   // stands in the way), so the job fails and no manifest remains to vouch for what is there.
@@ -514,7 +573,7 @@ TEST_F(ServiceTest, BadSpecsAreRejectedNamingTheFieldAndStoreNothing) {
        "spec.sparsellm.gamma"},
       {[](v1::JobSpec& s) { s.mutable_output()->clear_uri(); }, "spec.output.uri"},
       {[](v1::JobSpec& s) { s.mutable_output()->set_uri(s.model_uri() + "/"); }, "spec.output.uri"},
-      {[](v1::JobSpec& s) { s.mutable_output()->set_uri("s3://bucket/out"); }, "spec.output.uri"},
+      {[](v1::JobSpec& s) { s.mutable_output()->set_uri("gs://bucket/out"); }, "spec.output.uri"},
       {[](v1::JobSpec& s) { s.mutable_output()->set_uri("hf://org/name"); }, "spec.output.uri"},
       {[](v1::JobSpec& s) {
          s.mutable_calibration()->set_dataset_uri("hf://org/data");

@@ -13,9 +13,11 @@
 #include "common/uri.h"
 #include "tests/http_peer.h"
 #include "tests/process.h"
+#include "tests/s3_peer.h"
 #include "tests/test_util.h"
 #include "worker/storage/download_cache.h"
 #include "worker/storage/filesystem.h"
+#include "worker/storage/s3_filesystem.h"
 
 namespace shears::worker {
 namespace {
@@ -24,6 +26,7 @@ namespace fs = std::filesystem;
 using shears::testing::DataDir;
 using shears::testing::HttpPeer;
 using shears::testing::Process;
+using shears::testing::S3Peer;
 using shears::testing::TempDir;
 using shears::testing::WaitForFile;
 
@@ -177,6 +180,72 @@ TEST(DownloadCache, EvictsTheLeastRecentlyUsedEntriesPastItsBound) {
   EXPECT_EQ(failed.status().code(), absl::StatusCode::kUnavailable);
   ASSERT_TRUE(cache.Get("d", fill(10), &hit).ok());
   EXPECT_FALSE(hit) << "a failed fetch leaves nothing behind";
+}
+
+TEST(S3, PutsAndFetchesObjectsAndPrefixes) {
+  TempDir dir;
+  S3Peer s3(dir.path());
+  ASSERT_NE(s3.port(), 0);
+  auto storage = *FileSystemFor("s3://models/x", Options(dir / "work"));
+  std::ofstream(dir / "config.json") << "{\"model_type\": \"llama\"}";
+  std::ofstream(dir / "weights.bin", std::ios::binary) << Bytes(100000);
+  ASSERT_TRUE(storage->Put(dir / "config.json", "s3://models/m/config.json").ok());
+  ASSERT_TRUE(storage->Put(dir / "weights.bin", "s3://models/m/weights.bin").ok());
+  auto file = storage->Localize("s3://models/m/weights.bin", {});
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_EQ(ReadFile(*file).value(), Bytes(100000));
+  auto model = storage->Localize("s3://models/m", {});
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ(ReadFile(*model + "/config.json").value(), ReadFile(dir / "config.json").value());
+  EXPECT_EQ(ReadFile(*model + "/weights.bin").value(), Bytes(100000));
+  ASSERT_TRUE(storage->Delete("s3://models/m/config.json").ok());
+  EXPECT_EQ(storage->Localize("s3://models/m/config.json", {}).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(storage->Delete("s3://models/m/never-there").ok());
+}
+
+TEST(S3, UploadsLargeFilesInSeveralPartsInParallel) {
+  TempDir dir;
+  S3Peer s3(dir.path());
+  StorageOptions options = Options(dir / "work");
+  options.s3_part_bytes = 1 << 20;
+  const std::string data = Bytes((7 << 19) + 123);  // 3.5 MiB: 4 parts
+  std::ofstream(dir / "big.bin", std::ios::binary) << data;
+  auto storage = *FileSystemFor("s3://models/big.bin", options);
+  ASSERT_TRUE(storage->Put(dir / "big.bin", "s3://models/big.bin").ok());
+  // The store saw four parts of one upload, then the object.
+  const std::string log = s3.Log();
+  int parts = 0;
+  for (size_t at = 0; (at = log.find("Stored part ", at)) != std::string::npos; ++at) ++parts;
+  EXPECT_EQ(parts, 4) << log;
+  EXPECT_NE(log.find("Stored object \"big.bin\""), std::string::npos) << log;
+  auto back = storage->Localize("s3://models/big.bin", {});
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(Sha256File(*back).value(), Sha256Hex(data));
+}
+
+TEST(S3, MissingBucketsAndKeysAreNotFound) {
+  TempDir dir;
+  S3Peer s3(dir.path());
+  auto storage = *FileSystemFor("s3://models/x", Options(dir / "work"));
+  auto no_bucket = storage->Localize("s3://no-such-bucket/model", {});
+  EXPECT_EQ(no_bucket.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(no_bucket.status().message().find("NoSuchBucket"), std::string::npos) << no_bucket.status();
+  auto no_key = storage->Localize("s3://models/absent", {});
+  EXPECT_EQ(no_key.status().code(), absl::StatusCode::kNotFound);
+  std::ofstream(dir / "f") << "x";
+  auto put = storage->Put(dir / "f", "s3://no-such-bucket/f");
+  EXPECT_EQ(put.code(), absl::StatusCode::kNotFound) << put;
+}
+
+TEST(S3, AStoreThatIsGoneIsRetriedThenUnavailable) {
+  TempDir dir;
+  S3Peer s3(dir.path());
+  auto storage = *FileSystemFor("s3://models/x", Options(dir / "work"));
+  s3.Stop();
+  std::ofstream(dir / "f") << "x";
+  auto put = storage->Put(dir / "f", "s3://models/f");
+  EXPECT_EQ(put.code(), absl::StatusCode::kUnavailable) << put;
+  EXPECT_NE(put.message().find("failed after 5 attempts"), std::string::npos) << put;
 }
 
 TEST(FileRoots, RefuseLocalPathsOutsideTheAllowedRoots) {

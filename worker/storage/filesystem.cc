@@ -4,6 +4,7 @@
 #include "common/uri.h"
 #include "worker/storage/local_filesystem.h"
 #include "worker/storage/remote_filesystem.h"
+#include "worker/storage/s3_filesystem.h"
 
 namespace shears::worker {
 
@@ -13,6 +14,7 @@ absl::StatusOr<std::unique_ptr<FileSystem>> FileSystemFor(const std::string& uri
   if (parsed->scheme == "file") return std::make_unique<LocalFileSystem>(options.allowed_file_roots);
   if (parsed->scheme == "http" || parsed->scheme == "https") return std::make_unique<HttpFileSystem>(options);
   if (parsed->scheme == "hf") return std::make_unique<HubFileSystem>(options);
+  if (parsed->scheme == "s3") return std::make_unique<S3FileSystem>(options, S3Config::FromEnvironment());
   return absl::InvalidArgumentError(absl::StrCat("'", uri, "': scheme '", parsed->scheme,
                                                  "' is not supported (supported: ", SupportedSchemes(), ")"));
 }

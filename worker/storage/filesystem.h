@@ -3,7 +3,8 @@
 // (in the spirit of Triton's filesystem layer), so the job runner never looks at a scheme itself:
 //   file://           local paths, confined to the operator's allowed roots;
 //   http://, https:// single files, downloaded with resume and retries into the cache;
-//   hf://org/name[@revision]  a Hub-style model repository, fetched file by file into the cache.
+//   hf://org/name[@revision]  a Hub-style model repository, fetched file by file into the cache;
+//   s3://bucket/key    any S3-compatible store, read and written.
 
 #include <cstdint>
 #include <memory>
@@ -20,6 +21,7 @@ struct StorageOptions {
   std::string cache_dir;                        // downloads land here, kept for later jobs
   int64_t cache_max_bytes = int64_t{100} << 30;
   RetryPolicy retry;
+  int64_t s3_part_bytes = int64_t{8} << 20;  // larger files go up as multipart uploads
 };
 
 class FileSystem {

@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -91,11 +92,62 @@ bool Retryable(CURLcode code, long status) {
   return status >= 500 || status == 429;
 }
 
-absl::Status HttpError(const std::string& url, long status) {
-  const std::string message = absl::StrCat("GET ", url, ": HTTP ", status);
+absl::Status HttpError(const std::string& method, const std::string& url, long status,
+                       const std::string& body = "") {
+  std::string message = absl::StrCat(method, " ", url, ": HTTP ", status);
+  if (!body.empty()) absl::StrAppend(&message, ": ", body.substr(0, 300));
   if (status == 404) return absl::NotFoundError(message);
   if (status == 401 || status == 403) return absl::PermissionDeniedError(message);
   return absl::FailedPreconditionError(message);
+}
+
+// Sleeps before retry `attempt` (1, 2, ...): exponential from the initial backoff, capped, ±50%.
+void Backoff(const RetryPolicy& retry, int attempt, std::mt19937_64& rng) {
+  const absl::Duration backoff = std::min(retry.max_backoff, retry.initial_backoff * (1 << (attempt - 1)));
+  std::this_thread::sleep_for(absl::ToChronoMilliseconds(backoff * std::uniform_real_distribution<>(0.5, 1.5)(rng)));
+}
+
+// What every request sets: the target, the headers, no signals (threads), and a stall that
+// counts as a broken connection.
+void CommonOptions(CURL* c, const std::string& url, curl_slist* headers) {
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
+}
+
+void SetAuth(CURL* c, const HttpAuth& auth) {
+  if (auth.aws_sigv4.empty()) return;
+  curl_easy_setopt(c, CURLOPT_AWS_SIGV4, auth.aws_sigv4.c_str());
+  curl_easy_setopt(c, CURLOPT_USERPWD, auth.userpwd.c_str());
+}
+
+// The request body as libcurl reads it: from memory or from a file range.
+struct Body {
+  const std::string* text = nullptr;
+  std::ifstream* file = nullptr;
+  int64_t left = 0;
+  size_t at = 0;
+};
+
+size_t ReadBody(char* buffer, size_t size, size_t count, void* user) {
+  auto* b = static_cast<Body*>(user);
+  const size_t n = static_cast<size_t>(std::min<int64_t>(b->left, static_cast<int64_t>(size * count)));
+  if (b->text != nullptr) {
+    std::memcpy(buffer, b->text->data() + b->at, n);
+  } else if (!b->file->read(buffer, static_cast<std::streamsize>(n))) {
+    return CURL_READFUNC_ABORT;
+  }
+  b->at += n;
+  b->left -= static_cast<int64_t>(n);
+  return n;
+}
+
+size_t AppendBody(char* data, size_t size, size_t count, void* user) {
+  static_cast<std::string*>(user)->append(data, size * count);
+  return size * count;
 }
 
 }  // namespace
@@ -104,7 +156,7 @@ HttpClient::HttpClient(RetryPolicy retry) : retry_(retry) { GlobalInit(); }
 
 absl::StatusOr<Downloaded> HttpClient::Download(const std::string& url, const std::vector<std::string>& headers,
                                                 const std::string& path, const std::string& name,
-                                                const ProgressFn& progress) const {
+                                                const ProgressFn& progress, const HttpAuth& auth) const {
   const std::string part = path + ".part";
   std::error_code ec;
   fs::create_directories(fs::path(path).parent_path(), ec);
@@ -115,11 +167,7 @@ absl::StatusOr<Downloaded> HttpClient::Download(const std::string& url, const st
   std::mt19937_64 rng(std::random_device{}());
   std::string last_error;
   for (int attempt = 0; attempt < retry_.attempts; ++attempt) {
-    if (attempt > 0) {
-      const absl::Duration backoff = std::min(retry_.max_backoff, retry_.initial_backoff * (1 << (attempt - 1)));
-      const double jitter = std::uniform_real_distribution<>(0.5, 1.5)(rng);
-      std::this_thread::sleep_for(absl::ToChronoMilliseconds(backoff * jitter));
-    }
+    if (attempt > 0) Backoff(retry_, attempt, rng);
     std::ofstream out(part, std::ios::binary | std::ios::app);
     if (!out) return absl::InternalError(absl::StrCat("cannot write ", part));
     Attempt a;
@@ -135,14 +183,8 @@ absl::StatusOr<Downloaded> HttpClient::Download(const std::string& url, const st
     std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> header_list(list, curl_slist_free_all);
     CURL* c = curl.get();
     a.curl = c;
-    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
+    CommonOptions(c, url, list);
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
-    // A stalled transfer counts as a broken one.
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, OnBody);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &a);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, OnHeader);
@@ -152,6 +194,7 @@ absl::StatusOr<Downloaded> HttpClient::Download(const std::string& url, const st
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     const std::string range = absl::StrCat(have, "-");
     if (have > 0) curl_easy_setopt(c, CURLOPT_RANGE, range.c_str());
+    SetAuth(c, auth);
     const CURLcode code = curl_easy_perform(c);
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -184,7 +227,7 @@ absl::StatusOr<Downloaded> HttpClient::Download(const std::string& url, const st
     }
     if (code == CURLE_OK && status >= 400 && !Retryable(code, status)) {
       fs::remove(part, ec);
-      return HttpError(url, status);
+      return HttpError("GET", url, status);
     }
     last_error = code != CURLE_OK ? std::string(curl_easy_strerror(code))
                                   : absl::StrCat("HTTP ", status, " after ", a.received, " bytes");
@@ -192,6 +235,61 @@ absl::StatusOr<Downloaded> HttpClient::Download(const std::string& url, const st
   fs::remove(part, ec);
   return absl::UnavailableError(absl::StrCat("GET ", url, ": failed after ", retry_.attempts, " attempts (last: ",
                                              last_error, ")"));
+}
+
+absl::StatusOr<HttpResponse> HttpClient::Send(const HttpRequest& request) const {
+  std::mt19937_64 rng(std::random_device{}());
+  std::string last_error;
+  for (int attempt = 0; attempt < retry_.attempts; ++attempt) {
+    if (attempt > 0) Backoff(retry_, attempt, rng);
+    std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), curl_easy_cleanup);
+    CURL* c = curl.get();
+    curl_slist* list = curl_slist_append(nullptr, "Expect:");  // no 100-continue round trip
+    for (const auto& h : request.headers) list = curl_slist_append(list, h.c_str());
+    std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> header_list(list, curl_slist_free_all);
+    Attempt a;  // for the ETag header only
+    HttpResponse response;
+    std::ifstream file;
+    Body body;
+    if (!request.body_file.empty()) {
+      file.open(request.body_file, std::ios::binary);
+      if (!file) return absl::InternalError(absl::StrCat("cannot read ", request.body_file));
+      file.seekg(request.body_offset);
+      body.file = &file;
+      body.left = request.body_size;
+    } else {
+      body.text = &request.body;
+      body.left = static_cast<int64_t>(request.body.size());
+    }
+    CommonOptions(c, request.url, list);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, AppendBody);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &response.body);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, OnHeader);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &a);
+    if (request.method == "PUT" || request.method == "POST") {
+      curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+      curl_easy_setopt(c, CURLOPT_READFUNCTION, ReadBody);
+      curl_easy_setopt(c, CURLOPT_READDATA, &body);
+      curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(body.left));
+    }
+    if (request.method == "HEAD") curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    if (request.method != "GET" && request.method != "PUT") {
+      curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, request.method.c_str());
+    }
+    SetAuth(c, request.auth);
+    const CURLcode code = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &response.status);
+    if (code == CURLE_OK && response.status >= 200 && response.status < 300) {
+      response.etag = a.etag.empty() ? "" : absl::StrCat("\"", a.etag, "\"");
+      return response;
+    }
+    if (code == CURLE_OK && !Retryable(code, response.status)) {
+      return HttpError(request.method, request.url, response.status, response.body);
+    }
+    last_error = code != CURLE_OK ? std::string(curl_easy_strerror(code)) : absl::StrCat("HTTP ", response.status);
+  }
+  return absl::UnavailableError(absl::StrCat(request.method, " ", request.url, ": failed after ", retry_.attempts,
+                                             " attempts (last: ", last_error, ")"));
 }
 
 }  // namespace shears::worker

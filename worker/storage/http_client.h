@@ -28,6 +28,30 @@ struct TransferProgress {
 };
 using ProgressFn = std::function<void(const TransferProgress&)>;
 
+// AWS Signature V4 by libcurl (CURLOPT_AWS_SIGV4, e.g. "aws:amz:us-east-1:s3") with `userpwd`
+// "key:secret"; empty: no signing.
+struct HttpAuth {
+  std::string aws_sigv4;
+  std::string userpwd;
+};
+
+struct HttpRequest {
+  std::string method = "GET";
+  std::string url;
+  std::vector<std::string> headers;
+  HttpAuth auth;
+  std::string body;       // sent as the body unless `body_file` is set
+  std::string body_file;  // else [body_offset, body_offset + body_size) of this file
+  int64_t body_offset = 0;
+  int64_t body_size = 0;
+};
+
+struct HttpResponse {
+  long status = 0;
+  std::string body;
+  std::string etag;  // quotes kept, as S3's multipart completion wants them
+};
+
 struct Downloaded {
   int64_t bytes = 0;
   std::string sha256;  // of the whole file
@@ -43,8 +67,12 @@ class HttpClient {
   // Errors name the URL: NOT_FOUND (404), PERMISSION_DENIED (401, 403), FAILED_PRECONDITION (other
   // 4xx), UNAVAILABLE (still failing after the retries).
   absl::StatusOr<Downloaded> Download(const std::string& url, const std::vector<std::string>& headers,
-                                      const std::string& path, const std::string& name,
-                                      const ProgressFn& progress) const;
+                                      const std::string& path, const std::string& name, const ProgressFn& progress,
+                                      const HttpAuth& auth = {}) const;
+
+  // One request under the retry policy. A 2xx response comes back; any other final status is an
+  // error as for Download, its message carrying the method, the URL and the start of the body.
+  absl::StatusOr<HttpResponse> Send(const HttpRequest& request) const;
 
  private:
   RetryPolicy retry_;
