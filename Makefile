@@ -25,7 +25,9 @@ demo: build
 	scripts/demo.sh $(BUILD_DIR)
 
 # Long measurements (speed, memory) that print their figures and ratios.
-bench: build
+bench: build peers
+	@echo "== $(BUILD_DIR)/bench/storage_bench $(BUILD_DIR) /tmp/shears-storage-bench 256"
+	$(BUILD_DIR)/bench/storage_bench $(BUILD_DIR) /tmp/shears-storage-bench 256
 	$(BUILD_DIR)/bench/peak_rss_bench $(BUILD_DIR) /tmp/shears-bench
 	@echo "== $(BUILD_DIR)/bench/method_table $(BUILD_DIR) /tmp/shears-method-bench tests/data/tiny-llama 128"
 	$(BUILD_DIR)/bench/method_table $(BUILD_DIR) /tmp/shears-method-bench tests/data/tiny-llama 128

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -235,6 +236,25 @@ TEST(S3, MissingBucketsAndKeysAreNotFound) {
   std::ofstream(dir / "f") << "x";
   auto put = storage->Put(dir / "f", "s3://no-such-bucket/f");
   EXPECT_EQ(put.code(), absl::StatusCode::kNotFound) << put;
+}
+
+TEST(S3, AStoreKilledMidUploadFailsTheUploadAndLeavesNoObject) {
+  TempDir dir;
+  S3Peer s3(dir.path());
+  StorageOptions options = Options(dir / "work");
+  options.s3_part_bytes = 1 << 20;
+  std::ofstream(dir / "big.bin", std::ios::binary) << Bytes(48 << 20);  // 48 parts
+  auto storage = *FileSystemFor("s3://models/big.bin", options);
+  absl::Status put;
+  std::thread upload([&] { put = storage->Put(dir / "big.bin", "s3://models/big.bin"); });
+  for (int i = 0; i < 2000 && s3.Log().find("Stored part ") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  s3.Stop();
+  upload.join();
+  EXPECT_EQ(put.code(), absl::StatusCode::kUnavailable) << put;
+  s3.Restart();
+  EXPECT_EQ(storage->Localize("s3://models/big.bin", {}).status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST(S3, AStoreThatIsGoneIsRetriedThenUnavailable) {
