@@ -2,6 +2,7 @@
 // http_peer.py) for http:// and for hf:// in Hub layout; file:// confined to allowed roots.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -266,6 +267,27 @@ TEST(S3, AStoreThatIsGoneIsRetriedThenUnavailable) {
   auto put = storage->Put(dir / "f", "s3://models/f");
   EXPECT_EQ(put.code(), absl::StatusCode::kUnavailable) << put;
   EXPECT_NE(put.message().find("failed after 5 attempts"), std::string::npos) << put;
+}
+
+TEST(DownloadCache, TwoJobsWantingTheSameModelFetchItOnce) {
+  TempDir dir;
+  DownloadCache cache(dir / "cache", int64_t{1} << 30);
+  std::atomic<int> fetches{0};
+  auto slow_fetch = [&](const std::string& d) {
+    ++fetches;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the second job arrives meanwhile
+    std::ofstream(d + "/f") << "model";
+    return absl::OkStatus();
+  };
+  absl::StatusOr<std::string> first, second;
+  std::thread a([&] { first = cache.Get("hf://org/m@main", slow_fetch); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::thread b([&] { second = cache.Get("hf://org/m@main", slow_fetch); });
+  a.join();
+  b.join();
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(*first, *second);
+  EXPECT_EQ(fetches.load(), 1) << "the second waited for the first one's download";
 }
 
 TEST(FileRoots, RefuseLocalPathsOutsideTheAllowedRoots) {

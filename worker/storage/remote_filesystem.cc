@@ -40,8 +40,11 @@ constexpr const char* kTokenizerFiles[] = {"tokenizer.json", "tokenizer.model", 
 
 }  // namespace
 
-HttpFileSystem::HttpFileSystem(const StorageOptions& options)
+ReadOnlyRemoteFileSystem::ReadOnlyRemoteFileSystem(const StorageOptions& options)
     : client_(options.retry), cache_((fs::path(options.cache_dir) / "cache").string(), options.cache_max_bytes) {}
+
+absl::Status ReadOnlyRemoteFileSystem::Put(const std::string&, const std::string& uri) { return ReadOnly(uri); }
+absl::Status ReadOnlyRemoteFileSystem::Delete(const std::string& uri) { return ReadOnly(uri); }
 
 absl::StatusOr<std::string> HttpFileSystem::Localize(const std::string& uri, const ProgressFn& progress) {
   const std::string name = FileName(uri);
@@ -51,11 +54,6 @@ absl::StatusOr<std::string> HttpFileSystem::Localize(const std::string& uri, con
   return (fs::path(dir) / name).string();
 }
 
-absl::Status HttpFileSystem::Put(const std::string&, const std::string& uri) { return ReadOnly(uri); }
-absl::Status HttpFileSystem::Delete(const std::string& uri) { return ReadOnly(uri); }
-
-HubFileSystem::HubFileSystem(const StorageOptions& options)
-    : client_(options.retry), cache_((fs::path(options.cache_dir) / "cache").string(), options.cache_max_bytes) {}
 
 absl::StatusOr<std::string> HubFileSystem::Localize(const std::string& uri, const ProgressFn& progress) {
   SHEARS_ASSIGN_OR_RETURN(Uri parsed, ParseUri(uri));
@@ -109,8 +107,5 @@ absl::StatusOr<std::string> HubFileSystem::Localize(const std::string& uri, cons
   };
   return cache_.Get(absl::StrCat("hf ", endpoint, " ", repo, "@", revision), fetch);
 }
-
-absl::Status HubFileSystem::Put(const std::string&, const std::string& uri) { return ReadOnly(uri); }
-absl::Status HubFileSystem::Delete(const std::string& uri) { return ReadOnly(uri); }
 
 }  // namespace shears::worker

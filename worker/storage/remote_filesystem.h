@@ -10,33 +10,33 @@
 
 namespace shears::worker {
 
-// http:// and https://: the file at the URL.
-class HttpFileSystem final : public FileSystem {
+// What both share: the client, the cache, and refusing writes.
+class ReadOnlyRemoteFileSystem : public FileSystem {
  public:
-  explicit HttpFileSystem(const StorageOptions& options);
-  absl::StatusOr<std::string> Localize(const std::string& uri, const ProgressFn& progress) override;
-  absl::Status Put(const std::string& local_path, const std::string& uri) override;
-  absl::Status Delete(const std::string& uri) override;
+  explicit ReadOnlyRemoteFileSystem(const StorageOptions& options);
+  absl::Status Put(const std::string& local_path, const std::string& uri) final;
+  absl::Status Delete(const std::string& uri) final;
 
- private:
+ protected:
   HttpClient client_;
   DownloadCache cache_;
+};
+
+// http:// and https://: the file at the URL.
+class HttpFileSystem final : public ReadOnlyRemoteFileSystem {
+ public:
+  using ReadOnlyRemoteFileSystem::ReadOnlyRemoteFileSystem;
+  absl::StatusOr<std::string> Localize(const std::string& uri, const ProgressFn& progress) override;
 };
 
 // hf://org/name[@revision] (default revision "main"): config.json, the tokenizer files there are,
 // and the safetensors weights (the shards model.safetensors.index.json names, or
 // model.safetensors), each from {HF_ENDPOINT}/{org}/{name}/resolve/{revision}/{file}, with
 // HF_TOKEN as a bearer token when set. HF_ENDPOINT defaults to https://huggingface.co.
-class HubFileSystem final : public FileSystem {
+class HubFileSystem final : public ReadOnlyRemoteFileSystem {
  public:
-  explicit HubFileSystem(const StorageOptions& options);
+  using ReadOnlyRemoteFileSystem::ReadOnlyRemoteFileSystem;
   absl::StatusOr<std::string> Localize(const std::string& uri, const ProgressFn& progress) override;
-  absl::Status Put(const std::string& local_path, const std::string& uri) override;
-  absl::Status Delete(const std::string& uri) override;
-
- private:
-  HttpClient client_;
-  DownloadCache cache_;
 };
 
 }  // namespace shears::worker
