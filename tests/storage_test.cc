@@ -290,6 +290,45 @@ TEST(DownloadCache, TwoJobsWantingTheSameModelFetchItOnce) {
   EXPECT_EQ(fetches.load(), 1) << "the second waited for the first one's download";
 }
 
+// Stat, ReadRange and List on one scheme: a file of `data` at `file`, another beside it.
+void ExpectStatReadList(FileSystem& storage, const std::string& file, const std::string& dir_uri,
+                        const std::string& data, bool lists) {
+  auto info = storage.Stat(file);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->size, static_cast<int64_t>(data.size()));
+  EXPECT_EQ(storage.ReadRange(file, 1000, 10).value(), data.substr(1000, 10));
+  EXPECT_EQ(storage.ReadRange(file, data.size() - 5, 100).value(), data.substr(data.size() - 5)) << "at the end";
+  EXPECT_EQ(storage.Stat(dir_uri + "/absent").status().code(), absl::StatusCode::kNotFound);
+  auto listed = storage.List(dir_uri);
+  if (!lists) {
+    EXPECT_EQ(listed.status().code(), absl::StatusCode::kUnimplemented);
+    return;
+  }
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 2u);
+  EXPECT_EQ((*listed)[0].uri, dir_uri + "/a.bin");
+  EXPECT_EQ((*listed)[0].size, static_cast<int64_t>(data.size()));
+  EXPECT_EQ((*listed)[1].uri, dir_uri + "/sub/b.txt");
+}
+
+TEST(Verbs, StatReadRangeAndListOnEveryScheme) {
+  TempDir dir;
+  const std::string data = Bytes(5000);
+  fs::create_directories(dir / "www/sub");
+  std::ofstream(dir / "www/a.bin", std::ios::binary) << data;
+  std::ofstream(dir / "www/sub/b.txt") << "b";
+  auto local = *FileSystemFor("file:///", Options(dir / "work"));
+  ExpectStatReadList(*local, "file://" + dir / "www/a.bin", "file://" + dir / "www", data, true);
+  HttpPeer peer(dir / "www", dir.path());
+  auto http = *FileSystemFor(peer.url(), Options(dir / "work"));
+  ExpectStatReadList(*http, peer.url() + "/a.bin", peer.url(), data, false);
+  S3Peer s3(dir.path());
+  auto s3fs = *FileSystemFor("s3://models", Options(dir / "work"));
+  ASSERT_TRUE(s3fs->Put(dir / "www/a.bin", "s3://models/d/a.bin").ok());
+  ASSERT_TRUE(s3fs->Put(dir / "www/sub/b.txt", "s3://models/d/sub/b.txt").ok());
+  ExpectStatReadList(*s3fs, "s3://models/d/a.bin", "s3://models/d", data, true);
+}
+
 TEST(FileRoots, RefuseLocalPathsOutsideTheAllowedRoots) {
   TempDir dir;
   fs::create_directories(dir / "models/m");

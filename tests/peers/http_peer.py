@@ -61,7 +61,7 @@ def main():
             if ranged.startswith("bytes="):
                 first, _, last = ranged[len("bytes="):].partition("-")
                 start = int(first)
-                end = int(last) if last else size - 1
+                end = min(int(last), size - 1) if last else size - 1
                 if start >= size:
                     self.send_response(416)
                     self.send_header("Content-Range", f"bytes */{size}")

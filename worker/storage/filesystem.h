@@ -24,9 +24,23 @@ struct StorageOptions {
   int64_t s3_part_bytes = int64_t{8} << 20;  // larger files go up as multipart uploads
 };
 
+struct FileInfo {
+  std::string uri;
+  int64_t size = 0;
+  std::string etag;  // where the scheme has one
+};
+
+// Every verb takes a URI; a scheme that cannot do one (listing a web server, writing to the Hub)
+// answers UNIMPLEMENTED or INVALID_ARGUMENT saying so.
 class FileSystem {
  public:
   virtual ~FileSystem() = default;
+  // The size (and ETag) of the file at `uri`; NOT_FOUND when there is none.
+  virtual absl::StatusOr<FileInfo> Stat(const std::string& uri) = 0;
+  // `length` bytes from `offset` (fewer at the end of the file).
+  virtual absl::StatusOr<std::string> ReadRange(const std::string& uri, int64_t offset, int64_t length) = 0;
+  // Every file under the directory or prefix `uri`, recursively.
+  virtual absl::StatusOr<std::vector<FileInfo>> List(const std::string& uri) = 0;
   // A local path holding the file or directory at `uri`; remote schemes fetch it into the cache
   // (once per worker: a later job finds it there), reporting the bytes as they arrive.
   virtual absl::StatusOr<std::string> Localize(const std::string& uri, const ProgressFn& progress) = 0;

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/sha256.h"
+#include "common/status_macros.h"
 
 namespace shears::worker {
 namespace fs = std::filesystem;
@@ -281,6 +282,7 @@ absl::StatusOr<HttpResponse> HttpClient::Send(const HttpRequest& request) const 
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &response.status);
     if (code == CURLE_OK && response.status >= 200 && response.status < 300) {
       response.etag = a.etag.empty() ? "" : absl::StrCat("\"", a.etag, "\"");
+      response.content_length = a.content_length;
       return response;
     }
     if (code == CURLE_OK && !Retryable(code, response.status)) {
@@ -290,6 +292,15 @@ absl::StatusOr<HttpResponse> HttpClient::Send(const HttpRequest& request) const 
   }
   return absl::UnavailableError(absl::StrCat(request.method, " ", request.url, ": failed after ", retry_.attempts,
                                              " attempts (last: ", last_error, ")"));
+}
+
+absl::StatusOr<std::string> HttpClient::ReadRange(HttpRequest request, int64_t offset, int64_t length) const {
+  if (length <= 0) return std::string();
+  request.headers.push_back(absl::StrCat("Range: bytes=", offset, "-", offset + length - 1));
+  SHEARS_ASSIGN_OR_RETURN(HttpResponse r, Send(request));
+  // A server that ignores ranges sends the whole file.
+  if (r.status == 200) return r.body.substr(std::min<size_t>(offset, r.body.size()), length);
+  return std::move(r.body);
 }
 
 }  // namespace shears::worker

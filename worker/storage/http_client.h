@@ -50,6 +50,7 @@ struct HttpResponse {
   long status = 0;
   std::string body;
   std::string etag;  // quotes kept, as S3's multipart completion wants them
+  int64_t content_length = -1;  // from the header (a HEAD's size); -1 when absent
 };
 
 struct Downloaded {
@@ -73,6 +74,8 @@ class HttpClient {
   // One request under the retry policy. A 2xx response comes back; any other final status is an
   // error as for Download, its message carrying the method, the URL and the start of the body.
   absl::StatusOr<HttpResponse> Send(const HttpRequest& request) const;
+  // `length` bytes of the GET `request` from `offset` (a Range request; fewer at the end).
+  absl::StatusOr<std::string> ReadRange(HttpRequest request, int64_t offset, int64_t length) const;
 
  private:
   RetryPolicy retry_;

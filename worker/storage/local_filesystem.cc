@@ -1,6 +1,8 @@
 #include "worker/storage/local_filesystem.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
@@ -9,6 +11,42 @@
 
 namespace shears::worker {
 namespace fs = std::filesystem;
+
+absl::StatusOr<FileInfo> LocalFileSystem::Stat(const std::string& uri) {
+  SHEARS_RETURN_IF_ERROR(CheckFileRoots(uri, roots_));
+  SHEARS_ASSIGN_OR_RETURN(std::string path, LocalPath(uri));
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return absl::NotFoundError(absl::StrCat(uri, ": no such file"));
+  return FileInfo{uri, static_cast<int64_t>(fs::file_size(path, ec)), ""};
+}
+
+absl::StatusOr<std::string> LocalFileSystem::ReadRange(const std::string& uri, int64_t offset, int64_t length) {
+  SHEARS_RETURN_IF_ERROR(CheckFileRoots(uri, roots_));
+  SHEARS_ASSIGN_OR_RETURN(std::string path, LocalPath(uri));
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(uri, ": no such file"));
+  in.seekg(offset);
+  std::string out(static_cast<size_t>(std::max<int64_t>(0, length)), '\0');
+  in.read(out.data(), static_cast<std::streamsize>(out.size()));
+  out.resize(static_cast<size_t>(std::max<std::streamsize>(0, in.gcount())));
+  return out;
+}
+
+absl::StatusOr<std::vector<FileInfo>> LocalFileSystem::List(const std::string& uri) {
+  SHEARS_RETURN_IF_ERROR(CheckFileRoots(uri, roots_));
+  SHEARS_ASSIGN_OR_RETURN(std::string path, LocalPath(uri));
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) return absl::NotFoundError(absl::StrCat(uri, ": no such directory"));
+  std::vector<FileInfo> out;
+  for (auto it = fs::recursive_directory_iterator(path, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    if (it->is_regular_file(ec)) {
+      out.push_back({"file://" + it->path().string(), static_cast<int64_t>(it->file_size(ec)), ""});
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const FileInfo& a, const FileInfo& b) { return a.uri < b.uri; });
+  return out;
+}
 
 absl::StatusOr<std::string> LocalFileSystem::Localize(const std::string& uri, const ProgressFn&) {
   SHEARS_RETURN_IF_ERROR(CheckFileRoots(uri, roots_));

@@ -46,6 +46,28 @@ ReadOnlyRemoteFileSystem::ReadOnlyRemoteFileSystem(const StorageOptions& options
 absl::Status ReadOnlyRemoteFileSystem::Put(const std::string&, const std::string& uri) { return ReadOnly(uri); }
 absl::Status ReadOnlyRemoteFileSystem::Delete(const std::string& uri) { return ReadOnly(uri); }
 
+absl::StatusOr<std::vector<FileInfo>> ReadOnlyRemoteFileSystem::List(const std::string& uri) {
+  return absl::UnimplementedError(absl::StrCat(uri, ": this scheme cannot list"));
+}
+absl::StatusOr<FileInfo> ReadOnlyRemoteFileSystem::Stat(const std::string& uri) {
+  return absl::UnimplementedError(absl::StrCat(uri, ": names a repository; it is fetched whole"));
+}
+absl::StatusOr<std::string> ReadOnlyRemoteFileSystem::ReadRange(const std::string& uri, int64_t, int64_t) {
+  return absl::UnimplementedError(absl::StrCat(uri, ": names a repository; it is fetched whole"));
+}
+
+absl::StatusOr<FileInfo> HttpFileSystem::Stat(const std::string& uri) {
+  HttpRequest head;
+  head.method = "HEAD";
+  head.url = uri;
+  SHEARS_ASSIGN_OR_RETURN(HttpResponse r, client_.Send(head));
+  return FileInfo{uri, std::max<int64_t>(0, r.content_length), r.etag};
+}
+
+absl::StatusOr<std::string> HttpFileSystem::ReadRange(const std::string& uri, int64_t offset, int64_t length) {
+  return client_.ReadRange(HttpRequest{"GET", uri}, offset, length);
+}
+
 absl::StatusOr<std::string> HttpFileSystem::Localize(const std::string& uri, const ProgressFn& progress) {
   const std::string name = FileName(uri);
   SHEARS_ASSIGN_OR_RETURN(std::string dir, cache_.Get(uri, [&](const std::string& dir) -> absl::Status {

@@ -16,6 +16,10 @@ class ReadOnlyRemoteFileSystem : public FileSystem {
   explicit ReadOnlyRemoteFileSystem(const StorageOptions& options);
   absl::Status Put(const std::string& local_path, const std::string& uri) final;
   absl::Status Delete(const std::string& uri) final;
+  // A web server has no listing; the Hub scheme names whole repositories, which Localize fetches.
+  absl::StatusOr<std::vector<FileInfo>> List(const std::string& uri) override;
+  absl::StatusOr<FileInfo> Stat(const std::string& uri) override;
+  absl::StatusOr<std::string> ReadRange(const std::string& uri, int64_t offset, int64_t length) override;
 
  protected:
   HttpClient client_;
@@ -27,6 +31,8 @@ class HttpFileSystem final : public ReadOnlyRemoteFileSystem {
  public:
   using ReadOnlyRemoteFileSystem::ReadOnlyRemoteFileSystem;
   absl::StatusOr<std::string> Localize(const std::string& uri, const ProgressFn& progress) override;
+  absl::StatusOr<FileInfo> Stat(const std::string& uri) override;  // HEAD
+  absl::StatusOr<std::string> ReadRange(const std::string& uri, int64_t offset, int64_t length) override;
 };
 
 // hf://org/name[@revision] (default revision "main"): config.json, the tokenizer files there are,

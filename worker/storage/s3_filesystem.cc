@@ -9,6 +9,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
@@ -125,8 +126,8 @@ HttpRequest S3FileSystem::Request(const std::string& method, const std::string& 
   return r;
 }
 
-absl::StatusOr<std::vector<S3FileSystem::Object>> S3FileSystem::List(const std::string& bucket,
-                                                                     const std::string& prefix) const {
+absl::StatusOr<std::vector<S3FileSystem::Object>> S3FileSystem::ListObjects(const std::string& bucket,
+                                                                            const std::string& prefix) const {
   std::vector<Object> out;
   std::string token;
   do {
@@ -138,10 +139,34 @@ absl::StatusOr<std::vector<S3FileSystem::Object>> S3FileSystem::List(const std::
     while (true) {
       const std::string contents = XmlValue(r.body, "Contents", &at);
       if (contents.empty()) break;
-      out.push_back({XmlValue(contents, "Key"), XmlValue(contents, "ETag")});
+      int64_t size = 0;
+      if (!absl::SimpleAtoi(XmlValue(contents, "Size"), &size)) size = 0;
+      out.push_back({XmlValue(contents, "Key"), XmlValue(contents, "ETag"), size});
     }
     token = XmlValue(r.body, "IsTruncated") == "true" ? XmlValue(r.body, "NextContinuationToken") : "";
   } while (!token.empty());
+  return out;
+}
+
+absl::StatusOr<FileInfo> S3FileSystem::Stat(const std::string& uri) {
+  SHEARS_ASSIGN_OR_RETURN(Location loc, Parse(uri));
+  auto head = client_.Send(Request("HEAD", Url(loc.bucket, loc.key), kEmptySha256));
+  if (absl::IsNotFound(head.status())) return absl::NotFoundError(absl::StrCat(uri, ": no such object"));
+  SHEARS_RETURN_IF_ERROR(head.status());
+  return FileInfo{uri, std::max<int64_t>(0, head->content_length), head->etag};
+}
+
+absl::StatusOr<std::string> S3FileSystem::ReadRange(const std::string& uri, int64_t offset, int64_t length) {
+  SHEARS_ASSIGN_OR_RETURN(Location loc, Parse(uri));
+  return client_.ReadRange(Request("GET", Url(loc.bucket, loc.key), kEmptySha256), offset, length);
+}
+
+absl::StatusOr<std::vector<FileInfo>> S3FileSystem::List(const std::string& uri) {
+  SHEARS_ASSIGN_OR_RETURN(Location loc, Parse(uri));
+  const std::string prefix = loc.key.empty() || loc.key.back() == '/' ? loc.key : loc.key + "/";
+  SHEARS_ASSIGN_OR_RETURN(std::vector<Object> objects, ListObjects(loc.bucket, prefix));
+  std::vector<FileInfo> out;
+  for (const auto& o : objects) out.push_back({absl::StrCat("s3://", loc.bucket, "/", o.key), o.size, o.etag});
   return out;
 }
 
@@ -167,12 +192,12 @@ absl::StatusOr<std::string> S3FileSystem::Localize(const std::string& uri, const
     const std::string name = loc.key.substr(loc.key.rfind('/') + 1);
     const std::string prefix = loc.key.substr(0, loc.key.size() - name.size());
     SHEARS_ASSIGN_OR_RETURN(std::string dir,
-                            cache_.Get(absl::StrCat(uri, " ", head->etag), fetch_into({{loc.key, head->etag}}, prefix)));
+                            cache_.Get(absl::StrCat(uri, " ", head->etag), fetch_into({{loc.key, head->etag, 0}}, prefix)));
     return (fs::path(dir) / name).string();
   }
   if (!head.ok() && !absl::IsNotFound(head.status())) return head.status();
   const std::string prefix = loc.key.empty() || loc.key.back() == '/' ? loc.key : loc.key + "/";
-  SHEARS_ASSIGN_OR_RETURN(std::vector<Object> objects, List(loc.bucket, prefix));
+  SHEARS_ASSIGN_OR_RETURN(std::vector<Object> objects, ListObjects(loc.bucket, prefix));
   if (objects.empty()) return absl::NotFoundError(absl::StrCat(uri, ": no such object, and no object under it"));
   std::string key = uri;
   for (const auto& o : objects) absl::StrAppend(&key, " ", o.key, "=", o.etag);

@@ -30,6 +30,9 @@ struct S3Config {
 class S3FileSystem final : public FileSystem {
  public:
   S3FileSystem(const StorageOptions& options, S3Config config);
+  absl::StatusOr<FileInfo> Stat(const std::string& uri) override;
+  absl::StatusOr<std::string> ReadRange(const std::string& uri, int64_t offset, int64_t length) override;
+  absl::StatusOr<std::vector<FileInfo>> List(const std::string& uri) override;
   absl::StatusOr<std::string> Localize(const std::string& uri, const ProgressFn& progress) override;
   absl::Status Put(const std::string& local_path, const std::string& uri) override;
   absl::Status Delete(const std::string& uri) override;
@@ -37,12 +40,13 @@ class S3FileSystem final : public FileSystem {
  private:
   struct Object {
     std::string key, etag;
+    int64_t size = 0;
   };
 
   // `query` is already canonical: its parameters sorted and encoded.
   std::string Url(const std::string& bucket, const std::string& key, const std::string& query = "") const;
   HttpRequest Request(const std::string& method, const std::string& url, const std::string& payload_sha256) const;
-  absl::StatusOr<std::vector<Object>> List(const std::string& bucket, const std::string& prefix) const;
+  absl::StatusOr<std::vector<Object>> ListObjects(const std::string& bucket, const std::string& prefix) const;
   absl::Status PutMultipart(const std::string& local_path, const std::string& bucket, const std::string& key,
                             int64_t size) const;
 
