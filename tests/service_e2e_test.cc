@@ -447,6 +447,38 @@ TEST_F(ServiceTest, AStoreThatDiesBeforePublishingFailsTheJobWithNoManifest) {
             absl::StatusCode::kNotFound);
 }
 
+TEST_F(ServiceTest, AStoreKilledMidUploadFailsTheJobAfterRetriesWithNoManifest) {
+  // Small parts make the weights a multipart upload of many parts; s3rver dies once the first
+  // part is stored.
+  testing::S3Peer s3(dir_.path());
+  ASSERT_NE(s3.port(), 0);
+  worker_ = std::make_unique<Process>(
+      std::vector<std::string>{Binary("worker/shears-worker"), "--server", address_, "--threads", "2", "--work-dir",
+                               dir_ / "work", "--poll-wait", "2s", "--s3-part-bytes", "16384"},
+      dir_ / "worker.log");
+  v1::JobSpec spec = Spec(DataDir("tiny-llama"), "/unused");
+  spec.mutable_output()->set_uri("s3://models/pruned/killed");
+  v1::Job job;
+  ASSERT_TRUE(Create(spec, &job).ok());
+  for (int i = 0; i < 3000 && s3.Log().find("Stored part ") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_NE(s3.Log().find("Stored part "), std::string::npos) << s3.Log();
+  s3.Stop();
+  Watch(job.id());
+  v1::Job done = Get(job.id());
+  EXPECT_EQ(done.state(), v1::JOB_STATE_FAILED);
+  EXPECT_NE(done.error().find("failed after 5 attempts"), std::string::npos) << done.error();
+  s3.Restart();
+  worker::StorageOptions options;
+  options.cache_dir = dir_ / "reader";
+  auto store = worker::FileSystemFor("s3://models", options);
+  EXPECT_EQ((*store)->Stat("s3://models/pruned/killed/manifest.json").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ((*store)->Stat("s3://models/pruned/killed/model.safetensors").status().code(),
+            absl::StatusCode::kNotFound)
+      << "the upload was aborted, not completed";
+}
+
 TEST_F(ServiceTest, AFailedPublishLeavesNoManifestBesidePartialData) {
   // An earlier attempt's manifest is there; this attempt cannot write the weights (a directory
   // stands in the way), so the job fails and no manifest remains to vouch for what is there.

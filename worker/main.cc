@@ -28,6 +28,8 @@ constexpr char kUsage[] = R"(usage: shears-worker --server HOST:PORT [flags]
   --job-id ID          run-local: names the scratch directory; the same id resumes a killed run
   --allow-file-root DIR file:// URIs must lie under DIR (repeatable; none given: anywhere)
   --cache-max-bytes N  bound of the download cache in the work dir (default 100 GiB)
+  --s3-part-bytes N    s3:// uploads larger than this go up in parts of this size (default 8 MiB;
+                       AWS wants at least 5 MiB)
 )";
 
 int Fail(const std::string& message) {
@@ -104,7 +106,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (auto st = cl->CheckKnown({"server", "spec", "device", "threads", "work-dir", "worker-id", "poll-wait", "job-id",
-                                "allow-file-root", "cache-max-bytes", "help"});
+                                "allow-file-root", "cache-max-bytes", "s3-part-bytes", "help"});
       !st.ok()) {
     return Fail(absl::StrCat(st.message(), "\n", kUsage));
   }
@@ -121,6 +123,10 @@ int main(int argc, char** argv) {
   auto cache_bytes = cl->GetInt("cache-max-bytes", storage.cache_max_bytes);
   if (!cache_bytes.ok()) return Fail(std::string(cache_bytes.status().message()));
   storage.cache_max_bytes = *cache_bytes;
+  auto part_bytes = cl->GetInt("s3-part-bytes", storage.s3_part_bytes);
+  if (!part_bytes.ok()) return Fail(std::string(part_bytes.status().message()));
+  if (*part_bytes < 1024) return Fail("--s3-part-bytes must be at least 1024");
+  storage.s3_part_bytes = *part_bytes;
 
   const auto& words = cl->words();
   if (!words.empty() && words[0] == "run-local") return RunLocal(*cl, device, work_dir, storage);
