@@ -48,11 +48,27 @@ class ServiceTest : public ::testing::Test {
     workers_ = v1::Workers::NewStub(channel);
   }
 
-  void StartWorker() {
-    worker_ = std::make_unique<Process>(
-        std::vector<std::string>{Binary("worker/shears-worker"), "--server", address_, "--threads", "2", "--work-dir",
-                                 dir_ / "work", "--poll-wait", "2s", "--worker-id", "test-worker"},
-        dir_ / "worker.log");
+  void StartWorker(const std::vector<std::string>& flags = {}) {
+    std::vector<std::string> argv = {Binary("worker/shears-worker"), "--server", address_, "--threads", "2",
+                                     "--work-dir", dir_ / "work", "--poll-wait", "2s", "--worker-id", "test-worker"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    worker_ = std::make_unique<Process>(argv, dir_ / "worker.log");
+  }
+
+  // The job failed after the storage retries, and once the store is back nothing under `output`
+  // vouches for data: no manifest, no weights.
+  void ExpectFailedWithoutManifest(const std::string& job_id, testing::S3Peer& s3, const std::string& output) {
+    Watch(job_id);
+    v1::Job done = Get(job_id);
+    EXPECT_EQ(done.state(), v1::JOB_STATE_FAILED);
+    EXPECT_NE(done.error().find("failed after 5 attempts"), std::string::npos) << done.error();
+    s3.Restart();
+    worker::StorageOptions options;
+    options.cache_dir = dir_ / "reader";
+    auto store = worker::FileSystemFor(output, options);
+    EXPECT_EQ((*store)->Stat(output + "/manifest.json").status().code(), absl::StatusCode::kNotFound);
+    EXPECT_EQ((*store)->Stat(output + "/model.safetensors").status().code(), absl::StatusCode::kNotFound)
+        << "a multipart upload is aborted, not completed";
   }
 
   std::unique_ptr<grpc::ClientContext> Context(int seconds = 30) {
@@ -435,16 +451,7 @@ TEST_F(ServiceTest, AStoreThatDiesBeforePublishingFailsTheJobWithNoManifest) {
   spec.mutable_output()->set_uri("s3://models/pruned/gone");
   v1::Job job;
   ASSERT_TRUE(Create(spec, &job).ok());
-  Watch(job.id());
-  v1::Job done = Get(job.id());
-  EXPECT_EQ(done.state(), v1::JOB_STATE_FAILED);
-  EXPECT_NE(done.error().find("failed after 5 attempts"), std::string::npos) << done.error();
-  s3.Restart();
-  worker::StorageOptions options;
-  options.cache_dir = dir_ / "reader";
-  auto store = worker::FileSystemFor("s3://models", options);
-  EXPECT_EQ((*store)->Localize("s3://models/pruned/gone/manifest.json", {}).status().code(),
-            absl::StatusCode::kNotFound);
+  ExpectFailedWithoutManifest(job.id(), s3, "s3://models/pruned/gone");
 }
 
 TEST_F(ServiceTest, AStoreKilledMidUploadFailsTheJobAfterRetriesWithNoManifest) {
@@ -452,10 +459,7 @@ TEST_F(ServiceTest, AStoreKilledMidUploadFailsTheJobAfterRetriesWithNoManifest) 
   // part is stored.
   testing::S3Peer s3(dir_.path());
   ASSERT_NE(s3.port(), 0);
-  worker_ = std::make_unique<Process>(
-      std::vector<std::string>{Binary("worker/shears-worker"), "--server", address_, "--threads", "2", "--work-dir",
-                               dir_ / "work", "--poll-wait", "2s", "--s3-part-bytes", "16384"},
-      dir_ / "worker.log");
+  StartWorker({"--s3-part-bytes", "16384"});
   v1::JobSpec spec = Spec(DataDir("tiny-llama"), "/unused");
   spec.mutable_output()->set_uri("s3://models/pruned/killed");
   v1::Job job;
@@ -465,18 +469,7 @@ TEST_F(ServiceTest, AStoreKilledMidUploadFailsTheJobAfterRetriesWithNoManifest) 
   }
   ASSERT_NE(s3.Log().find("Stored part "), std::string::npos) << s3.Log();
   s3.Stop();
-  Watch(job.id());
-  v1::Job done = Get(job.id());
-  EXPECT_EQ(done.state(), v1::JOB_STATE_FAILED);
-  EXPECT_NE(done.error().find("failed after 5 attempts"), std::string::npos) << done.error();
-  s3.Restart();
-  worker::StorageOptions options;
-  options.cache_dir = dir_ / "reader";
-  auto store = worker::FileSystemFor("s3://models", options);
-  EXPECT_EQ((*store)->Stat("s3://models/pruned/killed/manifest.json").status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ((*store)->Stat("s3://models/pruned/killed/model.safetensors").status().code(),
-            absl::StatusCode::kNotFound)
-      << "the upload was aborted, not completed";
+  ExpectFailedWithoutManifest(job.id(), s3, "s3://models/pruned/killed");
 }
 
 TEST_F(ServiceTest, AFailedPublishLeavesNoManifestBesidePartialData) {
