@@ -14,6 +14,8 @@ packages=(
   # Debian's SentencePiece trainer and Python binding, which the tokenizer tests measure against
   # in processes of their own (the engine does not link libsentencepiece).
   python3-torch python3-regex sentencepiece python3-sentencepiece
+  # The generated Python client (client/python) runs on these.
+  python3-grpcio python3-protobuf
 )
 
 missing=()

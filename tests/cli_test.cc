@@ -127,6 +127,25 @@ TEST_F(CliTest, CreatesFineTuningAndLowRankJobsFromFlags) {
   EXPECT_NE(bad.out.find("--low-rank: unknown algorithm qr"), std::string::npos) << bad.out;
 }
 
+TEST_F(CliTest, ThePythonClientGeneratedFromTheProtosCreatesWatchesAndReadsAJob) {
+  Process worker({Binary("worker/shears-worker"), "--server", address_, "--work-dir", dir_ / "work", "--poll-wait", "2s"},
+                 dir_ / "worker.log");
+  const std::string client = std::string(SHEARS_SOURCE_DIR) + "/client/python";
+  auto generated = testing::RunCommand({"/bin/bash", client + "/generate.sh", dir_ / "py"}, dir_ / "generate.log");
+  ASSERT_EQ(generated.status, 0) << generated.out;
+  setenv("PYTHONPATH", (dir_ / "py").c_str(), 1);
+  auto run = testing::RunCommand({"/usr/bin/python3", client + "/shears_example.py", "--server", address_, "--model",
+                                  "file://" + DataDir("tiny-llama"), "--sparsity", "0.5", "--output",
+                                  "file://" + (dir_ / "py-out")},
+                                 dir_ / "client.log");
+  unsetenv("PYTHONPATH");
+  ASSERT_EQ(run.status, 0) << run.out;
+  EXPECT_NE(run.out.find("JOB_STATE_SUCCEEDED"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("achieved sparsity 0.5000"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("/py-out/manifest.json"), std::string::npos) << run.out;
+  EXPECT_TRUE(fs::exists(dir_ / "py-out/model.safetensors"));
+}
+
 TEST_F(CliTest, ErrorsHaveExitCodesAndSayWhatIsWrong) {
   auto bad = Ctl({"--server", address_, "create", "--model", "file:///m", "--method", "magnitude", "--sparsity", "2",
                   "--output", "file:///o"});
