@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Installs the protocol peers the integration tests start, from the npm registry, into DIR
-# (default build/peers): s3rver, an S3-compatible server. Idempotent.
+# Installs from the npm registry, into DIR (default build/peers), what the integration tests run
+# besides the project: s3rver (an S3-compatible server) and the Node client's dependencies
+# (client/node/package.json: @grpc/grpc-js, @grpc/proto-loader). Idempotent.
 set -euo pipefail
 dir=${1:-build/peers}
 version=3.7.1
-if [[ -x "$dir/node_modules/.bin/s3rver" ]] && grep -q "\"version\": \"$version\"" "$dir/node_modules/s3rver/package.json"; then
+root=$(cd "$(dirname "$0")/.." && pwd)
+if [[ -x "$dir/node_modules/.bin/s3rver" ]] && grep -q "\"version\": \"$version\"" "$dir/node_modules/s3rver/package.json" &&
+   [[ -f "$dir/node_modules/@grpc/grpc-js/package.json" && -f "$dir/node_modules/@grpc/proto-loader/package.json" ]]; then
   exit 0
 fi
 if ! command -v npm > /dev/null; then
@@ -15,5 +18,8 @@ if ! command -v npm > /dev/null; then
   $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
 fi
 mkdir -p "$dir"
-echo "install-test-peers: s3rver@$version into $dir"
-npm install --silent --no-audit --no-fund --prefix "$dir" "s3rver@$version"
+client_deps=$(node -e 'const d = require(process.argv[1]).dependencies;
+  console.log(Object.entries(d).map(([k, v]) => k + "@" + v).join(" "))' "$root/client/node/package.json")
+echo "install-test-peers: s3rver@$version $client_deps into $dir"
+# shellcheck disable=SC2086
+npm install --silent --no-audit --no-fund --prefix "$dir" "s3rver@$version" $client_deps

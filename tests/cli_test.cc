@@ -146,6 +146,22 @@ TEST_F(CliTest, ThePythonClientGeneratedFromTheProtosCreatesWatchesAndReadsAJob)
   EXPECT_TRUE(fs::exists(dir_ / "py-out/model.safetensors"));
 }
 
+TEST_F(CliTest, TheNodeClientLoadingTheProtosCreatesWatchesAndReadsAJob) {
+  Process worker({Binary("worker/shears-worker"), "--server", address_, "--work-dir", dir_ / "work", "--poll-wait", "2s"},
+                 dir_ / "worker.log");
+  setenv("NODE_PATH", (std::string(SHEARS_BINARY_DIR) + "/peers/node_modules").c_str(), 1);
+  const std::string example = std::string(SHEARS_SOURCE_DIR) + "/client/node/shears_example.js";
+  auto run = testing::RunCommand({"/usr/bin/env", "node", example, "--server", address_, "--model", "file://" + DataDir("tiny-llama"), "--sparsity",
+                                  "0.5", "--output", "file://" + (dir_ / "node-out")},
+                                 dir_ / "client.log");
+  unsetenv("NODE_PATH");
+  ASSERT_EQ(run.status, 0) << run.out;
+  EXPECT_NE(run.out.find("JOB_STATE_SUCCEEDED"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("achieved sparsity 0.5000"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("/node-out/manifest.json"), std::string::npos) << run.out;
+  EXPECT_TRUE(fs::exists(dir_ / "node-out/model.safetensors"));
+}
+
 TEST_F(CliTest, ErrorsHaveExitCodesAndSayWhatIsWrong) {
   auto bad = Ctl({"--server", address_, "create", "--model", "file:///m", "--method", "magnitude", "--sparsity", "2",
                   "--output", "file:///o"});

@@ -1,0 +1,65 @@
+#!/usr/bin/env node
+// Creates a pruning job, watches its events until it ends, and prints the result. The client is
+// built from proto/ when it starts (@grpc/proto-loader), so it always matches the API.
+//
+//   NODE_PATH=DIR/node_modules node shears_example.js --server HOST:PORT \
+//       --model file:///models/llama --method magnitude --sparsity 0.5 --output file:///models/out
+//
+// Exit status: 0 when the job succeeded, 1 otherwise.
+const path = require('path');
+const grpc = require('@grpc/grpc-js');
+const protoLoader = require('@grpc/proto-loader');
+
+function flags(argv) {
+  const out = {server: 'localhost:50051', method: 'magnitude', sparsity: '0.5'};
+  for (let i = 2; i + 1 < argv.length; i += 2) out[argv[i].replace(/^--/, '')] = argv[i + 1];
+  if (!out.model || !out.output) throw new Error('--model and --output are required');
+  return out;
+}
+
+function call(stub, method, request) {
+  return new Promise((resolve, reject) =>
+    stub[method](request, {deadline: Date.now() + 30000}, (err, reply) => (err ? reject(err) : resolve(reply))));
+}
+
+async function main() {
+  const args = flags(process.argv);
+  const root = path.join(__dirname, '..', '..', 'proto');
+  // Field names as in the protos (snake_case), enums by name, int64 as strings, oneofs marked.
+  const options = {includeDirs: [root], keepCase: true, enums: String, longs: String, defaults: true, oneofs: true};
+  const definition = protoLoader.loadSync(path.join(root, 'shears/v1/pruning.proto'), options);
+  const shears = grpc.loadPackageDefinition(definition).shears.v1;
+  const stub = new shears.Pruning(args.server, grpc.credentials.createInsecure());
+  const spec = {
+    model_uri: args.model,
+    method: 'METHOD_' + args.method.toUpperCase().replace(/-/g, '_'),
+    target_sparsity: Number(args.sparsity),
+    output: {uri: args.output},
+  };
+  let job = await call(stub, 'CreateJob', {spec});
+  console.log(`created ${job.id}`);
+  await new Promise((resolve, reject) => {
+    const events = stub.WatchJob({job_id: job.id});
+    events.on('data', (event) => {
+      if (event.progress) console.log(`  ${event.progress.stage}: ${event.progress.message}`);
+      if (event.state_change) console.log(`  state ${event.state_change.state}`);
+    });
+    events.on('end', resolve);
+    events.on('error', reject);
+  });
+  job = await call(stub, 'GetJob', {job_id: job.id});
+  console.log(`${job.id} ${job.state}`);
+  if (job.state !== 'JOB_STATE_SUCCEEDED') {
+    console.log(`error: ${job.error}`);
+    return 1;
+  }
+  const r = job.result;
+  console.log(`achieved sparsity ${r.achieved_sparsity.toFixed(4)} of ${r.parameters_before} parameters`);
+  for (const a of r.artifacts) console.log(`  ${a.uri} ${a.size_bytes} bytes sha256 ${a.sha256}`);
+  return 0;
+}
+
+main().then((code) => process.exit(code), (err) => {
+  console.error(`shears_example: ${err.message}`);
+  process.exit(1);
+});
