@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <fstream>
 #include <memory>
 
@@ -44,16 +45,20 @@ std::string Sha256Hex(const std::string& data) {
   return d.Hex();
 }
 
-absl::StatusOr<std::string> Sha256File(const std::string& path) {
+absl::StatusOr<std::string> Sha256File(const std::string& path, int64_t offset, int64_t length) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("open ", path));
+  in.seekg(offset);
   Digest d;
   char buf[1 << 16];
-  while (in) {
-    in.read(buf, sizeof buf);
+  while (in && length != 0) {
+    const int64_t want = length < 0 ? int64_t{sizeof buf} : std::min<int64_t>(length, sizeof buf);
+    in.read(buf, static_cast<std::streamsize>(want));
     d.Update(buf, static_cast<size_t>(in.gcount()));
+    if (length > 0) length -= in.gcount();
   }
   if (in.bad()) return absl::InternalError(absl::StrCat("read ", path));
+  if (length > 0) return absl::InternalError(absl::StrCat("read ", path, ": ", length, " bytes short"));
   return d.Hex();
 }
 

@@ -25,6 +25,7 @@ class Sha256 {
 
 // Lower-case hex digests.
 std::string Sha256Hex(const std::string& data);
-absl::StatusOr<std::string> Sha256File(const std::string& path);
+// Of `length` bytes from `offset` (-1: to the end), e.g. one part of a multipart upload.
+absl::StatusOr<std::string> Sha256File(const std::string& path, int64_t offset = 0, int64_t length = -1);
 
 }  // namespace shears

@@ -96,6 +96,20 @@ TEST(Http, ABodyCutShortResumesWithARangeRequest) {
   EXPECT_FALSE(fs::exists(dir / "out/data.bin.part"));
 }
 
+TEST(Http, AServerThatIgnoresTheRangeSendsTheWholeFileAgain) {
+  TempDir dir;
+  fs::create_directories(dir / "www");
+  const std::string data = Bytes(1 << 20);
+  std::ofstream(dir / "www/data.bin", std::ios::binary) << data;
+  HttpPeer peer(dir / "www", dir.path(), {"--cut", "/data.bin:300000", "--ignore-range", "/data.bin"});
+  HttpClient client(Options(dir.path()).retry);
+  auto got = client.Download(peer.url() + "/data.bin", {}, dir / "out/data.bin", "data.bin", {});
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(ReadFile(dir / "out/data.bin").value(), data) << "the partial bytes were not kept in front";
+  EXPECT_EQ(got->bytes, static_cast<int64_t>(data.size()));
+  EXPECT_EQ(got->sha256, Sha256Hex(data));
+}
+
 TEST(Http, RetriesServerErrorsButNotMissingFiles) {
   TempDir dir;
   fs::create_directories(dir / "www");

@@ -6,6 +6,7 @@ Serves ROOT on 127.0.0.1 (port 0: a free one, written to --port-file), answers R
 line, so tests can count what was fetched. Faults, each for the first requests of a path:
   --cut PATH:N    send the full Content-Length but only the first N bytes, then close (once)
   --fail PATH:K   answer 503 to the first K requests
+  --ignore-range PATH  answer every request for PATH with the whole file (200), as some servers do
 """
 import argparse
 import http.server
@@ -20,6 +21,7 @@ def main():
     parser.add_argument("--log", required=True)
     parser.add_argument("--cut", action="append", default=[])
     parser.add_argument("--fail", action="append", default=[])
+    parser.add_argument("--ignore-range", action="append", default=[])
     args = parser.parse_args()
     cuts = {p: int(n) for p, n in (c.rsplit(":", 1) for c in args.cut)}
     fails = {p: int(k) for p, k in (f.rsplit(":", 1) for f in args.fail)}
@@ -57,7 +59,7 @@ def main():
                 return
             size = os.path.getsize(file)
             start, end = 0, size - 1
-            ranged = self.headers.get("Range", "")
+            ranged = "" if path in args.ignore_range else self.headers.get("Range", "")
             if ranged.startswith("bytes="):
                 first, _, last = ranged[len("bytes="):].partition("-")
                 start = int(first)

@@ -118,9 +118,9 @@ absl::StatusOr<FlopResult> TrainFlop(const PruneOptions& options, const PruneObs
       teacher_logits = Forward(arch, *teacher, inputs);
     }
     auto size = expected_size();
-    size_now = size.item<double>();
-    gap = size_now - annealed(step);
     auto deviation = size - annealed(step);
+    size_now = size.item<double>();
+    gap = deviation.item<double>();
     return StudentLoss(Forward(arch, student, inputs), batch, teacher_logits) + lambda1 * deviation +
            lambda2 * deviation.square();
   };

@@ -62,12 +62,14 @@ LowRankFactors Truncate(const WhitenedSvd& svd, int64_t rank) {
   return {u.to(torch::kFloat32), v.to(torch::kFloat32)};
 }
 
-// Every block's linear inputs on the calibration windows, through the dense model.
+// The factors of the matrices that SVD ranks leave factored, and their relative errors.
 struct SvdChoice {
   std::map<std::string, LowRankFactors> factors;
   std::map<std::string, double> errors;
 };
 
+// Whitens every linear by its inputs on the calibration windows (through the dense model, block
+// by block), allocates the ranks and truncates.
 absl::StatusOr<SvdChoice> ChooseBySvd(const std::vector<Matrix>& matrices, const BlockRunner& runner,
                                       const torch::Tensor& calibration, int64_t budget, const PruneObserver& observer) {
   const Architecture& arch = runner.arch();

@@ -31,6 +31,7 @@ void GlobalInit() {
 // One attempt's state, filled by libcurl's callbacks.
 struct Attempt {
   CURL* curl = nullptr;
+  std::string part;  // the file `out` writes
   std::ofstream* out = nullptr;
   Sha256* digest = nullptr;
   int64_t received = 0;  // body bytes of this attempt
@@ -62,7 +63,18 @@ size_t OnHeader(char* data, size_t size, size_t count, void* user) {
   absl::string_view line(data, n);
   const size_t colon = line.find(':');
   if (colon == absl::string_view::npos) {
-    if (absl::StartsWith(line, "HTTP/")) a->content_length = -1, a->etag.clear();  // a new response (redirects)
+    if (!absl::StartsWith(line, "HTTP/")) return n;
+    a->content_length = -1;  // a new response (after a redirect)
+    a->etag.clear();
+    const size_t space = line.find(' ');
+    if (a->out != nullptr && a->offset > 0 && space != absl::string_view::npos &&
+        absl::StartsWith(line.substr(space + 1), "200")) {
+      // The server ignored the range and sends the whole file: start the file and digest over.
+      a->out->close();
+      a->out->open(a->part, std::ios::binary | std::ios::trunc);
+      *a->digest = Sha256();
+      a->offset = 0;
+    }
     return n;
   }
   const std::string key = absl::AsciiStrToLower(line.substr(0, colon));
@@ -172,6 +184,7 @@ absl::StatusOr<Downloaded> HttpClient::Download(const std::string& url, const st
     std::ofstream out(part, std::ios::binary | std::ios::app);
     if (!out) return absl::InternalError(absl::StrCat("cannot write ", part));
     Attempt a;
+    a.part = part;
     a.out = &out;
     a.digest = &digest;
     a.progress = &progress;
@@ -200,23 +213,7 @@ absl::StatusOr<Downloaded> HttpClient::Download(const std::string& url, const st
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     out.close();
-    if (code == CURLE_OK && have > 0 && status == 200) {
-      // The server ignored the range and sent the whole file: start the digest over from it.
-      fs::path whole = part + ".whole";
-      std::ifstream in(part, std::ios::binary);
-      in.seekg(have);
-      std::ofstream(whole, std::ios::binary) << in.rdbuf();
-      fs::rename(whole, part, ec);
-      digest = Sha256();
-      std::ifstream again(part, std::ios::binary);
-      char buf[1 << 16];
-      while (again) {
-        again.read(buf, sizeof buf);
-        digest.Update(buf, static_cast<size_t>(again.gcount()));
-      }
-      have = 0;
-    }
-    have += a.received;
+    have = a.offset + a.received;
     if (!a.etag.empty()) etag = a.etag;
     const bool complete = code == CURLE_OK && (status == 200 || status == 206) &&
                           (a.content_length < 0 || a.received == a.content_length);

@@ -55,21 +55,6 @@ std::string XmlValue(const std::string& xml, const std::string& tag, size_t* fro
   return value;
 }
 
-absl::StatusOr<std::string> FileRangeSha256(const std::string& path, int64_t offset, int64_t size) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::InternalError(absl::StrCat("cannot read ", path));
-  in.seekg(offset);
-  Sha256 digest;
-  std::string buffer(1 << 16, '\0');
-  while (size > 0 && in) {
-    in.read(buffer.data(), std::min<int64_t>(size, static_cast<int64_t>(buffer.size())));
-    digest.Update(buffer.data(), static_cast<size_t>(in.gcount()));
-    size -= in.gcount();
-  }
-  if (size != 0) return absl::InternalError(absl::StrCat("short read of ", path));
-  return digest.Hex();
-}
-
 struct Location {
   std::string bucket, key;
 };
@@ -210,7 +195,7 @@ absl::Status S3FileSystem::Put(const std::string& local_path, const std::string&
   const auto size = static_cast<int64_t>(fs::file_size(local_path, ec));
   if (ec) return absl::InternalError(absl::StrCat("cannot read ", local_path, ": ", ec.message()));
   if (size > part_bytes_) return PutMultipart(local_path, loc.bucket, loc.key, size);
-  SHEARS_ASSIGN_OR_RETURN(std::string sha, FileRangeSha256(local_path, 0, size));
+  SHEARS_ASSIGN_OR_RETURN(std::string sha, Sha256File(local_path, 0, size));
   HttpRequest put = Request("PUT", Url(loc.bucket, loc.key), sha);
   put.body_file = local_path;
   put.body_size = size;
@@ -236,7 +221,7 @@ absl::Status S3FileSystem::PutMultipart(const std::string& local_path, const std
       }
       const int64_t offset = int64_t{i} * part_bytes_, length = std::min(part_bytes_, size - offset);
       auto sent = [&]() -> absl::StatusOr<HttpResponse> {
-        SHEARS_ASSIGN_OR_RETURN(std::string sha, FileRangeSha256(local_path, offset, length));
+        SHEARS_ASSIGN_OR_RETURN(std::string sha, Sha256File(local_path, offset, length));
         HttpRequest put = Request("PUT", Url(bucket, key, absl::StrCat("partNumber=", i + 1, "&", id_query)), sha);
         put.body_file = local_path;
         put.body_offset = offset;
