@@ -107,7 +107,7 @@ absl::StatusOr<T> JobStore::Transaction(Body body) {
     listeners = listeners_;
   }
   for (const auto& change : changes) {
-    for (const auto& l : listeners) l(change.job_id, change.state);
+    for (const auto& l : listeners) l(change);
   }
   return result;
 }
@@ -161,6 +161,7 @@ absl::Status JobStore::AppendEvent(Row& row, v1::JobEvent event) {
 }
 
 absl::Status JobStore::ChangeState(Row& row, v1::JobState state, const std::string& message) {
+  const v1::JobState previous = row.job.state();
   const auto now = ToProtoTime(options_.clock());
   row.job.set_state(state);
   *row.job.mutable_update_time() = now;
@@ -178,7 +179,7 @@ absl::Status JobStore::ChangeState(Row& row, v1::JobState state, const std::stri
     row.job.mutable_progress()->set_stage("queued");
     row.job.mutable_progress()->set_fraction(0);
   }
-  changes_.push_back({row.job.id(), state});
+  changes_.push_back({row.job, previous});
   v1::JobEvent event;
   event.mutable_state_change()->set_state(state);
   event.mutable_state_change()->set_message(message);
@@ -315,7 +316,7 @@ absl::StatusOr<int64_t> JobStore::AppendEvents(const std::string& job_id, const 
       SHEARS_RETURN_IF_ERROR(AppendEvent(row, event));
     }
     *row.job.mutable_update_time() = ToProtoTime(options_.clock());
-    changes_.push_back({job_id, row.job.state()});
+    changes_.push_back({row.job, row.job.state()});
     SHEARS_RETURN_IF_ERROR(SaveRow(row));
     return row.last_sequence;
   });
@@ -402,6 +403,22 @@ absl::StatusOr<std::vector<v1::JobEvent>> JobStore::EventsAfter(const std::strin
     if (!out.emplace_back().ParseFromString(q.Text(0))) return absl::DataLossError("corrupt event record");
   }
   return out;
+}
+
+absl::StatusOr<JobStore::Census> JobStore::TakeCensus() {
+  absl::MutexLock lock(&mu_);
+  Census census;
+  Statement by_state(db_->get(), "SELECT state, COUNT(*) FROM jobs GROUP BY state");
+  for (;;) {
+    SHEARS_ASSIGN_OR_RETURN(bool row, by_state.Step());
+    if (!row) break;
+    census.jobs[static_cast<v1::JobState>(by_state.Int(0))] = by_state.Int(1);
+  }
+  Statement workers(db_->get(), "SELECT COUNT(DISTINCT worker_id) FROM jobs WHERE state = ?");
+  workers.Bind(1, int64_t{v1::JOB_STATE_RUNNING});
+  SHEARS_ASSIGN_OR_RETURN(bool found, workers.Step());
+  if (found) census.busy_workers = workers.Int(0);
+  return census;
 }
 
 }  // namespace shears::server

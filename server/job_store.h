@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -31,8 +32,14 @@ struct StoreOptions {
 
 class JobStore {
  public:
-  // Called after each committed change, outside the store's lock, with the job's new state.
-  using Listener = std::function<void(const std::string& job_id, v1::JobState state)>;
+  // A committed change to one job: its record afterwards, and its state before (UNSPECIFIED when
+  // the change created it; equal to job.state() for progress and cancellation requests).
+  struct Change {
+    v1::Job job;
+    v1::JobState previous_state = v1::JOB_STATE_UNSPECIFIED;
+  };
+  // Called after each committed change, outside the store's lock.
+  using Listener = std::function<void(const Change& change)>;
 
   static absl::StatusOr<std::unique_ptr<JobStore>> Open(const std::string& path, StoreOptions options);
   void AddListener(Listener listener);
@@ -74,12 +81,15 @@ class JobStore {
   absl::StatusOr<std::vector<v1::JobEvent>> EventsAfter(const std::string& job_id, int64_t after_sequence,
                                                         int limit);
 
+  // What the metrics show at each scrape.
+  struct Census {
+    std::map<v1::JobState, int64_t> jobs;  // by state; states with no job are absent
+    int64_t busy_workers = 0;              // distinct workers holding a lease
+  };
+  absl::StatusOr<Census> TakeCensus();
+
  private:
   struct Row;
-  struct Change {
-    std::string job_id;
-    v1::JobState state;
-  };
 
   JobStore(std::unique_ptr<Database> db, StoreOptions options);
   absl::Status Migrate();

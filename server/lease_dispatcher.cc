@@ -8,8 +8,9 @@
 
 namespace shears::server {
 
-LeaseDispatcher::LeaseDispatcher(JobStore* store)
+LeaseDispatcher::LeaseDispatcher(JobStore* store, std::function<void(int)> on_expired)
     : store_(store),
+      on_expired_(std::move(on_expired)),
       // Often enough that an expired lease is noticed within a quarter of its time to live.
       expiry_interval_(std::clamp(store->options().lease_ttl / 4, absl::Milliseconds(20), absl::Seconds(5))),
       thread_([this] { Run(); }) {}
@@ -22,8 +23,22 @@ void LeaseDispatcher::Enqueue(Waiter waiter) {
     waiter.reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
     return;
   }
+  ++polling_[waiter.worker_id];
   waiters_.push_back(waiter);
   wake_ = true;
+}
+
+void LeaseDispatcher::Finish(const Waiter& waiter, const grpc::Status& status) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (--polling_[waiter.worker_id] == 0) polling_.erase(waiter.worker_id);
+  }
+  waiter.reactor->Finish(status);
+}
+
+int LeaseDispatcher::WaitingWorkers() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(polling_.size());
 }
 
 void LeaseDispatcher::Wake() {
@@ -38,9 +53,12 @@ void LeaseDispatcher::Stop() {
     stop_ = true;
   }
   thread_.join();
-  absl::MutexLock lock(&mu_);
-  for (auto& w : waiters_) w.reactor->Finish(grpc::Status::OK);
-  waiters_.clear();
+  std::deque<Waiter> waiters;
+  {
+    absl::MutexLock lock(&mu_);
+    waiters.swap(waiters_);
+  }
+  for (auto& w : waiters) Finish(w, grpc::Status::OK);
 }
 
 void LeaseDispatcher::Run() {
@@ -61,6 +79,8 @@ void LeaseDispatcher::Run() {
     if (absl::Now() >= next_expiry) {
       if (auto expired = store_->ExpireLeases(); !expired.ok()) {
         std::cerr << "shears-server: expiring leases: " << expired.status() << "\n";
+      } else if (*expired > 0 && on_expired_) {
+        on_expired_(*expired);
       }
       next_expiry = absl::Now() + expiry_interval_;
     }
@@ -77,26 +97,26 @@ std::deque<LeaseDispatcher::Waiter> LeaseDispatcher::Dispatch(std::deque<Waiter>
   const absl::Time now = absl::Now();
   for (auto& w : waiters) {
     if (w.context->IsCancelled()) {
-      w.reactor->Finish(grpc::Status::CANCELLED);
+      Finish(w, grpc::Status::CANCELLED);
       continue;
     }
     if (!queue_empty) {
       auto lease = store_->LeaseNext(w.worker_id);
       if (!lease.ok()) {
-        w.reactor->Finish(ToGrpcStatus(lease.status()));
+        Finish(w, ToGrpcStatus(lease.status()));
         continue;
       }
       if (lease->has_value()) {
         *w.response->mutable_job() = (*lease)->job;
         w.response->set_lease_id((*lease)->lease_id);
         *w.response->mutable_lease_ttl() = ToProtoDuration(store_->options().lease_ttl);
-        w.reactor->Finish(grpc::Status::OK);
+        Finish(w, grpc::Status::OK);
         continue;
       }
       queue_empty = true;
     }
     if (now >= w.deadline) {
-      w.reactor->Finish(grpc::Status::OK);  // no job this time; the worker asks again
+      Finish(w, grpc::Status::OK);  // no job this time; the worker asks again
     } else {
       remaining.push_back(w);
     }

@@ -1,5 +1,4 @@
 // shears-server: the front service and job store.
-#include <fstream>
 #include <iostream>
 
 #include "common/command_line.h"
@@ -15,6 +14,10 @@ constexpr char kUsage[] = R"(usage: shears-server [flags]
   --max-attempts N       a job whose lease lapses N times fails (default 3)
   --port-file PATH       write the bound port here once serving
   --allow-file-root DIR  file:// URIs must lie under DIR (repeatable; none given: anywhere)
+  --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks one)
+  --metrics-port-file PATH    write the metrics port here once serving
+  --drain-delay DURATION on SIGTERM, report NOT_SERVING and keep answering this long before stopping
+                         (default 0s; under Kubernetes a few readiness periods)
 )";
 
 int Fail(const std::string& message) {
@@ -32,7 +35,8 @@ int main(int argc, char** argv) {
     std::cout << kUsage;
     return 0;
   }
-  if (auto st = cl->CheckKnown({"listen", "db", "lease-ttl", "max-attempts", "port-file", "allow-file-root", "help"}); !st.ok()) {
+  if (auto st = cl->CheckKnown({"listen", "db", "lease-ttl", "max-attempts", "port-file", "allow-file-root",
+                                "metrics-listen", "metrics-port-file", "drain-delay", "help"}); !st.ok()) {
     return Fail(std::string(st.message()));
   }
   shears::server::ServerOptions options;
@@ -42,18 +46,26 @@ int main(int argc, char** argv) {
   auto attempts = cl->GetInt("max-attempts", options.store.max_attempts);
   if (!ttl.ok()) return Fail(std::string(ttl.status().message()));
   if (!attempts.ok()) return Fail(std::string(attempts.status().message()));
+  auto drain = cl->GetDuration("drain-delay", options.drain_delay);
+  if (!drain.ok()) return Fail(std::string(drain.status().message()));
+  options.drain_delay = *drain;
   options.store.lease_ttl = *ttl;
   options.store.max_attempts = static_cast<int>(*attempts);
   options.file_roots = cl->GetAll("allow-file-root");
-
+  options.metrics_listen = cl->GetOr("metrics-listen", "");
 
   auto server = shears::server::Server::Start(options);
   if (!server.ok()) return Fail(std::string(server.status().message()));
   std::cout << "shears-server listening on port " << (*server)->port() << " (db " << options.db_path << ")"
             << std::endl;
-  if (auto path = cl->Get("port-file")) {
-    std::ofstream(*path + ".tmp") << (*server)->port() << "\n";
-    std::rename((*path + ".tmp").c_str(), path->c_str());
+  if ((*server)->metrics_port() != 0) {
+    std::cout << "shears-server: metrics on port " << (*server)->metrics_port() << std::endl;
+  }
+  for (const auto& [flag, port] : {std::pair{"port-file", (*server)->port()},
+                                   std::pair{"metrics-port-file", (*server)->metrics_port()}}) {
+    auto path = cl->Get(flag);
+    if (!path || port == 0) continue;
+    if (auto st = shears::WritePortFile(*path, port); !st.ok()) return Fail(std::string(st.message()));
   }
   const int sig = shears::WaitForTerminationSignal();
   std::cout << "shears-server: signal " << sig << ", draining" << std::endl;

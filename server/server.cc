@@ -10,12 +10,19 @@ namespace shears::server {
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
   std::unique_ptr<Server> s(new Server());
+  s->drain_delay_ = options.drain_delay;
   SHEARS_ASSIGN_OR_RETURN(s->store_, JobStore::Open(options.db_path, options.store));
-  s->dispatcher_ = std::make_unique<LeaseDispatcher>(s->store_.get());
-  s->store_->AddListener([hub = &s->hub_, dispatcher = s->dispatcher_.get()](const std::string& job_id,
-                                                                            v1::JobState state) {
-    hub->Notify(job_id);
-    if (state == v1::JOB_STATE_QUEUED) dispatcher->Wake();
+  // The idle-worker count is read at scrapes, which begin after Start returns.
+  s->metrics_ = std::make_shared<ServerMetrics>(s->store_.get(), [server = s.get()] {
+    return server->dispatcher_->WaitingWorkers();
+  });
+  s->dispatcher_ = std::make_unique<LeaseDispatcher>(
+      s->store_.get(), [metrics = s->metrics_.get()](int expired) { metrics->OnLeasesExpired(expired); });
+  s->store_->AddListener([hub = &s->hub_, dispatcher = s->dispatcher_.get(),
+                          metrics = s->metrics_.get()](const JobStore::Change& change) {
+    hub->Notify(change.job.id());
+    if (change.job.state() == v1::JOB_STATE_QUEUED) dispatcher->Wake();
+    metrics->OnJobChanged(change);
   });
   s->pruning_ = std::make_unique<PruningService>(s->store_.get(), &s->hub_, options.file_roots);
   s->workers_ = std::make_unique<WorkersService>(s->store_.get(), s->dispatcher_.get());
@@ -23,6 +30,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(s->metrics_->InterceptorFactory());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &s->port_);
   builder.RegisterService(s->pruning_.get());
   builder.RegisterService(s->workers_.get());
@@ -30,6 +40,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
   if (s->grpc_ == nullptr || s->port_ == 0) {
     s->dispatcher_->Stop();
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
+  }
+  if (!options.metrics_listen.empty()) {
+    auto endpoint = MetricsEndpoint::Start(options.metrics_listen, s->metrics_);
+    if (!endpoint.ok()) {
+      s->Shutdown(absl::ZeroDuration());
+      return endpoint.status();
+    }
+    s->metrics_endpoint_ = std::move(*endpoint);
   }
   s->grpc_->GetHealthCheckService()->SetServingStatus(true);
   return s;
@@ -39,6 +57,7 @@ void Server::Shutdown(absl::Duration grace) {
   if (stopped_) return;
   stopped_ = true;
   grpc_->GetHealthCheckService()->SetServingStatus(false);
+  absl::SleepFor(drain_delay_);
   dispatcher_->Stop();
   grpc_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(grace));
   grpc_->Wait();

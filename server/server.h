@@ -12,7 +12,9 @@
 #include "server/event_hub.h"
 #include "server/job_store.h"
 #include "server/lease_dispatcher.h"
+#include "common/metrics_endpoint.h"
 #include "server/pruning_service.h"
+#include "server/server_metrics.h"
 #include "server/workers_service.h"
 
 namespace shears::server {
@@ -22,6 +24,10 @@ struct ServerOptions {
   std::string db_path = "shears.db";
   StoreOptions store;
   std::vector<std::string> file_roots;  // --allow-file-root; empty: file:// may name any path
+  std::string metrics_listen;           // HOST:PORT of /metrics; empty: not served
+  // How long Shutdown keeps answering, health NOT_SERVING, before it stops taking calls: time for
+  // load balancers and Kubernetes readiness probes to stop sending new work.
+  absl::Duration drain_delay = absl::ZeroDuration();
 };
 
 class Server {
@@ -30,19 +36,24 @@ class Server {
   ~Server();
 
   int port() const { return port_; }
-  // Marks the server NOT_SERVING, answers waiting workers, and stops after in-flight calls finish
-  // or `grace` passes.
+  // 0 when metrics are not served.
+  int metrics_port() const { return metrics_endpoint_ ? metrics_endpoint_->port() : 0; }
+  // Marks the server NOT_SERVING, keeps answering for the drain delay, answers waiting workers, and
+  // stops after in-flight calls finish or `grace` passes.
   void Shutdown(absl::Duration grace);
 
  private:
   Server() = default;
   std::unique_ptr<JobStore> store_;
+  std::shared_ptr<ServerMetrics> metrics_;
+  std::unique_ptr<MetricsEndpoint> metrics_endpoint_;
   EventHub hub_;
   std::unique_ptr<LeaseDispatcher> dispatcher_;
   std::unique_ptr<PruningService> pruning_;
   std::unique_ptr<WorkersService> workers_;
   std::unique_ptr<grpc::Server> grpc_;
   int port_ = 0;
+  absl::Duration drain_delay_;
   bool stopped_ = false;
 };
 

@@ -33,6 +33,13 @@ class JobStoreTest : public ::testing::Test {
     return spec;
   }
 
+  static v1::JobEvent Progress(double fraction) {
+    v1::JobEvent event;
+    event.mutable_progress()->set_stage("pruning");
+    event.mutable_progress()->set_fraction(fraction);
+    return event;
+  }
+
   std::vector<v1::JobEvent> Events(const std::string& id) { return store_->EventsAfter(id, 0, 1000).value(); }
 
   TempDir dir_;
@@ -186,14 +193,35 @@ TEST_F(JobStoreTest, ListPagesAndFiltersByState) {
             absl::StatusCode::kInvalidArgument);
 }
 
-TEST_F(JobStoreTest, ListenersHearEveryCommittedChange) {
-  std::vector<std::pair<std::string, v1::JobState>> heard;
-  store_->AddListener([&](const std::string& id, v1::JobState s) { heard.emplace_back(id, s); });
+TEST_F(JobStoreTest, ListenersHearEveryCommittedChangeWithTheStateBefore) {
+  std::vector<JobStore::Change> heard;
+  store_->AddListener([&](const JobStore::Change& change) { heard.push_back(change); });
   const std::string id = store_->Create(Spec(), "")->job.id();
-  store_->LeaseNext("w1").IgnoreError();
-  ASSERT_EQ(heard.size(), 2u);
-  EXPECT_EQ(heard[0], std::make_pair(id, v1::JOB_STATE_QUEUED));
-  EXPECT_EQ(heard[1], std::make_pair(id, v1::JOB_STATE_RUNNING));
+  auto lease = store_->LeaseNext("w1");
+  ASSERT_TRUE(lease.ok() && lease->has_value());
+  ASSERT_TRUE(store_->AppendEvents(id, (*lease)->lease_id, {Progress(0.5)}).ok());
+  ASSERT_EQ(heard.size(), 3u);
+  EXPECT_EQ(heard[0].job.id(), id);
+  EXPECT_EQ(heard[0].previous_state, v1::JOB_STATE_UNSPECIFIED);
+  EXPECT_EQ(heard[0].job.state(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(heard[1].previous_state, v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(heard[1].job.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(heard[1].job.attempt_count(), 1);
+  EXPECT_EQ(heard[2].previous_state, v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(heard[2].job.progress().fraction(), 0.5);
+}
+
+TEST_F(JobStoreTest, CensusCountsJobsByStateAndTheWorkersHoldingLeases) {
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(store_->Create(Spec(), "").ok());
+  ASSERT_TRUE(store_->LeaseNext("w1").ok());
+  ASSERT_TRUE(store_->LeaseNext("w1").ok());
+  ASSERT_TRUE(store_->LeaseNext("w2").ok());
+  auto census = store_->TakeCensus();
+  ASSERT_TRUE(census.ok()) << census.status();
+  EXPECT_EQ(census->jobs[v1::JOB_STATE_QUEUED], 1);
+  EXPECT_EQ(census->jobs[v1::JOB_STATE_RUNNING], 3);
+  EXPECT_EQ(census->jobs.count(v1::JOB_STATE_SUCCEEDED), 0u);
+  EXPECT_EQ(census->busy_workers, 2);
 }
 
 }  // namespace

@@ -34,6 +34,9 @@ class Process {
   }
   ~Process() { Stop(SIGKILL); }
 
+  void Signal(int sig) {
+    if (pid_ > 0) kill(pid_, sig);
+  }
   // Sends `sig` and waits for the exit; returns the exit status (or 128 + signal).
   int Stop(int sig = SIGTERM) {
     if (pid_ <= 0) return status_;

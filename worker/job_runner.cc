@@ -150,7 +150,7 @@ absl::StatusOr<std::string> Localize(const std::string& field, const std::string
     if (!context.on_event) return;
     constexpr double kMiB = 1 << 20;
     context.on_event(ProgressEvent(
-        "loading", 0.0,
+        "downloading", 0.0,
         absl::StrCat(p.name, ": ", absl::StrFormat("%.1f", p.bytes / kMiB),
                      p.total > 0 ? absl::StrFormat(" of %.1f", p.total / kMiB) : "", " MiB",
                      p.bytes_per_second > 0 ? absl::StrFormat(" at %.1f MiB/s", p.bytes_per_second / kMiB) : "")));
@@ -203,7 +203,7 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
   SHEARS_ASSIGN_OR_RETURN(engine::PruneOptions options, EngineOptions(spec));
   options.device = context.device;
 
-  emit(ProgressEvent("loading", 0.0, absl::StrCat("fetching ", spec.model_uri())));
+  emit(ProgressEvent("downloading", 0.0, absl::StrCat("fetching ", spec.model_uri())));
   const std::string scratch = (fs::path(context.work_dir) / "jobs" / context.job_id).string();
   SHEARS_ASSIGN_OR_RETURN(options.model_dir, Localize("model_uri", spec.model_uri(), context));
   // The scratch directory outlives a failed attempt: the next attempt on this worker resumes from

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/command_line.h"
 #include "common/job_spec.h"
+#include "common/metrics_endpoint.h"
 #include "common/proto_json.h"
 #include "common/termination.h"
 #include "worker/engine/runtime.h"
@@ -30,6 +31,8 @@ constexpr char kUsage[] = R"(usage: shears-worker --server HOST:PORT [flags]
   --cache-max-bytes N  bound of the download cache in the work dir (default 100 GiB)
   --s3-part-bytes N    s3:// uploads larger than this go up in parts of this size (default 8 MiB;
                        AWS wants at least 5 MiB)
+  --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks one)
+  --metrics-port-file PATH    write the metrics port here once serving
 )";
 
 int Fail(const std::string& message) {
@@ -106,7 +109,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (auto st = cl->CheckKnown({"server", "spec", "device", "threads", "work-dir", "worker-id", "poll-wait", "job-id",
-                                "allow-file-root", "cache-max-bytes", "s3-part-bytes", "help"});
+                                "allow-file-root", "cache-max-bytes", "s3-part-bytes", "metrics-listen",
+                                "metrics-port-file", "help"});
       !st.ok()) {
     return Fail(absl::StrCat(st.message(), "\n", kUsage));
   }
@@ -143,7 +147,19 @@ int main(int argc, char** argv) {
   auto poll = cl->GetDuration("poll-wait", options.poll_wait);
   if (!poll.ok()) return Fail(std::string(poll.status().message()));
   options.poll_wait = *poll;
-
+  auto metrics = std::make_shared<shears::worker::WorkerMetrics>(device);
+  options.metrics = metrics.get();
+  options.storage.counters = metrics->Counters();
+  std::unique_ptr<shears::MetricsEndpoint> endpoint;
+  if (auto listen = cl->Get("metrics-listen")) {
+    auto started = shears::MetricsEndpoint::Start(*listen, metrics);
+    if (!started.ok()) return Fail(std::string(started.status().message()));
+    endpoint = std::move(*started);
+    std::cerr << "shears-worker: metrics on port " << endpoint->port() << std::endl;
+    if (auto path = cl->Get("metrics-port-file")) {
+      if (auto st = shears::WritePortFile(*path, endpoint->port()); !st.ok()) return Fail(std::string(st.message()));
+    }
+  }
 
   shears::worker::Worker worker(options);
   shears::OnTermination([&worker](int sig) {

@@ -113,6 +113,7 @@ void Worker::RunLeased(const v1::LeaseJobResponse& lease) {
     }
   });
 
+  if (options_.metrics != nullptr) options_.metrics->JobStarted();
   RunContext context;
   context.job_id = job.id();
   context.work_dir = options_.work_dir;
@@ -120,6 +121,7 @@ void Worker::RunLeased(const v1::LeaseJobResponse& lease) {
   context.device = options_.device;
   context.cancelled = [&] { return cancel_requested || lease_lost || stopping_; };
   context.on_event = [&](const v1::JobEvent& event) {
+    if (options_.metrics != nullptr) options_.metrics->OnEvent(event);
     if (lease_lost) return;
     v1::ReportEventsRequest request;
     request.set_job_id(job.id());
@@ -133,8 +135,12 @@ void Worker::RunLeased(const v1::LeaseJobResponse& lease) {
   finished.Notify();
   heartbeat.join();
 
+  auto ended = [&](const std::string& outcome) {
+    if (options_.metrics != nullptr) options_.metrics->JobEnded(outcome);
+  };
   if (lease_lost) {
     Log(absl::StrCat("job ", job.id(), ": abandoned, the server gave it to another attempt"));
+    ended("abandoned");
     return;
   }
   v1::CompleteJobRequest request;
@@ -148,13 +154,17 @@ void Worker::RunLeased(const v1::LeaseJobResponse& lease) {
     v1::ReleaseJobResponse ignored;
     st = WithRetries([&] { return stub_->ReleaseJob(Context(options_.rpc_timeout).get(), release, &ignored); });
     Log(absl::StrCat("job ", job.id(), ": given back to the queue"));
+    ended("released");
   } else {
     if (result.ok()) {
       *request.mutable_result() = *result;
+      ended("succeeded");
     } else if (cancel_requested && absl::IsCancelled(result.status())) {
       request.set_cancelled(true);
+      ended("cancelled");
     } else {
       request.set_error(std::string(result.status().message()));
+      ended("failed");
     }
     v1::CompleteJobResponse ignored;
     st = WithRetries([&] { return stub_->CompleteJob(Context(options_.rpc_timeout).get(), request, &ignored); });

@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "shears/v1/workers.grpc.pb.h"
 #include "worker/storage/filesystem.h"
+#include "worker/worker_metrics.h"
 
 namespace shears::worker {
 
@@ -24,6 +25,7 @@ struct WorkerOptions {
   StorageOptions storage;
   absl::Duration poll_wait = absl::Seconds(20);
   absl::Duration rpc_timeout = absl::Seconds(10);
+  WorkerMetrics* metrics = nullptr;  // told of each job; may be null
 };
 
 class Worker {

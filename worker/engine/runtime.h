@@ -2,6 +2,7 @@
 // Process-wide LibTorch settings, kept behind a torch-free header so the worker's own code does not
 // compile LibTorch's headers.
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
@@ -13,5 +14,11 @@ namespace shears::engine {
 absl::Status ConfigureRuntime(int threads, const std::string& device);
 // "cuda:0" when this LibTorch build sees a GPU, otherwise "cpu".
 std::string DefaultDevice();
+
+// The highest memory use on `device` since the last ResetPeakMemory: for CUDA what the caching
+// allocator held (reserved, the figure that runs out), for the CPU the process's resident set (the
+// kernel's high-water mark, VmHWM, which the reset rewinds). 0 when it cannot be read.
+int64_t PeakMemoryBytes(const std::string& device);
+void ResetPeakMemory(const std::string& device);
 
 }  // namespace shears::engine

@@ -22,6 +22,7 @@ struct StorageOptions {
   int64_t cache_max_bytes = int64_t{100} << 30;
   RetryPolicy retry;
   int64_t s3_part_bytes = int64_t{8} << 20;  // larger files go up as multipart uploads
+  TransferCounters counters;                  // bytes over the network, for the metrics
 };
 
 struct FileInfo {

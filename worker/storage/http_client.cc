@@ -165,7 +165,18 @@ size_t AppendBody(char* data, size_t size, size_t count, void* user) {
 
 }  // namespace
 
-HttpClient::HttpClient(RetryPolicy retry) : retry_(retry) { GlobalInit(); }
+HttpClient::HttpClient(RetryPolicy retry, TransferCounters counters)
+    : retry_(retry), counters_(std::move(counters)) {
+  GlobalInit();
+}
+
+void HttpClient::Count(void* curl) const {
+  curl_off_t down = 0, up = 0;
+  curl_easy_getinfo(static_cast<CURL*>(curl), CURLINFO_SIZE_DOWNLOAD_T, &down);
+  curl_easy_getinfo(static_cast<CURL*>(curl), CURLINFO_SIZE_UPLOAD_T, &up);
+  if (down > 0 && counters_.downloaded) counters_.downloaded(down);
+  if (up > 0 && counters_.uploaded) counters_.uploaded(up);
+}
 
 absl::StatusOr<Downloaded> HttpClient::Download(const std::string& url, const std::vector<std::string>& headers,
                                                 const std::string& path, const std::string& name,
@@ -210,6 +221,7 @@ absl::StatusOr<Downloaded> HttpClient::Download(const std::string& url, const st
     if (have > 0) curl_easy_setopt(c, CURLOPT_RANGE, range.c_str());
     SetAuth(c, auth);
     const CURLcode code = curl_easy_perform(c);
+    Count(c);
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     out.close();
@@ -276,6 +288,7 @@ absl::StatusOr<HttpResponse> HttpClient::Send(const HttpRequest& request) const 
     }
     SetAuth(c, request.auth);
     const CURLcode code = curl_easy_perform(c);
+    Count(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &response.status);
     if (code == CURLE_OK && response.status >= 200 && response.status < 300) {
       response.etag = a.etag.empty() ? "" : absl::StrCat("\"", a.etag, "\"");

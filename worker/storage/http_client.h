@@ -59,9 +59,15 @@ struct Downloaded {
   std::string etag;    // as the server sent it, quotes removed; empty when none
 };
 
+// Told the body bytes each request moved, failed attempts included, for the worker's metrics.
+struct TransferCounters {
+  std::function<void(int64_t bytes)> downloaded;
+  std::function<void(int64_t bytes)> uploaded;
+};
+
 class HttpClient {
  public:
-  explicit HttpClient(RetryPolicy retry = {});
+  explicit HttpClient(RetryPolicy retry = {}, TransferCounters counters = {});
 
   // Downloads `url` into `path`, through `path`.part renamed when complete. A transfer that breaks
   // resumes from the bytes received with a Range request; the digest covers the whole file.
@@ -78,7 +84,10 @@ class HttpClient {
   absl::StatusOr<std::string> ReadRange(HttpRequest request, int64_t offset, int64_t length) const;
 
  private:
+  void Count(void* curl) const;
+
   RetryPolicy retry_;
+  TransferCounters counters_;
 };
 
 }  // namespace shears::worker

@@ -41,7 +41,7 @@ constexpr const char* kTokenizerFiles[] = {"tokenizer.json", "tokenizer.model", 
 }  // namespace
 
 ReadOnlyRemoteFileSystem::ReadOnlyRemoteFileSystem(const StorageOptions& options)
-    : client_(options.retry), cache_((fs::path(options.cache_dir) / "cache").string(), options.cache_max_bytes) {}
+    : client_(options.retry, options.counters), cache_((fs::path(options.cache_dir) / "cache").string(), options.cache_max_bytes) {}
 
 absl::Status ReadOnlyRemoteFileSystem::Put(const std::string&, const std::string& uri) { return ReadOnly(uri); }
 absl::Status ReadOnlyRemoteFileSystem::Delete(const std::string& uri) { return ReadOnly(uri); }

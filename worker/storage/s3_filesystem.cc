@@ -85,7 +85,7 @@ S3Config S3Config::FromEnvironment() {
 
 S3FileSystem::S3FileSystem(const StorageOptions& options, S3Config config)
     : config_(std::move(config)),
-      client_(options.retry),
+      client_(options.retry, options.counters),
       cache_((fs::path(options.cache_dir) / "cache").string(), options.cache_max_bytes),
       part_bytes_(options.s3_part_bytes) {}
 
