@@ -1,6 +1,8 @@
 # The two quick-start commands: `make demo` and `make test`. Each installs what is missing first.
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
+# Extra CMake arguments, e.g. -DCMAKE_PREFIX_PATH=/opt/libtorch for a CUDA LibTorch (the Dockerfile).
+CMAKE_ARGS ?=
 
 .PHONY: all deps build peers test demo bench clean
 
@@ -11,10 +13,11 @@ deps:
 
 # Release: anything that runs a model wants an optimised engine.
 build: deps
-	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
 	cmake --build $(BUILD_DIR) -j$(JOBS)
 
-# The protocol peers the integration tests start (s3rver, from the npm registry).
+# The peers the integration tests start: s3rver and the Node client (npm), Prometheus and kubectl
+# (Debian).
 peers:
 	scripts/install-test-peers.sh $(BUILD_DIR)/peers
 

@@ -1,21 +1,34 @@
 #!/usr/bin/env bash
-# Installs from the npm registry, into DIR (default build/peers), what the integration tests run
-# besides the project: s3rver (an S3-compatible server) and the Node client's dependencies
+# Installs what the integration tests run besides the project. From Debian: Prometheus (the
+# monitoring test scrapes the server and worker with it), PyYAML (the manifest checks) and, where
+# no kubectl is installed, Debian's kubectl for `kubectl kustomize`. From the npm registry, into
+# DIR (default build/peers): s3rver (an S3-compatible server) and the Node client's dependencies
 # (client/node/package.json: @grpc/grpc-js, @grpc/proto-loader). Idempotent.
 set -euo pipefail
 dir=${1:-build/peers}
 version=3.7.1
 root=$(cd "$(dirname "$0")/.." && pwd)
+SUDO=""
+if [[ $(id -u) != 0 ]]; then SUDO=sudo; fi
+export DEBIAN_FRONTEND=noninteractive
+
+packages=(prometheus python3-yaml nodejs npm)
+command -v kubectl > /dev/null || packages+=(kubernetes-client)
+missing=()
+for p in "${packages[@]}"; do
+  # npm may come from elsewhere (a Node.js install); only its absence matters.
+  if [[ $p == nodejs || $p == npm ]] && command -v "${p/nodejs/node}" > /dev/null; then continue; fi
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} > 0)); then
+  echo "install-test-peers: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
 if [[ -x "$dir/node_modules/.bin/s3rver" ]] && grep -q "\"version\": \"$version\"" "$dir/node_modules/s3rver/package.json" &&
    [[ -f "$dir/node_modules/@grpc/grpc-js/package.json" && -f "$dir/node_modules/@grpc/proto-loader/package.json" ]]; then
   exit 0
-fi
-if ! command -v npm > /dev/null; then
-  SUDO=""
-  if [[ $(id -u) != 0 ]]; then SUDO=sudo; fi
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
 fi
 mkdir -p "$dir"
 client_deps=$(node -e 'const d = require(process.argv[1]).dependencies;

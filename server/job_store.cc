@@ -165,7 +165,8 @@ absl::Status JobStore::ChangeState(Row& row, v1::JobState state, const std::stri
   const auto now = ToProtoTime(options_.clock());
   row.job.set_state(state);
   *row.job.mutable_update_time() = now;
-  if (state == v1::JOB_STATE_RUNNING && !row.job.has_start_time()) *row.job.mutable_start_time() = now;
+  const bool first_lease = state == v1::JOB_STATE_RUNNING && !row.job.has_start_time();
+  if (first_lease) *row.job.mutable_start_time() = now;
   if (state != v1::JOB_STATE_RUNNING) {
     row.lease_id.clear();
     row.worker_id.clear();
@@ -179,7 +180,7 @@ absl::Status JobStore::ChangeState(Row& row, v1::JobState state, const std::stri
     row.job.mutable_progress()->set_stage("queued");
     row.job.mutable_progress()->set_fraction(0);
   }
-  changes_.push_back({row.job, previous});
+  changes_.push_back({row.job, previous, first_lease});
   v1::JobEvent event;
   event.mutable_state_change()->set_state(state);
   event.mutable_state_change()->set_message(message);

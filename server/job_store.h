@@ -37,6 +37,7 @@ class JobStore {
   struct Change {
     v1::Job job;
     v1::JobState previous_state = v1::JOB_STATE_UNSPECIFIED;
+    bool first_lease = false;  // the job's first RUNNING (a job given back keeps its start time)
   };
   // Called after each committed change, outside the store's lock.
   using Listener = std::function<void(const Change& change)>;

@@ -139,9 +139,11 @@ void ServerMetrics::OnJobChanged(const JobStore::Change& change) {
   const std::string method = MethodLabel(job.spec().method());
   if (change.previous_state == v1::JOB_STATE_UNSPECIFIED) created_.Add({{"method", method}}).Increment();
   if (job.state() == v1::JOB_STATE_RUNNING) {
-    if (job.attempt_count() == 1) {
+    // A job given back on a worker's shutdown keeps its attempt count, so its next lease is
+    // neither a first wait nor a retry.
+    if (change.first_lease) {
       queue_wait_.Add({{"method", method}}, kQueueWaitBuckets).Observe(Seconds(job.create_time(), job.start_time()));
-    } else {
+    } else if (job.attempt_count() > 1) {
       retries_.Add({{"method", method}}).Increment();
     }
   }

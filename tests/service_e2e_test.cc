@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <thread>
 #include <google/protobuf/util/json_util.h>
 #include <nlohmann/json.hpp>
 
@@ -730,22 +731,30 @@ std::string ToString(const grpc::ByteBuffer& buffer) {
 
 // Health and reflection, spoken in raw protobuf bytes: the project has no generated code for them,
 // and an operator's tools (grpc_health_probe, grpcurl) have none of ours.
+
+// grpc.health.v1.Health/Check of the whole server: the HealthCheckResponse bytes ("\x08\x01"
+// SERVING, "\x08\x02" NOT_SERVING), or the call's error.
+std::string HealthCheck(const std::string& address) {
+  grpc::GenericStub stub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::Slice empty("");  // HealthCheckRequest{service: ""} encodes to no bytes
+  grpc::ByteBuffer request(&empty, 1);
+  grpc::ByteBuffer response;
+  std::promise<grpc::Status> done;
+  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                 [&](grpc::Status st) { done.set_value(st); });
+  grpc::Status st = done.get_future().get();
+  return st.ok() ? ToString(response) : "error: " + st.error_message();
+}
+
+const std::string kServing("\x08\x01", 2);
+const std::string kNotServing("\x08\x02", 2);
+
 TEST_F(ServiceTest, HealthSaysServingAndReflectionListsTheApi) {
+  EXPECT_EQ(HealthCheck(address_), kServing);
   auto channel = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
   grpc::GenericStub stub(channel);
-  {
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    grpc::Slice empty("");  // HealthCheckRequest{service: ""} encodes to no bytes
-    grpc::ByteBuffer request(&empty, 1);
-    grpc::ByteBuffer response;
-    std::promise<grpc::Status> done;
-    stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
-                   [&](grpc::Status st) { done.set_value(st); });
-    grpc::Status st = done.get_future().get();
-    ASSERT_TRUE(st.ok()) << st.error_message();
-    EXPECT_EQ(ToString(response), std::string("\x08\x01", 2)) << "status: SERVING";
-  }
   grpc::CompletionQueue cq;
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
@@ -852,6 +861,29 @@ TEST_F(ServiceTest, IdleWorkerStopsPromptlyOnSigterm) {
   const auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(worker_->Stop(SIGTERM), 0) << worker_->Log();
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2)) << "the long poll was cut short";
+}
+
+// SIGTERM starts the drain: readiness probes see NOT_SERVING while calls are still answered, so
+// Kubernetes stops routing to the pod before it stops listening.
+TEST_F(ServiceTest, HealthSaysNotServingWhileDraining) {
+  TempDir dir;
+  auto draining = testing::StartServer(dir.path(), {"--drain-delay", "4s"});
+  ASSERT_FALSE(draining.address.empty()) << draining.process->Log();
+  EXPECT_EQ(HealthCheck(draining.address), kServing);
+  draining.process->Signal(SIGTERM);
+  std::string health;
+  for (int i = 0; i < 100 && (health = HealthCheck(draining.address)) != kNotServing; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(health, kNotServing);
+  auto pruning = v1::Pruning::NewStub(grpc::CreateChannel(draining.address, grpc::InsecureChannelCredentials()));
+  v1::GetJobRequest request;
+  request.set_job_id("none");
+  v1::Job job;
+  EXPECT_EQ(pruning->GetJob(Context().get(), request, &job).error_code(), grpc::StatusCode::NOT_FOUND)
+      << "still answering while draining";
+  EXPECT_EQ(draining.process->Wait(), 0);
+  EXPECT_NE(HealthCheck(draining.address), kNotServing) << "stopped listening after the drain";
 }
 
 }  // namespace

@@ -1,7 +1,5 @@
 #include "worker/worker_metrics.h"
 
-#include <map>
-
 #include "worker/engine/runtime.h"
 
 namespace shears::worker {
@@ -32,7 +30,7 @@ WorkerMetrics::WorkerMetrics(std::string device)
       registry_(std::make_shared<prometheus::Registry>()),
       stage_seconds_(prometheus::BuildHistogram()
                          .Name("shears_worker_stage_duration_seconds")
-                         .Help("Time jobs spent per stage: download, calibrate, prune, evaluate, upload")
+                         .Help("Time a job spent in each stage (download, calibrate, prune, evaluate, upload), observed when it ends")
                          .Register(*registry_)),
       downloaded_(prometheus::BuildCounter()
                       .Name("shears_worker_downloaded_bytes_total")
@@ -83,12 +81,13 @@ void WorkerMetrics::JobStarted() {
   busy_.Set(1);
   progress_.Set(0);
   last_block_ = -1;
-  EnterStage("");
+  stage_.clear();
+  stage_seconds_of_job_.clear();
 }
 
 void WorkerMetrics::EnterStage(const std::string& stage) {
   const absl::Time now = absl::Now();
-  if (!stage_.empty()) stage_seconds_.Add({{"stage", stage_}}, kStageBuckets).Observe(absl::ToDoubleSeconds(now - stage_start_));
+  if (!stage_.empty()) stage_seconds_of_job_[stage_] += absl::ToDoubleSeconds(now - stage_start_);
   stage_ = stage;
   stage_start_ = now;
 }
@@ -109,6 +108,10 @@ void WorkerMetrics::OnEvent(const v1::JobEvent& event) {
 void WorkerMetrics::JobEnded(const std::string& outcome) {
   absl::MutexLock lock(&mu_);
   EnterStage("");
+  for (const auto& [stage, seconds] : stage_seconds_of_job_) {
+    stage_seconds_.Add({{"stage", stage}}, kStageBuckets).Observe(seconds);
+  }
+  stage_seconds_of_job_.clear();
   busy_.Set(0);
   jobs_.Add({{"outcome", outcome}}).Increment();
 }

@@ -2,6 +2,7 @@
 // Every metric shears-worker exports, in one place: stage durations, bytes over the network,
 // blocks pruned, the current job's progress and peak device memory.
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,7 +38,7 @@ class WorkerMetrics final : public prometheus::Collectable {
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
-  // Closes the running stage and opens `stage` (empty: none).
+  // Adds the running stage's time to the job's total for it and opens `stage` (empty: none).
   void EnterStage(const std::string& stage) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string device_;
@@ -54,6 +55,9 @@ class WorkerMetrics final : public prometheus::Collectable {
   absl::Mutex mu_;
   std::string stage_ ABSL_GUARDED_BY(mu_);
   absl::Time stage_start_ ABSL_GUARDED_BY(mu_);
+  // The running job's time per stage; a stage can come back (the engine measures the dense model,
+  // prunes, then measures again), and the histograms see one total per stage and job.
+  std::map<std::string, double> stage_seconds_of_job_ ABSL_GUARDED_BY(mu_);
   int last_block_ ABSL_GUARDED_BY(mu_) = -1;
 };
 
