@@ -10,7 +10,6 @@ namespace shears::server {
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
   std::unique_ptr<Server> s(new Server());
-  s->drain_delay_ = options.drain_delay;
   SHEARS_ASSIGN_OR_RETURN(s->store_, JobStore::Open(options.db_path, options.store));
   // The idle-worker count is read at scrapes, which begin after Start returns.
   s->metrics_ = std::make_shared<ServerMetrics>(s->store_.get(), [server = s.get()] {
@@ -49,6 +48,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
     }
     s->metrics_endpoint_ = std::move(*endpoint);
   }
+  // Set last, so that a server that fails to start does not wait out a drain.
+  s->drain_delay_ = options.drain_delay;
   s->grpc_->GetHealthCheckService()->SetServingStatus(true);
   return s;
 }
