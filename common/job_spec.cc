@@ -30,6 +30,8 @@ std::vector<v1::Structure> SupportedStructures(v1::Method method) {
     case v1::METHOD_SPARSEGPT:
     case v1::METHOD_SPARSELLM:
       return {v1::STRUCTURE_UNSTRUCTURED, v1::STRUCTURE_N_M};
+    case v1::METHOD_PREDICTOR_SEARCH:
+      return {v1::STRUCTURE_UNSTRUCTURED};
     default:
       return {};
   }
@@ -39,12 +41,50 @@ std::vector<v1::Structure> SupportedStructures(v1::Method method) {
 bool NeedsCalibration(const v1::JobSpec& spec) {
   const v1::Method method = spec.method();
   return method == v1::METHOD_WANDA || method == v1::METHOD_SPARSEGPT || method == v1::METHOD_SPARSELLM ||
-         method == v1::METHOD_BLOCK_INFLUENCE ||
+         method == v1::METHOD_BLOCK_INFLUENCE || method == v1::METHOD_PREDICTOR_SEARCH ||
          (method == v1::METHOD_LOW_RANK && spec.low_rank().algorithm() != v1::LOW_RANK_FLOP);
 }
 
 absl::Status Invalid(const std::string& field, const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat("spec.", field, ": ", what));
+}
+
+// METHOD_PREDICTOR_SEARCH: a base method that prunes each layer to a ratio of its own, and
+// budgets large enough to train and validate a predictor.
+absl::Status ValidateSearch(const v1::JobSpec& spec) {
+  if (spec.method() != v1::METHOD_PREDICTOR_SEARCH) {
+    return spec.has_search() ? Invalid("search", "applies to METHOD_PREDICTOR_SEARCH only") : absl::OkStatus();
+  }
+  const auto& search = spec.search();
+  switch (search.base_method()) {
+    case v1::METHOD_MAGNITUDE:
+    case v1::METHOD_WANDA:
+    case v1::METHOD_SPARSEGPT:
+      break;
+    case v1::METHOD_UNSPECIFIED:
+      return Invalid("search.base_method", "is required: METHOD_MAGNITUDE, METHOD_WANDA or METHOD_SPARSEGPT");
+    default:
+      return Invalid("search.base_method",
+                     absl::StrCat(v1::Method_Name(search.base_method()),
+                                  " cannot take a sparsity per layer (the search's base method is METHOD_MAGNITUDE, "
+                                  "METHOD_WANDA or METHOD_SPARSEGPT)"));
+  }
+  if (search.measured_configurations() != 0 &&
+      (search.measured_configurations() < 10 || search.measured_configurations() > 10000)) {
+    return Invalid("search.measured_configurations",
+                   absl::StrCat("must be in [10, 10000] to train and validate a predictor, got ",
+                                search.measured_configurations()));
+  }
+  if (search.search_budget() != 0 && (search.search_budget() < 50 || search.search_budget() > 1000000)) {
+    return Invalid("search.search_budget", absl::StrCat("must be in [50, 1000000], got ", search.search_budget()));
+  }
+  if (!(search.max_deviation() >= 0.0 && search.max_deviation() <= 0.5)) {
+    return Invalid("search.max_deviation", absl::StrCat("must be in [0, 0.5], got ", search.max_deviation()));
+  }
+  if (search.score_windows() < 0 || search.score_windows() > 1024) {
+    return Invalid("search.score_windows", absl::StrCat("must be in [0, 1024], got ", search.score_windows()));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ValidateUri(const std::string& field, const std::string& uri) {
@@ -198,6 +238,7 @@ absl::Status ValidateSpec(const v1::JobSpec& spec) {
     }
   }
   if (auto st = ValidateFineTune(spec); !st.ok()) return st;
+  if (auto st = ValidateSearch(spec); !st.ok()) return st;
   if (spec.has_low_rank()) {
     if (spec.method() != v1::METHOD_LOW_RANK) return Invalid("low_rank", "applies to METHOD_LOW_RANK only");
     if (!v1::LowRankAlgorithm_IsValid(spec.low_rank().algorithm())) {

@@ -528,7 +528,33 @@ TEST_F(ServiceTest, BadSpecsAreRejectedNamingTheFieldAndStoreNothing) {
       {[](v1::JobSpec& s) { s.set_model_uri("models/relative"); }, "spec.model_uri"},
       {[](v1::JobSpec& s) { s.set_method(v1::METHOD_UNSPECIFIED); }, "spec.method"},
       {[](v1::JobSpec& s) { s.set_method(static_cast<v1::Method>(99)); }, "spec.method"},
-      {[](v1::JobSpec& s) { s.set_method(v1::METHOD_PREDICTOR_SEARCH); }, "spec.method"},
+      {[](v1::JobSpec& s) { s.set_method(v1::METHOD_PREDICTOR_SEARCH); }, "spec.calibration"},
+      {[&](v1::JobSpec& s) {
+         s.set_method(v1::METHOD_PREDICTOR_SEARCH);
+         SetCalibration(s, 8, 64);
+       },
+       "spec.search.base_method"},
+      {[&](v1::JobSpec& s) {
+         s.set_method(v1::METHOD_PREDICTOR_SEARCH);
+         SetCalibration(s, 8, 64);
+         s.mutable_search()->set_base_method(v1::METHOD_SPARSELLM);
+       },
+       "spec.search.base_method"},
+      {[&](v1::JobSpec& s) {
+         s.set_method(v1::METHOD_PREDICTOR_SEARCH);
+         SetCalibration(s, 8, 64);
+         s.mutable_search()->set_base_method(v1::METHOD_WANDA);
+         s.mutable_search()->set_measured_configurations(5);
+       },
+       "spec.search.measured_configurations"},
+      {[&](v1::JobSpec& s) {
+         s.set_method(v1::METHOD_PREDICTOR_SEARCH);
+         SetCalibration(s, 8, 64);
+         s.mutable_search()->set_base_method(v1::METHOD_WANDA);
+         s.mutable_search()->set_search_budget(10);
+       },
+       "spec.search.search_budget"},
+      {[](v1::JobSpec& s) { s.mutable_search()->set_base_method(v1::METHOD_WANDA); }, "spec.search"},
       {[](v1::JobSpec& s) { s.set_method(v1::METHOD_MOVEMENT); }, "spec.fine_tune"},
       {[](v1::JobSpec& s) { s.set_method(v1::METHOD_MOVEMENT), s.set_structure(v1::STRUCTURE_UNSTRUCTURED); },
        "spec.structure"},

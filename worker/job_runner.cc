@@ -22,42 +22,46 @@ namespace {
 constexpr double kLoadShare = 0.05;
 constexpr double kPruneShare = 0.85;
 
+absl::StatusOr<engine::Method> MethodOf(v1::Method method, const std::string& field) {
+  switch (method) {
+    case v1::METHOD_MAGNITUDE:
+      return engine::Method::kMagnitude;
+    case v1::METHOD_RANDOM:
+      return engine::Method::kRandom;
+    case v1::METHOD_WANDA:
+      return engine::Method::kWanda;
+    case v1::METHOD_SPARSEGPT:
+      return engine::Method::kSparseGpt;
+    case v1::METHOD_SPARSELLM:
+      return engine::Method::kSparseLlm;
+    case v1::METHOD_BLOCK_INFLUENCE:
+      return engine::Method::kBlockInfluence;
+    case v1::METHOD_LAST_BLOCKS:
+      return engine::Method::kLastBlocks;
+    case v1::METHOD_MOVEMENT:
+      return engine::Method::kMovement;
+    case v1::METHOD_GUM:
+      return engine::Method::kGum;
+    case v1::METHOD_LOW_RANK:
+      return engine::Method::kLowRank;
+    case v1::METHOD_PREDICTOR_SEARCH:
+      return engine::Method::kPredictorSearch;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": ", v1::Method_Name(method), " is not supported by this worker"));
+  }
+}
+
 absl::StatusOr<engine::PruneOptions> EngineOptions(const v1::JobSpec& spec) {
   engine::PruneOptions options;
-  switch (spec.method()) {
-    case v1::METHOD_MAGNITUDE:
-      options.method = engine::Method::kMagnitude;
-      break;
-    case v1::METHOD_RANDOM:
-      options.method = engine::Method::kRandom;
-      break;
-    case v1::METHOD_WANDA:
-      options.method = engine::Method::kWanda;
-      break;
-    case v1::METHOD_SPARSEGPT:
-      options.method = engine::Method::kSparseGpt;
-      break;
-    case v1::METHOD_SPARSELLM:
-      options.method = engine::Method::kSparseLlm;
-      break;
-    case v1::METHOD_BLOCK_INFLUENCE:
-      options.method = engine::Method::kBlockInfluence;
-      break;
-    case v1::METHOD_LAST_BLOCKS:
-      options.method = engine::Method::kLastBlocks;
-      break;
-    case v1::METHOD_MOVEMENT:
-      options.method = engine::Method::kMovement;
-      break;
-    case v1::METHOD_GUM:
-      options.method = engine::Method::kGum;
-      break;
-    case v1::METHOD_LOW_RANK:
-      options.method = engine::Method::kLowRank;
-      break;
-    default:
-      return absl::InvalidArgumentError(absl::StrCat("spec.method: ", v1::Method_Name(spec.method()),
-                                                     " is not supported by this worker"));
+  SHEARS_ASSIGN_OR_RETURN(options.method, MethodOf(spec.method(), "spec.method"));
+  if (spec.has_search()) {
+    const auto& search = spec.search();
+    SHEARS_ASSIGN_OR_RETURN(options.search.base_method, MethodOf(search.base_method(), "spec.search.base_method"));
+    options.search.measured_configurations = search.measured_configurations();
+    options.search.search_budget = search.search_budget();
+    options.search.max_deviation = search.max_deviation();
+    options.search.score_windows = search.score_windows();
   }
   switch (spec.structure()) {
     case v1::STRUCTURE_UNSTRUCTURED:
@@ -130,6 +134,26 @@ v1::RedundancyMetrics ToProto(const engine::RedundancyReport& report, bool per_n
     ToProto(ffn.uniqueness, per_neuron, *f->mutable_uniqueness());
     ToProto(ffn.sensitivity, per_neuron, *f->mutable_sensitivity());
   }
+  return out;
+}
+
+v1::SearchResult ToProto(const engine::SearchReport& search, v1::Method base_method) {
+  v1::SearchResult out;
+  out.set_base_method(base_method);
+  out.set_measured_configurations(search.measured_configurations);
+  out.set_training_configurations(search.training_configurations);
+  out.set_validation_rank_correlation(search.validation_rank_correlation);
+  out.set_searched_configurations(search.searched_configurations);
+  out.set_uniform_score(search.uniform_score);
+  out.set_searched_score(search.searched_score);
+  for (const auto& block : search.sparsity) {
+    auto* b = out.add_sparsity();
+    b->set_block(block.block);
+    b->set_attention(block.attention);
+    b->set_mlp(block.mlp);
+  }
+  if (search.uniform_perplexity) out.set_uniform_perplexity(*search.uniform_perplexity);
+  out.set_search_seconds(search.search_seconds);
   return out;
 }
 
@@ -262,6 +286,7 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
   result.set_model_parameters_before(report->model_parameters_before);
   result.set_model_parameters_after(report->model_parameters_after);
   for (const auto& redundancy : report->redundancy) *result.add_redundancy() = ToProto(redundancy, /*per_neuron=*/true);
+  if (report->search) *result.mutable_search() = ToProto(*report->search, spec.search().base_method());
   if (report->evaluation) {
     const auto& e = *report->evaluation;
     v1::Evaluation* eval = result.mutable_evaluation();

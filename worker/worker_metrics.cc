@@ -18,6 +18,7 @@ std::string StageOf(const std::string& progress_stage) {
   static const auto* stages = new std::map<std::string, std::string>{
       {"downloading", "download"}, {"loading", "calibrate"},  {"measuring", "calibrate"},
       {"pruning", "prune"},        {"fine-tuning", "prune"},  {"writing", "prune"},
+      {"searching", "prune"},
       {"evaluating", "evaluate"},  {"publishing", "upload"},  {"done", ""}};
   auto it = stages->find(progress_stage);
   return it == stages->end() ? "?" : it->second;

@@ -15,6 +15,18 @@ torch::Tensor LowestPerRow(const torch::Tensor& scores, int64_t k) {
   return mask;
 }
 
+// Marks `k` entries of `scores` [rows, cols] by rows: floor(k / rows) lowest in every row, and one
+// more in the k mod rows rows whose next lowest score is lowest.
+torch::Tensor LowestPerRowExactly(const torch::Tensor& scores, int64_t k) {
+  const int64_t rows = scores.size(0), each = k / rows, extra = k % rows;
+  auto mask = LowestPerRow(scores, each);
+  if (extra == 0) return mask;
+  auto [sorted, order] = scores.to(torch::kFloat32).sort(c10::optional<bool>(true), /*dim=*/1);
+  auto next = std::get<1>(sorted.select(1, each).sort(c10::optional<bool>(true), /*dim=*/0)).slice(0, 0, extra);
+  mask.index_put_({next, order.index({next, each})}, true);
+  return mask;
+}
+
 }  // namespace
 
 int64_t PrunedCount(int64_t numel, double sparsity) {
@@ -31,6 +43,7 @@ torch::Tensor PruneMask(const torch::Tensor& scores, const SparsityTarget& targe
     auto groups = scores.reshape({rows * cols / target.m, target.m});
     return LowestPerRow(groups, target.m - target.n).view({rows, cols});
   }
+  if (scope == MaskScope::kRow && target.exact_count) return LowestPerRowExactly(scores, PrunedCount(rows * cols, target.sparsity));
   if (scope == MaskScope::kRow) return LowestPerRow(scores, PrunedCount(cols, target.sparsity));
   return LowestEntries(scores, PrunedCount(scores.numel(), target.sparsity));
 }

@@ -21,6 +21,7 @@
 #include "worker/engine/redundancy.h"
 #include "worker/engine/device.h"
 #include "worker/engine/model_dir.h"
+#include "worker/engine/predictor_search.h"
 #include "worker/engine/pruning_method.h"
 #include "worker/engine/tensor_io.h"
 #include "worker/engine/linear_inputs.h"
@@ -63,6 +64,7 @@ std::string Fingerprint(const PruneOptions& options, const ModelDir& model) {
     text += absl::StrCat(" calibration=", options.calibration->path, ":", options.calibration->num_samples, ":",
                          options.calibration->seq_len, ":", options.calibration->seed);
   }
+  for (const auto& [name, sparsity] : options.linear_sparsity) text += absl::StrCat(" ", name, "=", sparsity);
   for (const auto& file : model.files()) {
     std::error_code ec;
     const auto time = fs::last_write_time(file->path(), ec).time_since_epoch().count();
@@ -155,6 +157,9 @@ class PruningRun {
       const LinearInputStats* stats = inputs.Find(name);
       if (stats != nullptr) dense_weights[name] = weight.clone();
       job.linears.push_back({name, weight, stats});
+      if (auto own = options_.linear_sparsity.find(linear.name); own != options_.linear_sparsity.end()) {
+        job.linears.back().target = SparsityTarget{own->second, 0, 0, /*exact_count=*/true};
+      }
     }
     SHEARS_RETURN_IF_ERROR(method_->PruneBlock(job));
     for (const auto& linear : job.linears) {
@@ -335,12 +340,6 @@ absl::Status CheckTarget(const Architecture& arch, const SparsityTarget& target,
   return absl::OkStatus();
 }
 
-// A directory beside the output for intermediate models; kept while a run may resume.
-std::string StagingDir(const PruneOptions& options, const std::string& what) {
-  const fs::path out = fs::path(options.output_dir).lexically_normal();
-  return (out.parent_path() / absl::StrCat(".", out.filename().string(), ".", what)).string();
-}
-
 std::string StructureName(const SparsityTarget& target) {
   return target.n_m() ? absl::StrCat(target.n, ":", target.m) : "unstructured";
 }
@@ -420,6 +419,12 @@ absl::StatusOr<PruneReport> PruneModelOrThrow(const PruneOptions& options, const
 
 }  // namespace
 
+std::string StagingDir(const PruneOptions& options, const std::string& what) {
+  const fs::path out = fs::path(options.output_dir).lexically_normal();
+  return (out.parent_path() / absl::StrCat(".", out.filename().string(), ".", what)).string();
+}
+
+
 absl::StatusOr<PruneReport> PruneModelWith(const PruneOptions& options, const PruneObserver& observer,
                                            std::unique_ptr<PruningMethod> method) {
   // LibTorch reports errors (out of memory, a device fault) as exceptions; a job fails with them,
@@ -432,6 +437,7 @@ absl::StatusOr<PruneReport> PruneModelWith(const PruneOptions& options, const Pr
 }
 
 absl::StatusOr<PruneReport> PruneModel(const PruneOptions& options, const PruneObserver& observer) {
+  if (options.method == Method::kPredictorSearch) return SearchAndPrune(options, observer);
   std::unique_ptr<PruningMethod> method;  // structured pruning removes structures, not weights
   if (options.structure == Structure::kUnstructured || options.structure == Structure::kNM) {
     SHEARS_ASSIGN_OR_RETURN(method, MakePruningMethod(options));

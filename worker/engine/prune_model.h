@@ -2,6 +2,7 @@
 // A whole pruning run: read the model, prune block by block, write the pruned model.
 
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "worker/engine/prune_options.h"
@@ -17,5 +18,8 @@ absl::StatusOr<PruneReport> PruneModel(const PruneOptions& options, const PruneO
 // The same with a method of the caller's (a test's, say) instead of the one options.method names.
 absl::StatusOr<PruneReport> PruneModelWith(const PruneOptions& options, const PruneObserver& observer,
                                            std::unique_ptr<PruningMethod> method);
+
+// A directory beside the output for intermediate models (".NAME.what"); kept while a run may resume.
+std::string StagingDir(const PruneOptions& options, const std::string& what);
 
 }  // namespace shears::engine

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -11,7 +12,8 @@
 namespace shears::engine {
 
 enum class Method {
-  kMagnitude, kRandom, kWanda, kSparseGpt, kSparseLlm, kBlockInfluence, kLastBlocks, kMovement, kGum, kLowRank
+  kMagnitude, kRandom, kWanda, kSparseGpt, kSparseLlm, kBlockInfluence, kLastBlocks, kMovement, kGum, kLowRank,
+  kPredictorSearch
 };
 enum class Structure { kUnstructured, kNM, kLayers, kFfnNeurons, kRank };
 
@@ -24,6 +26,11 @@ enum class Allocation { kUniform, kGlobal };
 struct SparsityTarget {
   double sparsity = 0.0;
   int n = 0, m = 0;  // 0: unstructured
+  // Prune exactly round(sparsity × size) of the matrix even where the method compares weights
+  // within rows (Wanda): each row loses the same number and the rows whose next score is lowest
+  // one more. Per-layer sparsities (the predictor search) set it, so that a configuration's total
+  // is exact.
+  bool exact_count = false;
   bool n_m() const { return m > 0; }
 };
 
@@ -80,6 +87,16 @@ struct LowRankOptions {
   bool dense_output = false;  // write W = P·Q multiplied out instead of the factors
 };
 
+// METHOD_PREDICTOR_SEARCH (Ji et al.): per-module sparsities searched with a learned predictor
+// of their perplexity. Zeros take the defaults in predictor_search.h.
+struct SearchOptions {
+  Method base_method = Method::kWanda;  // prunes each configuration: magnitude, Wanda or SparseGPT
+  int measured_configurations = 0;  // pruned and scored to train (70%) and validate (30%) the predictor
+  int search_budget = 0;            // configurations the predictor scores during the search
+  double max_deviation = 0.0;       // how far a module's sparsity may stray from the target
+  int score_windows = 0;            // held-out calibration windows that score a configuration
+};
+
 struct PruneOptions {
   std::string model_dir;   // a local Hugging Face model directory
   std::string output_dir;  // created if missing; files are overwritten
@@ -96,6 +113,10 @@ struct PruneOptions {
   std::optional<CalibrationOptions> calibration;
   std::optional<FineTuneOptions> fine_tune;
   LowRankOptions low_rank;
+  SearchOptions search;
+  // Per-layer sparsities by full weight name (the predictor search's configurations): each named
+  // linear loses exactly round(sparsity × size) weights; the others take target_sparsity.
+  std::map<std::string, double> linear_sparsity;
   // Where per-block checkpoints go; a run finding one made from the same inputs resumes after
   // its last finished block. Empty: no checkpoints.
   std::string checkpoint_dir;
@@ -158,6 +179,24 @@ struct RedundancyReport {
   std::vector<FfnRedundancy> ffns;
 };
 
+// The sparsity the predictor search chose for one block's attention and MLP weights.
+struct BlockSparsity {
+  int block = 0;
+  double attention = 0.0, mlp = 0.0;
+};
+
+struct SearchReport {
+  int measured_configurations = 0;
+  int training_configurations = 0;
+  double validation_rank_correlation = 0.0;  // Spearman, predicted vs measured, validation split
+  int searched_configurations = 0;
+  double uniform_score = 0.0;   // perplexity on the held-out calibration windows
+  double searched_score = 0.0;
+  std::vector<BlockSparsity> sparsity;
+  std::optional<double> uniform_perplexity;  // on the evaluation windows
+  double search_seconds = 0.0;
+};
+
 struct PruneReport {
   int64_t parameters_before = 0;  // prunable parameters
   int64_t parameters_after = 0;   // of those, the non-zero ones after pruning
@@ -170,6 +209,7 @@ struct PruneReport {
   int64_t model_parameters_before = 0;
   int64_t model_parameters_after = 0;
   std::vector<RedundancyReport> redundancy;
+  std::optional<SearchReport> search;
 
   double achieved_sparsity() const {
     return parameters_before == 0 ? 0.0 : 1.0 - double(parameters_after) / double(parameters_before);

@@ -20,7 +20,7 @@ LinearToPrune* BlockToPrune::Find(const std::string& name) {
 absl::Status PruningMethod::PruneBlock(BlockToPrune& block) {
   for (auto& linear : block.linears) {
     const auto start = std::chrono::steady_clock::now();
-    if (auto st = PruneLinear(linear, block.target); !st.ok()) return st;
+    if (auto st = PruneLinear(linear, linear.target.value_or(block.target)); !st.ok()) return st;
     linear.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
   return absl::OkStatus();
@@ -41,6 +41,8 @@ absl::StatusOr<std::unique_ptr<PruningMethod>> MakePruningMethod(const PruneOpti
     case Method::kBlockInfluence:
     case Method::kLastBlocks:
       break;  // structured: removes blocks, see layer_removal.h
+    default:
+      break;  // the structured and searching methods have their own drivers
   }
   return absl::InvalidArgumentError("unknown pruning method");
 }

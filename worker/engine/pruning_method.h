@@ -2,6 +2,7 @@
 // The interface every pruning method implements, and the factory that picks one for a job.
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@ struct LinearToPrune {
   torch::Tensor weight;   // F32 [out, in] on the device (a view of the stored [in, out] for Conv1D)
   const LinearInputStats* inputs = nullptr;  // its calibration inputs, for calibrated methods
   double seconds = 0.0;   // the method's time on this layer, filled by PruneBlock
+  std::optional<SparsityTarget> target;  // its own sparsity; unset: the block's
 };
 
 // One decoder block, pruned as a whole: the executor hands every linear over at once, so that a

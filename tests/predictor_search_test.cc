@@ -1,0 +1,215 @@
+// The accuracy-predictor search: its space keeps every configuration on the weight budget, its
+// predictor ranks configurations it did not see, and a search job prunes the model at the chosen
+// per-module sparsities, the same way for the same seed.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <numeric>
+
+#include "tests/process.h"
+#include "tests/pruned_model_checks.h"
+#include "tests/test_util.h"
+#include "worker/engine/architecture.h"
+#include "worker/engine/gbt_predictor.h"
+#include "worker/engine/masks.h"
+#include "worker/engine/model_dir.h"
+#include "worker/engine/predictor_search.h"
+#include "worker/engine/prune_model.h"
+#include "worker/engine/search_space.h"
+
+namespace shears::engine {
+namespace {
+
+namespace fs = std::filesystem;
+using shears::testing::DataDir;
+using shears::testing::KjvSplitsDir;
+using shears::testing::TempDir;
+
+std::unique_ptr<Architecture> FixtureArchitecture() {
+  auto model = ModelDir::Open(DataDir("tiny-llama"));
+  return std::move(Architecture::FromConfig((*model)->config()).value());
+}
+
+int64_t Total(const std::vector<int64_t>& counts) { return std::accumulate(counts.begin(), counts.end(), int64_t{0}); }
+
+TEST(SearchSpaceTest, EveryConfigurationRemovesExactlyTheUniformBudgetWithinItsBounds) {
+  auto arch = FixtureArchitecture();
+  for (double target : {0.5, 0.7}) {
+    auto space = SearchSpace::For(*arch, target, 0.15).value();
+    ASSERT_EQ(space.modules().size(), 4u) << "attention and MLP of two blocks";
+    int64_t uniform = 0;
+    for (const auto& m : space.modules()) {
+      for (int64_t size : m.sizes) uniform += PrunedCount(size, target);
+    }
+    EXPECT_EQ(space.budget(), uniform);
+    EXPECT_EQ(Total(space.Counts(space.Uniform())), space.budget());
+    std::mt19937_64 rng(7);
+    std::vector<Configuration> made;
+    for (int i = 0; i < 200; ++i) made.push_back(space.Sample(rng));
+    for (int i = 0; i < 200; ++i) {
+      made.push_back(space.Mutate(space.Crossover(made[i], made[199 - i], rng), 0.5, 1.0, rng));
+    }
+    // Extremes the bounds must cut back.
+    made.push_back(Configuration(space.modules().size(), 0.0));
+    made.push_back(Configuration(space.modules().size(), 1.0));
+    for (const auto& config : made) {
+      EXPECT_EQ(Total(space.Counts(config)), space.budget());
+      for (double sparsity : space.Realized(config)) {
+        EXPECT_GE(sparsity, target - 0.15 - 1e-3);
+        EXPECT_LE(sparsity, target + 0.15 + 1e-3);
+      }
+    }
+    double spread = 0;
+    for (const auto& config : made) spread = std::max(spread, std::abs(config[0] - target));
+    EXPECT_GT(spread, 0.1) << "samples explore the space, not only the uniform point";
+  }
+}
+
+TEST(MasksTest, AnExactCountByRowsPrunesThatManyAndRowsDifferByOneAtMost) {
+  torch::manual_seed(3);
+  auto scores = torch::rand({6, 10});
+  auto mask = PruneMask(scores, SparsityTarget{0.45, 0, 0, /*exact_count=*/true}, MaskScope::kRow);
+  EXPECT_EQ(mask.sum().item<int64_t>(), 27);
+  auto per_row = mask.sum(1);
+  EXPECT_EQ(per_row.min().item<int64_t>(), 4);
+  EXPECT_EQ(per_row.max().item<int64_t>(), 5);
+  // Within a row the pruned ones are its lowest scores.
+  for (int r = 0; r < 6; ++r) {
+    auto pruned = scores[r].masked_select(mask[r]), kept = scores[r].masked_select(~mask[r]);
+    EXPECT_LT(pruned.max().item<float>(), kept.min().item<float>());
+  }
+}
+
+TEST(GbtPredictorTest, SpearmanCorrelationOfRanks) {
+  EXPECT_DOUBLE_EQ(SpearmanCorrelation({1, 2, 3, 4}, {10, 20, 30, 40}), 1.0);
+  EXPECT_DOUBLE_EQ(SpearmanCorrelation({1, 2, 3, 4}, {4, 3, 2, 1}), -1.0);
+  EXPECT_NEAR(SpearmanCorrelation({1, 2, 3, 4, 5}, {5, 6, 7, 8, 7}), 0.820783, 1e-5) << "ties share their rank";
+  EXPECT_EQ(SpearmanCorrelation({1, 1, 1}, {1, 2, 3}), 0.0);
+}
+
+TEST(GbtPredictorTest, LearnsAMonotoneFunctionItCanRankOnUnseenPoints) {
+  std::mt19937_64 rng(1);
+  std::uniform_real_distribution<float> u(0, 1);
+  std::vector<std::vector<float>> x, test;
+  std::vector<float> y;
+  std::vector<double> truth;
+  for (int i = 0; i < 60; ++i) {
+    x.push_back({u(rng), u(rng), u(rng)});
+    y.push_back(3 * x.back()[0] + x.back()[1] * x.back()[1]);
+  }
+  for (int i = 0; i < 30; ++i) {
+    test.push_back({u(rng), u(rng), u(rng)});
+    truth.push_back(3 * test.back()[0] + test.back()[1] * test.back()[1]);
+  }
+  auto predictor = GbtPredictor::Train(x, y, 5);
+  ASSERT_TRUE(predictor.ok()) << predictor.status();
+  auto predicted = (*predictor)->Predict(test).value();
+  EXPECT_GT(SpearmanCorrelation(std::vector<double>(predicted.begin(), predicted.end()), truth), 0.9);
+}
+
+class PredictorSearchTest : public ::testing::Test {
+ protected:
+  PruneOptions Options(const std::string& out, Method base, double sparsity) {
+    PruneOptions o;
+    o.model_dir = DataDir("tiny-llama");
+    o.output_dir = out;
+    o.method = Method::kPredictorSearch;
+    o.target_sparsity = sparsity;
+    o.calibration = CalibrationOptions{KjvSplitsDir() + "/train.txt", 16, 64, 1};
+    o.evaluation = EvaluationOptions{KjvSplitsDir() + "/test.txt", 64, 4096};
+    o.search.base_method = base;
+    o.search.measured_configurations = 40;
+    o.search.search_budget = 400;
+    o.seed = 11;
+    return o;
+  }
+
+  TempDir dir_;
+};
+
+TEST_F(PredictorSearchTest, ASearchPrunesTheBudgetExactlyAtTheChosenSparsitiesAndRepeatsForTheSameSeed) {
+  std::vector<std::string> messages;
+  PruneObserver observer;
+  observer.on_progress = [&](const std::string& stage, double, const std::string& message) {
+    if (stage == "searching") messages.push_back(message);
+  };
+  const PruneOptions options = Options(dir_ / "out", Method::kWanda, 0.5);
+  auto report = PruneModel(options, observer);
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_TRUE(report->search.has_value());
+  const SearchReport& search = *report->search;
+
+  auto arch = FixtureArchitecture();
+  auto space = SearchSpace::For(*arch, 0.5, kDefaultMaxDeviation).value();
+  EXPECT_EQ(report->parameters_before - report->parameters_after, space.budget())
+      << "the pruned model removes exactly the uniform configuration's weights";
+  EXPECT_EQ(search.measured_configurations, 40);
+  EXPECT_EQ(search.training_configurations, 28);
+  EXPECT_EQ(search.searched_configurations, 400);
+  EXPECT_GT(search.validation_rank_correlation, 0.5) << "the predictor ranks configurations it did not see";
+  EXPECT_LE(search.searched_score, search.uniform_score);
+  ASSERT_EQ(search.sparsity.size(), 2u);
+  for (const auto& block : search.sparsity) {
+    for (double s : {block.attention, block.mlp}) {
+      EXPECT_GE(s, 0.5 - kDefaultMaxDeviation - 1e-3);
+      EXPECT_LE(s, 0.5 + kDefaultMaxDeviation + 1e-3);
+    }
+  }
+  // Every module's weights in the files are pruned as reported.
+  for (const auto& module : space.modules()) {
+    int64_t zeros = 0;
+    for (const auto& name : module.linears) zeros += (testing::StoredTensor(dir_ / "out", name) == 0).sum().item<int64_t>();
+    const auto& block = search.sparsity[module.block];
+    EXPECT_NEAR(double(zeros) / double(module.size), module.mlp ? block.mlp : block.attention, 1e-9);
+  }
+  ASSERT_TRUE(search.uniform_perplexity.has_value());
+  ASSERT_TRUE(report->evaluation.has_value());
+  EXPECT_GT(*search.uniform_perplexity, report->evaluation->dense_perplexity);
+  EXPECT_NEAR(testing::TestSplitPerplexity(dir_ / "out"), report->evaluation->pruned_perplexity,
+              1e-3 * report->evaluation->pruned_perplexity)
+      << "the evaluation is of the model written";
+  EXPECT_FALSE(fs::exists(StagingDir(options, "uniform"))) << "the uniform baseline's files are removed";
+  ASSERT_GE(messages.size(), 40u + 2u);
+  EXPECT_EQ(messages[1].rfind("configuration 1/40: held-out perplexity ", 0), 0u) << messages[1];
+  EXPECT_NE(messages.back().find("generation 9/9"), std::string::npos) << messages.back();
+
+  auto again = PruneModel(Options(dir_ / "again", Method::kWanda, 0.5), {});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->search->validation_rank_correlation, search.validation_rank_correlation);
+  EXPECT_EQ(again->search->searched_score, search.searched_score);
+  for (size_t b = 0; b < search.sparsity.size(); ++b) {
+    EXPECT_EQ(again->search->sparsity[b].attention, search.sparsity[b].attention);
+    EXPECT_EQ(again->search->sparsity[b].mlp, search.sparsity[b].mlp);
+  }
+  EXPECT_EQ(again->evaluation->pruned_perplexity, report->evaluation->pruned_perplexity);
+}
+
+TEST_F(PredictorSearchTest, SparseGptAsTheBaseMethodMeetsTheBudgetToo) {
+  PruneOptions options = Options(dir_ / "sgpt", Method::kSparseGpt, 0.7);
+  options.evaluation.reset();
+  auto report = PruneModel(options, {});
+  ASSERT_TRUE(report.ok()) << report.status();
+  auto space = SearchSpace::For(*FixtureArchitecture(), 0.7, kDefaultMaxDeviation).value();
+  EXPECT_EQ(report->parameters_before - report->parameters_after, space.budget());
+  EXPECT_FALSE(report->search->uniform_perplexity.has_value());
+  EXPECT_GT(report->search->validation_rank_correlation, 0.5);
+}
+
+TEST_F(PredictorSearchTest, BudgetsTooSmallAndBaseMethodsWithoutPerLayerRatiosAreRefused) {
+  PruneOptions small = Options(dir_ / "x", Method::kWanda, 0.5);
+  small.search.measured_configurations = 6;
+  auto st = PruneModel(small, {}).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(st.message().rfind("search.measured_configurations: ", 0), 0u) << st.message();
+  PruneOptions sparsellm = Options(dir_ / "x", Method::kSparseLlm, 0.5);
+  st = PruneModel(sparsellm, {}).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(st.message().rfind("search.base_method: ", 0), 0u) << st.message();
+  PruneOptions uncalibrated = Options(dir_ / "x", Method::kWanda, 0.5);
+  uncalibrated.calibration.reset();
+  EXPECT_EQ(PruneModel(uncalibrated, {}).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace shears::engine

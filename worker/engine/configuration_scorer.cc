@@ -1,0 +1,122 @@
+#include "worker/engine/configuration_scorer.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "worker/engine/redundancy.h"
+
+namespace shears::engine {
+namespace {
+
+constexpr int kGridPoints = 9;
+
+// The weight as methods see it, [out, in], from the stored tensor.
+torch::Tensor MethodView(const Architecture& arch, const torch::Tensor& stored) {
+  return arch.LinearsStoredTransposed() ? stored.t() : stored;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ConfigurationScorer>> ConfigurationScorer::Build(const BlockRunner& runner,
+                                                                               const SearchSpace& space,
+                                                                               Method base_method,
+                                                                               const torch::Tensor& statistics,
+                                                                               const torch::Tensor& held_out) {
+  PruneOptions base;
+  base.method = base_method;
+  SHEARS_ASSIGN_OR_RETURN(auto method, MakePruningMethod(base));
+  std::unique_ptr<ConfigurationScorer> scorer(new ConfigurationScorer(runner, space, std::move(method)));
+  const Architecture& arch = runner.arch();
+  torch::Tensor hidden = runner.Embed(statistics);
+  for (int b = 0; b < arch.num_blocks(); ++b) {
+    scorer->blocks_.push_back(runner.LoadBlock(b));
+    auto inputs = std::make_unique<BlockInputs>([](const std::string&) { return false; });
+    const LinearInputs observe = [&](const std::string& name, const torch::Tensor& x) { inputs->Observe(name, x); };
+    torch::Tensor next = runner.Run(scorer->blocks_.back(), hidden, &observe);
+    scorer->block_influence_.push_back(BlockInfluence(hidden, next));
+    scorer->statistics_.push_back(std::move(inputs));
+    hidden = next;
+  }
+  scorer->held_out_ids_ = held_out;
+  scorer->held_out_hidden_ = runner.Embed(held_out);
+
+  // Each module's reconstruction error across its allowed sparsities, from the dense statistics.
+  for (int i = 0; i < kGridPoints; ++i) {
+    scorer->grid_.push_back(space.low() + (space.high() - space.low()) * i / (kGridPoints - 1));
+  }
+  for (const auto& module : space.modules()) {
+    std::vector<double> errors;
+    for (double sparsity : scorer->grid_) {
+      double lost = 0, kept = 0;
+      for (size_t i = 0; i < module.linears.size(); ++i) {
+        const int64_t count = std::llround(sparsity * double(module.sizes[i]));
+        SHEARS_ASSIGN_OR_RETURN(torch::Tensor pruned, scorer->Pruned(module.block, module.linears[i], count));
+        const std::string local = module.linears[i].substr(arch.BlockPrefix(module.block).size());
+        const torch::Tensor dense = MethodView(arch, scorer->blocks_[module.block].at(local));
+        const torch::Tensor& gram = scorer->statistics_[module.block]->Find(local)->gram();
+        const torch::Tensor delta = dense - pruned;
+        lost += (delta.matmul(gram) * delta).sum().item<double>();
+        kept += (dense.matmul(gram) * dense).sum().item<double>();
+      }
+      errors.push_back(kept > 0 ? lost / kept : 0.0);
+    }
+    scorer->errors_.push_back(std::move(errors));
+  }
+  return scorer;
+}
+
+absl::StatusOr<torch::Tensor> ConfigurationScorer::Pruned(int block, const std::string& weight_name, int64_t count) {
+  const Architecture& arch = runner_.arch();
+  const std::string local = weight_name.substr(arch.BlockPrefix(block).size());
+  LinearToPrune linear{local, MethodView(arch, blocks_[block].at(local)).clone(),
+                       statistics_[block]->Find(local)};
+  if (linear.inputs == nullptr) return absl::InternalError(absl::StrCat("no calibration inputs of ", weight_name));
+  const double sparsity = double(count) / double(linear.weight.numel());
+  SHEARS_RETURN_IF_ERROR(method_->PruneLinear(linear, SparsityTarget{sparsity, 0, 0, /*exact_count=*/true}));
+  return linear.weight;
+}
+
+absl::StatusOr<double> ConfigurationScorer::Score(const Configuration& config) {
+  const Architecture& arch = runner_.arch();
+  const auto sparsity = space_.LinearSparsity(config);
+  std::vector<TensorMap> pruned = blocks_;  // shallow: only the linears are replaced
+  size_t j = 0;
+  for (const auto& module : space_.modules()) {
+    for (size_t i = 0; i < module.linears.size(); ++i, ++j) {
+      const int64_t count = std::llround(sparsity[j].second * double(module.sizes[i]));
+      SHEARS_ASSIGN_OR_RETURN(torch::Tensor weight, Pruned(module.block, module.linears[i], count));
+      const std::string local = module.linears[i].substr(arch.BlockPrefix(module.block).size());
+      pruned[module.block][local] = MethodView(arch, weight);
+    }
+  }
+  torch::Tensor hidden = held_out_hidden_;
+  for (const auto& block : pruned) hidden = runner_.Run(block, hidden);
+  auto [nll, tokens] = runner_.NextTokenLoss(hidden, held_out_ids_);
+  return std::exp(nll / double(tokens));
+}
+
+double ConfigurationScorer::ModuleError(size_t m, double sparsity) const {
+  const auto& errors = errors_[m];
+  if (sparsity <= grid_.front()) return errors.front();
+  if (sparsity >= grid_.back()) return errors.back();
+  const auto above = std::upper_bound(grid_.begin(), grid_.end(), sparsity);
+  const size_t i = static_cast<size_t>(above - grid_.begin());
+  const double t = (sparsity - grid_[i - 1]) / (grid_[i] - grid_[i - 1]);
+  return errors[i - 1] + t * (errors[i] - errors[i - 1]);
+}
+
+std::vector<float> ConfigurationScorer::Features(const Configuration& config) const {
+  std::vector<float> features(config.begin(), config.end());
+  double total = 0;
+  for (size_t m = 0; m < config.size(); ++m) {
+    const double weighted = ModuleError(m, config[m]) * block_influence_[space_.modules()[m].block];
+    features.push_back(static_cast<float>(weighted));
+    total += weighted;
+  }
+  features.push_back(static_cast<float>(total));
+  return features;
+}
+
+}  // namespace shears::engine

@@ -1,0 +1,260 @@
+#include "worker/engine/predictor_search.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/files.h"
+#include "common/status_macros.h"
+#include "worker/engine/architecture.h"
+#include "worker/engine/block_runner.h"
+#include "worker/engine/compressed_tensors.h"
+#include "worker/engine/configuration_scorer.h"
+#include "worker/engine/device.h"
+#include "worker/engine/gbt_predictor.h"
+#include "worker/engine/job_data.h"
+#include "worker/engine/model_dir.h"
+#include "worker/engine/prune_model.h"
+#include "worker/engine/search_space.h"
+
+namespace shears::engine {
+namespace {
+
+constexpr double kTrainingShare = 0.7;  // the paper's 7:3 split
+constexpr int kPopulation = 40;
+constexpr int kMeasuredCandidates = 3;  // the predictor's best, measured before one is chosen
+// Shares of the job's progress bar.
+constexpr double kSearchShare = 0.5, kUniformShare = 0.15;
+
+struct Scored {
+  Configuration config;
+  double score = 0.0;  // measured perplexity, or the predicted one during the search
+};
+
+SearchOptions WithDefaults(SearchOptions search) {
+  if (search.measured_configurations == 0) search.measured_configurations = kDefaultMeasuredConfigurations;
+  if (search.search_budget == 0) search.search_budget = kDefaultSearchBudget;
+  if (search.max_deviation == 0.0) search.max_deviation = kDefaultMaxDeviation;
+  if (search.score_windows == 0) search.score_windows = kDefaultScoreWindows;
+  return search;
+}
+
+absl::Status Check(const PruneOptions& options, const SearchOptions& search) {
+  if (search.base_method != Method::kMagnitude && search.base_method != Method::kWanda &&
+      search.base_method != Method::kSparseGpt) {
+    return absl::InvalidArgumentError(
+        "search.base_method: the search prunes each layer to its own sparsity with magnitude, Wanda or SparseGPT");
+  }
+  if (options.structure != Structure::kUnstructured) {
+    return absl::InvalidArgumentError("structure: the search chooses unstructured sparsities");
+  }
+  if (!options.calibration) return absl::InvalidArgumentError("calibration: the search scores configurations on it");
+  if (search.measured_configurations < 10) {
+    return absl::InvalidArgumentError(absl::StrCat("search.measured_configurations: at least 10 are needed to train ",
+                                                   "and validate a predictor, got ", search.measured_configurations));
+  }
+  if (search.search_budget < 1) return absl::InvalidArgumentError("search.search_budget: must be positive");
+  return absl::OkStatus();
+}
+
+// The predictor's training rows: features and log perplexity (its scale is multiplicative).
+struct Rows {
+  std::vector<std::vector<float>> features;
+  std::vector<float> targets;
+};
+Rows RowsOf(const ConfigurationScorer& scorer, const std::vector<Scored>& measured, const std::vector<size_t>& which) {
+  Rows rows;
+  for (size_t i : which) {
+    rows.features.push_back(scorer.Features(measured[i].config));
+    rows.targets.push_back(static_cast<float>(std::log(measured[i].score)));
+  }
+  return rows;
+}
+
+// Predicted perplexities of `configs`.
+absl::StatusOr<std::vector<double>> Predict(const GbtPredictor& predictor, const ConfigurationScorer& scorer,
+                                            const std::vector<Configuration>& configs) {
+  std::vector<std::vector<float>> features;
+  for (const auto& c : configs) features.push_back(scorer.Features(c));
+  SHEARS_ASSIGN_OR_RETURN(auto predicted, predictor.Predict(features));
+  std::vector<double> out;
+  for (float p : predicted) out.push_back(std::exp(double(p)));
+  return out;
+}
+
+// Evolution under the predictor: tournaments pick parents, uniform crossover and mutation make
+// children, the best `kPopulation` of parents and children survive. Returns the final
+// population, best first; `evaluated` counts the configurations the predictor scored.
+absl::StatusOr<std::vector<Scored>> Evolve(const SearchSpace& space, const GbtPredictor& predictor,
+                                           const ConfigurationScorer& scorer, std::vector<Configuration> start,
+                                           int budget, std::mt19937_64& rng, const PruneObserver& observer,
+                                           int& evaluated) {
+  std::vector<Scored> population;
+  SHEARS_ASSIGN_OR_RETURN(auto predicted, Predict(predictor, scorer, start));
+  for (size_t i = 0; i < start.size(); ++i) population.push_back({start[i], predicted[i]});
+  auto by_score = [](const Scored& a, const Scored& b) { return a.score < b.score; };
+  std::sort(population.begin(), population.end(), by_score);
+  population.resize(std::min<size_t>(population.size(), kPopulation));
+  evaluated = static_cast<int>(start.size());
+  const int generations = std::max(1, (budget - evaluated) / kPopulation);
+  std::uniform_int_distribution<size_t> pick(0, population.size() - 1);
+  auto tournament = [&]() -> const Configuration& {
+    size_t best = pick(rng);
+    for (int i = 0; i < 2; ++i) best = std::min(best, pick(rng));  // sorted: a lower index is better
+    return population[best].config;
+  };
+  for (int g = 0; g < generations && evaluated < budget; ++g) {
+    std::vector<Configuration> children;
+    for (int i = 0; i < kPopulation && evaluated + static_cast<int>(children.size()) < budget; ++i) {
+      children.push_back(space.Mutate(space.Crossover(tournament(), tournament(), rng), 0.3, 0.25, rng));
+    }
+    SHEARS_ASSIGN_OR_RETURN(auto scores, Predict(predictor, scorer, children));
+    evaluated += static_cast<int>(children.size());
+    for (size_t i = 0; i < children.size(); ++i) population.push_back({children[i], scores[i]});
+    std::stable_sort(population.begin(), population.end(), by_score);
+    population.resize(kPopulation);
+    if (observer.on_progress) {
+      observer.on_progress("searching", kSearchShare * (0.8 + 0.2 * (g + 1) / generations),
+                           absl::StrFormat("generation %d/%d: best predicted perplexity %.3f", g + 1, generations,
+                                           population.front().score));
+    }
+  }
+  return population;
+}
+
+// The options of a run of the base method at `config`'s per-linear sparsities.
+PruneOptions BaseRun(const PruneOptions& options, const SearchSpace& space, const Configuration& config) {
+  PruneOptions run = options;
+  run.method = options.search.base_method;
+  run.search = {};
+  run.linear_sparsity.clear();
+  for (const auto& [name, sparsity] : space.LinearSparsity(config)) run.linear_sparsity[name] = sparsity;
+  return run;
+}
+
+// `observer` with the run's progress mapped into [from, from + share) of the job's.
+PruneObserver Within(const PruneObserver& observer, double from, double share) {
+  PruneObserver out = observer;
+  if (observer.on_progress) {
+    out.on_progress = [&observer, from, share](const std::string& stage, double fraction, const std::string& message) {
+      observer.on_progress(stage, from + share * fraction, message);
+    };
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<PruneReport> SearchAndPrune(const PruneOptions& options, const PruneObserver& observer) {
+  const auto start_time = std::chrono::steady_clock::now();
+  const SearchOptions search = WithDefaults(options.search);
+  SHEARS_RETURN_IF_ERROR(Check(options, search));
+  SHEARS_ASSIGN_OR_RETURN(auto model, ModelDir::Open(options.model_dir));
+  if (!SparsityFormat(model->config()).empty()) {
+    return absl::InvalidArgumentError("model_uri: the search starts from a dense model, not a compressed one");
+  }
+  SHEARS_ASSIGN_OR_RETURN(auto arch, Architecture::FromConfig(model->config()));
+  SHEARS_RETURN_IF_ERROR(arch->CheckWeights(*model));
+  SHEARS_ASSIGN_OR_RETURN(const torch::Device device, ParseDevice(options.device));
+  torch::NoGradGuard no_grad;
+  SHEARS_ASSIGN_OR_RETURN(SearchSpace space, SearchSpace::For(*arch, options.target_sparsity, search.max_deviation));
+
+  // The statistics windows are the job's calibration windows; the held-out ones are drawn after
+  // them from the same stream, so the final run sees exactly the windows the scorer's
+  // statistics came from, and never the ones that scored.
+  JobData data(*model, arch->config());
+  CalibrationOptions drawn = *options.calibration;
+  drawn.num_samples += search.score_windows;
+  SHEARS_ASSIGN_OR_RETURN(torch::Tensor windows, data.CalibrationWindows(drawn));
+  const int64_t n = options.calibration->num_samples;
+  BlockRunner runner(*model, *arch, device);
+  if (observer.on_progress) observer.on_progress("searching", 0.0, "statistics of the dense model");
+  SHEARS_ASSIGN_OR_RETURN(auto scorer, ConfigurationScorer::Build(runner, space, search.base_method,
+                                                                  windows.slice(0, 0, n), windows.slice(0, n)));
+
+  // Measured configurations: the uniform one first, then samples around it.
+  std::mt19937_64 rng(options.seed);
+  std::vector<Scored> measured;
+  for (int i = 0; i < search.measured_configurations; ++i) {
+    if (observer.cancelled && observer.cancelled()) return absl::CancelledError("job cancelled");
+    Configuration config = i == 0 ? space.Uniform() : space.Sample(rng);
+    SHEARS_ASSIGN_OR_RETURN(double score, scorer->Score(config));
+    measured.push_back({std::move(config), score});
+    if (observer.on_progress) {
+      observer.on_progress("searching", kSearchShare * 0.8 * (i + 1) / search.measured_configurations,
+                           absl::StrFormat("configuration %d/%d: held-out perplexity %.3f", i + 1,
+                                           search.measured_configurations, score));
+    }
+  }
+
+  // The predictor, validated on the 30% it did not see, then trained on all of them.
+  std::vector<size_t> order(measured.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), rng);
+  const size_t training = static_cast<size_t>(std::llround(kTrainingShare * double(measured.size())));
+  const std::vector<size_t> train(order.begin(), order.begin() + training), valid(order.begin() + training, order.end());
+  const Rows train_rows = RowsOf(*scorer, measured, train), valid_rows = RowsOf(*scorer, measured, valid);
+  SHEARS_ASSIGN_OR_RETURN(auto validating, GbtPredictor::Train(train_rows.features, train_rows.targets, options.seed));
+  SHEARS_ASSIGN_OR_RETURN(auto validation_predictions, validating->Predict(valid_rows.features));
+  SearchReport report;
+  report.measured_configurations = static_cast<int>(measured.size());
+  report.training_configurations = static_cast<int>(training);
+  report.validation_rank_correlation =
+      SpearmanCorrelation(std::vector<double>(validation_predictions.begin(), validation_predictions.end()),
+                          std::vector<double>(valid_rows.targets.begin(), valid_rows.targets.end()));
+  std::vector<size_t> all(measured.size());
+  std::iota(all.begin(), all.end(), 0);
+  const Rows all_rows = RowsOf(*scorer, measured, all);
+  SHEARS_ASSIGN_OR_RETURN(auto predictor, GbtPredictor::Train(all_rows.features, all_rows.targets, options.seed));
+  if (observer.on_progress) {
+    observer.on_progress("searching", kSearchShare * 0.8,
+                         absl::StrFormat("predictor: rank correlation %.3f on %d validation configurations",
+                                         report.validation_rank_correlation, static_cast<int>(valid.size())));
+  }
+
+  // The search starts from the measured configurations and ends with the predictor's best few
+  // measured, next to the best sample: the choice rests on measurements, not on predictions.
+  std::vector<Configuration> start;
+  for (const auto& m : measured) start.push_back(m.config);
+  SHEARS_ASSIGN_OR_RETURN(auto population, Evolve(space, *predictor, *scorer, start, search.search_budget, rng,
+                                                   observer, report.searched_configurations));
+  Scored best = *std::min_element(measured.begin(), measured.end(),
+                                  [](const Scored& a, const Scored& b) { return a.score < b.score; });
+  for (int i = 0; i < kMeasuredCandidates && i < static_cast<int>(population.size()); ++i) {
+    SHEARS_ASSIGN_OR_RETURN(double score, scorer->Score(population[i].config));
+    if (score < best.score) best = {population[i].config, score};
+  }
+  report.uniform_score = measured.front().score;
+  report.searched_score = best.score;
+  const Configuration chosen = space.Realized(best.config);
+  for (size_t m = 0; m < space.modules().size(); ++m) {
+    const auto& module = space.modules()[m];
+    if (report.sparsity.empty() || report.sparsity.back().block != module.block) {
+      report.sparsity.push_back({module.block, 0.0, 0.0});
+    }
+    (module.mlp ? report.sparsity.back().mlp : report.sparsity.back().attention) = chosen[m];
+  }
+  report.search_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time).count();
+  scorer.reset();  // the dense blocks it holds
+
+  double from = kSearchShare;
+  if (options.evaluation) {
+    PruneOptions uniform = BaseRun(options, space, space.Uniform());
+    uniform.output_dir = StagingDir(options, "uniform");
+    uniform.checkpoint_dir.clear();
+    SHEARS_ASSIGN_OR_RETURN(PruneReport baseline, PruneModel(uniform, Within(observer, from, kUniformShare)));
+    report.uniform_perplexity = baseline.evaluation->pruned_perplexity;
+    SHEARS_RETURN_IF_ERROR(RemoveAll(uniform.output_dir));
+    from += kUniformShare;
+  }
+  SHEARS_ASSIGN_OR_RETURN(PruneReport pruned,
+                          PruneModel(BaseRun(options, space, best.config), Within(observer, from, 1.0 - from)));
+  pruned.search = std::move(report);
+  return pruned;
+}
+
+}  // namespace shears::engine
