@@ -36,6 +36,8 @@ bench: build peers
 	$(BUILD_DIR)/bench/method_table $(BUILD_DIR) /tmp/shears-method-bench tests/data/tiny-llama 128
 	@echo "== $(BUILD_DIR)/bench/structured_table $(BUILD_DIR) /tmp/shears-structured-bench tests/data/tiny-llama tests/data/tiny-llama-deep"
 	$(BUILD_DIR)/bench/structured_table $(BUILD_DIR) /tmp/shears-structured-bench tests/data/tiny-llama tests/data/tiny-llama-deep
+	@echo "== $(BUILD_DIR)/bench/search_table $(BUILD_DIR) /tmp/shears-search-bench tests/data/tiny-llama"
+	$(BUILD_DIR)/bench/search_table $(BUILD_DIR) /tmp/shears-search-bench tests/data/tiny-llama
 
 clean:
 	rm -rf $(BUILD_DIR) .demo

@@ -27,6 +27,7 @@ commands:
   create   --spec FILE | --model URI --method M (--sparsity X | --nm N:M) --output URI
            [--calibration URI [--samples N] [--seq-len T]] [--format F] [--structure S]
            [--allocation A] [--fine-tune URI [--steps N] [--distill]] [--low-rank ALGORITHM]
+           [--search-base M [--search-configurations N] [--search-budget N]]
            [--seed N] [--label K=V ...] [--request-id ID] [--wait]
   get      JOB_ID
   list     [--state STATE] [--page-size N] [--page-token TOKEN]
@@ -40,6 +41,9 @@ names: methods as magnitude or METHOD_MAGNITUDE; states as running or JOB_STATE_
 as sparse_bitmask or OUTPUT_FORMAT_SPARSE_BITMASK. --nm 2:4 sets STRUCTURE_N_M; --calibration
 draws --samples windows (default 128) of --seq-len tokens (default 2048). --fine-tune gives
 movement, GUM and FLOP their data (--steps, default 200); --low-rank is svd or flop.
+--method predictor_search --search-base wanda searches per-layer sparsities (magnitude, wanda or
+sparsegpt prune each configuration; --search-configurations measured, default 60; --search-budget
+scored by the predictor, default 2000).
 exit status: 0 ok; 1 a watched job did not succeed; 2 usage; 3 the server refused or failed.
 )";
 
@@ -109,6 +113,18 @@ void PrintJob(const v1::Job& job) {
       std::cout << "perplexity dense " << std::setprecision(3) << e.dense_perplexity() << " -> pruned "
                 << e.pruned_perplexity() << " (" << e.windows() << " windows of " << e.seq_len() << " tokens of "
                 << e.dataset_uri() << ")\n";
+    }
+    if (r.has_search()) {
+      const auto& search = r.search();
+      std::cout << "search    " << v1::Method_Name(search.base_method()) << ", " << search.measured_configurations()
+                << " measured, predictor rank correlation " << std::setprecision(3)
+                << search.validation_rank_correlation() << ", held-out perplexity uniform " << search.uniform_score()
+                << " -> searched " << search.searched_score();
+      if (search.has_uniform_perplexity()) std::cout << "; uniform model's perplexity " << search.uniform_perplexity();
+      std::cout << "\n";
+      for (const auto& b : search.sparsity()) {
+        std::cout << "          block " << b.block() << ": attention " << b.attention() << ", mlp " << b.mlp() << "\n";
+      }
     }
     for (const auto& a : r.artifacts()) {
       std::cout << "artifact  " << a.uri() << "  " << a.size_bytes() << " bytes  sha256 " << a.sha256() << "\n";
@@ -218,6 +234,18 @@ int Client::Create() {
       return Usage("--low-rank: unknown algorithm " + *v + " (svd or flop)");
     }
     spec.mutable_low_rank()->set_algorithm(a);
+  }
+  if (auto v = cl_.Get("search-base")) {
+    v1::Method m;
+    if (!ParseEnum<v1::Method>(*v, "METHOD_", v1::Method_Parse, &m)) return Usage("--search-base: unknown method " + *v);
+    auto measured = cl_.GetInt("search-configurations", 0);
+    auto budget = cl_.GetInt("search-budget", 0);
+    if (!measured.ok()) return Usage(std::string(measured.status().message()));
+    if (!budget.ok()) return Usage(std::string(budget.status().message()));
+    auto* search = spec.mutable_search();
+    search->set_base_method(m);
+    search->set_measured_configurations(static_cast<int32_t>(*measured));
+    search->set_search_budget(static_cast<int32_t>(*budget));
   }
   if (auto v = cl_.Get("format")) {
     v1::OutputFormat f;
@@ -391,7 +419,8 @@ int main(int argc, char** argv) {
   if (auto st = cl->CheckKnown({"server", "timeout", "json", "help", "spec", "model", "method", "structure", "sparsity",
                                 "output", "seed", "label", "request-id", "wait", "state", "page-size", "page-token",
                                 "after", "nm", "calibration", "samples", "seq-len", "format", "allocation",
-                                "fine-tune", "steps", "distill", "low-rank"});
+                                "fine-tune", "steps", "distill", "low-rank", "search-base", "search-configurations",
+                                "search-budget"});
       !st.ok()) {
     return Usage(std::string(st.message()));
   }

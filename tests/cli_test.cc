@@ -127,6 +127,32 @@ TEST_F(CliTest, CreatesFineTuningAndLowRankJobsFromFlags) {
   EXPECT_NE(bad.out.find("--low-rank: unknown algorithm qr"), std::string::npos) << bad.out;
 }
 
+TEST_F(CliTest, CreatesAPredictorSearchJobFromFlagsAndShowsWhatItChose) {
+  Process worker({Binary("worker/shears-worker"), "--server", address_, "--work-dir", dir_ / "work", "--poll-wait", "2s"},
+                 dir_ / "worker.log");
+  auto run = Ctl({"--server", address_, "create", "--model", "file://" + DataDir("tiny-llama"), "--method",
+                  "predictor_search", "--search-base", "wanda", "--search-configurations", "12", "--search-budget",
+                  "100", "--sparsity", "0.5", "--calibration", "file://" + testing::KjvSplitsDir() + "/train.txt",
+                  "--samples", "8", "--seq-len", "64", "--output", "file://" + (dir_ / "searched"), "--wait"});
+  ASSERT_EQ(run.status, 0) << run.out;
+  EXPECT_NE(run.out.find("configuration 12/12: held-out perplexity "), std::string::npos) << run.out;
+  const size_t at = run.out.find("created job ");
+  ASSERT_NE(at, std::string::npos) << run.out;
+  const std::string id = run.out.substr(at + 12, run.out.find('\n', at) - at - 12);
+  auto got = Ctl({"--server", address_, "get", id});
+  ASSERT_EQ(got.status, 0) << got.out;
+  EXPECT_NE(got.out.find("search    METHOD_WANDA, 12 measured, predictor rank correlation "), std::string::npos)
+      << got.out;
+  EXPECT_NE(got.out.find("block 1: attention "), std::string::npos) << got.out;
+  auto bad = Ctl({"--server", address_, "create", "--model", "file://" + DataDir("tiny-llama"), "--method",
+                  "predictor_search", "--search-base", "sparsellm", "--sparsity", "0.5", "--calibration",
+                  "file://" + testing::KjvSplitsDir() + "/train.txt", "--output", "file://" + (dir_ / "x")});
+  EXPECT_EQ(bad.status, 3);
+  EXPECT_NE(bad.out.find("spec.search.base_method: METHOD_SPARSELLM cannot take a sparsity per layer"),
+            std::string::npos)
+      << bad.out;
+}
+
 TEST_F(CliTest, ThePythonClientGeneratedFromTheProtosCreatesWatchesAndReadsAJob) {
   Process worker({Binary("worker/shears-worker"), "--server", address_, "--work-dir", dir_ / "work", "--poll-wait", "2s"},
                  dir_ / "worker.log");
