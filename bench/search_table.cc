@@ -1,7 +1,8 @@
 // The accuracy-predictor search against uniform sparsity, as the paper compares them: the same
 // base method at the same overall sparsity, one ratio for every layer or the searched ratio of
-// each block's attention and MLP. Wanda and SparseGPT at 50% and 70%, three seeds each (the seed
-// draws the sampled configurations and drives the search); perplexity on the KJV test split.
+// each block's attention and MLP. Wanda and SparseGPT at 50% and 70%, and magnitude-scored FFN
+// neurons (a share per block) at 25% and 50%, three seeds each (the seed draws the sampled
+// configurations and drives the search); perplexity on the KJV test split.
 // Each run is a separate `shears-worker run-local`; prints Markdown.
 #include <cstdio>
 #include <filesystem>
@@ -38,21 +39,31 @@ int main(int argc, char** argv) {
             << "`: 60 measured configurations (42 train the trees, 18 validate them), 2000 scored by the "
                "predictor, sparsities within 0.15 of the target; calibration 128 windows of 128 tokens from the "
                "train split, 8 more held out to score configurations; perplexity on the KJV test split (windows "
-               "of 128). Uniform and searched prune exactly the same number of weights.\n\n"
+               "of 128). Uniform and searched prune exactly the same number of weights (of neurons in the FFN "
+               "rows, where the chosen share is per block and attention is not pruned).\n\n"
             << "| base | target | seed | dense | uniform | searched | change | held-out uniform → searched "
                "| rank correlation | chosen (attention / MLP per block) | search s | job s |\n"
             << "|---|---:|---:|---:|---:|---:|---:|---|---:|---|---:|---:|\n";
+  struct Setting {
+    const char* base;
+    const char* structure;
+    std::vector<const char*> targets;
+  };
+  const std::vector<Setting> settings = {{"WANDA", "STRUCTURE_UNSTRUCTURED", {"0.5", "0.7"}},
+                                         {"SPARSEGPT", "STRUCTURE_UNSTRUCTURED", {"0.5", "0.7"}},
+                                         {"MAGNITUDE", "STRUCTURE_FFN_NEURONS", {"0.25", "0.5"}}};
   int failures = 0;
-  for (const char* base : {"WANDA", "SPARSEGPT"}) {
-    for (const char* target : {"0.5", "0.7"}) {
+  for (const auto& [base, structure, targets] : settings) {
+    for (const char* target : targets) {
       double change_sum = 0;
       int done = 0;
       for (int seed = 0; seed < kSeeds; ++seed) {
-        const std::string name = absl::StrCat(base, "-", target, "-", seed);
+        const std::string name = absl::StrCat(base, "-", structure, "-", target, "-", seed);
         const std::string spec = absl::StrCat(work, "/", name, ".json"), log = absl::StrCat(work, "/", name, ".log");
         (void)shears::WriteFileAtomically(
             spec, absl::StrCat("{\"model_uri\": \"file://", model,
-                               "\", \"method\": \"METHOD_PREDICTOR_SEARCH\", \"target_sparsity\": ", target,
+                               "\", \"method\": \"METHOD_PREDICTOR_SEARCH\", \"structure\": \"", structure,
+                               "\", \"target_sparsity\": ", target,
                                ", \"seed\": ", seed, ", \"search\": {\"base_method\": \"METHOD_", base,
                                "\"}, \"calibration\": {\"dataset_uri\": \"file://", kjv,
                                "/train.txt\", \"num_samples\": 128, \"seq_len\": 128, \"seed\": 0}"
@@ -77,7 +88,8 @@ int main(int argc, char** argv) {
           chosen.push_back(absl::StrCat(Format("%.2f", b.value("attention", 0.0)), " / ",
                                         Format("%.2f", b.value("mlp", 0.0))));
         }
-        std::cout << "| " << base << " | " << target << " | " << seed << " | "
+        const std::string label = absl::StrCat(base, std::string(structure) == "STRUCTURE_FFN_NEURONS" ? " FFN neurons" : "");
+        std::cout << "| " << label << " | " << target << " | " << seed << " | "
                   << Format("%.2f", result["evaluation"]["dense_perplexity"].get<double>()) << " | "
                   << Format("%.2f", uniform) << " | " << Format("%.2f", searched) << " | "
                   << Format("%+.2f%%", change) << " | " << Format("%.2f", search["uniform_score"].get<double>())
@@ -87,7 +99,8 @@ int main(int argc, char** argv) {
                   << " | " << Format("%.1f", run.seconds) << " |\n";
       }
       if (done > 0) {
-        std::cout << "| " << base << " | " << target << " | mean | | | | " << Format("%+.2f%%", change_sum / done)
+        std::cout << "| " << base << (std::string(structure) == "STRUCTURE_FFN_NEURONS" ? " FFN neurons" : "") << " | "
+                  << target << " | mean | | | | " << Format("%+.2f%%", change_sum / done)
                   << " | | | | | |\n";
       }
     }

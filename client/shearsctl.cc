@@ -42,8 +42,9 @@ as sparse_bitmask or OUTPUT_FORMAT_SPARSE_BITMASK. --nm 2:4 sets STRUCTURE_N_M; 
 draws --samples windows (default 128) of --seq-len tokens (default 2048). --fine-tune gives
 movement, GUM and FLOP their data (--steps, default 200); --low-rank is svd or flop.
 --method predictor_search --search-base wanda searches per-layer sparsities (magnitude, wanda or
-sparsegpt prune each configuration; --search-configurations measured, default 60; --search-budget
-scored by the predictor, default 2000).
+sparsegpt prune each configuration; with --structure ffn_neurons and magnitude, a share of FFN
+neurons per block; --search-configurations measured, default 60; --search-budget scored by the
+predictor, default 2000).
 exit status: 0 ok; 1 a watched job did not succeed; 2 usage; 3 the server refused or failed.
 )";
 

@@ -31,7 +31,7 @@ std::vector<v1::Structure> SupportedStructures(v1::Method method) {
     case v1::METHOD_SPARSELLM:
       return {v1::STRUCTURE_UNSTRUCTURED, v1::STRUCTURE_N_M};
     case v1::METHOD_PREDICTOR_SEARCH:
-      return {v1::STRUCTURE_UNSTRUCTURED};
+      return {v1::STRUCTURE_UNSTRUCTURED, v1::STRUCTURE_FFN_NEURONS};
     default:
       return {};
   }
@@ -56,6 +56,14 @@ absl::Status ValidateSearch(const v1::JobSpec& spec) {
     return spec.has_search() ? Invalid("search", "applies to METHOD_PREDICTOR_SEARCH only") : absl::OkStatus();
   }
   const auto& search = spec.search();
+  if (spec.structure() == v1::STRUCTURE_FFN_NEURONS) {
+    if (search.base_method() != v1::METHOD_MAGNITUDE) {
+      return Invalid("search.base_method", "searching FFN neuron shares, neurons are scored by METHOD_MAGNITUDE");
+    }
+    if (spec.allocation() != v1::ALLOCATION_UNSPECIFIED) {
+      return Invalid("allocation", "the search chooses each block's share of neurons itself");
+    }
+  }
   switch (search.base_method()) {
     case v1::METHOD_MAGNITUDE:
     case v1::METHOD_WANDA:

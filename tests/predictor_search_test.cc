@@ -5,8 +5,10 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <numeric>
 
+#include "common/files.h"
 #include "tests/process.h"
 #include "tests/pruned_model_checks.h"
 #include "tests/test_util.h"
@@ -194,6 +196,38 @@ TEST_F(PredictorSearchTest, SparseGptAsTheBaseMethodMeetsTheBudgetToo) {
   EXPECT_EQ(report->parameters_before - report->parameters_after, space.budget());
   EXPECT_FALSE(report->search->uniform_perplexity.has_value());
   EXPECT_GT(report->search->validation_rank_correlation, 0.5);
+}
+
+TEST_F(PredictorSearchTest, FfnNeuronSharesPerBlockRemoveExactlyTheUniformNumberOfNeurons) {
+  PruneOptions options = Options(dir_ / "ffn", Method::kMagnitude, 0.25);
+  options.structure = Structure::kFfnNeurons;
+  auto report = PruneModel(options, {});
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_TRUE(report->search.has_value());
+  const auto& search = *report->search;
+  auto config = nlohmann::json::parse(ReadFile(dir_ / "ffn/config.json").value());
+  std::vector<int64_t> widths;
+  if (config.contains("shears_intermediate_sizes")) {
+    widths = config["shears_intermediate_sizes"].get<std::vector<int64_t>>();
+  } else {
+    widths = {config["intermediate_size"].get<int64_t>(), config["intermediate_size"].get<int64_t>()};
+  }
+  ASSERT_EQ(widths.size(), 2u);
+  EXPECT_EQ(widths[0] + widths[1], 2 * 176 - 2 * PrunedCount(176, 0.25)) << "the uniform number of neurons removed";
+  for (int b = 0; b < 2; ++b) {
+    EXPECT_EQ(search.sparsity[b].attention, 0.0);
+    EXPECT_NEAR(search.sparsity[b].mlp, 1.0 - double(widths[b]) / 176, 1e-9) << "block " << b;
+    EXPECT_EQ(testing::StoredTensor(dir_ / "ffn", "model.layers." + std::to_string(b) + ".mlp.down_proj.weight").size(1),
+              widths[b]);
+  }
+  EXPECT_LE(search.searched_score, search.uniform_score);
+  EXPECT_NEAR(testing::TestSplitPerplexity(dir_ / "ffn"), report->evaluation->pruned_perplexity,
+              1e-3 * report->evaluation->pruned_perplexity);
+  PruneOptions wanda = Options(dir_ / "x", Method::kWanda, 0.25);
+  wanda.structure = Structure::kFfnNeurons;
+  auto st = PruneModel(wanda, {}).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(st.message().rfind("search.base_method: ", 0), 0u) << st.message();
 }
 
 TEST_F(PredictorSearchTest, BudgetsTooSmallAndBaseMethodsWithoutPerLayerRatiosAreRefused) {

@@ -555,6 +555,21 @@ TEST_F(ServiceTest, BadSpecsAreRejectedNamingTheFieldAndStoreNothing) {
        },
        "spec.search.search_budget"},
       {[](v1::JobSpec& s) { s.mutable_search()->set_base_method(v1::METHOD_WANDA); }, "spec.search"},
+      {[&](v1::JobSpec& s) {
+         s.set_method(v1::METHOD_PREDICTOR_SEARCH);
+         s.set_structure(v1::STRUCTURE_FFN_NEURONS);
+         SetCalibration(s, 8, 64);
+         s.mutable_search()->set_base_method(v1::METHOD_WANDA);
+       },
+       "spec.search.base_method"},
+      {[&](v1::JobSpec& s) {
+         s.set_method(v1::METHOD_PREDICTOR_SEARCH);
+         s.set_structure(v1::STRUCTURE_FFN_NEURONS);
+         s.set_allocation(v1::ALLOCATION_GLOBAL);
+         SetCalibration(s, 8, 64);
+         s.mutable_search()->set_base_method(v1::METHOD_MAGNITUDE);
+       },
+       "spec.allocation"},
       {[](v1::JobSpec& s) { s.set_method(v1::METHOD_MOVEMENT); }, "spec.fine_tune"},
       {[](v1::JobSpec& s) { s.set_method(v1::METHOD_MOVEMENT), s.set_structure(v1::STRUCTURE_UNSTRUCTURED); },
        "spec.structure"},

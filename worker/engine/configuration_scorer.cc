@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "worker/engine/ffn_neurons.h"
 #include "worker/engine/redundancy.h"
 
 namespace shears::engine {
@@ -42,25 +43,21 @@ absl::StatusOr<std::unique_ptr<ConfigurationScorer>> ConfigurationScorer::Build(
   scorer->held_out_ids_ = held_out;
   scorer->held_out_hidden_ = runner.Embed(held_out);
 
+  if (space.unit() == SearchUnit::kFfnNeurons) {
+    const NeuronAxes axes = NeuronAxesOf(arch);
+    for (const auto& block : scorer->blocks_) {
+      scorer->neuron_order_.push_back(std::get<1>(MagnitudeScores(block, axes).sort(c10::optional<bool>(true), 0)));
+    }
+  }
   // Each module's reconstruction error across its allowed sparsities, from the dense statistics.
   for (int i = 0; i < kGridPoints; ++i) {
     scorer->grid_.push_back(space.low() + (space.high() - space.low()) * i / (kGridPoints - 1));
   }
-  for (const auto& module : space.modules()) {
+  for (size_t m = 0; m < space.modules().size(); ++m) {
     std::vector<double> errors;
     for (double sparsity : scorer->grid_) {
-      double lost = 0, kept = 0;
-      for (size_t i = 0; i < module.linears.size(); ++i) {
-        const int64_t count = std::llround(sparsity * double(module.sizes[i]));
-        SHEARS_ASSIGN_OR_RETURN(torch::Tensor pruned, scorer->Pruned(module.block, module.linears[i], count));
-        const std::string local = module.linears[i].substr(arch.BlockPrefix(module.block).size());
-        const torch::Tensor dense = MethodView(arch, scorer->blocks_[module.block].at(local));
-        const torch::Tensor& gram = scorer->statistics_[module.block]->Find(local)->gram();
-        const torch::Tensor delta = dense - pruned;
-        lost += (delta.matmul(gram) * delta).sum().item<double>();
-        kept += (dense.matmul(gram) * dense).sum().item<double>();
-      }
-      errors.push_back(kept > 0 ? lost / kept : 0.0);
+      SHEARS_ASSIGN_OR_RETURN(double error, scorer->MeasuredError(m, sparsity));
+      errors.push_back(error);
     }
     scorer->errors_.push_back(std::move(errors));
   }
@@ -78,18 +75,62 @@ absl::StatusOr<torch::Tensor> ConfigurationScorer::Pruned(int block, const std::
   return linear.weight;
 }
 
-absl::StatusOr<double> ConfigurationScorer::Score(const Configuration& config) {
+torch::Tensor ConfigurationScorer::LowestNeurons(int block, int64_t count) const {
+  return neuron_order_[block].slice(0, 0, count);
+}
+
+absl::StatusOr<double> ConfigurationScorer::MeasuredError(size_t m, double sparsity) {
   const Architecture& arch = runner_.arch();
-  const auto sparsity = space_.LinearSparsity(config);
-  std::vector<TensorMap> pruned = blocks_;  // shallow: only the linears are replaced
-  size_t j = 0;
-  for (const auto& module : space_.modules()) {
-    for (size_t i = 0; i < module.linears.size(); ++i, ++j) {
-      const int64_t count = std::llround(sparsity[j].second * double(module.sizes[i]));
-      SHEARS_ASSIGN_OR_RETURN(torch::Tensor weight, Pruned(module.block, module.linears[i], count));
-      const std::string local = module.linears[i].substr(arch.BlockPrefix(module.block).size());
-      pruned[module.block][local] = MethodView(arch, weight);
+  const SearchModule& module = space_.modules()[m];
+  const std::string prefix = arch.BlockPrefix(module.block);
+  // ‖(W−Ŵ)X‖² and ‖WX‖² summed over the module's linears; removing neurons, over the down
+  // projection's columns of the removed neurons.
+  double lost = 0, kept = 0;
+  for (size_t i = 0; i < module.linears.size(); ++i) {
+    const int64_t count = std::llround(sparsity * double(module.sizes[i]));
+    const std::string local = space_.unit() == SearchUnit::kFfnNeurons ? arch.Mlp().down
+                                                                       : module.linears[i].substr(prefix.size());
+    const torch::Tensor dense = MethodView(arch, blocks_[module.block].at(local));
+    const torch::Tensor& gram = statistics_[module.block]->Find(local)->gram();
+    torch::Tensor delta;
+    if (space_.unit() == SearchUnit::kFfnNeurons) {
+      delta = torch::zeros_like(dense).index_copy(1, LowestNeurons(module.block, count),
+                                                  dense.index_select(1, LowestNeurons(module.block, count)));
+    } else {
+      SHEARS_ASSIGN_OR_RETURN(torch::Tensor pruned, Pruned(module.block, module.linears[i], count));
+      delta = dense - pruned;
     }
+    lost += (delta.matmul(gram) * delta).sum().item<double>();
+    kept += (dense.matmul(gram) * dense).sum().item<double>();
+  }
+  return kept > 0 ? lost / kept : 0.0;
+}
+
+absl::Status ConfigurationScorer::Apply(size_t m, const int64_t* counts, TensorMap& block) {
+  const Architecture& arch = runner_.arch();
+  const SearchModule& module = space_.modules()[m];
+  if (space_.unit() == SearchUnit::kFfnNeurons) {
+    // A neuron whose down-projection column is zero adds nothing: the same output as removing it.
+    const std::string& down = arch.Mlp().down;
+    torch::Tensor stored = blocks_[module.block].at(down).clone();
+    MethodView(arch, stored).index_fill_(1, LowestNeurons(module.block, counts[0]), 0.0);
+    block[down] = stored;
+    return absl::OkStatus();
+  }
+  for (size_t i = 0; i < module.linears.size(); ++i) {
+    SHEARS_ASSIGN_OR_RETURN(torch::Tensor weight, Pruned(module.block, module.linears[i], counts[i]));
+    block[module.linears[i].substr(arch.BlockPrefix(module.block).size())] = MethodView(arch, weight);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<double> ConfigurationScorer::Score(const Configuration& config) {
+  const std::vector<int64_t> counts = space_.Counts(config);
+  std::vector<TensorMap> pruned = blocks_;  // shallow: only the pruned tensors are replaced
+  size_t j = 0;
+  for (size_t m = 0; m < space_.modules().size(); ++m) {
+    SHEARS_RETURN_IF_ERROR(Apply(m, counts.data() + j, pruned[space_.modules()[m].block]));
+    j += space_.modules()[m].linears.size();
   }
   torch::Tensor hidden = held_out_hidden_;
   for (const auto& block : pruned) hidden = runner_.Run(block, hidden);

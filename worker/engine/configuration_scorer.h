@@ -42,6 +42,12 @@ class ConfigurationScorer {
   // `weight_name`'s dense weight pruned by the base method to `count` weights, as the method
   // sees it ([out, in]).
   absl::StatusOr<torch::Tensor> Pruned(int block, const std::string& weight_name, int64_t count);
+  // The block's `count` lowest-magnitude FFN neurons.
+  torch::Tensor LowestNeurons(int block, int64_t count) const;
+  // Module `m` with `counts` (one per linear, or its neurons) removed, into `block`.
+  absl::Status Apply(size_t m, const int64_t* counts, TensorMap& block);
+  // Module `m`'s reconstruction error at `sparsity`, measured.
+  absl::StatusOr<double> MeasuredError(size_t m, double sparsity);
   // Module `m`'s reconstruction error ‖(W−Ŵ)X‖²/‖WX‖² at `sparsity`, interpolated on its grid.
   double ModuleError(size_t m, double sparsity) const;
 
@@ -51,6 +57,7 @@ class ConfigurationScorer {
   std::vector<TensorMap> blocks_;                        // dense, relative names
   std::vector<std::unique_ptr<BlockInputs>> statistics_;  // per block
   std::vector<double> block_influence_;
+  std::vector<torch::Tensor> neuron_order_;   // searching neurons: each block's, lowest magnitude first
   torch::Tensor held_out_ids_, held_out_hidden_;
   std::vector<double> grid_;                  // sparsities the errors were measured at
   std::vector<std::vector<double>> errors_;   // per module, per grid point

@@ -92,7 +92,11 @@ absl::StatusOr<PruneReport> PruneFfnNeurons(const PruneOptions& options, const P
       scores.push_back(options.method == Method::kRandom ? RandomScores(options.seed, b, arch.config().FfnOf(b))
                                                          : MagnitudeScores(runner.LoadBlock(b), axes));
     }
-    pruned = LowestNeurons(scores, options.target_sparsity, options.allocation);
+    if (options.neurons_removed.empty()) {
+      pruned = LowestNeurons(scores, options.target_sparsity, options.allocation);
+    } else {
+      for (int b = 0; b < blocks; ++b) pruned.push_back(LowestEntries(scores[b], options.neurons_removed[b]));
+    }
   }
   SHEARS_ASSIGN_OR_RETURN(std::vector<torch::Tensor> keep, KeptNeurons(pruned, options.target_sparsity));
 

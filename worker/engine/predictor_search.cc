@@ -44,13 +44,16 @@ SearchOptions WithDefaults(SearchOptions search) {
 }
 
 absl::Status Check(const PruneOptions& options, const SearchOptions& search) {
-  if (search.base_method != Method::kMagnitude && search.base_method != Method::kWanda &&
-      search.base_method != Method::kSparseGpt) {
+  if (options.structure == Structure::kFfnNeurons) {
+    if (search.base_method != Method::kMagnitude) {
+      return absl::InvalidArgumentError("search.base_method: the search scores FFN neurons by magnitude");
+    }
+  } else if (options.structure != Structure::kUnstructured) {
+    return absl::InvalidArgumentError("structure: the search chooses unstructured sparsities or FFN neuron shares");
+  } else if (search.base_method != Method::kMagnitude && search.base_method != Method::kWanda &&
+             search.base_method != Method::kSparseGpt) {
     return absl::InvalidArgumentError(
         "search.base_method: the search prunes each layer to its own sparsity with magnitude, Wanda or SparseGPT");
-  }
-  if (options.structure != Structure::kUnstructured) {
-    return absl::InvalidArgumentError("structure: the search chooses unstructured sparsities");
   }
   if (!options.calibration) return absl::InvalidArgumentError("calibration: the search scores configurations on it");
   if (search.measured_configurations < 10) {
@@ -126,13 +129,19 @@ absl::StatusOr<std::vector<Scored>> Evolve(const SearchSpace& space, const GbtPr
   return population;
 }
 
-// The options of a run of the base method at `config`'s per-linear sparsities.
+// The options of a run of the base method at `config`'s per-linear sparsities, or its neurons
+// removed per block.
 PruneOptions BaseRun(const PruneOptions& options, const SearchSpace& space, const Configuration& config) {
   PruneOptions run = options;
   run.method = options.search.base_method;
   run.search = {};
   run.linear_sparsity.clear();
-  for (const auto& [name, sparsity] : space.LinearSparsity(config)) run.linear_sparsity[name] = sparsity;
+  run.neurons_removed.clear();
+  if (space.unit() == SearchUnit::kFfnNeurons) {
+    run.neurons_removed = space.Counts(config);
+  } else {
+    for (const auto& [name, sparsity] : space.LinearSparsity(config)) run.linear_sparsity[name] = sparsity;
+  }
   return run;
 }
 
@@ -161,7 +170,9 @@ absl::StatusOr<PruneReport> SearchAndPrune(const PruneOptions& options, const Pr
   SHEARS_RETURN_IF_ERROR(arch->CheckWeights(*model));
   SHEARS_ASSIGN_OR_RETURN(const torch::Device device, ParseDevice(options.device));
   torch::NoGradGuard no_grad;
-  SHEARS_ASSIGN_OR_RETURN(SearchSpace space, SearchSpace::For(*arch, options.target_sparsity, search.max_deviation));
+  const SearchUnit unit = options.structure == Structure::kFfnNeurons ? SearchUnit::kFfnNeurons : SearchUnit::kWeights;
+  SHEARS_ASSIGN_OR_RETURN(SearchSpace space,
+                          SearchSpace::For(*arch, options.target_sparsity, search.max_deviation, unit));
 
   // The statistics windows are the job's calibration windows; the held-out ones are drawn after
   // them from the same stream, so the final run sees exactly the windows the scorer's

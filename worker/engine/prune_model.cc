@@ -65,6 +65,7 @@ std::string Fingerprint(const PruneOptions& options, const ModelDir& model) {
                          options.calibration->seq_len, ":", options.calibration->seed);
   }
   for (const auto& [name, sparsity] : options.linear_sparsity) text += absl::StrCat(" ", name, "=", sparsity);
+  for (int64_t neurons : options.neurons_removed) text += absl::StrCat(" neurons=", neurons);
   for (const auto& file : model.files()) {
     std::error_code ec;
     const auto time = fs::last_write_time(file->path(), ec).time_since_epoch().count();

@@ -90,7 +90,9 @@ struct LowRankOptions {
 // METHOD_PREDICTOR_SEARCH (Ji et al.): per-module sparsities searched with a learned predictor
 // of their perplexity. Zeros take the defaults in predictor_search.h.
 struct SearchOptions {
-  Method base_method = Method::kWanda;  // prunes each configuration: magnitude, Wanda or SparseGPT
+  // Prunes each configuration: magnitude, Wanda or SparseGPT weights; with Structure::kFfnNeurons,
+  // magnitude-scored FFN neurons.
+  Method base_method = Method::kWanda;
   int measured_configurations = 0;  // pruned and scored to train (70%) and validate (30%) the predictor
   int search_budget = 0;            // configurations the predictor scores during the search
   double max_deviation = 0.0;       // how far a module's sparsity may stray from the target
@@ -117,6 +119,9 @@ struct PruneOptions {
   // Per-layer sparsities by full weight name (the predictor search's configurations): each named
   // linear loses exactly round(sparsity × size) weights; the others take target_sparsity.
   std::map<std::string, double> linear_sparsity;
+  // FFN-neuron pruning at per-block shares (the predictor search): exactly this many neurons go
+  // from each block; empty: target_sparsity spread by `allocation`.
+  std::vector<int64_t> neurons_removed;
   // Where per-block checkpoints go; a run finding one made from the same inputs resumes after
   // its last finished block. Empty: no checkpoints.
   std::string checkpoint_dir;

@@ -10,14 +10,24 @@
 
 namespace shears::engine {
 
-absl::StatusOr<SearchSpace> SearchSpace::For(const Architecture& arch, double target, double max_deviation) {
+absl::StatusOr<SearchSpace> SearchSpace::For(const Architecture& arch, double target, double max_deviation,
+                                              SearchUnit unit) {
   if (!(target > 0.0 && target < 1.0)) {
     return absl::InvalidArgumentError(absl::StrCat("target_sparsity: the search needs a target in (0, 1), got ", target));
   }
   SearchSpace space;
+  space.unit_ = unit;
   space.target_ = target;
   space.low_ = std::max(0.0, target - max_deviation);
   space.high_ = std::min(0.99, target + max_deviation);
+  if (unit == SearchUnit::kFfnNeurons) {
+    for (int b = 0; b < arch.num_blocks(); ++b) {
+      const int64_t width = arch.config().FfnOf(b);
+      space.modules_.push_back({b, true, {arch.BlockPrefix(b) + "mlp"}, {width}, width});
+      space.budget_ += PrunedCount(width, target);
+    }
+    return space;
+  }
   const MlpLayout mlp = arch.Mlp();
   for (int b = 0; b < arch.num_blocks(); ++b) {
     SearchModule attention{b, false, {}, {}, 0}, feed_forward{b, true, {}, {}, 0};

@@ -13,7 +13,11 @@ namespace shears::engine {
 
 class Architecture;
 
-// One block's attention or MLP: the linears whose sparsity moves together.
+// What a configuration removes: weights of the block linears, or FFN neurons.
+enum class SearchUnit { kWeights, kFfnNeurons };
+
+// One block's attention or MLP: the linears whose sparsity moves together. Searching FFN neurons,
+// a block's MLP is one unit "<block prefix>mlp" of as many elements as it has neurons.
 struct SearchModule {
   int block = 0;
   bool mlp = false;
@@ -28,9 +32,11 @@ using Configuration = std::vector<double>;
 class SearchSpace {
  public:
   // Modules of every block of `arch`; sparsities within `max_deviation` of `target`.
-  static absl::StatusOr<SearchSpace> For(const Architecture& arch, double target, double max_deviation);
+  static absl::StatusOr<SearchSpace> For(const Architecture& arch, double target, double max_deviation,
+                                         SearchUnit unit = SearchUnit::kWeights);
 
   const std::vector<SearchModule>& modules() const { return modules_; }
+  SearchUnit unit() const { return unit_; }
   double target() const { return target_; }
   // The sparsities a module may take.
   double low() const { return low_; }
@@ -58,6 +64,7 @@ class SearchSpace {
 
  private:
   std::vector<SearchModule> modules_;
+  SearchUnit unit_ = SearchUnit::kWeights;
   double target_ = 0.0, low_ = 0.0, high_ = 0.0;
   int64_t budget_ = 0;
 };
