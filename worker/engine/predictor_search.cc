@@ -156,6 +156,78 @@ PruneObserver Within(const PruneObserver& observer, double from, double share) {
   return out;
 }
 
+// The uniform configuration and `count - 1` samples around it, each pruned and scored.
+absl::StatusOr<std::vector<Scored>> MeasureSamples(const SearchSpace& space, ConfigurationScorer& scorer, int count,
+                                                   std::mt19937_64& rng, const PruneObserver& observer) {
+  std::vector<Scored> measured;
+  for (int i = 0; i < count; ++i) {
+    if (observer.cancelled && observer.cancelled()) return absl::CancelledError("job cancelled");
+    Configuration config = i == 0 ? space.Uniform() : space.Sample(rng);
+    SHEARS_ASSIGN_OR_RETURN(double score, scorer.Score(config));
+    measured.push_back({std::move(config), score});
+    if (observer.on_progress) {
+      observer.on_progress("searching", kSearchShare * 0.8 * (i + 1) / count,
+                           absl::StrFormat("configuration %d/%d: held-out perplexity %.3f", i + 1, count, score));
+    }
+  }
+  return measured;
+}
+
+// Trees validated on the 30% of `measured` they did not see (their rank correlation goes into
+// `report`), then trained on all of it.
+absl::StatusOr<std::unique_ptr<GbtPredictor>> TrainPredictor(const ConfigurationScorer& scorer,
+                                                             const std::vector<Scored>& measured, uint64_t seed,
+                                                             std::mt19937_64& rng, const PruneObserver& observer,
+                                                             SearchReport& report) {
+  std::vector<size_t> order(measured.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), rng);
+  const size_t training = static_cast<size_t>(std::llround(kTrainingShare * double(measured.size())));
+  const std::vector<size_t> train(order.begin(), order.begin() + training), valid(order.begin() + training, order.end());
+  const Rows train_rows = RowsOf(scorer, measured, train), valid_rows = RowsOf(scorer, measured, valid);
+  SHEARS_ASSIGN_OR_RETURN(auto validating, GbtPredictor::Train(train_rows.features, train_rows.targets, seed));
+  SHEARS_ASSIGN_OR_RETURN(auto predicted, validating->Predict(valid_rows.features));
+  report.measured_configurations = static_cast<int>(measured.size());
+  report.training_configurations = static_cast<int>(training);
+  report.validation_rank_correlation = SpearmanCorrelation(
+      std::vector<double>(predicted.begin(), predicted.end()),
+      std::vector<double>(valid_rows.targets.begin(), valid_rows.targets.end()));
+  if (observer.on_progress) {
+    observer.on_progress("searching", kSearchShare * 0.8,
+                         absl::StrFormat("predictor: rank correlation %.3f on %d validation configurations",
+                                         report.validation_rank_correlation, static_cast<int>(valid.size())));
+  }
+  std::vector<size_t> all(measured.size());
+  std::iota(all.begin(), all.end(), 0);
+  const Rows all_rows = RowsOf(scorer, measured, all);
+  return GbtPredictor::Train(all_rows.features, all_rows.targets, seed);
+}
+
+// The predictor's best few measured, next to the best sample: the choice rests on measurements,
+// not on predictions.
+absl::StatusOr<Scored> Choose(ConfigurationScorer& scorer, const std::vector<Scored>& measured,
+                              const std::vector<Scored>& population) {
+  Scored best = *std::min_element(measured.begin(), measured.end(),
+                                  [](const Scored& a, const Scored& b) { return a.score < b.score; });
+  for (int i = 0; i < kMeasuredCandidates && i < static_cast<int>(population.size()); ++i) {
+    SHEARS_ASSIGN_OR_RETURN(double score, scorer.Score(population[i].config));
+    if (score < best.score) best = {population[i].config, score};
+  }
+  return best;
+}
+
+// A configuration as each block's attention and MLP sparsity.
+std::vector<BlockSparsity> PerBlock(const SearchSpace& space, const Configuration& config) {
+  const Configuration realized = space.Realized(config);
+  std::vector<BlockSparsity> out;
+  for (size_t m = 0; m < space.modules().size(); ++m) {
+    const auto& module = space.modules()[m];
+    if (out.empty() || out.back().block != module.block) out.push_back({module.block, 0.0, 0.0});
+    (module.mlp ? out.back().mlp : out.back().attention) = realized[m];
+  }
+  return out;
+}
+
 }  // namespace
 
 absl::StatusOr<PruneReport> SearchAndPrune(const PruneOptions& options, const PruneObserver& observer) {
@@ -187,68 +259,19 @@ absl::StatusOr<PruneReport> SearchAndPrune(const PruneOptions& options, const Pr
   SHEARS_ASSIGN_OR_RETURN(auto scorer, ConfigurationScorer::Build(runner, space, search.base_method,
                                                                   windows.slice(0, 0, n), windows.slice(0, n)));
 
-  // Measured configurations: the uniform one first, then samples around it.
   std::mt19937_64 rng(options.seed);
-  std::vector<Scored> measured;
-  for (int i = 0; i < search.measured_configurations; ++i) {
-    if (observer.cancelled && observer.cancelled()) return absl::CancelledError("job cancelled");
-    Configuration config = i == 0 ? space.Uniform() : space.Sample(rng);
-    SHEARS_ASSIGN_OR_RETURN(double score, scorer->Score(config));
-    measured.push_back({std::move(config), score});
-    if (observer.on_progress) {
-      observer.on_progress("searching", kSearchShare * 0.8 * (i + 1) / search.measured_configurations,
-                           absl::StrFormat("configuration %d/%d: held-out perplexity %.3f", i + 1,
-                                           search.measured_configurations, score));
-    }
-  }
-
-  // The predictor, validated on the 30% it did not see, then trained on all of them.
-  std::vector<size_t> order(measured.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::shuffle(order.begin(), order.end(), rng);
-  const size_t training = static_cast<size_t>(std::llround(kTrainingShare * double(measured.size())));
-  const std::vector<size_t> train(order.begin(), order.begin() + training), valid(order.begin() + training, order.end());
-  const Rows train_rows = RowsOf(*scorer, measured, train), valid_rows = RowsOf(*scorer, measured, valid);
-  SHEARS_ASSIGN_OR_RETURN(auto validating, GbtPredictor::Train(train_rows.features, train_rows.targets, options.seed));
-  SHEARS_ASSIGN_OR_RETURN(auto validation_predictions, validating->Predict(valid_rows.features));
+  SHEARS_ASSIGN_OR_RETURN(std::vector<Scored> measured,
+                          MeasureSamples(space, *scorer, search.measured_configurations, rng, observer));
   SearchReport report;
-  report.measured_configurations = static_cast<int>(measured.size());
-  report.training_configurations = static_cast<int>(training);
-  report.validation_rank_correlation =
-      SpearmanCorrelation(std::vector<double>(validation_predictions.begin(), validation_predictions.end()),
-                          std::vector<double>(valid_rows.targets.begin(), valid_rows.targets.end()));
-  std::vector<size_t> all(measured.size());
-  std::iota(all.begin(), all.end(), 0);
-  const Rows all_rows = RowsOf(*scorer, measured, all);
-  SHEARS_ASSIGN_OR_RETURN(auto predictor, GbtPredictor::Train(all_rows.features, all_rows.targets, options.seed));
-  if (observer.on_progress) {
-    observer.on_progress("searching", kSearchShare * 0.8,
-                         absl::StrFormat("predictor: rank correlation %.3f on %d validation configurations",
-                                         report.validation_rank_correlation, static_cast<int>(valid.size())));
-  }
-
-  // The search starts from the measured configurations and ends with the predictor's best few
-  // measured, next to the best sample: the choice rests on measurements, not on predictions.
+  SHEARS_ASSIGN_OR_RETURN(auto predictor, TrainPredictor(*scorer, measured, options.seed, rng, observer, report));
   std::vector<Configuration> start;
   for (const auto& m : measured) start.push_back(m.config);
   SHEARS_ASSIGN_OR_RETURN(auto population, Evolve(space, *predictor, *scorer, start, search.search_budget, rng,
                                                    observer, report.searched_configurations));
-  Scored best = *std::min_element(measured.begin(), measured.end(),
-                                  [](const Scored& a, const Scored& b) { return a.score < b.score; });
-  for (int i = 0; i < kMeasuredCandidates && i < static_cast<int>(population.size()); ++i) {
-    SHEARS_ASSIGN_OR_RETURN(double score, scorer->Score(population[i].config));
-    if (score < best.score) best = {population[i].config, score};
-  }
+  SHEARS_ASSIGN_OR_RETURN(Scored best, Choose(*scorer, measured, population));
   report.uniform_score = measured.front().score;
   report.searched_score = best.score;
-  const Configuration chosen = space.Realized(best.config);
-  for (size_t m = 0; m < space.modules().size(); ++m) {
-    const auto& module = space.modules()[m];
-    if (report.sparsity.empty() || report.sparsity.back().block != module.block) {
-      report.sparsity.push_back({module.block, 0.0, 0.0});
-    }
-    (module.mlp ? report.sparsity.back().mlp : report.sparsity.back().attention) = chosen[m];
-  }
+  report.sparsity = PerBlock(space, best.config);
   report.search_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time).count();
   scorer.reset();  // the dense blocks it holds
 
