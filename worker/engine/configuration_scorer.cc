@@ -94,8 +94,8 @@ absl::StatusOr<double> ConfigurationScorer::MeasuredError(size_t m, double spars
     const torch::Tensor& gram = statistics_[module.block]->Find(local)->gram();
     torch::Tensor delta;
     if (space_.unit() == SearchUnit::kFfnNeurons) {
-      delta = torch::zeros_like(dense).index_copy(1, LowestNeurons(module.block, count),
-                                                  dense.index_select(1, LowestNeurons(module.block, count)));
+      const torch::Tensor removed = LowestNeurons(module.block, count);
+      delta = torch::zeros_like(dense).index_copy(1, removed, dense.index_select(1, removed));
     } else {
       SHEARS_ASSIGN_OR_RETURN(torch::Tensor pruned, Pruned(module.block, module.linears[i], count));
       delta = dense - pruned;
