@@ -13,7 +13,7 @@
 #include "bench/format.h"
 #include "common/sha256.h"
 #include "tests/s3_peer.h"
-#include "worker/storage/filesystem.h"
+#include "worker/storage/filesystem_factory.h"
 
 namespace {
 

@@ -1,6 +1,8 @@
 #pragma once
 // What a JobSpec may ask for, checked the same way by the server (CreateJob) and by
-// `shears-worker run-local`, with errors that name the offending field.
+// `shears-worker run-local`, with errors that name the offending field: its URIs and the fields
+// only the proto has, here; everything else by the engine's own job rules (engine/api/job_rules.h)
+// on the spec translated (job_translation.h).
 
 #include <string>
 #include <vector>

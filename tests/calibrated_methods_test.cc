@@ -12,13 +12,14 @@
 #include "tests/process.h"
 #include "tests/pruned_model_checks.h"
 #include "tests/test_util.h"
-#include "worker/engine/architecture.h"
-#include "worker/engine/compressed_tensors.h"
-#include "worker/engine/masks.h"
-#include "worker/engine/model_dir.h"
+#include "worker/engine/model/architecture.h"
+#include "worker/engine/model/architecture_factory.h"
+#include "worker/engine/io/compressed_tensors.h"
+#include "worker/engine/methods/masks.h"
+#include "worker/engine/io/model_dir.h"
 #include "worker/engine/prune_model.h"
-#include "worker/engine/sparsegpt.h"
-#include "worker/engine/tensor_io.h"
+#include "worker/engine/methods/sparsegpt.h"
+#include "worker/engine/io/tensor_io.h"
 
 namespace shears::engine {
 namespace {
@@ -59,7 +60,7 @@ std::map<std::string, torch::Tensor> Weights(const std::string& dir) {
 std::map<std::string, torch::Tensor> Linears(const std::string& dir) {
   auto weights = Weights(dir);
   auto model = ModelDir::Open(dir);
-  auto arch = Architecture::FromConfig((*model)->config());
+  auto arch = MakeArchitecture((*model)->config());
   std::map<std::string, torch::Tensor> out;
   for (int b = 0; b < (*arch)->num_blocks(); ++b) {
     for (const auto& linear : (*arch)->BlockLinears(b)) {

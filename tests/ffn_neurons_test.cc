@@ -11,14 +11,14 @@
 #include "tests/process.h"
 #include "tests/pruned_model_checks.h"
 #include "tests/test_util.h"
-#include "worker/engine/architecture.h"
-#include "worker/engine/block_runner.h"
-#include "worker/engine/dataset.h"
-#include "worker/engine/model_dir.h"
+#include "worker/engine/model/architecture.h"
+#include "worker/engine/model/block_runner.h"
+#include "worker/engine/text/dataset.h"
+#include "worker/engine/io/model_dir.h"
 #include "worker/engine/prune_model.h"
-#include "worker/engine/redundancy.h"
-#include "worker/engine/tensor_io.h"
-#include "worker/engine/tokenizer.h"
+#include "worker/engine/analysis/redundancy.h"
+#include "worker/engine/io/tensor_io.h"
+#include "worker/engine/text/tokenizer.h"
 
 namespace shears::engine {
 namespace {

@@ -10,8 +10,9 @@
 #include "tests/model_builders.h"
 #include "tests/process.h"
 #include "tests/test_util.h"
-#include "worker/engine/architecture.h"
-#include "worker/engine/block_runner.h"
+#include "worker/engine/model/architecture.h"
+#include "worker/engine/model/architecture_factory.h"
+#include "worker/engine/model/block_runner.h"
 
 namespace shears::engine {
 namespace {
@@ -49,7 +50,7 @@ struct Engine {
 Engine RunEngine(const std::string& model_dir, const torch::Tensor& ids) {
   auto model = ModelDir::Open(model_dir);
   EXPECT_TRUE(model.ok()) << model.status();
-  auto arch = Architecture::FromConfig((*model)->config());
+  auto arch = MakeArchitecture((*model)->config());
   EXPECT_TRUE(arch.ok()) << arch.status();
   EXPECT_TRUE((*arch)->CheckWeights(**model).ok());
   BlockRunner runner(**model, **arch, torch::kCPU, /*batch=*/2);
@@ -155,7 +156,7 @@ TEST(Opt, HandCheckedZeroBlock) {
   shears::testing::WriteSyntheticOpt(dir / "opt", 1, 8, 16, 5, 8, true);
   auto model = ModelDir::Open(dir / "opt");
   ASSERT_TRUE(model.ok());
-  auto arch = Architecture::FromConfig((*model)->config());
+  auto arch = MakeArchitecture((*model)->config());
   ASSERT_TRUE(arch.ok());
   BlockRunner runner(**model, **arch, torch::kCPU);
   TensorMap block = runner.LoadBlock(0);

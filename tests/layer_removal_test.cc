@@ -1,6 +1,6 @@
 // Layer removal (ShortGPT's Block Influence, and the last-k and random-k baselines): the output is
 // a smaller model of the same architecture that the engine reloads and evaluates.
-#include "worker/engine/layer_removal.h"
+#include "worker/engine/structured/layer_removal.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -12,10 +12,11 @@
 #include "tests/model_builders.h"
 #include "tests/process.h"
 #include "tests/test_util.h"
-#include "worker/engine/dataset.h"
+#include "worker/engine/text/dataset.h"
 #include "worker/engine/prune_model.h"
-#include "worker/engine/redundancy.h"
-#include "worker/engine/tensor_io.h"
+#include "worker/engine/analysis/redundancy.h"
+#include "worker/engine/io/tensor_io.h"
+#include "worker/engine/model/architecture_factory.h"
 
 namespace shears::engine {
 namespace {
@@ -124,7 +125,7 @@ TEST_F(LayerRemoval, WritesASmallerModelThatReloadsWithTheReportedPerplexity) {
             report->parameters_before - report->parameters_after);
   EXPECT_DOUBLE_EQ(report->achieved_sparsity(), 0.25);
 
-  auto arch = Architecture::FromConfig((*out)->config());
+  auto arch = MakeArchitecture((*out)->config());
   ASSERT_TRUE(arch.ok());
   EXPECT_EQ((*arch)->num_blocks(), 6);
   auto windows = EvaluationWindows(*LoadTokenIds(dir_ / "ids.bin", nullptr, 256), 32, 2048);

@@ -10,16 +10,17 @@
 #include "tests/process.h"
 #include "tests/pruned_model_checks.h"
 #include "tests/test_util.h"
-#include "worker/engine/architecture.h"
-#include "worker/engine/block_runner.h"
-#include "worker/engine/dataset.h"
-#include "worker/engine/flop.h"
-#include "worker/engine/linear_inputs.h"
-#include "worker/engine/low_rank.h"
-#include "worker/engine/model_dir.h"
+#include "worker/engine/model/architecture.h"
+#include "worker/engine/model/architecture_factory.h"
+#include "worker/engine/model/block_runner.h"
+#include "worker/engine/text/dataset.h"
+#include "worker/engine/structured/flop.h"
+#include "worker/engine/methods/linear_inputs.h"
+#include "worker/engine/structured/low_rank.h"
+#include "worker/engine/io/model_dir.h"
 #include "worker/engine/prune_model.h"
-#include "worker/engine/tensor_io.h"
-#include "worker/engine/tokenizer.h"
+#include "worker/engine/io/tensor_io.h"
+#include "worker/engine/text/tokenizer_factory.h"
 
 namespace shears::engine {
 namespace {
@@ -112,7 +113,7 @@ TEST(LowRankSvd, ReportedErrorIsTheErrorOnTheCalibrationActivations) {
   auto report = PruneModel(options, {});
   ASSERT_TRUE(report.ok()) << report.status();
   auto model = ModelDir::Open(DataDir("tiny-llama"));
-  auto arch = Architecture::FromConfig((*model)->config());
+  auto arch = MakeArchitecture((*model)->config());
   auto tokenizer = LoadTokenizer(DataDir("tiny-llama"));
   auto ids = LoadTokenIds(options.calibration->path, tokenizer->get(), (*arch)->config().vocab);
   auto windows = *CalibrationWindows(*ids, 16, 64, 0);
@@ -180,7 +181,7 @@ TEST(Flop, GatesAndLagrangianReachTheTargetSizeWithinOnePercent) {
     options.low_rank.algorithm = LowRankAlgorithm::kFlop;
     options.fine_tune = FineTuneOptions{KjvSplitsDir() + "/train.txt", 200, 1e-3, 4, 64, false, -1.0};
     auto model = ModelDir::Open(options.model_dir);
-    auto arch = Architecture::FromConfig((*model)->config());
+    auto arch = MakeArchitecture((*model)->config());
     auto tokenizer = LoadTokenizer(options.model_dir);
     auto ids = LoadTokenIds(options.fine_tune->path, tokenizer->get(), (*arch)->config().vocab);
     auto flop = TrainFlop(options, {}, **model, **arch, torch::kCPU, *ids);

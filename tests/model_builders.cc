@@ -7,8 +7,8 @@
 
 #include "common/files.h"
 #include "tools/synthetic_model.h"
-#include "worker/engine/model_dir.h"
-#include "worker/engine/tensor_io.h"
+#include "worker/engine/io/model_dir.h"
+#include "worker/engine/io/tensor_io.h"
 
 namespace shears::testing {
 

@@ -10,17 +10,18 @@
 #include "tests/process.h"
 #include "tests/pruned_model_checks.h"
 #include "tests/test_util.h"
-#include "worker/engine/architecture.h"
-#include "worker/engine/block_runner.h"
-#include "worker/engine/dataset.h"
-#include "worker/engine/fine_tune.h"
-#include "worker/engine/model_dir.h"
-#include "worker/engine/neuron_fine_tune.h"
+#include "worker/engine/model/architecture.h"
+#include "worker/engine/model/architecture_factory.h"
+#include "worker/engine/model/block_runner.h"
+#include "worker/engine/text/dataset.h"
+#include "worker/engine/training/fine_tune.h"
+#include "worker/engine/io/model_dir.h"
+#include "worker/engine/structured/neuron_fine_tune.h"
 #include "worker/engine/prune_model.h"
-#include "worker/engine/redundancy.h"
-#include "worker/engine/tensor_io.h"
-#include "worker/engine/tokenizer.h"
-#include "worker/engine/trainer.h"
+#include "worker/engine/analysis/redundancy.h"
+#include "worker/engine/io/tensor_io.h"
+#include "worker/engine/text/tokenizer_factory.h"
+#include "worker/engine/training/trainer.h"
 
 namespace shears::engine {
 namespace {
@@ -153,7 +154,7 @@ TEST(NeuronSensitivity, IsTheLossSlopeOfScalingTheNeuron) {
   // reported value against a central difference through the whole model.
   const std::string dir = DataDir("tiny-llama");
   auto model = ModelDir::Open(dir);
-  auto arch = Architecture::FromConfig((*model)->config());
+  auto arch = MakeArchitecture((*model)->config());
   auto tokenizer = LoadTokenizer(dir);
   auto ids = LoadTokenIds(KjvSplitsDir() + "/train.txt", tokenizer->get(), (*arch)->config().vocab);
   auto windows = *CalibrationWindows(*ids, 4, 64, 0);

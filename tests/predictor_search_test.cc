@@ -12,13 +12,15 @@
 #include "tests/process.h"
 #include "tests/pruned_model_checks.h"
 #include "tests/test_util.h"
-#include "worker/engine/architecture.h"
-#include "worker/engine/gbt_predictor.h"
-#include "worker/engine/masks.h"
-#include "worker/engine/model_dir.h"
-#include "worker/engine/predictor_search.h"
+#include "worker/engine/model/architecture.h"
+#include "worker/engine/model/architecture_factory.h"
+#include "worker/engine/search/gbt_predictor.h"
+#include "worker/engine/methods/masks.h"
+#include "worker/engine/io/model_dir.h"
+#include "worker/engine/run/staging.h"
+#include "worker/engine/search/predictor_search.h"
 #include "worker/engine/prune_model.h"
-#include "worker/engine/search_space.h"
+#include "worker/engine/search/search_space.h"
 
 namespace shears::engine {
 namespace {
@@ -30,7 +32,7 @@ using shears::testing::TempDir;
 
 std::unique_ptr<Architecture> FixtureArchitecture() {
   auto model = ModelDir::Open(DataDir("tiny-llama"));
-  return std::move(Architecture::FromConfig((*model)->config()).value());
+  return std::move(MakeArchitecture((*model)->config()).value());
 }
 
 int64_t Total(const std::vector<int64_t>& counts) { return std::accumulate(counts.begin(), counts.end(), int64_t{0}); }

@@ -15,13 +15,15 @@
 #include "tests/process.h"
 #include "tests/pruned_model_checks.h"
 #include "tests/test_util.h"
-#include "worker/engine/architecture.h"
-#include "worker/engine/block_runner.h"
-#include "worker/engine/dataset.h"
-#include "worker/engine/layers.h"
-#include "worker/engine/magnitude.h"
-#include "worker/engine/model_dir.h"
-#include "worker/engine/tensor_io.h"
+#include "worker/engine/model/architecture.h"
+#include "worker/engine/model/architecture_factory.h"
+#include "worker/engine/model/block_runner.h"
+#include "worker/engine/text/dataset.h"
+#include "worker/engine/text/tokenizer_factory.h"
+#include "worker/engine/model/layers.h"
+#include "worker/engine/methods/magnitude.h"
+#include "worker/engine/io/model_dir.h"
+#include "worker/engine/io/tensor_io.h"
 
 namespace shears::engine {
 namespace {
@@ -105,7 +107,7 @@ TEST(PruneModel, ZeroSparsityCopiesTheModelUnchanged) {
 double PerplexityOfModel(const std::string& dir, const torch::Tensor& windows) {
   auto model = ModelDir::Open(dir);
   EXPECT_TRUE(model.ok()) << model.status();
-  auto arch = Architecture::FromConfig((*model)->config());
+  auto arch = MakeArchitecture((*model)->config());
   BlockRunner runner(**model, **arch, torch::kCPU);
   return Perplexity(runner, windows);
 }
@@ -180,7 +182,7 @@ TEST(PruneModel, ACalibratedMethodSeesEachLinearsInputsFromThePrunedBlocksBefore
   ExpectMagnitudePruned(DataDir("tiny-llama"), dir / "out", 0.5);
 
   auto model = ModelDir::Open(dir / "out");
-  auto arch = Architecture::FromConfig((*model)->config());
+  auto arch = MakeArchitecture((*model)->config());
   ASSERT_TRUE(model.ok() && arch.ok());
   for (int b = 0; b < 2; ++b) {
     std::set<std::string> expected;

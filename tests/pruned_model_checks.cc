@@ -7,14 +7,15 @@
 
 #include "common/files.h"
 #include "tests/process.h"
-#include "worker/engine/architecture.h"
-#include "worker/engine/block_runner.h"
-#include "worker/engine/dataset.h"
-#include "worker/engine/masks.h"
-#include "worker/engine/model_dir.h"
-#include "worker/engine/tokenizer.h"
+#include "worker/engine/model/architecture.h"
+#include "worker/engine/model/architecture_factory.h"
+#include "worker/engine/model/block_runner.h"
+#include "worker/engine/text/dataset.h"
+#include "worker/engine/methods/masks.h"
+#include "worker/engine/io/model_dir.h"
+#include "worker/engine/text/tokenizer_factory.h"
 #include "worker/engine/prune_model.h"
-#include "worker/engine/tensor_io.h"
+#include "worker/engine/io/tensor_io.h"
 
 namespace shears::testing {
 
@@ -95,7 +96,7 @@ torch::Tensor StoredTensor(const std::string& dir, const std::string& name) {
 double TestSplitPerplexity(const std::string& dir) {
   auto model = ModelDir::Open(dir);
   EXPECT_TRUE(model.ok()) << model.status();
-  auto arch = Architecture::FromConfig((*model)->config());
+  auto arch = MakeArchitecture((*model)->config());
   EXPECT_TRUE(arch.ok()) << arch.status();
   EXPECT_TRUE((*arch)->CheckWeights(**model).ok());
   auto tokenizer = LoadTokenizer(dir);

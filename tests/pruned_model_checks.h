@@ -7,7 +7,8 @@
 
 #include <torch/torch.h>
 
-#include "worker/engine/prune_options.h"
+#include "worker/engine/api/options.h"
+#include "worker/engine/api/report.h"
 
 namespace shears::testing {
 

@@ -1,4 +1,4 @@
-#include "worker/engine/safetensors.h"
+#include "worker/engine/io/safetensors.h"
 
 #include <gtest/gtest.h>
 

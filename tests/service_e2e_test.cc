@@ -21,8 +21,8 @@
 #include "tests/pruned_model_checks.h"
 #include "tests/s3_peer.h"
 #include "tests/test_util.h"
-#include "worker/engine/model_dir.h"
-#include "worker/storage/filesystem.h"
+#include "worker/engine/io/model_dir.h"
+#include "worker/storage/filesystem_factory.h"
 
 namespace shears {
 namespace {

@@ -18,7 +18,7 @@
 #include "tests/s3_peer.h"
 #include "tests/test_util.h"
 #include "worker/storage/download_cache.h"
-#include "worker/storage/filesystem.h"
+#include "worker/storage/filesystem_factory.h"
 #include "worker/storage/s3_filesystem.h"
 
 namespace shears::worker {

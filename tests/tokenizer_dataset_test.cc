@@ -9,12 +9,14 @@
 #include "common/files.h"
 #include "tests/process.h"
 #include "tests/test_util.h"
-#include "worker/engine/architecture.h"
-#include "worker/engine/block_runner.h"
-#include "worker/engine/bpe_tokenizer.h"
+#include "worker/engine/model/architecture.h"
+#include "worker/engine/model/architecture_factory.h"
+#include "worker/engine/model/block_runner.h"
+#include "worker/engine/text/bpe_tokenizer.h"
 
 #include <filesystem>
-#include "worker/engine/dataset.h"
+#include "worker/engine/text/dataset.h"
+#include "worker/engine/text/tokenizer_factory.h"
 
 namespace shears::engine {
 namespace {
@@ -228,7 +230,7 @@ TEST(Perplexity, OfTheFixtureMatchesTheReference) {
   for (const std::string fixture : {"tiny-llama", "tiny-gpt2"}) {
     auto model = ModelDir::Open(DataDir(fixture));
     ASSERT_TRUE(model.ok());
-    auto arch = Architecture::FromConfig((*model)->config());
+    auto arch = MakeArchitecture((*model)->config());
     auto tokenizer = LoadTokenizer(DataDir(fixture));
     ASSERT_TRUE(arch.ok() && tokenizer.ok());
     auto ids = LoadTokenIds(KjvDir() + "/test.txt", tokenizer->get(), 2048);

@@ -1,14 +1,15 @@
 // The training loop the fine-tuning methods and shears-train use.
-#include "worker/engine/trainer.h"
+#include "worker/engine/training/trainer.h"
 
 #include <gtest/gtest.h>
 
 #include "common/files.h"
 #include "tests/process.h"
 #include "tests/test_util.h"
-#include "worker/engine/block_runner.h"
-#include "worker/engine/dataset.h"
-#include "worker/engine/tokenizer.h"
+#include "worker/engine/model/architecture_factory.h"
+#include "worker/engine/model/block_runner.h"
+#include "worker/engine/text/dataset.h"
+#include "worker/engine/text/tokenizer_factory.h"
 
 namespace shears::engine {
 namespace {
@@ -47,7 +48,7 @@ TEST_P(Training, LowersTheLossAndSavesAModelTheEngineReadsBack) {
   auto ids = LoadTokenIds(dir / "train.txt", tokenizer->get(), 2048);
   ASSERT_TRUE(ids.ok());
 
-  auto arch = Architecture::FromConfig(GetParam().config);
+  auto arch = MakeArchitecture(GetParam().config);
   ASSERT_TRUE(arch.ok()) << arch.status();
   torch::set_num_threads(2);
   ModelWeights weights = InitWeights(**arch, 0, torch::kCPU);

@@ -7,8 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
 #include "common/status_macros.h"
-#include "worker/engine/model_dir.h"
-#include "worker/engine/tensor_io.h"
+#include "worker/engine/io/model_dir.h"
+#include "worker/engine/io/tensor_io.h"
 
 namespace shears::tools {
 namespace fs = std::filesystem;

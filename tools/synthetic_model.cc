@@ -8,8 +8,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
 #include "common/status_macros.h"
-#include "worker/engine/safetensors.h"
-#include "worker/engine/tensor_io.h"
+#include "worker/engine/io/safetensors.h"
+#include "worker/engine/io/tensor_io.h"
 
 namespace shears::tools {
 

@@ -7,12 +7,13 @@
 #include "absl/strings/str_cat.h"
 #include "common/command_line.h"
 #include "common/files.h"
-#include "worker/engine/architecture.h"
-#include "worker/engine/block_runner.h"
-#include "worker/engine/dataset.h"
-#include "worker/engine/runtime.h"
-#include "worker/engine/tokenizer.h"
-#include "worker/engine/trainer.h"
+#include "worker/engine/model/architecture.h"
+#include "worker/engine/model/architecture_factory.h"
+#include "worker/engine/model/block_runner.h"
+#include "worker/engine/text/dataset.h"
+#include "worker/engine/runtime/runtime.h"
+#include "worker/engine/text/tokenizer_factory.h"
+#include "worker/engine/training/trainer.h"
 
 namespace {
 
@@ -65,7 +66,7 @@ int main(int argc, char** argv) {
   } else {
     return Fail("--arch must be llama or gpt2");
   }
-  auto arch = Architecture::FromConfig(config);
+  auto arch = MakeArchitecture(config);
   if (!arch.ok()) return Fail(std::string(arch.status().message()));
 
   auto train_ids = LoadTokenIds(*cl->Get("train"), tokenizer->get(), vocab);

@@ -7,11 +7,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/files.h"
+#include "common/job_translation.h"
 #include "common/proto_json.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "worker/engine/prune_model.h"
-#include "worker/storage/filesystem.h"
+#include "worker/storage/filesystem_factory.h"
 
 namespace shears::worker {
 namespace fs = std::filesystem;
@@ -21,141 +22,6 @@ namespace {
 // Shares of the whole job's progress bar.
 constexpr double kLoadShare = 0.05;
 constexpr double kPruneShare = 0.85;
-
-absl::StatusOr<engine::Method> MethodOf(v1::Method method, const std::string& field) {
-  switch (method) {
-    case v1::METHOD_MAGNITUDE:
-      return engine::Method::kMagnitude;
-    case v1::METHOD_RANDOM:
-      return engine::Method::kRandom;
-    case v1::METHOD_WANDA:
-      return engine::Method::kWanda;
-    case v1::METHOD_SPARSEGPT:
-      return engine::Method::kSparseGpt;
-    case v1::METHOD_SPARSELLM:
-      return engine::Method::kSparseLlm;
-    case v1::METHOD_BLOCK_INFLUENCE:
-      return engine::Method::kBlockInfluence;
-    case v1::METHOD_LAST_BLOCKS:
-      return engine::Method::kLastBlocks;
-    case v1::METHOD_MOVEMENT:
-      return engine::Method::kMovement;
-    case v1::METHOD_GUM:
-      return engine::Method::kGum;
-    case v1::METHOD_LOW_RANK:
-      return engine::Method::kLowRank;
-    case v1::METHOD_PREDICTOR_SEARCH:
-      return engine::Method::kPredictorSearch;
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ": ", v1::Method_Name(method), " is not supported by this worker"));
-  }
-}
-
-absl::StatusOr<engine::PruneOptions> EngineOptions(const v1::JobSpec& spec) {
-  engine::PruneOptions options;
-  SHEARS_ASSIGN_OR_RETURN(options.method, MethodOf(spec.method(), "spec.method"));
-  if (spec.has_search()) {
-    const auto& search = spec.search();
-    SHEARS_ASSIGN_OR_RETURN(options.search.base_method, MethodOf(search.base_method(), "spec.search.base_method"));
-    options.search.measured_configurations = search.measured_configurations();
-    options.search.search_budget = search.search_budget();
-    options.search.max_deviation = search.max_deviation();
-    options.search.score_windows = search.score_windows();
-  }
-  switch (spec.structure()) {
-    case v1::STRUCTURE_UNSTRUCTURED:
-      options.structure = engine::Structure::kUnstructured;
-      break;
-    case v1::STRUCTURE_N_M:
-      options.structure = engine::Structure::kNM;
-      options.n = spec.n_m().n();
-      options.m = spec.n_m().m();
-      break;
-    case v1::STRUCTURE_LAYERS:
-      options.structure = engine::Structure::kLayers;
-      break;
-    case v1::STRUCTURE_FFN_NEURONS:
-      options.structure = engine::Structure::kFfnNeurons;
-      break;
-    case v1::STRUCTURE_RANK:
-      options.structure = engine::Structure::kRank;
-      break;
-    default:
-      return absl::InvalidArgumentError(absl::StrCat("spec.structure: ", v1::Structure_Name(spec.structure()),
-                                                     " is not supported by this worker"));
-  }
-  switch (spec.output().format()) {
-    case v1::OUTPUT_FORMAT_SPARSE_BITMASK:
-      options.format = engine::OutputFormat::kSparseBitmask;
-      break;
-    case v1::OUTPUT_FORMAT_SPARSE_24_BITMASK:
-      options.format = engine::OutputFormat::kSparse24Bitmask;
-      break;
-    default:
-      options.format = engine::OutputFormat::kDenseSafetensors;
-  }
-  options.allocation =
-      spec.allocation() == v1::ALLOCATION_GLOBAL ? engine::Allocation::kGlobal : engine::Allocation::kUniform;
-  options.target_sparsity = spec.target_sparsity();
-  options.sparsellm = {spec.sparsellm().iterations(), spec.sparsellm().alpha(), spec.sparsellm().beta(),
-                       spec.sparsellm().gamma()};
-  options.low_rank = {spec.low_rank().algorithm() == v1::LOW_RANK_FLOP ? engine::LowRankAlgorithm::kFlop
-                                                                      : engine::LowRankAlgorithm::kSvd,
-                      spec.low_rank().dense_output()};
-  options.seed = spec.seed();
-  return options;
-}
-
-void ToProto(const engine::NeuronMeasure& measure, bool per_neuron, v1::NeuronMeasure& out) {
-  out.set_mean(measure.mean);
-  out.set_p50(measure.p50);
-  out.set_p90(measure.p90);
-  out.set_max(measure.max);
-  if (per_neuron) *out.mutable_values() = {measure.values.begin(), measure.values.end()};
-}
-
-// `per_neuron` adds the per-neuron vectors, which the result keeps and events leave out.
-v1::RedundancyMetrics ToProto(const engine::RedundancyReport& report, bool per_neuron) {
-  v1::RedundancyMetrics out;
-  out.set_model(report.model);
-  for (const auto& block : report.blocks) {
-    auto* b = out.add_blocks();
-    b->set_block(block.block);
-    b->set_block_influence(block.block_influence);
-  }
-  for (const auto& ffn : report.ffns) {
-    auto* f = out.add_ffns();
-    f->set_block(ffn.block);
-    f->set_neurons(ffn.neurons);
-    f->set_mean_pairwise_cosine(ffn.mean_pairwise_cosine);
-    f->set_effective_rank(ffn.effective_rank);
-    ToProto(ffn.max_cosine, per_neuron, *f->mutable_max_cosine());
-    ToProto(ffn.uniqueness, per_neuron, *f->mutable_uniqueness());
-    ToProto(ffn.sensitivity, per_neuron, *f->mutable_sensitivity());
-  }
-  return out;
-}
-
-v1::SearchResult ToProto(const engine::SearchReport& search, v1::Method base_method) {
-  v1::SearchResult out;
-  out.set_base_method(base_method);
-  out.set_measured_configurations(search.measured_configurations);
-  out.set_training_configurations(search.training_configurations);
-  out.set_validation_rank_correlation(search.validation_rank_correlation);
-  out.set_searched_configurations(search.searched_configurations);
-  out.set_uniform_score(search.uniform_score);
-  out.set_searched_score(search.searched_score);
-  for (const auto& block : search.sparsity) {
-    auto* b = out.add_sparsity();
-    b->set_block(block.block);
-    b->set_attention(block.attention);
-    b->set_mlp(block.mlp);
-  }
-  if (search.uniform_perplexity) out.set_uniform_perplexity(*search.uniform_perplexity);
-  out.set_search_seconds(search.search_seconds);
-  return out;
-}
 
 v1::JobEvent ProgressEvent(const std::string& stage, double fraction, const std::string& message) {
   v1::JobEvent event;
@@ -182,17 +48,6 @@ absl::StatusOr<std::string> Localize(const std::string& field, const std::string
   auto path = storage->Localize(uri, progress);
   if (!path.ok()) return absl::Status(path.status().code(), absl::StrCat(field, ": ", path.status().message()));
   return *path;
-}
-
-v1::LayerResult ToProto(const engine::LayerReport& layer) {
-  v1::LayerResult out;
-  out.set_name(layer.name);
-  out.set_block(layer.block);
-  out.set_parameters(layer.parameters);
-  out.set_achieved_sparsity(layer.parameters == 0 ? 0.0 : double(layer.zeros) / double(layer.parameters));
-  out.set_seconds(layer.seconds);
-  if (layer.reconstruction_error >= 0) out.set_reconstruction_error(layer.reconstruction_error);
-  return out;
 }
 
 absl::StatusOr<v1::Artifact> Publish(FileSystem& fs, const std::string& local, const std::string& uri) {
@@ -234,25 +89,18 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
   // its per-block checkpoint, and overwrites only its own outputs.
   options.output_dir = (fs::path(scratch) / "output").string();
   options.checkpoint_dir = (fs::path(scratch) / "checkpoint").string();
-  if (spec.has_evaluation()) {
-    const auto& eval = spec.evaluation();
-    SHEARS_ASSIGN_OR_RETURN(std::string path,
-                            Localize("evaluation.dataset_uri", eval.dataset_uri(), context));
-    options.evaluation = engine::EvaluationOptions{path, eval.seq_len(), eval.max_tokens()};
+  // The datasets' URIs become the local files the engine reads.
+  if (options.evaluation) {
+    SHEARS_ASSIGN_OR_RETURN(options.evaluation->path,
+                            Localize("evaluation.dataset_uri", spec.evaluation().dataset_uri(), context));
   }
-  if (spec.has_calibration()) {
-    const auto& calib = spec.calibration();
-    SHEARS_ASSIGN_OR_RETURN(std::string path,
-                            Localize("calibration.dataset_uri", calib.dataset_uri(), context));
-    options.calibration = engine::CalibrationOptions{path, calib.num_samples(), calib.seq_len(), calib.seed()};
+  if (options.calibration) {
+    SHEARS_ASSIGN_OR_RETURN(options.calibration->path,
+                            Localize("calibration.dataset_uri", spec.calibration().dataset_uri(), context));
   }
-  if (spec.has_fine_tune()) {
-    const auto& tune = spec.fine_tune();
-    SHEARS_ASSIGN_OR_RETURN(std::string path,
-                            Localize("fine_tune.dataset_uri", tune.dataset_uri(), context));
-    options.fine_tune = engine::FineTuneOptions{path,          tune.steps(),    tune.learning_rate(),
-                                                tune.batch_size(), tune.seq_len(), tune.distill(),
-                                                tune.has_uniqueness_weight() ? tune.uniqueness_weight() : -1.0};
+  if (options.fine_tune) {
+    SHEARS_ASSIGN_OR_RETURN(options.fine_tune->path,
+                            Localize("fine_tune.dataset_uri", spec.fine_tune().dataset_uri(), context));
   }
 
   engine::PruneObserver observer;
@@ -277,32 +125,12 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
     return report.status();
   }
 
-  v1::JobResult result;
-  result.set_achieved_sparsity(report->achieved_sparsity());
-  result.set_parameters_before(report->parameters_before);
-  result.set_parameters_after(report->parameters_after);
-  for (const auto& layer : report->layers) *result.add_layers() = ToProto(layer);
-  for (int block : report->removed_blocks) result.add_removed_blocks(block);
-  result.set_model_parameters_before(report->model_parameters_before);
-  result.set_model_parameters_after(report->model_parameters_after);
-  for (const auto& redundancy : report->redundancy) *result.add_redundancy() = ToProto(redundancy, /*per_neuron=*/true);
-  if (report->search) *result.mutable_search() = ToProto(*report->search, spec.search().base_method());
-  if (report->evaluation) {
-    const auto& e = *report->evaluation;
-    v1::Evaluation* eval = result.mutable_evaluation();
-    eval->set_dataset_uri(spec.evaluation().dataset_uri());
-    eval->set_seq_len(static_cast<int32_t>(e.seq_len));
-    eval->set_windows(e.windows);
-    eval->set_predicted_tokens(e.predicted_tokens);
-    eval->set_dense_perplexity(e.dense_perplexity);
-    eval->set_pruned_perplexity(e.pruned_perplexity);
-    result.set_dense_perplexity(e.dense_perplexity);
-    result.set_pruned_perplexity(e.pruned_perplexity);
+  v1::JobResult result = ResultOf(*report, spec);
+  if (result.has_evaluation()) {
     v1::JobEvent event;
-    *event.mutable_evaluation() = *eval;
+    *event.mutable_evaluation() = result.evaluation();
     emit(event);
   }
-  result.set_output_uri(spec.output().uri());
 
   emit(ProgressEvent("publishing", kLoadShare + kPruneShare, absl::StrCat("writing to ", spec.output().uri())));
   SHEARS_ASSIGN_OR_RETURN(auto out_fs, FileSystemFor(spec.output().uri(), context.storage));

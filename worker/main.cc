@@ -11,7 +11,7 @@
 #include "common/metrics_endpoint.h"
 #include "common/proto_json.h"
 #include "common/termination.h"
-#include "worker/engine/runtime.h"
+#include "worker/engine/runtime/runtime.h"
 #include "worker/job_runner.h"
 #include "worker/worker.h"
 

@@ -1,6 +1,6 @@
 #include "worker/worker_metrics.h"
 
-#include "worker/engine/runtime.h"
+#include "worker/engine/runtime/runtime.h"
 
 namespace shears::worker {
 namespace {

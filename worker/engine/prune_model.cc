@@ -1,449 +1,47 @@
 #include "worker/engine/prune_model.h"
 
-#include <chrono>
-#include <cmath>
-#include <filesystem>
-#include <map>
-#include <set>
+#include <exception>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/files.h"
-#include "common/sha256.h"
 #include "common/status_macros.h"
-#include "worker/engine/architecture.h"
-#include "worker/engine/block_runner.h"
-#include "worker/engine/checkpoint.h"
-#include "worker/engine/compressed_tensors.h"
-#include "worker/engine/job_data.h"
-#include "worker/engine/ffn_neurons.h"
-#include "worker/engine/layer_removal.h"
-#include "worker/engine/low_rank.h"
-#include "worker/engine/redundancy.h"
-#include "worker/engine/device.h"
-#include "worker/engine/model_dir.h"
-#include "worker/engine/predictor_search.h"
-#include "worker/engine/pruning_method.h"
-#include "worker/engine/tensor_io.h"
-#include "worker/engine/linear_inputs.h"
-#include "worker/engine/masks.h"
+#include "worker/engine/api/job_rules.h"
+#include "worker/engine/methods/pruning_method.h"
+#include "worker/engine/run/prune_pass.h"
+#include "worker/engine/search/predictor_search.h"
 
 namespace shears::engine {
-namespace fs = std::filesystem;
-
 namespace {
 
-using Writers = std::map<const SafetensorsFile*, std::unique_ptr<SafetensorsWriter>>;
-
-// One output file per input file with the same tensors in the same order, so the output has the
-// input's layout and sharding. `resume` reopens the files an interrupted attempt left.
-absl::StatusOr<Writers> MirrorWeightFiles(const ModelDir& model, const std::string& output_dir, bool resume) {
-  Writers writers;
-  for (const auto& file : model.files()) {
-    std::vector<TensorDecl> decls;
-    for (const auto& t : file->tensors()) decls.push_back({t.name, t.dtype, t.shape});
-    const std::string path = (fs::path(output_dir) / BaseName(file->path())).string();
-    SHEARS_ASSIGN_OR_RETURN(writers[file.get()], resume ? SafetensorsWriter::Resume(path, decls, file->metadata())
-                                                        : SafetensorsWriter::Create(path, decls, file->metadata()));
+// The one exception boundary of the engine. LibTorch reports its errors (out of memory, a device
+// fault, a shape it cannot broadcast) as exceptions; a job fails with them, the worker does not.
+template <typename Run>
+absl::StatusOr<PruneReport> Guarded(Run run) {
+  try {
+    return run();
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("engine: ", e.what()));
+  } catch (...) {
+    return absl::InternalError("engine: an error that is not a std::exception");
   }
-  return writers;
-}
-
-// Names the inputs a checkpoint belongs to: the checkpoint files' names, sizes and times, and
-// every option that changes the output.
-std::string Fingerprint(const PruneOptions& options, const ModelDir& model) {
-  const auto& sl = options.sparsellm;
-  std::string text = absl::StrCat("method=", static_cast<int>(options.method), " structure=",
-                                  static_cast<int>(options.structure), " sparsity=", options.target_sparsity,
-                                  " n:m=", options.n, ":", options.m, " sparsellm=", sl.iterations, ":", sl.alpha,
-                                  ":", sl.beta, ":", sl.gamma, " seed=", options.seed, " device=", options.device);
-  if (options.evaluation) {
-    text += absl::StrCat(" eval=", options.evaluation->path, ":", options.evaluation->seq_len, ":",
-                         options.evaluation->max_tokens);
-  }
-  if (options.calibration) {
-    text += absl::StrCat(" calibration=", options.calibration->path, ":", options.calibration->num_samples, ":",
-                         options.calibration->seq_len, ":", options.calibration->seed);
-  }
-  for (const auto& [name, sparsity] : options.linear_sparsity) text += absl::StrCat(" ", name, "=", sparsity);
-  for (int64_t neurons : options.neurons_removed) text += absl::StrCat(" neurons=", neurons);
-  for (const auto& file : model.files()) {
-    std::error_code ec;
-    const auto time = fs::last_write_time(file->path(), ec).time_since_epoch().count();
-    text += absl::StrCat(" ", file->path(), ":", fs::file_size(file->path(), ec), ":", time);
-  }
-  return Sha256Hex(text);
-}
-
-double PerplexityOf(const BlockRunner& runner, const torch::Tensor& hidden, const torch::Tensor& ids) {
-  auto [nll, count] = runner.NextTokenLoss(hidden, ids);
-  return std::exp(nll / static_cast<double>(count));
-}
-
-// One pruning run: what is carried from block to block, and the steps that move it along.
-class PruningRun {
- public:
-  // Writes the dense pruned model into `output_dir`; `fingerprint` names the inputs.
-  PruningRun(const PruneOptions& options, const PruneObserver& observer, const ModelDir& model,
-             const Architecture& arch, torch::Device device, std::unique_ptr<PruningMethod> method,
-             const SparsityTarget& target, std::string output_dir, std::string fingerprint)
-      : options_(options),
-        observer_(observer),
-        model_(model),
-        arch_(arch),
-        device_(device),
-        method_(std::move(method)),
-        target_(target),
-        output_dir_(std::move(output_dir)),
-        runner_(model, arch, device),
-        fingerprint_(std::move(fingerprint)),
-        data_(model, arch.config()) {}
-
-  // Evaluation windows and output files, or the state of an interrupted attempt to resume from.
-  absl::Status Start() {
-    if (options_.evaluation) {
-      // The dense and the pruned model see the same windows, advanced block by block side by
-      // side, so both perplexities come from one pass over the checkpoint.
-      SHEARS_ASSIGN_OR_RETURN(eval_ids_, data_.EvaluationWindows(*options_.evaluation));
-      dense_ = runner_.Embed(eval_ids_);
-      pruned_ = dense_;
-    }
-    if (method_->NeedsCalibration() && !options_.calibration) {
-      return absl::InvalidArgumentError("this method needs calibration data");
-    }
-    // Calibration data also serves methods that need none: it measures their reconstruction error.
-    if (options_.calibration) {
-      SHEARS_ASSIGN_OR_RETURN(calibration_windows_, data_.CalibrationWindows(*options_.calibration));
-      calibration_ = runner_.Embed(calibration_windows_);
-    }
-    SHEARS_RETURN_IF_ERROR(MakeDirectories(output_dir_));
-    for (const auto& file : model_.files()) report_.files.push_back(BaseName(file->path()));
-    std::optional<Checkpoint> checkpoint;
-    if (!options_.checkpoint_dir.empty()) checkpoint = LoadCheckpoint(options_.checkpoint_dir, fingerprint_, device_);
-    if (checkpoint) {
-      auto resumed = MirrorWeightFiles(model_, output_dir_, /*resume=*/true);
-      if (resumed.ok()) {
-        writers_ = std::move(*resumed);
-        Restore(*checkpoint);
-        return absl::OkStatus();
-      }
-      // The output is not the one checkpointed: start over.
-    }
-    SHEARS_ASSIGN_OR_RETURN(writers_, MirrorWeightFiles(model_, output_dir_, /*resume=*/false));
-    return absl::OkStatus();
-  }
-
-  int next_block() const { return next_block_; }
-  // The calibration token ids [N, T]; undefined without calibration data.
-  const torch::Tensor& calibration_windows() const { return calibration_windows_; }
-
-  absl::Status PruneBlock(int b) {
-    TensorMap block = runner_.LoadBlock(b);
-    if (options_.evaluation) dense_ = runner_.Run(block, dense_);
-    const MlpLayout mlp = arch_.Mlp();
-    // The method sees the block's inputs as the blocks pruned before it produce them.
-    BlockInputs inputs([&](const std::string& name) {
-      return method_->NeedsMlpInputs() && (name == mlp.up || name == mlp.gate);
-    });
-    if (calibration_.defined()) {
-      const LinearInputs observe = [&](const std::string& name, const torch::Tensor& x) { inputs.Observe(name, x); };
-      runner_.Run(block, calibration_, &observe);
-    }
-    BlockToPrune job{b, {}, &block, mlp, target_};
-    std::map<std::string, torch::Tensor> dense_weights;  // to measure the reconstruction error against
-    const std::string prefix = arch_.BlockPrefix(b);
-    for (const auto& linear : arch_.BlockLinears(b)) {
-      const std::string name = linear.name.substr(prefix.size());
-      torch::Tensor weight = block.at(name);
-      if (arch_.LinearsStoredTransposed()) weight = weight.t();
-      const LinearInputStats* stats = inputs.Find(name);
-      if (stats != nullptr) dense_weights[name] = weight.clone();
-      job.linears.push_back({name, weight, stats});
-      if (auto own = options_.linear_sparsity.find(linear.name); own != options_.linear_sparsity.end()) {
-        job.linears.back().target = SparsityTarget{own->second, 0, 0, /*exact_count=*/true};
-      }
-    }
-    SHEARS_RETURN_IF_ERROR(method_->PruneBlock(job));
-    for (const auto& linear : job.linears) {
-      const std::string full_name = prefix + linear.name;
-      const auto* at = model_.Find(full_name);
-      // Written in the stored dtype; the pruned model is evaluated with exactly what was written.
-      torch::Tensor holder;
-      SHEARS_RETURN_IF_ERROR(writers_[at->file]->Write(
-          full_name, TensorBytes(block.at(linear.name).to(ToScalarType(at->info->dtype)), holder)));
-      torch::Tensor& weight = block.at(linear.name);
-      weight = holder.to(device_, torch::kFloat32);
-      LayerReport report{full_name, b, holder.numel(), (holder == 0).sum().item<int64_t>()};
-      if (linear.inputs != nullptr) {
-        const auto written = arch_.LinearsStoredTransposed() ? weight.t() : weight;
-        report.reconstruction_error = ReconstructionError(dense_weights.at(linear.name), written, linear.inputs->gram());
-      }
-      report.seconds = linear.seconds;
-      Record(report);
-      if (observer_.on_layer) observer_.on_layer(report_.layers.back());
-    }
-    if (options_.evaluation) pruned_ = runner_.Run(block, pruned_);
-    if (calibration_.defined()) calibration_ = runner_.Run(block, calibration_);
-    next_block_ = b + 1;
-    return SaveProgress();
-  }
-
-  // Perplexities, the tensors no method touched, and the files that complete the directory.
-  absl::StatusOr<PruneReport> Finish() {
-    if (options_.evaluation) {
-      Progress("evaluating", "perplexity of the dense and the pruned model");
-      EvaluationReport eval;
-      eval.windows = eval_ids_.size(0);
-      eval.seq_len = eval_ids_.size(1);
-      eval.predicted_tokens = eval.windows * (eval.seq_len - 1);
-      eval.dense_perplexity = PerplexityOf(runner_, dense_, eval_ids_);
-      eval.pruned_perplexity = PerplexityOf(runner_, pruned_, eval_ids_);
-      report_.evaluation = eval;
-    }
-    Progress("writing", "copying the unpruned tensors");
-    for (const auto& file : model_.files()) {
-      for (const auto& info : file->tensors()) {
-        if (pruned_names_.count(info.name)) continue;
-        SHEARS_RETURN_IF_ERROR(writers_[file.get()]->Write(info.name, file->Data(info)));
-        file->Release(info);
-      }
-      SHEARS_RETURN_IF_ERROR(writers_[file.get()]->Close());
-    }
-    for (const char* name : {kConfigFile, kIndexFile}) {
-      const fs::path from = fs::path(model_.dir()) / name;
-      if (!fs::exists(from)) continue;
-      SHEARS_RETURN_IF_ERROR(CopyFileAtomically(from.string(), (fs::path(output_dir_) / name).string()));
-      report_.files.push_back(name);
-    }
-    SHEARS_ASSIGN_OR_RETURN(auto side_files, CopySideFiles(model_.dir(), output_dir_));
-    report_.files.insert(report_.files.end(), side_files.begin(), side_files.end());
-    return report_;
-  }
-
- private:
-  void Progress(const std::string& stage, const std::string& message) {
-    if (observer_.on_progress) observer_.on_progress(stage, double(next_block_) / arch_.num_blocks(), message);
-  }
-
-  void Record(const LayerReport& layer) {
-    report_.parameters_before += layer.parameters;
-    report_.parameters_after += layer.parameters - layer.zeros;
-    report_.layers.push_back(layer);
-    pruned_names_.insert(layer.name);
-  }
-
-  void Restore(const Checkpoint& checkpoint) {
-    for (const auto& layer : checkpoint.layers) {
-      Record(layer);
-      writers_[model_.Find(layer.name)->file]->MarkWritten(layer.name);
-    }
-    if (options_.evaluation) {
-      dense_ = checkpoint.activations.at("dense");
-      pruned_ = checkpoint.activations.at("pruned");
-    }
-    if (calibration_.defined()) calibration_ = checkpoint.activations.at("calibration");
-    next_block_ = checkpoint.blocks_done;
-    Progress("pruning", absl::StrCat("resuming after block ", next_block_, "/", arch_.num_blocks()));
-  }
-
-  absl::Status SaveProgress() {
-    if (!options_.checkpoint_dir.empty()) {
-      // The block's bytes are durable before the checkpoint that says they are there.
-      for (auto& [file, writer] : writers_) SHEARS_RETURN_IF_ERROR(writer->Sync());
-      Checkpoint done{next_block_, report_.layers, {}};
-      if (options_.evaluation) done.activations = {{"dense", dense_}, {"pruned", pruned_}};
-      if (calibration_.defined()) done.activations["calibration"] = calibration_;
-      SHEARS_RETURN_IF_ERROR(SaveCheckpoint(options_.checkpoint_dir, fingerprint_, done));
-    }
-    Progress("pruning", absl::StrCat("block ", next_block_, "/", arch_.num_blocks()));
-    return absl::OkStatus();
-  }
-
-  const PruneOptions& options_;
-  const PruneObserver& observer_;
-  const ModelDir& model_;
-  const Architecture& arch_;
-  const torch::Device device_;
-  std::unique_ptr<PruningMethod> method_;
-  const SparsityTarget target_;
-  const std::string output_dir_;
-  BlockRunner runner_;
-  const std::string fingerprint_;
-  JobData data_;
-  Writers writers_;
-  PruneReport report_;
-  std::set<std::string> pruned_names_;
-  torch::Tensor eval_ids_, dense_, pruned_;
-  torch::Tensor calibration_windows_;
-  torch::Tensor calibration_;  // hidden states of the calibration windows, when the method needs them
-  int next_block_ = 0;
-};
-
-// Layer removal selects blocks; the other methods prune weights.
-absl::Status CheckMethodFitsStructure(const PruneOptions& options) {
-  const bool selects_blocks = options.method == Method::kBlockInfluence || options.method == Method::kLastBlocks;
-  if (options.structure == Structure::kLayers && !(selects_blocks || options.method == Method::kRandom)) {
-    return absl::InvalidArgumentError("structure: layer removal takes Block Influence, last blocks or random");
-  }
-  if (selects_blocks && options.structure != Structure::kLayers) {
-    return absl::InvalidArgumentError("structure: this method removes whole blocks (STRUCTURE_LAYERS)");
-  }
-  const bool scores_neurons = options.method == Method::kMagnitude || options.method == Method::kRandom ||
-                              options.method == Method::kMovement || options.method == Method::kGum;
-  if (options.structure == Structure::kFfnNeurons && !scores_neurons) {
-    return absl::InvalidArgumentError("structure: FFN neurons are scored by magnitude, random, movement or GUM");
-  }
-  if ((options.method == Method::kMovement || options.method == Method::kGum) &&
-      options.structure != Structure::kFfnNeurons) {
-    return absl::InvalidArgumentError("structure: movement and GUM prune FFN neurons (STRUCTURE_FFN_NEURONS)");
-  }
-  if ((options.method == Method::kLowRank) != (options.structure == Structure::kRank)) {
-    return absl::InvalidArgumentError("structure: low-rank factorization is METHOD_LOW_RANK with STRUCTURE_RANK");
-  }
-  const bool fine_tunes = options.method == Method::kMovement || options.method == Method::kGum ||
-                          (options.method == Method::kLowRank && options.low_rank.algorithm == LowRankAlgorithm::kFlop);
-  if (fine_tunes && !options.fine_tune) {
-    return absl::InvalidArgumentError("fine_tune.dataset_uri: this method fine-tunes and needs a dataset");
-  }
-  const bool physical = options.structure == Structure::kLayers || options.structure == Structure::kFfnNeurons ||
-                        options.structure == Structure::kRank;
-  if (physical && options.format != OutputFormat::kDenseSafetensors) {
-    return absl::InvalidArgumentError("output.format: a model with structures removed is written dense");
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<SparsityTarget> TargetOf(const PruneOptions& options) {
-  if (options.structure == Structure::kNM) {
-    if (!(options.n > 0 && options.n < options.m)) {
-      return absl::InvalidArgumentError(absl::StrCat("n_m: N must be in [1, M), got ", options.n, ":", options.m));
-    }
-    return SparsityTarget{1.0 - double(options.n) / double(options.m), options.n, options.m};
-  }
-  if (!(options.target_sparsity >= 0.0 && options.target_sparsity < 1.0)) {
-    return absl::InvalidArgumentError(absl::StrCat("target_sparsity must be in [0, 1), got ", options.target_sparsity));
-  }
-  return SparsityTarget{options.target_sparsity};
-}
-
-// The target and the output format fit every linear of the model.
-absl::Status CheckTarget(const Architecture& arch, const SparsityTarget& target, OutputFormat format) {
-  if (format == OutputFormat::kSparse24Bitmask && !(target.n == 2 && target.m == 4)) {
-    return absl::InvalidArgumentError("output.format: the sparse-24-bitmask format needs 2:4 sparsity (n_m 2:4)");
-  }
-  if (!target.n_m()) return absl::OkStatus();
-  for (const auto& linear : arch.BlockLinears(0)) {
-    const int64_t inputs = linear.shape[arch.LinearsStoredTransposed() ? 0 : 1];
-    if (inputs % target.m != 0) {
-      return absl::InvalidArgumentError(absl::StrCat("n_m: M=", target.m, " does not divide the ", inputs,
-                                                     " inputs of ", linear.name));
-    }
-  }
-  return absl::OkStatus();
-}
-
-std::string StructureName(const SparsityTarget& target) {
-  return target.n_m() ? absl::StrCat(target.n, ":", target.m) : "unstructured";
-}
-
-// Stores the dense pruned model of `dense_dir` in the compressed layout into the output directory.
-absl::Status Compress(const PruneOptions& options, const std::string& dense_dir, const SparsityTarget& target,
-                      PruneReport& report) {
-  std::set<std::string> pruned;
-  for (const auto& layer : report.layers) pruned.insert(layer.name);
-  const char* format =
-      options.format == OutputFormat::kSparse24Bitmask ? kSparse24BitmaskFormat : kSparseBitmaskFormat;
-  SHEARS_ASSIGN_OR_RETURN(auto written, CompressModel(dense_dir, options.output_dir, pruned,
-                                                      {format, StructureName(target), report.achieved_sparsity()}));
-  std::set<std::string> files(written.begin(), written.end());
-  for (const auto& name : report.files) {
-    if (files.count(name)) continue;
-    SHEARS_RETURN_IF_ERROR(CopyFileAtomically((fs::path(dense_dir) / name).string(),
-                                              (fs::path(options.output_dir) / name).string()));
-    files.insert(name);
-  }
-  report.files.assign(files.begin(), files.end());
-  return RemoveAll(dense_dir);
-}
-
-absl::StatusOr<PruneReport> PruneModelOrThrow(const PruneOptions& options, const PruneObserver& observer,
-                                              std::unique_ptr<PruningMethod> method) {
-  SHEARS_RETURN_IF_ERROR(CheckMethodFitsStructure(options));
-  SHEARS_ASSIGN_OR_RETURN(const SparsityTarget target, TargetOf(options));
-  if (observer.on_progress) observer.on_progress("loading", 0.0, absl::StrCat("reading ", options.model_dir));
-  SHEARS_ASSIGN_OR_RETURN(auto model, ModelDir::Open(options.model_dir));
-  const std::string fingerprint = Fingerprint(options, *model);
-  std::string input_dir = options.model_dir;
-  if (!SparsityFormat(model->config()).empty()) {
-    // A compressed model (ours or llm-compressor's) is pruned and evaluated in its dense form.
-    input_dir = StagingDir(options, "input");
-    SHEARS_RETURN_IF_ERROR(DecompressModel(options.model_dir, input_dir));
-    SHEARS_ASSIGN_OR_RETURN(model, ModelDir::Open(input_dir));
-  }
-  SHEARS_ASSIGN_OR_RETURN(auto arch, Architecture::FromConfig(model->config()));
-  SHEARS_RETURN_IF_ERROR(arch->CheckWeights(*model));
-  SHEARS_ASSIGN_OR_RETURN(const torch::Device device, ParseDevice(options.device));
-  torch::NoGradGuard no_grad;
-  if (options.structure == Structure::kLayers || options.structure == Structure::kFfnNeurons ||
-      options.structure == Structure::kRank) {
-    auto structured = options.structure == Structure::kLayers       ? RemoveBlocks
-                      : options.structure == Structure::kFfnNeurons ? PruneFfnNeurons
-                                                                    : PruneLowRank;
-    SHEARS_ASSIGN_OR_RETURN(PruneReport report, structured(options, observer, *model, *arch, device));
-    if (input_dir != options.model_dir) SHEARS_RETURN_IF_ERROR(RemoveAll(input_dir));
-    return report;
-  }
-  SHEARS_RETURN_IF_ERROR(CheckTarget(*arch, target, options.format));
-  const bool compressed = options.format != OutputFormat::kDenseSafetensors;
-  const std::string dense_dir = compressed ? StagingDir(options, "dense") : options.output_dir;
-  PruningRun run(options, observer, *model, *arch, device, std::move(method), target, dense_dir, fingerprint);
-  SHEARS_RETURN_IF_ERROR(run.Start());
-  for (int b = run.next_block(); b < arch->num_blocks(); ++b) {
-    if (observer.cancelled && observer.cancelled()) return absl::CancelledError("job cancelled");
-    SHEARS_RETURN_IF_ERROR(run.PruneBlock(b));
-  }
-  SHEARS_ASSIGN_OR_RETURN(PruneReport report, run.Finish());
-  if (options.calibration) {
-    // Block Influence of the dense and of the pruned model, read back from what was written.
-    if (observer.on_progress) observer.on_progress("measuring", 1.0, "Block Influence of the dense and the pruned model");
-    const torch::Tensor& windows = run.calibration_windows();
-    RecordRedundancy(BlockRunner(*model, *arch, device), windows, "dense", observer, report);
-    SHEARS_ASSIGN_OR_RETURN(auto pruned, ModelDir::Open(dense_dir));
-    RecordRedundancy(BlockRunner(*pruned, *arch, device), windows, "pruned", observer, report);
-  }
-  if (compressed) {
-    if (observer.on_progress) observer.on_progress("writing", 1.0, "storing the sparse weights compressed");
-    SHEARS_RETURN_IF_ERROR(Compress(options, dense_dir, target, report));
-  }
-  if (input_dir != options.model_dir) SHEARS_RETURN_IF_ERROR(RemoveAll(input_dir));
-  return report;
 }
 
 }  // namespace
 
-std::string StagingDir(const PruneOptions& options, const std::string& what) {
-  const fs::path out = fs::path(options.output_dir).lexically_normal();
-  return (out.parent_path() / absl::StrCat(".", out.filename().string(), ".", what)).string();
+absl::StatusOr<PruneReport> PruneModel(const PruneOptions& options, const PruneObserver& observer) {
+  return Guarded([&]() -> absl::StatusOr<PruneReport> {
+    SHEARS_RETURN_IF_ERROR(CheckJobRules(options));
+    if (options.method == Method::kPredictorSearch) return SearchAndPrune(options, observer);
+    return RunPruningPass(options, observer);
+  });
 }
-
 
 absl::StatusOr<PruneReport> PruneModelWith(const PruneOptions& options, const PruneObserver& observer,
                                            std::unique_ptr<PruningMethod> method) {
-  // LibTorch reports errors (out of memory, a device fault) as exceptions; a job fails with them,
-  // the worker does not.
-  try {
-    return PruneModelOrThrow(options, observer, std::move(method));
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("engine: ", e.what()));
-  }
-}
-
-absl::StatusOr<PruneReport> PruneModel(const PruneOptions& options, const PruneObserver& observer) {
-  if (options.method == Method::kPredictorSearch) return SearchAndPrune(options, observer);
-  std::unique_ptr<PruningMethod> method;  // structured pruning removes structures, not weights
-  if (options.structure == Structure::kUnstructured || options.structure == Structure::kNM) {
-    SHEARS_ASSIGN_OR_RETURN(method, MakePruningMethod(options));
-  }
-  return PruneModelWith(options, observer, std::move(method));
+  return Guarded([&]() -> absl::StatusOr<PruneReport> {
+    SHEARS_RETURN_IF_ERROR(CheckJobRules(options));
+    return RunPruningPass(options, observer, std::move(method));
+  });
 }
 
 }  // namespace shears::engine

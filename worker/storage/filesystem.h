@@ -1,13 +1,13 @@
 #pragma once
 // One interface over every place a model, a dataset or an output can live, chosen by URI scheme
-// (in the spirit of Triton's filesystem layer), so the job runner never looks at a scheme itself:
+// (in the spirit of Triton's filesystem layer) in filesystem_factory.h, so the job runner never
+// looks at a scheme itself:
 //   file://           local paths, confined to the operator's allowed roots;
 //   http://, https:// single files, downloaded with resume and retries into the cache;
 //   hf://org/name[@revision]  a Hub-style model repository, fetched file by file into the cache;
 //   s3://bucket/key    any S3-compatible store, read and written.
 
 #include <cstdint>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -51,7 +51,6 @@ class FileSystem {
   virtual absl::Status Delete(const std::string& uri) = 0;
 };
 
-absl::StatusOr<std::unique_ptr<FileSystem>> FileSystemFor(const std::string& uri, const StorageOptions& options);
 // `base` + "/" + `name`, without doubling the slash.
 std::string JoinUri(const std::string& base, const std::string& name);
 

@@ -1,0 +1,115 @@
+#pragma once
+// What a pruning run reports: per layer as it goes, the redundancy measures, the evaluation and the
+// search, and the observer that streams them. Plain C++, like options.h.
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace shears::engine {
+
+struct LayerReport {
+  std::string name;
+  int block = 0;
+  int64_t parameters = 0;
+  int64_t zeros = 0;  // after pruning
+  // ‖WX − ŴX‖² / ‖WX‖² over the calibration inputs X of the layer; negative without calibration.
+  double reconstruction_error = -1.0;
+  double seconds = 0.0;
+};
+
+struct EvaluationReport {
+  int64_t windows = 0;
+  int64_t seq_len = 0;
+  int64_t predicted_tokens = 0;
+  double dense_perplexity = 0.0;
+  double pruned_perplexity = 0.0;
+};
+
+// ShortGPT's Block Influence of one decoder block on the calibration windows:
+// 1 − mean over tokens of cos(x_in, x_out).
+struct BlockRedundancy {
+  int block = 0;  // index in the model it was measured on
+  double block_influence = 0.0;
+};
+
+// One number per neuron of an FFN, and its summary (events carry only the summary).
+struct NeuronMeasure {
+  std::vector<double> values;
+  double mean = 0.0, p50 = 0.0, p90 = 0.0, max = 0.0;
+};
+
+// How alike and how needed the neurons of one FFN are on the calibration tokens (the framework of
+// Santacroce et al.), from their activations, the down projection's inputs.
+struct FfnRedundancy {
+  int block = 0;
+  int64_t neurons = 0;
+  // Mean over neuron pairs of the cosine between their activations across the tokens.
+  double mean_pairwise_cosine = 0.0;
+  // Each neuron's largest cosine with another neuron (1 for a duplicate).
+  NeuronMeasure max_cosine;
+  // The share of each neuron's activation that the other neurons of its FFN cannot reproduce by
+  // least squares (1: unlike any combination of them, 0: redundant).
+  NeuronMeasure uniqueness;
+  // First-order estimate of the loss change when the neuron is removed: |Σ_t a_t · ∂L/∂a_t|.
+  NeuronMeasure sensitivity;
+  // exp of the entropy of the normalized singular values of the activation matrix [tokens,
+  // neurons] (Roy & Vetterli): how many directions the activations really span.
+  double effective_rank = 0.0;
+};
+
+// The redundancy measures of one model (the dense one, or the pruned one).
+struct RedundancyReport {
+  std::string model;  // "dense" or "pruned"
+  std::vector<BlockRedundancy> blocks;
+  std::vector<FfnRedundancy> ffns;
+};
+
+// The sparsity the predictor search chose for one block's attention and MLP weights.
+struct BlockSparsity {
+  int block = 0;
+  double attention = 0.0, mlp = 0.0;
+};
+
+struct SearchReport {
+  int measured_configurations = 0;
+  int training_configurations = 0;
+  double validation_rank_correlation = 0.0;  // Spearman, predicted vs measured, validation split
+  int searched_configurations = 0;
+  double uniform_score = 0.0;   // perplexity on the held-out calibration windows
+  double searched_score = 0.0;
+  std::vector<BlockSparsity> sparsity;
+  std::optional<double> uniform_perplexity;  // on the evaluation windows
+  double search_seconds = 0.0;
+};
+
+struct PruneReport {
+  int64_t parameters_before = 0;  // prunable parameters
+  int64_t parameters_after = 0;   // of those, the non-zero ones after pruning
+  std::vector<LayerReport> layers;
+  std::vector<std::string> files;  // written into output_dir, relative names
+  std::optional<EvaluationReport> evaluation;
+  // Structured pruning: blocks removed (input indices), and every parameter of the model counted
+  // in the files before and after.
+  std::vector<int> removed_blocks;
+  int64_t model_parameters_before = 0;
+  int64_t model_parameters_after = 0;
+  std::vector<RedundancyReport> redundancy;
+  std::optional<SearchReport> search;
+
+  double achieved_sparsity() const {
+    return parameters_before == 0 ? 0.0 : 1.0 - double(parameters_after) / double(parameters_before);
+  }
+};
+
+// Called from the pruning thread. `cancelled` is polled between layers.
+struct PruneObserver {
+  std::function<void(const std::string& stage, double fraction, const std::string& message)> on_progress;
+  std::function<void(const LayerReport&)> on_layer;
+  std::function<void(const RedundancyReport&)> on_redundancy;
+  std::function<bool()> cancelled;
+};
+
+}  // namespace shears::engine

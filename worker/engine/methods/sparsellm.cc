@@ -1,0 +1,185 @@
+#include "worker/engine/methods/sparsellm.h"
+
+#include <chrono>
+#include <functional>
+#include <limits>
+
+#include "common/status_macros.h"
+#include "worker/engine/methods/sparsegpt.h"
+#include "worker/engine/model/layers.h"
+
+namespace shears::engine {
+namespace {
+
+// The reference code's step size and count for the variables without a closed form.
+constexpr int kGradientSteps = 2;
+constexpr double kLearningRate = 0.01;
+
+struct Penalties {
+  int iterations;
+  double alpha, beta, gamma;
+};
+
+Penalties Resolve(const SparseLlmOptions& options, bool gated) {
+  Penalties p = gated ? Penalties{8, 5.0, 5.0, 5.0} : Penalties{10, 0.1, 0.1, 0.1};
+  if (options.iterations > 0) p.iterations = options.iterations;
+  if (options.alpha > 0) p.alpha = options.alpha;
+  if (options.beta > 0) p.beta = options.beta;
+  if (options.gamma > 0) p.gamma = options.gamma;
+  return p;
+}
+
+// Gradient steps on a loss that is a sum of independent per-element terms, so that a step means
+// the same whatever the number of calibration tokens.
+torch::Tensor Descend(torch::Tensor x, const std::function<torch::Tensor(const torch::Tensor&)>& loss) {
+  torch::AutoGradMode enable(true);
+  for (int step = 0; step < kGradientSteps; ++step) {
+    auto v = x.detach().requires_grad_(true);
+    loss(v).backward();
+    x = (v - kLearningRate * v.grad()).detach();
+  }
+  return x;
+}
+
+// argmin_z γ(p − relu(z))² + α(z − m)² elementwise: the better of the minimizers on z ≥ 0 and
+// on z ≤ 0.
+torch::Tensor ReluPreactivation(const torch::Tensor& p, const torch::Tensor& m, double alpha, double gamma) {
+  auto positive = ((gamma * p + alpha * m) / (gamma + alpha)).clamp_min(0);
+  auto negative = m.clamp_max(0);
+  auto cost = [&](const torch::Tensor& z) { return gamma * (p - z.relu()).square() + alpha * (z - m).square(); };
+  return torch::where(cost(positive) <= cost(negative), positive, negative);
+}
+
+torch::Tensor BiasOf(const BlockToPrune& block, const std::string& name) {
+  if (name.empty()) return {};
+  auto it = block.tensors->find(name);
+  return it == block.tensors->end() ? torch::Tensor() : it->second;
+}
+
+torch::Tensor Apply(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  auto y = x.matmul(weight.t());
+  return bias.defined() ? y + bias : y;
+}
+
+torch::Tensor LessBias(const torch::Tensor& y, const torch::Tensor& bias) { return bias.defined() ? y - bias : y; }
+
+// The least-squares W [out, in] with inputs · Wᵀ ≈ outputs, given pinv(inputsᵀ inputs).
+torch::Tensor Fit(const torch::Tensor& gram_pinv, const torch::Tensor& inputs, const torch::Tensor& outputs) {
+  return gram_pinv.matmul(inputs.t().matmul(outputs)).t();
+}
+
+torch::Tensor GramPinv(const torch::Tensor& gram) {
+  return torch::linalg_pinv(gram, c10::optional<double>(), c10::optional<double>(), /*hermitian=*/true);
+}
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+absl::Status SparseLlmPruning::PruneLinear(LinearToPrune& linear, const SparsityTarget& target) {
+  return SparseGptPrune(linear.weight, linear.inputs->Hessian(), target);
+}
+
+absl::Status SparseLlmPruning::PruneBlock(BlockToPrune& block) {
+  const MlpLayout& mlp = block.mlp;
+  std::vector<LinearToPrune*> mlp_linears;
+  for (auto& linear : block.linears) {
+    if (linear.name == mlp.up || linear.name == mlp.down || linear.name == mlp.gate) {
+      mlp_linears.push_back(&linear);
+      continue;
+    }
+    const auto start = std::chrono::steady_clock::now();
+    SHEARS_RETURN_IF_ERROR(PruneLinear(linear, block.target));
+    linear.seconds = SecondsSince(start);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  SHEARS_RETURN_IF_ERROR(PruneMlp(block));
+  // The MLP's linears are pruned together; each is charged an equal share of the time.
+  for (auto* linear : mlp_linears) linear->seconds = SecondsSince(start) / mlp_linears.size();
+  return absl::OkStatus();
+}
+
+absl::Status SparseLlmPruning::PruneMlp(BlockToPrune& block) {
+  const MlpLayout& mlp = block.mlp;
+  LinearToPrune* up = block.Find(mlp.up);
+  LinearToPrune* down = block.Find(mlp.down);
+  LinearToPrune* gate = mlp.gate.empty() ? nullptr : block.Find(mlp.gate);
+  const torch::Tensor X = up != nullptr && up->inputs != nullptr ? up->inputs->Inputs() : torch::Tensor();
+  if (down == nullptr || (!mlp.gate.empty() && gate == nullptr) || !X.defined()) {
+    return absl::InternalError("SparseLLM: the block's MLP linears or their inputs are missing");
+  }
+  const bool gated = gate != nullptr;
+  const Penalties k = Resolve(options_, gated);
+  const SparsityTarget& target = block.target;
+  auto act = [&](const torch::Tensor& x) { return Activate(mlp.activation, x); };
+  const torch::Tensor up_bias = BiasOf(block, mlp.up_bias), down_bias = BiasOf(block, mlp.down_bias);
+
+  // Start from the dense MLP's own variables; Y is what the pruned MLP must reproduce.
+  torch::Tensor z = Apply(X, up->weight, up_bias);
+  torch::Tensor s = gated ? Apply(X, gate->weight, {}) : torch::Tensor();
+  auto activation = [&] { return gated ? act(s) * z : act(z); };
+  torch::Tensor p = activation();
+  const torch::Tensor Y = p.matmul(down->weight.t());  // less the bias, which no variable changes
+  const torch::Tensor x_hessian = up->inputs->Hessian();
+  const torch::Tensor x_gram_pinv = GramPinv(up->inputs->gram());
+  const double tokens = static_cast<double>(X.size(0));
+  const auto eye = torch::eye(p.size(1), p.options());
+
+  // The pruned MLP's own output error on the calibration tokens. The auxiliary variables only
+  // approximate the network under finite penalties, so an iteration can make the pruned MLP
+  // worse; the iterate that reproduces Y best is kept (the reference code keeps the last).
+  std::vector<LinearToPrune*> linears = {up, down};
+  if (gated) linears.push_back(gate);
+  auto output_error = [&] {
+    auto hidden = Apply(X, up->weight, up_bias);
+    auto activated = gated ? act(Apply(X, gate->weight, {})) * hidden : act(hidden);
+    return (Y - activated.matmul(down->weight.t())).square().sum().item<double>();
+  };
+  double best_error = std::numeric_limits<double>::infinity();
+  std::vector<torch::Tensor> best;
+
+  for (int step = 0; step < k.iterations; ++step) {
+    const torch::Tensor p_gram = p.t().matmul(p);
+    if (step > 0) {
+      up->weight.copy_(Fit(x_gram_pinv, X, LessBias(z, up_bias)));
+      if (gated) gate->weight.copy_(Fit(x_gram_pinv, X, s));
+      down->weight.copy_(Fit(GramPinv(p_gram), p, Y));
+    }
+    SHEARS_RETURN_IF_ERROR(SparseGptPrune(up->weight, x_hessian, target));
+    if (gated) SHEARS_RETURN_IF_ERROR(SparseGptPrune(gate->weight, x_hessian, target));
+    SHEARS_RETURN_IF_ERROR(SparseGptPrune(down->weight, p_gram * (2.0 / tokens), target));
+    if (const double error = output_error(); error < best_error) {
+      best_error = error;
+      best.clear();
+      for (auto* linear : linears) best.push_back(linear->weight.clone());
+    }
+
+    // p = argmin β‖Y − p W_downᵀ‖² + γ‖p − σ‖², a linear system shared by all tokens.
+    const torch::Tensor& Wd = down->weight;
+    auto system = k.beta * Wd.t().matmul(Wd) + k.gamma * eye;
+    p = torch::linalg_solve(system, (k.beta * Y.matmul(Wd) + k.gamma * activation()).t()).t();
+
+    const torch::Tensor m = Apply(X, up->weight, up_bias);
+    if (gated) {
+      // z in closed form given s; then s, which sits inside the SiLU, by gradient steps.
+      auto a = act(s);
+      z = (k.alpha * m + k.gamma * a * p) / (k.alpha + k.gamma * a.square());
+      const torch::Tensor gate_out = Apply(X, gate->weight, {});
+      s = Descend(s, [&](const torch::Tensor& v) {
+        return k.alpha * (v - gate_out).square().sum() + k.gamma * (p - act(v) * z).square().sum();
+      });
+    } else if (mlp.activation == MlpLayout::Activation::kRelu) {
+      z = ReluPreactivation(p, m, k.alpha, k.gamma);
+    } else {
+      z = Descend(z, [&](const torch::Tensor& v) {
+        return k.alpha * (v - m).square().sum() + k.gamma * (p - act(v)).square().sum();
+      });
+    }
+  }
+  for (size_t i = 0; i < linears.size(); ++i) linears[i]->weight.copy_(best[i]);
+  return absl::OkStatus();
+}
+
+}  // namespace shears::engine

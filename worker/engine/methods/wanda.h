@@ -1,0 +1,15 @@
+#pragma once
+
+#include "worker/engine/methods/pruning_method.h"
+
+namespace shears::engine {
+
+// Wanda (Sun et al. 2023): score |W_ij|·‖X_j‖₂ over the calibration tokens and remove the lowest
+// within each output row (within each group of M for N:M). No weight update.
+class WandaPruning final : public PruningMethod {
+ public:
+  bool NeedsCalibration() const override { return true; }
+  absl::Status PruneLinear(LinearToPrune& linear, const SparsityTarget& target) override;
+};
+
+}  // namespace shears::engine

@@ -1,0 +1,98 @@
+#pragma once
+// A decoder-only architecture: which tensors a checkpoint holds, and the forward pass in three
+// pieces (embed, one block, logits) so that the executor can run a model one block at a time.
+// architecture_factory.h picks the family a config.json names.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "absl/status/statusor.h"
+#include "worker/engine/io/model_config.h"
+#include "worker/engine/io/model_dir.h"
+
+namespace shears::engine {
+
+struct TensorSpec {
+  std::string name;            // relative to the group (a block's prefix), or full for outer tensors
+  std::vector<int64_t> shape;  // as stored (gpt2's Conv1D stores [in, out])
+  bool optional = false;       // biases some variants have, a head tied to the embeddings
+  bool prunable = false;       // a linear weight that pruning methods may zero
+};
+
+struct LinearWeight {
+  std::string name;  // full tensor name
+  std::vector<int64_t> shape;
+};
+
+// The feed-forward network of a block, for methods that treat it as one unit (SparseLLM).
+struct MlpLayout {
+  enum class Activation { kSilu, kRelu, kGeluNew };
+  std::string gate;               // empty when the MLP is not gated
+  std::string up, down;           // weight names within the block
+  std::string up_bias, down_bias;  // empty when the architecture has none
+  Activation activation = Activation::kSilu;  // of gate's output when gated, else of up's
+};
+
+// Tensors by name (relative to their group), as F32 on the computing device.
+using TensorMap = std::map<std::string, torch::Tensor>;
+
+// Sees the input of each linear layer as a block computes it, by the weight's name within the
+// block: how calibrated methods gather their statistics from real activations.
+using LinearInputs = std::function<void(const std::string& weight_name, const torch::Tensor& input)>;
+
+class Architecture {
+ public:
+  virtual ~Architecture() = default;
+
+  const ModelConfig& config() const { return config_; }
+  int num_blocks() const { return static_cast<int>(config_.layers); }
+
+  virtual std::string BlockPrefix(int block) const = 0;
+  // The tensors of block `block` (which may differ in their FFN width and in the linears stored
+  // as low-rank factors), named relative to BlockPrefix.
+  std::vector<TensorSpec> BlockTensors(int block) const;
+  // The tensors outside the blocks that the forward pass reads, with full names.
+  virtual std::vector<TensorSpec> OuterTensors() const = 0;
+
+  // The block's feed-forward network.
+  virtual MlpLayout Mlp() const = 0;
+  // True when linear weights are stored [in, out] (GPT-2's Conv1D) rather than [out, in].
+  virtual bool LinearsStoredTransposed() const { return false; }
+  // A stored linear weight as the methods see it, [out, in]: a view, transposed for Conv1D.
+  torch::Tensor OutInView(const torch::Tensor& stored) const { return LinearsStoredTransposed() ? stored.t() : stored; }
+
+  // The block a tensor (full name) belongs to, or -1 for the embeddings, final norm and head.
+  int BlockOf(const std::string& name) const;
+
+  // The prunable linear weights of decoder block `block`, with full names.
+  std::vector<LinearWeight> BlockLinears(int block) const;
+  // Every tensor the forward pass needs exists, as a floating-point tensor of the expected shape.
+  absl::Status CheckWeights(const ModelDir& model) const;
+
+  // ids [B, T] -> hidden [B, T, d]
+  virtual torch::Tensor Embed(const TensorMap& outer, const torch::Tensor& ids) const = 0;
+  // hidden [B, T, d] -> hidden [B, T, d]; `block` holds that block's tensors. `observe`, when
+  // not null, is shown every linear layer's input.
+  virtual torch::Tensor Block(const TensorMap& block, const torch::Tensor& hidden, const LinearInputs* observe) const = 0;
+  // hidden [B, T, d] -> logits [B, T, vocab]
+  virtual torch::Tensor Logits(const TensorMap& outer, const torch::Tensor& hidden) const = 0;
+
+ protected:
+  explicit Architecture(ModelConfig config) : config_(std::move(config)) {}
+  // The block's tensors with every linear weight stored whole.
+  virtual std::vector<TensorSpec> DenseBlockTensors(int block) const = 0;
+  ModelConfig config_;
+};
+
+// Loads `specs` (names relative to `prefix`) as F32 on `device`; absent optional tensors are left out.
+TensorMap LoadTensors(const ModelDir& model, const std::string& prefix, const std::vector<TensorSpec>& specs,
+                      const torch::Device& device);
+
+}  // namespace shears::engine

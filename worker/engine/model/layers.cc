@@ -1,0 +1,86 @@
+#include "worker/engine/model/layers.h"
+
+#include <cmath>
+
+namespace shears::engine {
+
+torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+  return x * torch::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + eps) * weight;
+}
+
+torch::Tensor LayerNorm(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, double eps) {
+  return torch::layer_norm(x, {x.size(-1)}, weight, bias, eps);
+}
+
+torch::Tensor MultiplyByWeight(const torch::Tensor& x, const TensorMap& tensors, const std::string& name,
+                               bool stored_transposed) {
+  if (auto w = tensors.find(name); w != tensors.end()) {
+    return stored_transposed ? x.matmul(w->second) : torch::linear(x, w->second);
+  }
+  const FactorNames factors = FactorNamesOf(name);
+  return torch::linear(torch::linear(x, tensors.at(factors.v)), tensors.at(factors.u));
+}
+
+torch::Tensor Linear(const torch::Tensor& x, const TensorMap& tensors, const std::string& name,
+                     const LinearInputs* observe) {
+  if (observe != nullptr) (*observe)(name, x);
+  const std::string bias_name = name.substr(0, name.rfind('.')) + ".bias";
+  auto bias = tensors.find(bias_name);
+  if (tensors.count(name) != 0) {
+    return torch::linear(x, tensors.at(name), bias == tensors.end() ? torch::Tensor() : bias->second);
+  }
+  auto y = MultiplyByWeight(x, tensors, name, /*stored_transposed=*/false);
+  return bias == tensors.end() ? y : y + bias->second;
+}
+
+torch::Tensor GeluNew(const torch::Tensor& x) {
+  return 0.5 * x * (1.0 + torch::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * torch::pow(x, 3.0))));
+}
+
+Rotary RotaryTables(int64_t length, int64_t head_dim, double theta, const torch::Device& device) {
+  auto opts = torch::TensorOptions().dtype(torch::kFloat32).device(device);
+  auto inv = 1.0 / torch::pow(theta, torch::arange(0, head_dim, 2, opts) / static_cast<double>(head_dim));
+  auto freqs = torch::outer(torch::arange(length, opts), inv);
+  auto emb = torch::cat({freqs, freqs}, -1);
+  return {emb.cos(), emb.sin()};
+}
+
+torch::Tensor ApplyRotary(const torch::Tensor& x, const Rotary& rotary) {
+  auto halves = x.chunk(2, -1);
+  auto rotated = torch::cat({-halves[1], halves[0]}, -1);
+  return x * rotary.cos + rotated * rotary.sin;
+}
+
+torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
+                              int64_t window) {
+  const int64_t heads = q.size(1), kv_heads = k.size(1), length = q.size(2);
+  torch::Tensor keys = k, values = v;
+  if (kv_heads != heads) {
+    keys = k.repeat_interleave(heads / kv_heads, 1);
+    values = v.repeat_interleave(heads / kv_heads, 1);
+  }
+  auto scores = torch::matmul(q, keys.transpose(-1, -2)) * scale;
+  const auto blocked = torch::full({length, length}, -std::numeric_limits<float>::infinity(), scores.options());
+  auto mask = blocked.triu(1);
+  if (window > 0 && window < length) mask = mask + blocked.tril(-window);
+  auto out = torch::matmul(torch::softmax(scores + mask, -1), values);
+  return out.transpose(1, 2).reshape({q.size(0), length, heads * q.size(3)});
+}
+
+torch::Tensor SplitHeads(const torch::Tensor& x, int64_t heads) {
+  return x.view({x.size(0), x.size(1), heads, -1}).transpose(1, 2);
+}
+
+torch::Tensor Activate(MlpLayout::Activation activation, const torch::Tensor& x) {
+  switch (activation) {
+    case MlpLayout::Activation::kSilu:
+      return torch::silu(x);
+    case MlpLayout::Activation::kRelu:
+      return torch::relu(x);
+    case MlpLayout::Activation::kGeluNew:
+      return GeluNew(x);
+  }
+  return x;
+}
+
+}  // namespace shears::engine

@@ -1,0 +1,43 @@
+#pragma once
+// The building blocks the architectures share, written as the Hugging Face models compute them.
+
+#include <optional>
+
+#include <torch/torch.h>
+
+#include "worker/engine/model/architecture.h"
+
+namespace shears::engine {
+
+torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
+torch::Tensor LayerNorm(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, double eps);
+// x·Wᵀ for weight `name`, stored as nn.Linear's [out, in] or, when `stored_transposed`, as GPT-2's
+// Conv1D [in, out]; through its low-rank factors (x·Vᵀ·Uᵀ) when the model stores those instead.
+torch::Tensor MultiplyByWeight(const torch::Tensor& x, const TensorMap& tensors, const std::string& name,
+                               bool stored_transposed);
+// x W^T (+ b) with nn.Linear's [out, in] weight (or its factors); the bias is taken from `tensors` when present.
+// `observe`, when not null, sees x first.
+torch::Tensor Linear(const torch::Tensor& x, const TensorMap& tensors, const std::string& name,
+                     const LinearInputs* observe);
+// GPT-2's tanh approximation of GELU.
+torch::Tensor GeluNew(const torch::Tensor& x);
+// The MLP's nonlinearity.
+torch::Tensor Activate(MlpLayout::Activation activation, const torch::Tensor& x);
+
+// Rotary embedding tables [T, head_dim] for the rotate-half convention.
+struct Rotary {
+  torch::Tensor cos, sin;
+};
+Rotary RotaryTables(int64_t length, int64_t head_dim, double theta, const torch::Device& device);
+torch::Tensor ApplyRotary(const torch::Tensor& x, const Rotary& rotary);
+
+// Causal softmax attention. q [B, H, T, hd], k and v [B, KV, T, hd] with H a multiple of KV
+// (grouped-query attention). A positive `window` lets each position see only itself and the
+// window - 1 positions before it (Mistral's sliding window). Returns [B, T, H * hd].
+torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
+                              int64_t window = 0);
+
+// [B, T, heads * hd] -> [B, heads, T, hd]
+torch::Tensor SplitHeads(const torch::Tensor& x, int64_t heads);
+
+}  // namespace shears::engine

@@ -1,0 +1,321 @@
+#include "worker/engine/run/unstructured_pass.h"
+
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "common/files.h"
+#include "common/status_macros.h"
+#include "worker/engine/analysis/redundancy.h"
+#include "worker/engine/io/compressed_tensors.h"
+#include "worker/engine/io/tensor_io.h"
+#include "worker/engine/methods/linear_inputs.h"
+#include "worker/engine/methods/masks.h"
+#include "worker/engine/model/block_runner.h"
+#include "worker/engine/run/checkpoint.h"
+#include "worker/engine/run/staging.h"
+#include "worker/engine/text/job_datasets.h"
+
+namespace shears::engine {
+namespace fs = std::filesystem;
+
+namespace {
+
+using Writers = std::map<const SafetensorsFile*, std::unique_ptr<SafetensorsWriter>>;
+
+// One output file per input file with the same tensors in the same order, so the output has the
+// input's layout and sharding. `resume` reopens the files an interrupted attempt left.
+absl::StatusOr<Writers> MirrorWeightFiles(const ModelDir& model, const std::string& output_dir, bool resume) {
+  Writers writers;
+  for (const auto& file : model.files()) {
+    std::vector<TensorDecl> decls;
+    for (const auto& t : file->tensors()) decls.push_back({t.name, t.dtype, t.shape});
+    const std::string path = (fs::path(output_dir) / BaseName(file->path())).string();
+    SHEARS_ASSIGN_OR_RETURN(writers[file.get()], resume ? SafetensorsWriter::Resume(path, decls, file->metadata())
+                                                        : SafetensorsWriter::Create(path, decls, file->metadata()));
+  }
+  return writers;
+}
+
+double PerplexityOf(const BlockRunner& runner, const torch::Tensor& hidden, const torch::Tensor& ids) {
+  auto [nll, count] = runner.NextTokenLoss(hidden, ids);
+  return std::exp(nll / static_cast<double>(count));
+}
+
+// One pruning run: what is carried from block to block, and the steps that move it along.
+class PruningRun {
+ public:
+  // Writes the dense pruned model into `output_dir`; `fingerprint` names the inputs.
+  PruningRun(const PruneOptions& options, const PruneObserver& observer, const ModelDir& model,
+             const Architecture& arch, torch::Device device, std::unique_ptr<PruningMethod> method,
+             const SparsityTarget& target, std::string output_dir, std::string fingerprint)
+      : options_(options),
+        observer_(observer),
+        model_(model),
+        arch_(arch),
+        device_(device),
+        method_(std::move(method)),
+        target_(target),
+        output_dir_(std::move(output_dir)),
+        runner_(model, arch, device),
+        fingerprint_(std::move(fingerprint)),
+        data_(model, arch.config()) {}
+
+  // Evaluation windows and output files, or the state of an interrupted attempt to resume from.
+  absl::Status Start() {
+    if (options_.evaluation) {
+      // The dense and the pruned model see the same windows, advanced block by block side by
+      // side, so both perplexities come from one pass over the checkpoint.
+      SHEARS_ASSIGN_OR_RETURN(eval_ids_, data_.EvaluationWindows(*options_.evaluation));
+      dense_ = runner_.Embed(eval_ids_);
+      pruned_ = dense_;
+    }
+    if (method_->NeedsCalibration() && !options_.calibration) {
+      return absl::InvalidArgumentError("this method needs calibration data");
+    }
+    // Calibration data also serves methods that need none: it measures their reconstruction error.
+    if (options_.calibration) {
+      SHEARS_ASSIGN_OR_RETURN(calibration_windows_, data_.CalibrationWindows(*options_.calibration));
+      calibration_ = runner_.Embed(calibration_windows_);
+    }
+    SHEARS_RETURN_IF_ERROR(MakeDirectories(output_dir_));
+    for (const auto& file : model_.files()) report_.files.push_back(BaseName(file->path()));
+    std::optional<Checkpoint> checkpoint;
+    if (!options_.checkpoint_dir.empty()) checkpoint = LoadCheckpoint(options_.checkpoint_dir, fingerprint_, device_);
+    if (checkpoint) {
+      auto resumed = MirrorWeightFiles(model_, output_dir_, /*resume=*/true);
+      if (resumed.ok()) {
+        writers_ = std::move(*resumed);
+        Restore(*checkpoint);
+        return absl::OkStatus();
+      }
+      // The output is not the one checkpointed: start over.
+    }
+    SHEARS_ASSIGN_OR_RETURN(writers_, MirrorWeightFiles(model_, output_dir_, /*resume=*/false));
+    return absl::OkStatus();
+  }
+
+  int next_block() const { return next_block_; }
+  // The calibration token ids [N, T]; undefined without calibration data.
+  const torch::Tensor& calibration_windows() const { return calibration_windows_; }
+
+  absl::Status PruneBlock(int b) {
+    TensorMap block = runner_.LoadBlock(b);
+    if (options_.evaluation) dense_ = runner_.Run(block, dense_);
+    const MlpLayout mlp = arch_.Mlp();
+    // The method sees the block's inputs as the blocks pruned before it produce them.
+    BlockInputs inputs([&](const std::string& name) {
+      return method_->NeedsMlpInputs() && (name == mlp.up || name == mlp.gate);
+    });
+    if (calibration_.defined()) {
+      const LinearInputs observe = [&](const std::string& name, const torch::Tensor& x) { inputs.Observe(name, x); };
+      runner_.Run(block, calibration_, &observe);
+    }
+    BlockToPrune to_prune{b, {}, &block, mlp, target_};
+    std::map<std::string, torch::Tensor> dense_weights;  // to measure the reconstruction error against
+    const std::string prefix = arch_.BlockPrefix(b);
+    for (const auto& linear : arch_.BlockLinears(b)) {
+      const std::string name = linear.name.substr(prefix.size());
+      torch::Tensor weight = arch_.OutInView(block.at(name));
+            const LinearInputStats* stats = inputs.Find(name);
+      if (stats != nullptr) dense_weights[name] = weight.clone();
+      to_prune.linears.push_back({name, weight, stats});
+      if (auto own = options_.linear_sparsity.find(linear.name); own != options_.linear_sparsity.end()) {
+        to_prune.linears.back().target = SparsityTarget{own->second, 0, 0, /*exact_count=*/true};
+      }
+    }
+    SHEARS_RETURN_IF_ERROR(method_->PruneBlock(to_prune));
+    for (const auto& linear : to_prune.linears) {
+      const std::string full_name = prefix + linear.name;
+      const auto* at = model_.Find(full_name);
+      // Written in the stored dtype; the pruned model is evaluated with exactly what was written.
+      torch::Tensor holder;
+      SHEARS_RETURN_IF_ERROR(writers_[at->file]->Write(
+          full_name, TensorBytes(block.at(linear.name).to(ToScalarType(at->info->dtype)), holder)));
+      torch::Tensor& weight = block.at(linear.name);
+      weight = holder.to(device_, torch::kFloat32);
+      LayerReport report{full_name, b, holder.numel(), (holder == 0).sum().item<int64_t>()};
+      if (linear.inputs != nullptr) {
+        report.reconstruction_error =
+            ReconstructionError(dense_weights.at(linear.name), arch_.OutInView(weight), linear.inputs->gram());
+      }
+      report.seconds = linear.seconds;
+      Record(report);
+      if (observer_.on_layer) observer_.on_layer(report_.layers.back());
+    }
+    if (options_.evaluation) pruned_ = runner_.Run(block, pruned_);
+    if (calibration_.defined()) calibration_ = runner_.Run(block, calibration_);
+    next_block_ = b + 1;
+    return SaveProgress();
+  }
+
+  // Perplexities, the tensors no method touched, and the files that complete the directory.
+  absl::StatusOr<PruneReport> Finish() {
+    if (options_.evaluation) {
+      Progress("evaluating", "perplexity of the dense and the pruned model");
+      EvaluationReport eval;
+      eval.windows = eval_ids_.size(0);
+      eval.seq_len = eval_ids_.size(1);
+      eval.predicted_tokens = eval.windows * (eval.seq_len - 1);
+      eval.dense_perplexity = PerplexityOf(runner_, dense_, eval_ids_);
+      eval.pruned_perplexity = PerplexityOf(runner_, pruned_, eval_ids_);
+      report_.evaluation = eval;
+    }
+    Progress("writing", "copying the unpruned tensors");
+    for (const auto& file : model_.files()) {
+      for (const auto& info : file->tensors()) {
+        if (pruned_names_.count(info.name)) continue;
+        SHEARS_RETURN_IF_ERROR(writers_[file.get()]->Write(info.name, file->Data(info)));
+        file->Release(info);
+      }
+      SHEARS_RETURN_IF_ERROR(writers_[file.get()]->Close());
+    }
+    for (const char* name : {kConfigFile, kIndexFile}) {
+      const fs::path from = fs::path(model_.dir()) / name;
+      if (!fs::exists(from)) continue;
+      SHEARS_RETURN_IF_ERROR(CopyFileAtomically(from.string(), (fs::path(output_dir_) / name).string()));
+      report_.files.push_back(name);
+    }
+    SHEARS_ASSIGN_OR_RETURN(auto side_files, CopySideFiles(model_.dir(), output_dir_));
+    report_.files.insert(report_.files.end(), side_files.begin(), side_files.end());
+    return report_;
+  }
+
+ private:
+  void Progress(const std::string& stage, const std::string& message) {
+    if (observer_.on_progress) observer_.on_progress(stage, double(next_block_) / arch_.num_blocks(), message);
+  }
+
+  void Record(const LayerReport& layer) {
+    report_.parameters_before += layer.parameters;
+    report_.parameters_after += layer.parameters - layer.zeros;
+    report_.layers.push_back(layer);
+    pruned_names_.insert(layer.name);
+  }
+
+  void Restore(const Checkpoint& checkpoint) {
+    for (const auto& layer : checkpoint.layers) {
+      Record(layer);
+      writers_[model_.Find(layer.name)->file]->MarkWritten(layer.name);
+    }
+    if (options_.evaluation) {
+      dense_ = checkpoint.activations.at("dense");
+      pruned_ = checkpoint.activations.at("pruned");
+    }
+    if (calibration_.defined()) calibration_ = checkpoint.activations.at("calibration");
+    next_block_ = checkpoint.blocks_done;
+    Progress("pruning", absl::StrCat("resuming after block ", next_block_, "/", arch_.num_blocks()));
+  }
+
+  absl::Status SaveProgress() {
+    if (!options_.checkpoint_dir.empty()) {
+      // The block's bytes are durable before the checkpoint that says they are there.
+      for (auto& [file, writer] : writers_) SHEARS_RETURN_IF_ERROR(writer->Sync());
+      Checkpoint done{next_block_, report_.layers, {}};
+      if (options_.evaluation) done.activations = {{"dense", dense_}, {"pruned", pruned_}};
+      if (calibration_.defined()) done.activations["calibration"] = calibration_;
+      SHEARS_RETURN_IF_ERROR(SaveCheckpoint(options_.checkpoint_dir, fingerprint_, done));
+    }
+    Progress("pruning", absl::StrCat("block ", next_block_, "/", arch_.num_blocks()));
+    return absl::OkStatus();
+  }
+
+  const PruneOptions& options_;
+  const PruneObserver& observer_;
+  const ModelDir& model_;
+  const Architecture& arch_;
+  const torch::Device device_;
+  std::unique_ptr<PruningMethod> method_;
+  const SparsityTarget target_;
+  const std::string output_dir_;
+  BlockRunner runner_;
+  const std::string fingerprint_;
+  JobDatasets data_;
+  Writers writers_;
+  PruneReport report_;
+  std::set<std::string> pruned_names_;
+  torch::Tensor eval_ids_, dense_, pruned_;
+  torch::Tensor calibration_windows_;
+  torch::Tensor calibration_;  // hidden states of the calibration windows, when the method needs them
+  int next_block_ = 0;
+};
+
+// What every linear is pruned to, unless it has a sparsity of its own (options.linear_sparsity).
+// The job rules have checked the numbers.
+SparsityTarget TargetOf(const PruneOptions& options) {
+  if (options.structure == Structure::kNM) {
+    return SparsityTarget{1.0 - double(options.n) / double(options.m), options.n, options.m};
+  }
+  return SparsityTarget{options.target_sparsity};
+}
+
+// An N:M target tiles every linear's inputs: a rule of the model, not of the job.
+absl::Status CheckTarget(const Architecture& arch, const SparsityTarget& target) {
+  if (!target.n_m()) return absl::OkStatus();
+  for (const auto& linear : arch.BlockLinears(0)) {
+    const int64_t inputs = linear.shape[arch.LinearsStoredTransposed() ? 0 : 1];
+    if (inputs % target.m != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("n_m: M=", target.m, " does not divide the ", inputs,
+                                                     " inputs of ", linear.name));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string StructureName(const SparsityTarget& target) {
+  return target.n_m() ? absl::StrCat(target.n, ":", target.m) : "unstructured";
+}
+
+// Stores the dense pruned model of `dense_dir` in the compressed layout into the output directory.
+absl::Status Compress(const PruneOptions& options, const std::string& dense_dir, const SparsityTarget& target,
+                      PruneReport& report) {
+  std::set<std::string> pruned;
+  for (const auto& layer : report.layers) pruned.insert(layer.name);
+  const char* format =
+      options.format == OutputFormat::kSparse24Bitmask ? kSparse24BitmaskFormat : kSparseBitmaskFormat;
+  SHEARS_ASSIGN_OR_RETURN(auto written, CompressModel(dense_dir, options.output_dir, pruned,
+                                                      {format, StructureName(target), report.achieved_sparsity()}));
+  std::set<std::string> files(written.begin(), written.end());
+  for (const auto& name : report.files) {
+    if (files.count(name)) continue;
+    SHEARS_RETURN_IF_ERROR(CopyFileAtomically((fs::path(dense_dir) / name).string(),
+                                              (fs::path(options.output_dir) / name).string()));
+    files.insert(name);
+  }
+  report.files.assign(files.begin(), files.end());
+  return RemoveAll(dense_dir);
+}
+
+}  // namespace
+
+absl::StatusOr<PruneReport> PruneBlockByBlock(const PruneOptions& options, const PruneObserver& observer,
+                                              const ModelDir& model, const Architecture& arch, torch::Device device,
+                                              std::unique_ptr<PruningMethod> method, const std::string& fingerprint) {
+  const SparsityTarget target = TargetOf(options);
+  SHEARS_RETURN_IF_ERROR(CheckTarget(arch, target));
+  const bool compressed = options.format != OutputFormat::kDenseSafetensors;
+  const std::string dense_dir = compressed ? StagingDir(options, "dense") : options.output_dir;
+  PruningRun run(options, observer, model, arch, device, std::move(method), target, dense_dir, fingerprint);
+  SHEARS_RETURN_IF_ERROR(run.Start());
+  for (int b = run.next_block(); b < arch.num_blocks(); ++b) {
+    if (observer.cancelled && observer.cancelled()) return absl::CancelledError("job cancelled");
+    SHEARS_RETURN_IF_ERROR(run.PruneBlock(b));
+  }
+  SHEARS_ASSIGN_OR_RETURN(PruneReport report, run.Finish());
+  if (options.calibration) {
+    // Block Influence of the dense and of the pruned model, read back from what was written.
+    if (observer.on_progress) observer.on_progress("measuring", 1.0, "Block Influence of the dense and the pruned model");
+    const torch::Tensor& windows = run.calibration_windows();
+    RecordRedundancy(BlockRunner(model, arch, device), windows, "dense", observer, report);
+    SHEARS_ASSIGN_OR_RETURN(auto pruned, ModelDir::Open(dense_dir));
+    RecordRedundancy(BlockRunner(*pruned, arch, device), windows, "pruned", observer, report);
+  }
+  if (compressed) {
+    if (observer.on_progress) observer.on_progress("writing", 1.0, "storing the sparse weights compressed");
+    SHEARS_RETURN_IF_ERROR(Compress(options, dense_dir, target, report));
+  }
+  return report;
+}
+
+}  // namespace shears::engine

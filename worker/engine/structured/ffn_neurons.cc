@@ -1,0 +1,102 @@
+#include "worker/engine/structured/ffn_neurons.h"
+
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "worker/engine/model/block_runner.h"
+#include "worker/engine/text/job_datasets.h"
+#include "worker/engine/methods/masks.h"
+#include "worker/engine/structured/neuron_fine_tune.h"
+#include "worker/engine/structured/neuron_scores.h"
+#include "worker/engine/structured/rewritten_model.h"
+
+namespace shears::engine {
+
+namespace {
+
+// The neurons each block keeps, ascending.
+absl::StatusOr<std::vector<torch::Tensor>> KeptNeurons(const std::vector<torch::Tensor>& pruned, double sparsity) {
+  std::vector<torch::Tensor> keep;
+  for (size_t b = 0; b < pruned.size(); ++b) {
+    if (pruned[b].all().item<bool>()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("target_sparsity: ", sparsity, " would remove every FFN neuron of block ", b));
+    }
+    keep.push_back(pruned[b].logical_not().nonzero().reshape(-1));
+  }
+  return keep;
+}
+
+}  // namespace
+
+absl::StatusOr<PruneReport> PruneFfnNeurons(const PruneOptions& options, const PruneObserver& observer,
+                                            const ModelDir& model, const Architecture& arch, torch::Device device) {
+  const int blocks = arch.num_blocks();
+  const NeuronAxes axes = NeuronAxesOf(arch);
+  BlockRunner runner(model, arch, device);
+  JobDatasets data(model, arch.config());
+
+  PruneReport report;
+  SHEARS_ASSIGN_OR_RETURN(torch::Tensor calibration, MeasureDenseModel(options, observer, data, runner, report));
+  // Fine-tuning leaves new weights and the neurons its schedule kept; otherwise score once.
+  std::optional<ModelWeights> tuned;
+  std::vector<torch::Tensor> pruned;
+  if (options.fine_tune) {
+    SHEARS_ASSIGN_OR_RETURN(torch::Tensor ids, data.FineTuneIds(*options.fine_tune));
+    SHEARS_ASSIGN_OR_RETURN(FineTunedNeurons result, FineTuneNeurons(options, observer, model, arch, device, ids));
+    tuned = std::move(result.weights);
+    pruned = std::move(result.pruned);
+  } else {
+    std::vector<torch::Tensor> scores;
+    for (int b = 0; b < blocks; ++b) {
+      scores.push_back(options.method == Method::kRandom ? RandomScores(options.seed, b, arch.config().FfnOf(b))
+                                                         : MagnitudeScores(runner.LoadBlock(b), axes));
+    }
+    if (options.neurons_removed.empty()) {
+      pruned = LowestNeurons(scores, options.target_sparsity, options.allocation.value_or(Allocation::kUniform));
+    } else {
+      for (int b = 0; b < blocks; ++b) pruned.push_back(LowestEntries(scores[b], options.neurons_removed[b]));
+    }
+  }
+  SHEARS_ASSIGN_OR_RETURN(std::vector<torch::Tensor> keep, KeptNeurons(pruned, options.target_sparsity));
+
+  std::vector<int64_t> widths;
+  for (int b = 0; b < blocks; ++b) {
+    const int64_t before = pruned[b].numel(), after = keep[b].numel();
+    widths.push_back(after);
+    int64_t parameters = 0;
+    for (const auto& [name, axis] : axes) {
+      const auto* at = model.Find(arch.BlockPrefix(b) + name);
+      if (at != nullptr) parameters += at->info->numel();
+    }
+    const int64_t removed = parameters / before * (before - after);
+    report.parameters_before += parameters;
+    report.parameters_after += parameters - removed;
+    report.layers.push_back({arch.BlockPrefix(b) + "mlp", b, parameters, removed, -1.0, 0.0});
+    if (observer.on_layer) observer.on_layer(report.layers.back());
+  }
+
+  nlohmann::json config = model.config();
+  const auto [narrowest, widest] = std::minmax_element(widths.begin(), widths.end());
+  config[FfnKey(arch.config().family)] = *widest;
+  config.erase(kFfnSizesKey);
+  if (*narrowest != *widest) config[kFfnSizesKey] = widths;
+  const TensorEditor edit = [&](const std::string& name) {
+    const int b = arch.BlockOf(name);
+    TensorEdit e{false, name};
+    if (tuned) e.value = TensorByName(*tuned, arch, name);
+    if (b < 0) return e;
+    auto axis = axes.find(name.substr(arch.BlockPrefix(b).size()));
+    if (axis != axes.end()) {
+      e.dim = axis->second;
+      e.index = keep[b];
+    }
+    return e;
+  };
+  SHEARS_RETURN_IF_ERROR(WriteAndEvaluate(options, observer, model, edit, config, "removing FFN neurons", data, runner,
+                                          device, calibration, report));
+  return report;
+}
+
+}  // namespace shears::engine

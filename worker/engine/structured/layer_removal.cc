@@ -1,0 +1,97 @@
+#include "worker/engine/structured/layer_removal.h"
+
+#include <algorithm>
+#include <numeric>
+#include <random>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+#include "worker/engine/text/job_datasets.h"
+#include "worker/engine/methods/masks.h"
+#include "worker/engine/analysis/redundancy.h"
+#include "worker/engine/structured/rewritten_model.h"
+
+namespace shears::engine {
+namespace {
+
+// The blocks to remove, in ascending order.
+std::vector<int> SelectBlocks(const PruneOptions& options, int blocks, int k, const RedundancyReport* dense) {
+  std::vector<int> order(blocks);
+  std::iota(order.begin(), order.end(), 0);
+  switch (options.method) {
+    case Method::kBlockInfluence:
+      // The least influential first; ties keep the earlier block first.
+      std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+        return dense->blocks[a].block_influence < dense->blocks[b].block_influence;
+      });
+      break;
+    case Method::kLastBlocks:
+      std::reverse(order.begin(), order.end());
+      break;
+    default: {  // random
+      std::mt19937_64 rng(options.seed);
+      std::shuffle(order.begin(), order.end(), rng);
+    }
+  }
+  std::vector<int> chosen(order.begin(), order.begin() + k);
+  std::sort(chosen.begin(), chosen.end());
+  return chosen;
+}
+
+}  // namespace
+
+absl::StatusOr<PruneReport> RemoveBlocks(const PruneOptions& options, const PruneObserver& observer,
+                                         const ModelDir& model, const Architecture& arch, torch::Device device) {
+  const int blocks = arch.num_blocks();
+  const int k = static_cast<int>(PrunedCount(blocks, options.target_sparsity));
+  if (k >= blocks) {
+    return absl::InvalidArgumentError(absl::StrCat("target_sparsity: ", options.target_sparsity, " removes ", k, " of the ",
+                                                   blocks, " blocks and would leave none"));
+  }
+  JobDatasets data(model, arch.config());
+  BlockRunner runner(model, arch, device);
+  PruneReport report;
+  SHEARS_ASSIGN_OR_RETURN(torch::Tensor calibration, MeasureDenseModel(options, observer, data, runner, report));
+  if (!calibration.defined() && options.method == Method::kBlockInfluence) {
+    return absl::InvalidArgumentError("calibration: Block Influence is measured on calibration data");
+  }
+  report.removed_blocks = SelectBlocks(options, blocks, k, report.redundancy.empty() ? nullptr : &report.redundancy[0]);
+  const std::set<int> removed(report.removed_blocks.begin(), report.removed_blocks.end());
+
+  // The kept blocks renumbered in order; everything outside the blocks unchanged.
+  std::vector<int> new_index(blocks, -1);
+  for (int b = 0, next = 0; b < blocks; ++b) {
+    if (!removed.count(b)) new_index[b] = next++;
+  }
+  std::vector<int64_t> block_parameters(blocks, 0);
+  for (const auto& file : model.files()) {
+    for (const auto& info : file->tensors()) {
+      if (const int b = arch.BlockOf(info.name); b >= 0) block_parameters[b] += info.numel();
+    }
+  }
+  for (int b = 0; b < blocks; ++b) {
+    report.parameters_before += block_parameters[b];
+    if (!removed.count(b)) report.parameters_after += block_parameters[b];
+  }
+  for (int b : report.removed_blocks) {
+    report.layers.push_back({arch.BlockPrefix(b), b, block_parameters[b], block_parameters[b], -1.0, 0.0});
+    if (observer.on_layer) observer.on_layer(report.layers.back());
+  }
+
+  nlohmann::json config = model.config();
+  config[NumBlocksKey(arch.config().family)] = blocks - k;
+  const TensorEditor edit = [&](const std::string& name) {
+    const int b = arch.BlockOf(name);
+    if (b < 0) return TensorEdit{false, name};
+    if (removed.count(b)) return TensorEdit{true};
+    return TensorEdit{false, arch.BlockPrefix(new_index[b]) + name.substr(arch.BlockPrefix(b).size())};
+  };
+  SHEARS_RETURN_IF_ERROR(WriteAndEvaluate(options, observer, model, edit, config,
+                                          absl::StrCat("removing blocks ", absl::StrJoin(report.removed_blocks, ", ")),
+                                          data, runner, device, calibration, report));
+  return report;
+}
+
+}  // namespace shears::engine
