@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 # Extra CMake arguments, e.g. -DCMAKE_PREFIX_PATH=/opt/libtorch for a CUDA LibTorch (the Dockerfile).
 CMAKE_ARGS ?=
 
-.PHONY: all deps build peers test demo bench clean
+.PHONY: all deps build peers test test-quick demo bench clean
 
 all: build
 
@@ -23,6 +23,11 @@ peers:
 
 test: build peers
 	cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS)
+
+# The unit tests alone (ctest -L unit): rules, masks, formats, the job store; seconds on a warm
+# build. `ctest -L engine` and `ctest -L service` run the other two labels.
+test-quick: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS) -L unit
 
 demo: build
 	scripts/demo.sh $(BUILD_DIR)

@@ -12,7 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "bench/format.h"
 #include "common/sha256.h"
-#include "tests/s3_peer.h"
+#include "tests/support/s3_peer.h"
 #include "worker/storage/filesystem_factory.h"
 
 namespace {

@@ -1,0 +1,119 @@
+// A JobSpec as the server and `run-local` check it: translated into the engine's options with the
+// public names intact, the method's default structure filled in, and errors that name the field.
+#include "common/job_spec.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "common/job_translation.h"
+#include "worker/engine/api/job_rules.h"
+
+namespace shears {
+namespace {
+
+v1::JobSpec Valid() {
+  v1::JobSpec spec;
+  spec.set_model_uri("file:///models/tiny");
+  spec.set_method(v1::METHOD_MAGNITUDE);
+  spec.set_target_sparsity(0.5);
+  spec.mutable_output()->set_uri("file:///out/tiny");
+  ApplySpecDefaults(spec);
+  return spec;
+}
+
+TEST(JobTranslation, EveryPublicMethodAndStructureKeepsItsName) {
+  for (int i = v1::Method_MIN; i <= v1::Method_MAX; ++i) {
+    const auto method = static_cast<v1::Method>(i);
+    if (!v1::Method_IsValid(i) || method == v1::METHOD_UNSPECIFIED) continue;
+    auto engine_method = EngineMethod(method, "spec.method");
+    ASSERT_TRUE(engine_method.ok()) << v1::Method_Name(method);
+    EXPECT_EQ(engine::MethodName(*engine_method), v1::Method_Name(method));
+    EXPECT_EQ(ToProto(*engine_method), method);
+  }
+  for (int i = v1::Structure_MIN; i <= v1::Structure_MAX; ++i) {
+    const auto structure = static_cast<v1::Structure>(i);
+    if (!v1::Structure_IsValid(i) || structure == v1::STRUCTURE_UNSPECIFIED) continue;
+    v1::JobSpec spec = Valid();
+    spec.set_structure(structure);
+    auto options = EngineOptions(spec);
+    if (structure == v1::STRUCTURE_ATTENTION_HEADS) {
+      EXPECT_EQ(options.status().message(), "spec.structure: STRUCTURE_ATTENTION_HEADS is not supported yet");
+      continue;
+    }
+    ASSERT_TRUE(options.ok()) << options.status();
+    EXPECT_EQ(engine::StructureName(options->structure), v1::Structure_Name(structure));
+    EXPECT_EQ(ToProto(options->structure), structure);
+  }
+}
+
+TEST(JobTranslation, DatasetsKeepTheirUrisAndUnsetFieldsStayUnset) {
+  v1::JobSpec spec = Valid();
+  spec.mutable_calibration()->set_dataset_uri("s3://bucket/train.txt");
+  spec.mutable_calibration()->set_num_samples(8);
+  spec.mutable_calibration()->set_seq_len(64);
+  auto options = EngineOptions(spec).value();
+  ASSERT_TRUE(options.calibration.has_value());
+  EXPECT_EQ(options.calibration->path, "s3://bucket/train.txt");
+  EXPECT_FALSE(options.evaluation.has_value());
+  EXPECT_FALSE(options.fine_tune.has_value());
+  EXPECT_FALSE(options.allocation.has_value());
+  EXPECT_FALSE(options.search.base_method.has_value());
+  spec.set_allocation(v1::ALLOCATION_GLOBAL);
+  EXPECT_EQ(EngineOptions(spec)->allocation, engine::Allocation::kGlobal);
+  spec.set_allocation(static_cast<v1::Allocation>(9));
+  EXPECT_EQ(EngineOptions(spec).status().message(), "spec.allocation: unknown allocation 9");
+}
+
+TEST(JobSpec, EachMethodGetsItsFirstStructure) {
+  for (auto [method, structure] : {std::pair{v1::METHOD_MAGNITUDE, v1::STRUCTURE_UNSTRUCTURED},
+                                   {v1::METHOD_GUM, v1::STRUCTURE_FFN_NEURONS},
+                                   {v1::METHOD_LOW_RANK, v1::STRUCTURE_RANK},
+                                   {v1::METHOD_LAST_BLOCKS, v1::STRUCTURE_LAYERS}}) {
+    v1::JobSpec spec;
+    spec.set_method(method);
+    ApplySpecDefaults(spec);
+    EXPECT_EQ(spec.structure(), structure) << v1::Method_Name(method);
+    EXPECT_EQ(spec.output().format(), v1::OUTPUT_FORMAT_DENSE_SAFETENSORS);
+  }
+}
+
+TEST(JobSpec, TheEnginesRulesComeBackNamingTheSpecField) {
+  EXPECT_TRUE(ValidateSpec(Valid()).ok()) << ValidateSpec(Valid());
+  v1::JobSpec spec = Valid();
+  spec.set_method(v1::METHOD_MOVEMENT);
+  spec.set_structure(v1::STRUCTURE_UNSTRUCTURED);
+  const absl::Status st = ValidateSpec(spec);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  const auto options = EngineOptions(spec).value();
+  EXPECT_EQ(st.message(), "spec." + std::string(engine::CheckJobRules(options).message()));
+  EXPECT_EQ(st.message().rfind("spec.structure: STRUCTURE_UNSTRUCTURED is not supported with METHOD_MOVEMENT", 0), 0u)
+      << st;
+}
+
+TEST(JobSpec, FieldsOnlyTheProtoHasAreCheckedHere) {
+  v1::JobSpec spec = Valid();
+  spec.mutable_evaluation()->set_dataset_uri("file:///data/test.txt");
+  spec.mutable_evaluation()->set_seq_len(64);
+  spec.mutable_evaluation()->set_num_samples(4);
+  EXPECT_EQ(ValidateSpec(spec).message(),
+            "spec.evaluation.num_samples: evaluation uses every window; cap it with max_tokens");
+  spec = Valid();
+  spec.set_method(v1::METHOD_GUM);
+  spec.set_structure(v1::STRUCTURE_FFN_NEURONS);
+  spec.mutable_fine_tune()->set_dataset_uri("file:///data/train.txt");
+  spec.mutable_fine_tune()->set_uniqueness_weight(-1);
+  EXPECT_EQ(ValidateSpec(spec).message(), "spec.fine_tune.uniqueness_weight: must be a non-negative number");
+  spec.mutable_fine_tune()->set_uniqueness_weight(0.5);
+  EXPECT_TRUE(ValidateSpec(spec).ok()) << ValidateSpec(spec);
+  spec = Valid();
+  (*spec.mutable_labels())[std::string(64, 'k')] = "v";
+  EXPECT_EQ(ValidateSpec(spec).message().rfind("spec.labels: ", 0), 0u);
+  spec = Valid();
+  spec.mutable_output()->set_uri("file:///models/tiny/");
+  EXPECT_EQ(ValidateSpec(spec).message(),
+            "spec.output.uri: must differ from model_uri, or the input model would be overwritten");
+}
+
+}  // namespace
+}  // namespace shears

@@ -1,0 +1,187 @@
+// The job rules on the engine's own options: the table of methods and structures, the data each
+// method needs, and errors that name the field. Torch-free, like the rules.
+#include "worker/engine/api/job_rules.h"
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace shears::engine {
+namespace {
+
+// A job every rule accepts: Wanda at 50% with calibration data.
+PruneOptions Valid() {
+  PruneOptions o;
+  o.method = Method::kWanda;
+  o.target_sparsity = 0.5;
+  o.calibration = CalibrationOptions{"file:///data/train.txt", 8, 64, 0};
+  return o;
+}
+
+FineTuneOptions FineTune() { return FineTuneOptions{"file:///data/train.txt", 10, 1e-4, 4, 64, false, -1.0}; }
+
+TEST(JobRules, EveryMethodsFirstStructureIsItsDefault) {
+  EXPECT_EQ(SupportedStructures(Method::kMagnitude).front(), Structure::kUnstructured);
+  EXPECT_EQ(SupportedStructures(Method::kMovement), std::vector<Structure>{Structure::kFfnNeurons});
+  EXPECT_EQ(SupportedStructures(Method::kGum), std::vector<Structure>{Structure::kFfnNeurons});
+  EXPECT_EQ(SupportedStructures(Method::kLowRank), std::vector<Structure>{Structure::kRank});
+  EXPECT_EQ(SupportedStructures(Method::kBlockInfluence), std::vector<Structure>{Structure::kLayers});
+  EXPECT_EQ(SupportedStructures(Method::kPredictorSearch),
+            (std::vector<Structure>{Structure::kUnstructured, Structure::kFfnNeurons}));
+  EXPECT_EQ(SupportedStructures(Method::kRandom),
+            (std::vector<Structure>{Structure::kUnstructured, Structure::kNM, Structure::kLayers,
+                                    Structure::kFfnNeurons}));
+}
+
+TEST(JobRules, WhatEachMethodNeeds) {
+  for (Method m : {Method::kWanda, Method::kSparseGpt, Method::kSparseLlm, Method::kBlockInfluence,
+                   Method::kPredictorSearch}) {
+    EXPECT_TRUE(NeedsCalibration(m, LowRankAlgorithm::kSvd)) << MethodName(m);
+    EXPECT_FALSE(NeedsFineTuning(m, LowRankAlgorithm::kSvd)) << MethodName(m);
+  }
+  EXPECT_TRUE(NeedsCalibration(Method::kLowRank, LowRankAlgorithm::kSvd));
+  EXPECT_FALSE(NeedsCalibration(Method::kLowRank, LowRankAlgorithm::kFlop));
+  EXPECT_TRUE(NeedsFineTuning(Method::kLowRank, LowRankAlgorithm::kFlop));
+  for (Method m : {Method::kMovement, Method::kGum}) EXPECT_TRUE(NeedsFineTuning(m, LowRankAlgorithm::kSvd));
+  for (Method m : {Method::kMagnitude, Method::kRandom, Method::kLastBlocks}) {
+    EXPECT_FALSE(NeedsCalibration(m, LowRankAlgorithm::kSvd)) << MethodName(m);
+    EXPECT_FALSE(NeedsFineTuning(m, LowRankAlgorithm::kSvd)) << MethodName(m);
+  }
+  // Magnitude and random FFN pruning may fine-tune too, to compare at movement's budget.
+  EXPECT_TRUE(TakesFineTuning(Method::kMagnitude, Structure::kFfnNeurons, LowRankAlgorithm::kSvd));
+  EXPECT_FALSE(TakesFineTuning(Method::kMagnitude, Structure::kUnstructured, LowRankAlgorithm::kSvd));
+  // The search prunes its FFN configurations one-shot: fine-tuning would ignore the shares it chose.
+  EXPECT_FALSE(TakesFineTuning(Method::kPredictorSearch, Structure::kFfnNeurons, LowRankAlgorithm::kSvd));
+  EXPECT_TRUE(RemovesStructures(Structure::kLayers));
+  EXPECT_TRUE(RemovesStructures(Structure::kFfnNeurons));
+  EXPECT_TRUE(RemovesStructures(Structure::kRank));
+  EXPECT_FALSE(RemovesStructures(Structure::kUnstructured));
+  EXPECT_FALSE(RemovesStructures(Structure::kNM));
+}
+
+TEST(JobRules, NamesAreThePublicApis) {
+  EXPECT_EQ(MethodName(Method::kSparseGpt), "METHOD_SPARSEGPT");
+  EXPECT_EQ(MethodName(Method::kPredictorSearch), "METHOD_PREDICTOR_SEARCH");
+  EXPECT_EQ(StructureName(Structure::kNM), "STRUCTURE_N_M");
+  EXPECT_EQ(StructureName(Structure::kFfnNeurons), "STRUCTURE_FFN_NEURONS");
+}
+
+TEST(JobRules, AValidJobPasses) {
+  EXPECT_TRUE(CheckJobRules(Valid()).ok()) << CheckJobRules(Valid());
+  PruneOptions gum;
+  gum.method = Method::kGum;
+  gum.structure = Structure::kFfnNeurons;
+  gum.target_sparsity = 0.25;
+  gum.fine_tune = FineTune();
+  gum.fine_tune->uniqueness_weight = 0.5;
+  EXPECT_TRUE(CheckJobRules(gum).ok()) << CheckJobRules(gum);
+  PruneOptions nm = Valid();
+  nm.structure = Structure::kNM;
+  nm.target_sparsity = 0.0;
+  nm.n = 2, nm.m = 4;
+  nm.format = OutputFormat::kSparse24Bitmask;
+  EXPECT_TRUE(CheckJobRules(nm).ok()) << CheckJobRules(nm);
+}
+
+TEST(JobRules, EachBrokenRuleNamesItsField) {
+  struct Case {
+    std::function<void(PruneOptions&)> edit;
+    std::string message;  // the whole message, or its start
+  };
+  const std::vector<Case> cases = {
+      // The bug of issue 14: the method was made before the structure was checked.
+      {[](PruneOptions& o) { o.method = Method::kMovement, o.fine_tune = FineTune(); },
+       "structure: STRUCTURE_UNSTRUCTURED is not supported with METHOD_MOVEMENT (it prunes STRUCTURE_FFN_NEURONS)"},
+      {[](PruneOptions& o) { o.structure = Structure::kLayers; },
+       "structure: STRUCTURE_LAYERS is not supported with METHOD_WANDA"},
+      {[](PruneOptions& o) { o.target_sparsity = 1.0; }, "target_sparsity: must be in [0, 1), got 1"},
+      {[](PruneOptions& o) { o.structure = Structure::kNM; },
+       "n_m: is required with STRUCTURE_N_M (e.g. n: 2, m: 4)"},
+      {[](PruneOptions& o) { o.n = 2, o.m = 4; }, "n_m: applies to STRUCTURE_N_M only"},
+      {[](PruneOptions& o) { o.structure = Structure::kNM, o.target_sparsity = 0, o.n = 4, o.m = 4; },
+       "n_m.n: is out of range (n_m: N must be in [1, M), got 4:4)"},
+      {[](PruneOptions& o) { o.structure = Structure::kNM, o.target_sparsity = 0, o.n = 1, o.m = 512; },
+       "n_m.m: must be in [2, 256], got 512"},
+      {[](PruneOptions& o) { o.structure = Structure::kNM, o.target_sparsity = 0.7, o.n = 2, o.m = 4; },
+       "target_sparsity: is 0.7 but n_m 2:4 removes 0.5"},
+      {[](PruneOptions& o) { o.calibration.reset(); }, "calibration: is required by METHOD_WANDA"},
+      {[](PruneOptions& o) { o.calibration->path.clear(); }, "calibration.dataset_uri: is required"},
+      {[](PruneOptions& o) { o.calibration->num_samples = 0; }, "calibration.num_samples: must be at least 1, got 0"},
+      {[](PruneOptions& o) { o.calibration->seq_len = 1; }, "calibration.seq_len: must be at least 2, got 1"},
+      {[](PruneOptions& o) { o.sparsellm.iterations = 3; }, "sparsellm: applies to METHOD_SPARSELLM only"},
+      {[](PruneOptions& o) { o.method = Method::kSparseLlm, o.sparsellm.gamma = -1; },
+       "sparsellm.gamma: must be a non-negative number, got -1"},
+      {[](PruneOptions& o) { o.method = Method::kMovement, o.structure = Structure::kFfnNeurons; },
+       "fine_tune: is required by METHOD_MOVEMENT, which fine-tunes while it prunes (fine_tune.dataset_uri"},
+      {[](PruneOptions& o) { o.fine_tune = FineTune(); },
+       "fine_tune: does not apply to METHOD_WANDA with STRUCTURE_UNSTRUCTURED"},
+      {[](PruneOptions& o) {
+         o.method = Method::kMovement, o.structure = Structure::kFfnNeurons, o.fine_tune = FineTune();
+         o.fine_tune->uniqueness_weight = 1.0;
+       },
+       "fine_tune.uniqueness_weight: applies to METHOD_GUM only"},
+      {[](PruneOptions& o) {
+         o.method = Method::kGum, o.structure = Structure::kFfnNeurons, o.fine_tune = FineTune();
+         o.fine_tune->steps = -1;
+       },
+       "fine_tune.steps: must be in [0, 1000000], got -1"},
+      {[](PruneOptions& o) {
+         o.method = Method::kGum, o.structure = Structure::kFfnNeurons, o.fine_tune = FineTune();
+         o.allocation = Allocation::kUniform;
+       },
+       "allocation: METHOD_GUM selects neurons globally across blocks (ALLOCATION_GLOBAL)"},
+      {[](PruneOptions& o) { o.search.base_method = Method::kWanda; },
+       "search: applies to METHOD_PREDICTOR_SEARCH only"},
+      {[](PruneOptions& o) { o.method = Method::kPredictorSearch; },
+       "search.base_method: is required: METHOD_MAGNITUDE, METHOD_WANDA or METHOD_SPARSEGPT"},
+      {[](PruneOptions& o) { o.method = Method::kPredictorSearch, o.search.base_method = Method::kSparseLlm; },
+       "search.base_method: METHOD_SPARSELLM cannot take a sparsity per layer"},
+      {[](PruneOptions& o) {
+         o.method = Method::kPredictorSearch, o.structure = Structure::kFfnNeurons;
+         o.search.base_method = Method::kWanda;
+       },
+       "search.base_method: searching FFN neuron shares, neurons are scored by METHOD_MAGNITUDE"},
+      {[](PruneOptions& o) {
+         o.method = Method::kPredictorSearch, o.structure = Structure::kFfnNeurons;
+         o.search.base_method = Method::kMagnitude, o.allocation = Allocation::kGlobal;
+       },
+       "allocation: the search chooses each block's share of neurons itself"},
+      {[](PruneOptions& o) {
+         o.method = Method::kPredictorSearch, o.search.base_method = Method::kWanda;
+         o.search.measured_configurations = 6;
+       },
+       "search.measured_configurations: must be in [10, 10000]"},
+      {[](PruneOptions& o) {
+         o.method = Method::kPredictorSearch, o.search.base_method = Method::kWanda, o.search.search_budget = 10;
+       },
+       "search.search_budget: must be in [50, 1000000], got 10"},
+      {[](PruneOptions& o) {
+         o.method = Method::kPredictorSearch, o.search.base_method = Method::kWanda, o.search.max_deviation = 0.6;
+       },
+       "search.max_deviation: must be in [0, 0.5], got 0.6"},
+      {[](PruneOptions& o) { o.low_rank.dense_output = true; }, "low_rank: applies to METHOD_LOW_RANK only"},
+      {[](PruneOptions& o) { o.evaluation = EvaluationOptions{"file:///data/test.txt", 1, 0}; },
+       "evaluation.seq_len: must be at least 2, got 1"},
+      {[](PruneOptions& o) { o.evaluation = EvaluationOptions{"file:///data/test.txt", 64, -1}; },
+       "evaluation.max_tokens: must not be negative"},
+      {[](PruneOptions& o) {
+         o.method = Method::kLastBlocks, o.structure = Structure::kLayers, o.format = OutputFormat::kSparseBitmask;
+       },
+       "output.format: a model with structures removed is written as OUTPUT_FORMAT_DENSE_SAFETENSORS"},
+      {[](PruneOptions& o) { o.format = OutputFormat::kSparse24Bitmask; },
+       "output.format: the sparse-24-bitmask format needs 2:4 sparsity"},
+      {[](PruneOptions& o) { o.allocation = Allocation::kGlobal; }, "allocation: applies to STRUCTURE_FFN_NEURONS only"},
+  };
+  for (const auto& c : cases) {
+    PruneOptions options = Valid();
+    c.edit(options);
+    const absl::Status st = CheckJobRules(options);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << c.message;
+    EXPECT_EQ(st.message().substr(0, c.message.size()), c.message);
+  }
+}
+
+}  // namespace
+}  // namespace shears::engine

@@ -1,0 +1,228 @@
+#include "server/job_store.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/support/test_util.h"
+
+namespace shears::server {
+namespace {
+
+using shears::testing::TempDir;
+
+class JobStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Reopen(); }
+
+  void Reopen(int max_attempts = 2) {
+    store_.reset();
+    StoreOptions options;
+    options.lease_ttl = absl::Seconds(10);
+    options.max_attempts = max_attempts;
+    options.clock = [this] { return now_; };
+    auto store = JobStore::Open(dir_ / "jobs.db", options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+  }
+
+  v1::JobSpec Spec(double sparsity = 0.5) {
+    v1::JobSpec spec;
+    spec.set_model_uri("file:///models/m");
+    spec.set_method(v1::METHOD_MAGNITUDE);
+    spec.set_target_sparsity(sparsity);
+    spec.mutable_output()->set_uri("file:///out");
+    return spec;
+  }
+
+  static v1::JobEvent Progress(double fraction) {
+    v1::JobEvent event;
+    event.mutable_progress()->set_stage("pruning");
+    event.mutable_progress()->set_fraction(fraction);
+    return event;
+  }
+
+  std::vector<v1::JobEvent> Events(const std::string& id) { return store_->EventsAfter(id, 0, 1000).value(); }
+
+  TempDir dir_;
+  absl::Time now_ = absl::FromUnixSeconds(1'800'000'000);
+  std::unique_ptr<JobStore> store_;
+};
+
+TEST_F(JobStoreTest, CreateIsIdempotentByRequestId) {
+  auto first = store_->Create(Spec(), "req-1");
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(first->created);
+  auto again = store_->Create(Spec(), "req-1");
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->created);
+  EXPECT_EQ(again->job.id(), first->job.id());
+  EXPECT_EQ(store_->List(v1::JOB_STATE_UNSPECIFIED, 100, "")->jobs.size(), 1u);
+
+  auto conflicting = store_->Create(Spec(0.7), "req-1");
+  EXPECT_EQ(conflicting.status().code(), absl::StatusCode::kAlreadyExists);
+  auto other = store_->Create(Spec(), "req-2");
+  EXPECT_NE(other->job.id(), first->job.id());
+  auto anonymous1 = store_->Create(Spec(), "");
+  auto anonymous2 = store_->Create(Spec(), "");
+  EXPECT_NE(anonymous1->job.id(), anonymous2->job.id());
+}
+
+TEST_F(JobStoreTest, JobsSurviveReopening) {
+  auto created = store_->Create(Spec(), "req-1");
+  Reopen();
+  auto job = store_->Get(created->job.id());
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->state(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(store_->Create(Spec(), "req-1")->job.id(), created->job.id());
+}
+
+TEST_F(JobStoreTest, ExpiredLeaseRequeuesThenFailsAfterMaxAttempts) {
+  const std::string id = store_->Create(Spec(), "")->job.id();
+  auto lease = store_->LeaseNext("w1");
+  ASSERT_TRUE(lease.ok() && lease->has_value());
+  EXPECT_EQ((*lease)->job.attempt_count(), 1);
+  EXPECT_EQ((*lease)->job.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_FALSE(store_->LeaseNext("w2")->has_value()) << "one job, one lease";
+
+  // Heartbeats keep the lease past its first time to live.
+  now_ += absl::Seconds(8);
+  ASSERT_TRUE(store_->Heartbeat(id, (*lease)->lease_id).ok());
+  now_ += absl::Seconds(8);
+  EXPECT_EQ(store_->ExpireLeases().value(), 0);
+
+  // Silence expires it: back to the queue.
+  now_ += absl::Seconds(11);
+  EXPECT_EQ(store_->ExpireLeases().value(), 1);
+  EXPECT_EQ(store_->Get(id)->state(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(store_->Heartbeat(id, (*lease)->lease_id).status().code(), absl::StatusCode::kFailedPrecondition)
+      << "the old lease is gone";
+
+  auto second = store_->LeaseNext("w2");
+  ASSERT_TRUE(second->has_value());
+  EXPECT_EQ((*second)->job.attempt_count(), 2);
+  now_ += absl::Seconds(11);
+  EXPECT_EQ(store_->ExpireLeases().value(), 1);
+  auto job = store_->Get(id);
+  EXPECT_EQ(job->state(), v1::JOB_STATE_FAILED);
+  EXPECT_NE(job->error().find("lease expired on attempt 2 of 2"), std::string::npos) << job->error();
+  EXPECT_NE(job->error().find("w2"), std::string::npos) << job->error();
+  EXPECT_TRUE(job->has_end_time());
+  EXPECT_FALSE(store_->LeaseNext("w3")->has_value());
+}
+
+TEST_F(JobStoreTest, EventsAreSequencedWithoutGaps) {
+  const std::string id = store_->Create(Spec(), "")->job.id();
+  auto lease = store_->LeaseNext("w1").value().value();
+  v1::JobEvent progress;
+  progress.mutable_progress()->set_stage("pruning");
+  progress.mutable_progress()->set_fraction(0.5);
+  v1::JobEvent layer;
+  layer.mutable_layer()->set_name("model.layers.0.mlp.up_proj.weight");
+  EXPECT_EQ(store_->AppendEvents(id, lease.lease_id, {progress, layer}).value(), 4);
+  EXPECT_EQ(store_->Get(id)->progress().fraction(), 0.5);
+
+  v1::CompleteJobRequest done;
+  done.set_job_id(id);
+  done.set_lease_id(lease.lease_id);
+  done.mutable_result()->set_achieved_sparsity(0.5);
+  ASSERT_TRUE(store_->Complete(done).ok());
+
+  auto events = Events(id);
+  ASSERT_EQ(events.size(), 5u);
+  for (size_t i = 0; i < events.size(); ++i) EXPECT_EQ(events[i].sequence(), static_cast<int64_t>(i + 1));
+  EXPECT_EQ(events[0].state_change().state(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(events[1].state_change().state(), v1::JOB_STATE_RUNNING);
+  EXPECT_TRUE(events[2].has_progress());
+  EXPECT_TRUE(events[3].has_layer());
+  EXPECT_EQ(events[4].state_change().state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(store_->EventsAfter(id, 3, 10)->size(), 2u);
+  EXPECT_EQ(store_->Get(id)->result().achieved_sparsity(), 0.5);
+  // A finished job takes no more reports.
+  EXPECT_EQ(store_->AppendEvents(id, lease.lease_id, {progress}).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(JobStoreTest, CancelQueuedAtOnceAndRunningThroughHeartbeat) {
+  const std::string running = store_->Create(Spec(), "")->job.id();
+  const std::string queued = store_->Create(Spec(), "")->job.id();
+  auto lease = store_->LeaseNext("w1").value().value();
+  ASSERT_EQ(lease.job.id(), running) << "oldest first";
+  EXPECT_EQ(store_->Cancel(queued)->state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_FALSE(store_->LeaseNext("w2")->has_value());
+
+  auto job = store_->Cancel(running);
+  EXPECT_EQ(job->state(), v1::JOB_STATE_RUNNING);
+  EXPECT_TRUE(job->cancel_requested());
+  EXPECT_TRUE(store_->Heartbeat(running, lease.lease_id).value());
+  v1::CompleteJobRequest stopped;
+  stopped.set_job_id(running);
+  stopped.set_lease_id(lease.lease_id);
+  stopped.set_cancelled(true);
+  ASSERT_TRUE(store_->Complete(stopped).ok());
+  EXPECT_EQ(store_->Get(running)->state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(store_->Cancel(running).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->Cancel("nope").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(JobStoreTest, ReleaseRequeuesWithoutCountingTheAttempt) {
+  const std::string id = store_->Create(Spec(), "")->job.id();
+  auto lease = store_->LeaseNext("w1").value().value();
+  ASSERT_TRUE(store_->Release(id, lease.lease_id).ok());
+  auto job = store_->Get(id);
+  EXPECT_EQ(job->state(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(job->attempt_count(), 0);
+  EXPECT_EQ(store_->LeaseNext("w2").value()->job.attempt_count(), 1);
+}
+
+TEST_F(JobStoreTest, ListPagesAndFiltersByState) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(store_->Create(Spec(), "")->job.id());
+  store_->Cancel(ids[1]).IgnoreError();
+  std::vector<std::string> seen;
+  std::string token;
+  do {
+    auto page = store_->List(v1::JOB_STATE_UNSPECIFIED, 2, token);
+    ASSERT_TRUE(page.ok());
+    EXPECT_LE(page->jobs.size(), 2u);
+    for (const auto& j : page->jobs) seen.push_back(j.id());
+    token = page->next_page_token;
+  } while (!token.empty());
+  EXPECT_EQ(seen, ids);
+  auto cancelled = store_->List(v1::JOB_STATE_CANCELLED, 10, "");
+  ASSERT_EQ(cancelled->jobs.size(), 1u);
+  EXPECT_EQ(cancelled->jobs[0].id(), ids[1]);
+  EXPECT_EQ(store_->List(v1::JOB_STATE_UNSPECIFIED, 10, "garbage").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(JobStoreTest, ListenersHearEveryCommittedChangeWithTheStateBefore) {
+  std::vector<JobStore::Change> heard;
+  store_->AddListener([&](const JobStore::Change& change) { heard.push_back(change); });
+  const std::string id = store_->Create(Spec(), "")->job.id();
+  auto lease = store_->LeaseNext("w1");
+  ASSERT_TRUE(lease.ok() && lease->has_value());
+  ASSERT_TRUE(store_->AppendEvents(id, (*lease)->lease_id, {Progress(0.5)}).ok());
+  ASSERT_EQ(heard.size(), 3u);
+  EXPECT_EQ(heard[0].job.id(), id);
+  EXPECT_EQ(heard[0].previous_state, v1::JOB_STATE_UNSPECIFIED);
+  EXPECT_EQ(heard[0].job.state(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(heard[1].previous_state, v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(heard[1].job.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(heard[1].job.attempt_count(), 1);
+  EXPECT_EQ(heard[2].previous_state, v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(heard[2].job.progress().fraction(), 0.5);
+}
+
+TEST_F(JobStoreTest, CensusCountsJobsByStateAndTheWorkersHoldingLeases) {
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(store_->Create(Spec(), "").ok());
+  ASSERT_TRUE(store_->LeaseNext("w1").ok());
+  ASSERT_TRUE(store_->LeaseNext("w1").ok());
+  ASSERT_TRUE(store_->LeaseNext("w2").ok());
+  auto census = store_->TakeCensus();
+  ASSERT_TRUE(census.ok()) << census.status();
+  EXPECT_EQ(census->jobs[v1::JOB_STATE_QUEUED], 1);
+  EXPECT_EQ(census->jobs[v1::JOB_STATE_RUNNING], 3);
+  EXPECT_EQ(census->jobs.count(v1::JOB_STATE_SUCCEEDED), 0u);
+  EXPECT_EQ(census->busy_workers, 2);
+}
+
+}  // namespace
+}  // namespace shears::server
