@@ -9,10 +9,10 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
+#include "common/metrics_endpoint.h"
 #include "server/event_hub.h"
 #include "server/job_store.h"
 #include "server/lease_dispatcher.h"
-#include "common/metrics_endpoint.h"
 #include "server/pruning_service.h"
 #include "server/server_metrics.h"
 #include "server/workers_service.h"

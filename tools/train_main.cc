@@ -10,8 +10,8 @@
 #include "worker/engine/model/architecture.h"
 #include "worker/engine/model/architecture_factory.h"
 #include "worker/engine/model/block_runner.h"
-#include "worker/engine/text/dataset.h"
 #include "worker/engine/runtime/runtime.h"
+#include "worker/engine/text/dataset.h"
 #include "worker/engine/text/tokenizer_factory.h"
 #include "worker/engine/training/trainer.h"
 

@@ -11,7 +11,6 @@ usage: check_dockerfile.py SOURCE_DIR BUILD_DIR
   need directly comes from one of them, from their direct dependencies, or from the base image.
 """
 
-import functools
 import os
 import re
 import subprocess
@@ -46,23 +45,36 @@ def makefile_recipes(path):
 LDCONFIG = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
 
 
-@functools.lru_cache(maxsize=None)
-def owner(library):
-    """The Debian package that ships `library`; dpkg knows a file by the path it installed, which
-    after the /usr merge may be the /lib or the /usr/lib one."""
-    m = re.search(rf"\s{re.escape(library)} \(.*\) => (\S+)", LDCONFIG)
-    if not m:
-        return None
-    real = os.path.realpath(m.group(1))
-    for path in {m.group(1), real, real.replace("/usr/lib/", "/lib/", 1)}:
-        run = subprocess.run(["dpkg", "-S", path], capture_output=True, text=True)
-        if run.returncode == 0:
-            return run.stdout.split(":")[0]
-    return None
+def owners(libraries):
+    """The Debian package that ships each of `libraries` (None where no package does), in one dpkg
+    call: dpkg knows a file by the path it installed, which after the /usr merge may be the /lib or
+    the /usr/lib one."""
+    candidates = {}
+    for library in libraries:
+        m = re.search(rf"\s{re.escape(library)} \(.*\) => (\S+)", LDCONFIG)
+        if m:
+            real = os.path.realpath(m.group(1))
+            candidates[library] = [m.group(1), real, real.replace("/usr/lib/", "/lib/", 1)]
+    paths = sorted({path for c in candidates.values() for path in c})
+    found = {}
+    if paths:
+        run = subprocess.run(["dpkg", "-S", *paths], capture_output=True, text=True)
+        for line in run.stdout.splitlines():
+            package, _, path = line.partition(": ")
+            found[path.strip()] = package.split(":")[0]
+    return {library: next((found[p] for p in candidates.get(library, []) if p in found), None)
+            for library in libraries}
 
 
-def depends(package):
-    run = subprocess.run(["apt-cache", "depends", package], capture_output=True, text=True)
+def known(packages):
+    """Those of `packages` in Debian's index; one apt-cache call, which takes a second whatever the count."""
+    run = subprocess.run(["apt-cache", "show", *packages], capture_output=True, text=True)
+    return {l.split(":", 1)[1].strip() for l in run.stdout.splitlines() if l.startswith("Package:")}
+
+
+def depends(packages):
+    """What `packages` depend on, directly; one apt-cache call for them all."""
+    run = subprocess.run(["apt-cache", "depends", *packages], capture_output=True, text=True)
     return {l.split(":", 1)[1].strip().strip("<>") for l in run.stdout.splitlines() if l.strip().startswith("Depends:")}
 
 
@@ -107,22 +119,26 @@ def main():
     runtime = " ".join(a for op, a in stages[1]["steps"] if op == "RUN")
     packages = set(re.findall(r"\b(lib[a-z0-9.+-]+|ca-certificates)\b", runtime.split("install", 1)[-1]))
     allowed = set(BASE_IMAGE_PACKAGES) | packages
-    for p in sorted(packages):
-        if subprocess.run(["apt-cache", "show", p], capture_output=True).returncode != 0:
-            fail(f"runtime package {p} is not in Debian's index")
-        allowed |= depends(p)
+    indexed = known(sorted(packages)) if packages else set()
+    for p in sorted(packages - indexed):
+        fail(f"runtime package {p} is not in Debian's index")
+    if packages:
+        allowed |= depends(sorted(packages))
+    needed = {}
     for binary in binaries:
         path = os.path.join(build_dir, binary[len("build/"):])
         if not os.path.exists(path):
             fail(f"{path} was not built")
             continue
-        needed = re.findall(r"\(NEEDED\).*\[(.*)\]", subprocess.run(["readelf", "-d", path], capture_output=True,
-                                                                   text=True).stdout)
-        for library in needed:
-            package = owner(library)
+        needed[path] = re.findall(r"\(NEEDED\).*\[(.*)\]", subprocess.run(["readelf", "-d", path],
+                                                                         capture_output=True, text=True).stdout)
+    package_of = owners(sorted({library for libraries in needed.values() for library in libraries}))
+    for path, libraries in needed.items():
+        for library in libraries:
+            package = package_of[library]
             if package not in allowed:
                 fail(f"{os.path.basename(path)} needs {library} from {package}, which the runtime stage does not install")
-        print(f"  {os.path.basename(path)}: {len(needed)} libraries, each from the runtime packages or the base image")
+        print(f"  {os.path.basename(path)}: {len(libraries)} libraries, each from the runtime packages or the base image")
     cmd = next((a for op, a in reversed(stages[1]["steps"]) if op == "CMD"), "")
     if not any(os.path.basename(b) in cmd for b in binaries):
         fail(f"CMD {cmd} runs none of the copied binaries")

@@ -17,16 +17,16 @@
 #include "tests/support/process.h"
 #include "tests/support/pruned_model_checks.h"
 #include "tests/support/test_util.h"
+#include "worker/engine/api/job_rules.h"
+#include "worker/engine/io/model_dir.h"
+#include "worker/engine/io/tensor_io.h"
+#include "worker/engine/methods/magnitude.h"
 #include "worker/engine/model/architecture.h"
 #include "worker/engine/model/architecture_factory.h"
 #include "worker/engine/model/block_runner.h"
+#include "worker/engine/model/layers.h"
 #include "worker/engine/text/dataset.h"
 #include "worker/engine/text/tokenizer_factory.h"
-#include "worker/engine/model/layers.h"
-#include "worker/engine/methods/magnitude.h"
-#include "worker/engine/io/model_dir.h"
-#include "worker/engine/io/tensor_io.h"
-#include "worker/engine/api/job_rules.h"
 
 namespace shears::engine {
 namespace {

@@ -259,7 +259,8 @@ TEST(RunLocal, RunsOneJobFromAJsonSpecWithoutAServer) {
 // block, and its output is the same, byte for byte, as a run never interrupted.
 TEST(RunLocal, ResumesAfterAKilledRunToTheSameBytes) {
   TempDir dir;
-  testing::WriteSyntheticLlama(dir / "model", 32, 256, 704);
+  // Narrow blocks keep the three runs short; 32 of them leave time to be killed mid-way.
+  testing::WriteSyntheticLlama(dir / "model", 32, 128, 352);
   std::string ids;
   for (int i = 0; i < 4096; ++i) ids += std::string{static_cast<char>((i * 37) % 256), '\0'};
   ASSERT_TRUE(WriteFileAtomically(dir / "eval.bin", ids).ok());

@@ -7,15 +7,15 @@
 
 #include "common/files.h"
 #include "tests/support/process.h"
+#include "worker/engine/io/model_dir.h"
+#include "worker/engine/io/tensor_io.h"
+#include "worker/engine/methods/masks.h"
 #include "worker/engine/model/architecture.h"
 #include "worker/engine/model/architecture_factory.h"
 #include "worker/engine/model/block_runner.h"
-#include "worker/engine/text/dataset.h"
-#include "worker/engine/methods/masks.h"
-#include "worker/engine/io/model_dir.h"
-#include "worker/engine/text/tokenizer_factory.h"
 #include "worker/engine/prune_model.h"
-#include "worker/engine/io/tensor_io.h"
+#include "worker/engine/text/dataset.h"
+#include "worker/engine/text/tokenizer_factory.h"
 
 namespace shears::testing {
 

@@ -12,14 +12,14 @@
 #include "tests/support/process.h"
 #include "tests/support/pruned_model_checks.h"
 #include "tests/support/test_util.h"
+#include "worker/engine/io/compressed_tensors.h"
+#include "worker/engine/io/model_dir.h"
+#include "worker/engine/io/tensor_io.h"
+#include "worker/engine/methods/masks.h"
+#include "worker/engine/methods/sparsegpt.h"
 #include "worker/engine/model/architecture.h"
 #include "worker/engine/model/architecture_factory.h"
-#include "worker/engine/io/compressed_tensors.h"
-#include "worker/engine/methods/masks.h"
-#include "worker/engine/io/model_dir.h"
 #include "worker/engine/prune_model.h"
-#include "worker/engine/methods/sparsegpt.h"
-#include "worker/engine/io/tensor_io.h"
 
 namespace shears::engine {
 namespace {

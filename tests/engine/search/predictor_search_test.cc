@@ -11,13 +11,13 @@
 #include "tests/support/process.h"
 #include "tests/support/pruned_model_checks.h"
 #include "tests/support/test_util.h"
-#include "worker/engine/model/architecture.h"
-#include "worker/engine/model/architecture_factory.h"
 #include "worker/engine/io/model_dir.h"
 #include "worker/engine/methods/masks.h"
+#include "worker/engine/model/architecture.h"
+#include "worker/engine/model/architecture_factory.h"
+#include "worker/engine/prune_model.h"
 #include "worker/engine/run/staging.h"
 #include "worker/engine/search/predictor_search.h"
-#include "worker/engine/prune_model.h"
 #include "worker/engine/search/search_space.h"
 
 namespace shears::engine {

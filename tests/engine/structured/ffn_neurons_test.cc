@@ -11,13 +11,13 @@
 #include "tests/support/process.h"
 #include "tests/support/pruned_model_checks.h"
 #include "tests/support/test_util.h"
+#include "worker/engine/analysis/redundancy.h"
+#include "worker/engine/io/model_dir.h"
+#include "worker/engine/io/tensor_io.h"
 #include "worker/engine/model/architecture.h"
 #include "worker/engine/model/block_runner.h"
-#include "worker/engine/text/dataset.h"
-#include "worker/engine/io/model_dir.h"
 #include "worker/engine/prune_model.h"
-#include "worker/engine/analysis/redundancy.h"
-#include "worker/engine/io/tensor_io.h"
+#include "worker/engine/text/dataset.h"
 #include "worker/engine/text/tokenizer.h"
 
 namespace shears::engine {

@@ -12,11 +12,11 @@
 #include "tests/support/model_builders.h"
 #include "tests/support/process.h"
 #include "tests/support/test_util.h"
-#include "worker/engine/text/dataset.h"
-#include "worker/engine/prune_model.h"
 #include "worker/engine/analysis/redundancy.h"
 #include "worker/engine/io/tensor_io.h"
 #include "worker/engine/model/architecture_factory.h"
+#include "worker/engine/prune_model.h"
+#include "worker/engine/text/dataset.h"
 
 namespace shears::engine {
 namespace {

@@ -7,8 +7,8 @@
 
 #include <torch/torch.h>
 
-#include "worker/engine/model/block_runner.h"
 #include "worker/engine/api/report.h"
+#include "worker/engine/model/block_runner.h"
 
 namespace shears::engine {
 

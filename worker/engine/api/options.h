@@ -87,6 +87,8 @@ struct SearchOptions {
   int score_windows = 0;            // held-out calibration windows that score a configuration
 };
 
+// The dataset paths below are local files when the engine runs; while the server checks a spec
+// they hold its URIs (only their presence matters to the job rules).
 struct PruneOptions {
   std::string model_dir;   // a local Hugging Face model directory
   std::string output_dir;  // created if missing; files are overwritten

@@ -9,8 +9,8 @@
 
 #include "absl/status/status.h"
 #include "worker/engine/methods/linear_inputs.h"
-#include "worker/engine/model/architecture.h"
 #include "worker/engine/methods/sparsity_target.h"
+#include "worker/engine/model/architecture.h"
 
 namespace shears::engine {
 

@@ -6,8 +6,8 @@
 
 #include <optional>
 
-#include "worker/engine/model/architecture.h"
 #include "worker/engine/io/model_dir.h"
+#include "worker/engine/model/architecture.h"
 
 namespace shears::engine {
 

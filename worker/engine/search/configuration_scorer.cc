@@ -5,9 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "worker/engine/analysis/redundancy.h"
 #include "worker/engine/methods/method_registry.h"
 #include "worker/engine/structured/neuron_scores.h"
-#include "worker/engine/analysis/redundancy.h"
 
 namespace shears::engine {
 namespace {

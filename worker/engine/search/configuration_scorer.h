@@ -11,9 +11,9 @@
 
 #include "absl/status/statusor.h"
 #include "worker/engine/api/options.h"
-#include "worker/engine/model/block_runner.h"
 #include "worker/engine/methods/linear_inputs.h"
 #include "worker/engine/methods/pruning_method.h"
+#include "worker/engine/model/block_runner.h"
 #include "worker/engine/search/search_space.h"
 
 namespace shears::engine {

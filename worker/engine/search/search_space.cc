@@ -5,8 +5,8 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
-#include "worker/engine/model/architecture.h"
 #include "worker/engine/methods/masks.h"
+#include "worker/engine/model/architecture.h"
 
 namespace shears::engine {
 

@@ -4,12 +4,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "worker/engine/model/block_runner.h"
-#include "worker/engine/text/job_datasets.h"
 #include "worker/engine/methods/masks.h"
+#include "worker/engine/model/block_runner.h"
 #include "worker/engine/structured/neuron_fine_tune.h"
 #include "worker/engine/structured/neuron_scores.h"
 #include "worker/engine/structured/rewritten_model.h"
+#include "worker/engine/text/job_datasets.h"
 
 namespace shears::engine {
 

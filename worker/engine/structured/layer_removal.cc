@@ -8,10 +8,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
-#include "worker/engine/text/job_datasets.h"
-#include "worker/engine/methods/masks.h"
 #include "worker/engine/analysis/redundancy.h"
+#include "worker/engine/methods/masks.h"
 #include "worker/engine/structured/rewritten_model.h"
+#include "worker/engine/text/job_datasets.h"
 
 namespace shears::engine {
 namespace {

@@ -6,11 +6,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "worker/engine/methods/linear_inputs.h"
 #include "worker/engine/model/block_runner.h"
 #include "worker/engine/structured/flop.h"
-#include "worker/engine/text/job_datasets.h"
-#include "worker/engine/methods/linear_inputs.h"
 #include "worker/engine/structured/rewritten_model.h"
+#include "worker/engine/text/job_datasets.h"
 
 namespace shears::engine {
 namespace {

@@ -14,10 +14,10 @@
 #include <torch/torch.h>
 
 #include "absl/status/statusor.h"
-#include "worker/engine/model/architecture.h"
-#include "worker/engine/io/model_dir.h"
 #include "worker/engine/api/options.h"
 #include "worker/engine/api/report.h"
+#include "worker/engine/io/model_dir.h"
+#include "worker/engine/model/architecture.h"
 
 namespace shears::engine {
 

@@ -1,11 +1,11 @@
 #include "worker/engine/structured/rewritten_model.h"
 
 #include "common/status_macros.h"
+#include "worker/engine/analysis/redundancy.h"
+#include "worker/engine/io/model_writer.h"
+#include "worker/engine/io/tensor_io.h"
 #include "worker/engine/model/architecture.h"
 #include "worker/engine/model/architecture_factory.h"
-#include "worker/engine/io/model_writer.h"
-#include "worker/engine/analysis/redundancy.h"
-#include "worker/engine/io/tensor_io.h"
 
 namespace shears::engine {
 

@@ -8,9 +8,9 @@
 #include <torch/torch.h>
 
 #include "absl/status/statusor.h"
+#include "worker/engine/api/options.h"
 #include "worker/engine/io/model_config.h"
 #include "worker/engine/io/model_dir.h"
-#include "worker/engine/api/options.h"
 #include "worker/engine/text/tokenizer.h"
 
 namespace shears::engine {

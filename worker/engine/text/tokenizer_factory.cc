@@ -4,8 +4,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
-#include "worker/engine/text/bpe_tokenizer.h"
 #include "worker/engine/io/model_dir.h"
+#include "worker/engine/text/bpe_tokenizer.h"
 #include "worker/engine/text/sentencepiece_tokenizer.h"
 
 namespace shears::engine {
