@@ -249,6 +249,16 @@ TEST(RunLocal, RunsOneJobFromAJsonSpecWithoutAServer) {
   auto bad = RunCommand({Binary("worker/shears-worker"), "run-local", "--spec", dir / "bad.json"}, dir / "bad.log");
   EXPECT_EQ(bad.status, 2);
   EXPECT_NE(bad.out.find("spec.target_sparsity"), std::string::npos) << bad.out;
+  // The job rules speak before any method is made (issue 14's bug: "unknown pruning method").
+  ASSERT_TRUE(WriteFileAtomically(dir / "movement.json", R"({"model_uri": "file:///m", "method": "METHOD_MOVEMENT",
+      "structure": "STRUCTURE_UNSTRUCTURED", "target_sparsity": 0.5, "output": {"uri": "file:///o"},
+      "fine_tune": {"dataset_uri": "file:///d.txt"}})").ok());
+  auto movement = RunCommand({Binary("worker/shears-worker"), "run-local", "--spec", dir / "movement.json"},
+                             dir / "movement.log");
+  EXPECT_EQ(movement.status, 2);
+  EXPECT_NE(movement.out.find("spec.structure: STRUCTURE_UNSTRUCTURED is not supported with METHOD_MOVEMENT"),
+            std::string::npos)
+      << movement.out;
   ASSERT_TRUE(WriteFileAtomically(dir / "garbage.json", "{not json").ok());
   auto garbage = RunCommand({Binary("worker/shears-worker"), "run-local", "--spec", dir / "garbage.json"}, dir / "g.log");
   EXPECT_EQ(garbage.status, 2);

@@ -1,7 +1,9 @@
 #include "worker/engine/run/unstructured_pass.h"
 
+#include <cmath>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
