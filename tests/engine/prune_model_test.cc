@@ -214,7 +214,7 @@ TEST(PruneModel, ACalibratedMethodSeesEachLinearsInputsFromThePrunedBlocksBefore
   const auto& eps = (*arch)->config().norm_eps;
   EXPECT_TRUE(torch::allclose(recorded->grams.at(0).at("self_attn.q_proj.weight"),
                               gram(RmsNorm(h0, block0.at("input_layernorm.weight"), eps)), 1e-4, 1e-3));
-  auto h1 = runner.Run(block0, h0);
+  auto h1 = runner.Run(0, block0, h0);
   TensorMap block1 = runner.LoadBlock(1);
   EXPECT_TRUE(torch::allclose(recorded->grams.at(1).at("self_attn.q_proj.weight"),
                               gram(RmsNorm(h1, block1.at("input_layernorm.weight"), eps)), 1e-4, 1e-3))

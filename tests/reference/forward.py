@@ -1,10 +1,11 @@
 """Reference logits and perplexity for the engine's tests.
 
-llama and gpt2 go through tinylm.py (the project's measuring instrument); opt,
-which tinylm does not cover, through opt_forward below, written from the Hugging Face OPT model's
-definition. Usage:
+The Llama-shaped families (llama, mistral, qwen2, qwen3) go through hf_llama.py, written from
+Hugging Face's modeling code; gpt2 through tinylm.py (the project's measuring instrument); opt
+through opt_forward below, written from the Hugging Face OPT model's definition. Usage:
 
     forward.py MODEL_DIR IDS_FILE N T OUT_PREFIX
+    forward.py --jobs FILE        (one "MODEL_DIR IDS_FILE N T OUT_PREFIX" a line)
 
 IDS_FILE holds N*T little-endian int64 token ids. Writes OUT_PREFIX.logits (float32, N*T*vocab)
 and OUT_PREFIX.ppl (the perplexity of the N windows, as text).
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.environ.get("SHEARS_REFERENCE_DIR", os.path.dirname(os.path.abspath(__file__))))
+import hf_llama  # noqa: E402
 import tinylm  # noqa: E402
 
 
@@ -56,13 +58,12 @@ def opt_forward(sd, cfg, ids):
     return h @ sd.get("lm_head.weight", sd["model.decoder.embed_tokens.weight"]).t()
 
 
-def main():
-    model_dir, ids_file, n, t, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+def run(model_dir, ids_file, n, t, out):
     cfg, sd = tinylm.load_model_dir(model_dir)
     ids = torch.frombuffer(bytearray(open(ids_file, "rb").read()), dtype=torch.int64).view(n, t)
     with torch.no_grad():
-        if cfg["model_type"] == "opt":
-            logits = opt_forward(sd, cfg, ids)
+        if cfg["model_type"] in ("opt",) + hf_llama.LLAMA_FAMILY:
+            logits = opt_forward(sd, cfg, ids) if cfg["model_type"] == "opt" else hf_llama.logits(cfg, sd, ids)
             nll = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
             ppl = math.exp(nll.item())
         else:
@@ -71,6 +72,17 @@ def main():
     logits.float().contiguous().numpy().tofile(out + ".logits")
     with open(out + ".ppl", "w") as f:
         f.write(repr(ppl))
+
+
+def main():
+    if sys.argv[1] == "--jobs":
+        # One job a line, "MODEL_DIR IDS_FILE N T OUT_PREFIX": many models for one start of PyTorch.
+        for line in open(sys.argv[2]):
+            if line.strip():
+                a = line.split()
+                run(a[0], a[1], int(a[2]), int(a[3]), a[4])
+        return
+    run(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@
 #include "tools/synthetic_model.h"
 #include "worker/engine/io/model_dir.h"
 #include "worker/engine/io/tensor_io.h"
+#include "worker/engine/model/architecture_factory.h"
+#include "worker/engine/training/trainer.h"
 
 namespace shears::testing {
 
@@ -102,6 +104,21 @@ void WriteSyntheticOpt(const std::string& dir, int blocks, int hidden, int ffn, 
     tensors.emplace_back(p + "fc2.bias", rnd({hidden}, 0.1));
   }
   WriteWeights(dir, tensors, 1);
+}
+
+void WriteRandomModel(const std::string& dir, const nlohmann::json& config, uint64_t seed) {
+  auto arch = MakeArchitecture(config);
+  ASSERT_TRUE(arch.ok()) << arch.status();
+  ModelWeights weights = InitWeights(**arch, seed, torch::kCPU);
+  // InitWeights starts norms at one and biases at zero: move them off, so that each one counts;
+  // and matrices ten times larger than a fresh model's, so that attention is far from uniform and
+  // positions (rope schedules, windows) change the logits visibly.
+  auto perturb = [](TensorMap& tensors) {
+    for (auto& [name, t] : tensors) t = t.dim() == 1 ? t + 0.1 * torch::randn_like(t) : 10 * t;
+  };
+  perturb(weights.outer);
+  for (auto& block : weights.blocks) perturb(block);
+  ASSERT_TRUE(SaveModel(**arch, weights, config, dir).ok());
 }
 
 }  // namespace shears::testing

@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 namespace shears::testing {
@@ -18,5 +19,10 @@ void WriteSyntheticLlama(const std::string& dir, int blocks, int hidden, int ffn
 // project_in/project_out pair; `layer_norm_before` false is the post-LayerNorm variant (opt-350m).
 void WriteSyntheticOpt(const std::string& dir, int blocks, int hidden, int ffn, int vocab, int embed_dim,
                        bool layer_norm_before);
+
+// A model of any family the engine computes, with the tensors its architecture names for
+// `config` and random values everywhere (norm weights near one, biases near zero but not zero), so
+// that a forward pass that skips any tensor shows. F32; RewriteModel converts.
+void WriteRandomModel(const std::string& dir, const nlohmann::json& config, uint64_t seed);
 
 }  // namespace shears::testing

@@ -61,7 +61,7 @@ Engine RunEngine(const std::string& model_dir, const torch::Tensor& ids) {
   EXPECT_TRUE((*arch)->CheckWeights(**model).ok());
   BlockRunner runner(**model, **arch, torch::kCPU, /*batch=*/2);
   auto hidden = runner.Embed(ids);
-  for (int b = 0; b < (*arch)->num_blocks(); ++b) hidden = runner.Run(runner.LoadBlock(b), hidden);
+  for (int b = 0; b < (*arch)->num_blocks(); ++b) hidden = runner.Run(b, runner.LoadBlock(b), hidden);
   auto [nll, count] = runner.NextTokenLoss(hidden, ids);
   return {runner.Logits(hidden), std::exp(nll / count)};
 }
@@ -150,8 +150,7 @@ TEST(Mistral, SlidingWindowLimitsWhatEachPositionSees) {
   auto full = logits_with({{"model_type", "llama"}, {"sliding_window", nullptr}}, ids);
   EXPECT_FALSE(torch::allclose(a, full)) << "the window changed something";
   EXPECT_TRUE(torch::allclose(logits_with({{"model_type", "mistral"}, {"sliding_window", 8}}, ids), full));
-  // Qwen2 writes a window but uses it only when asked to.
-  EXPECT_TRUE(torch::allclose(logits_with({{"model_type", "qwen2"}, {"sliding_window", 2}}, ids), full));
+  // Qwen2's window, used only when asked to: families_test (Qwen2 needs its q/k/v biases).
 }
 
 // A case small enough to check by hand: with every block weight and bias zero each OPT block is
@@ -170,7 +169,7 @@ TEST(Opt, HandCheckedZeroBlock) {
     if (name.find("layer_norm") == std::string::npos) t.zero_();
   }
   auto ids = torch::tensor({{3, 1, 4}}, torch::kInt64);
-  auto logits = runner.Logits(runner.Run(block, runner.Embed(ids)));
+  auto logits = runner.Logits(runner.Run(0, block, runner.Embed(ids)));
 
   auto outer = LoadTensors(**model, "", (*arch)->OuterTensors(), torch::kCPU);
   auto emb = outer.at("model.decoder.embed_tokens.weight").accessor<float, 2>();

@@ -120,7 +120,7 @@ TEST(LowRankSvd, ReportedErrorIsTheErrorOnTheCalibrationActivations) {
   BlockRunner runner(**model, **arch, torch::kCPU);
   BlockInputs inputs([](const std::string&) { return false; });
   const LinearInputs observe = [&](const std::string& name, const torch::Tensor& x) { inputs.Observe(name, x); };
-  runner.Run(runner.LoadBlock(0), runner.Embed(windows), &observe);
+  runner.Run(0, runner.LoadBlock(0), runner.Embed(windows), &observe);
   auto config = nlohmann::json::parse(ReadFile(dir / "out/config.json").value());
   int checked = 0;
   for (const auto& layer : report->layers) {

@@ -73,7 +73,7 @@ TEST_P(Training, LowersTheLossAndSavesAModelTheEngineReadsBack) {
   BlockRunner runner(**model, **arch, torch::kCPU);
   auto sample = ids->slice(0, 0, 128).view({2, 64});
   auto hidden = runner.Embed(sample);
-  for (int b = 0; b < (*arch)->num_blocks(); ++b) hidden = runner.Run(runner.LoadBlock(b), hidden);
+  for (int b = 0; b < (*arch)->num_blocks(); ++b) hidden = runner.Run(b, runner.LoadBlock(b), hidden);
   torch::NoGradGuard no_grad;
   EXPECT_TRUE(torch::allclose(runner.Logits(hidden), Forward(**arch, weights, sample), 1e-5, 1e-5));
 }

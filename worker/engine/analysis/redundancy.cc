@@ -28,7 +28,7 @@ std::vector<torch::Tensor> ActivationTimesGradient(const BlockRunner& runner, co
       activation = a;
       activation.retain_grad();
     };
-    arch.Block(runner.LoadBlock(b), x, &keep).backward(grad);
+    arch.Block(b, runner.LoadBlock(b), x, &keep).backward(grad);
     out[b] = (activation * activation.grad()).sum(std::vector<int64_t>{0, 1}).to(torch::kCPU, torch::kFloat64);
     grad = x.grad();
   }
@@ -100,7 +100,7 @@ RedundancyReport MeasureRedundancy(const BlockRunner& runner, const torch::Tenso
       gram = gram.defined() ? gram.addmm(rows.t(), rows) : rows.t().matmul(rows);
     };
     sample_inputs.push_back(hidden.slice(0, 0, sample.size(0)));
-    torch::Tensor next = runner.Run(runner.LoadBlock(b), hidden, &observe);
+    torch::Tensor next = runner.Run(b, runner.LoadBlock(b), hidden, &observe);
     report.blocks.push_back({b, BlockInfluence(hidden, next)});
     report.ffns.push_back(MeasureFfn(b, gram));
     hidden = next;

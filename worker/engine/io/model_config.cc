@@ -1,5 +1,9 @@
 #include "worker/engine/io/model_config.h"
 
+#include <algorithm>
+#include <cmath>
+#include <optional>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
@@ -31,37 +35,178 @@ bool OptionalBool(const nlohmann::json& config, const std::string& key, bool fal
   return it != config.end() && it->is_boolean() ? it->get<bool>() : fallback;
 }
 
+absl::Status Unsupported(const std::string& field, const std::string& value, const std::string& supported) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("config.json: ", field, " ", value, " is not supported (supported: ", supported, ")"));
+}
+
+std::string Quoted(const nlohmann::json& value) { return value.is_string() ? "'" + value.get<std::string>() + "'" : value.dump(); }
+
+// A number of the rope parameters, or `fallback` when absent or null.
+absl::StatusOr<double> RopeNumber(const nlohmann::json& rope, const std::string& where, const std::string& key,
+                                  std::optional<double> fallback) {
+  auto it = rope.find(key);
+  if (it == rope.end() || it->is_null()) {
+    if (fallback) return *fallback;
+    return absl::InvalidArgumentError(absl::StrCat("config.json: ", where, ".", key, " is required"));
+  }
+  if (!it->is_number()) return absl::InvalidArgumentError(absl::StrCat("config.json: ", where, ".", key, " must be a number"));
+  return it->get<double>();
+}
+
+// rope_scaling (with rope_theta beside it) or, as newer configs write it, rope_parameters.
+absl::Status ParseRope(const nlohmann::json& c, ModelConfig& m) {
+  RopeConfig& r = m.rope;
+  std::string where = "rope_scaling";
+  nlohmann::json rope = nlohmann::json::object();
+  if (auto p = c.find("rope_parameters"); p != c.end() && p->is_object()) {
+    rope = *p, where = "rope_parameters";
+  } else if (auto s = c.find("rope_scaling"); s != c.end() && !s->is_null()) {
+    if (!s->is_object()) return absl::InvalidArgumentError("config.json: rope_scaling must be an object or null");
+    rope = *s;
+  }
+  SHEARS_ASSIGN_OR_RETURN(r.theta, RopeNumber(rope, where, "rope_theta", OptionalNumber(c, "rope_theta", 10000.0)));
+  if (double partial = OptionalNumber(c, "partial_rotary_factor", 1.0); partial != 1.0) {
+    return Unsupported("partial_rotary_factor", nlohmann::json(partial).dump(), "1");
+  }
+  const nlohmann::json type = rope.value("rope_type", rope.value("type", nlohmann::json("default")));
+  const std::string name = type.is_string() ? type.get<std::string>() : "";
+  const std::map<std::string, RopeConfig::Type> types = {{"default", RopeConfig::Type::kDefault},
+                                                         {"linear", RopeConfig::Type::kLinear},
+                                                         {"dynamic", RopeConfig::Type::kDynamic},
+                                                         {"yarn", RopeConfig::Type::kYarn},
+                                                         {"llama3", RopeConfig::Type::kLlama3}};
+  auto known = types.find(name);
+  if (known == types.end()) {
+    return Unsupported(where + ".rope_type", Quoted(type), "default, linear, dynamic, yarn, llama3");
+  }
+  r.type = known->second;
+  if (r.type == RopeConfig::Type::kDefault) return absl::OkStatus();
+  SHEARS_ASSIGN_OR_RETURN(r.factor, RopeNumber(rope, where, "factor", std::nullopt));
+  if (!(r.factor >= 1.0)) {
+    return absl::InvalidArgumentError(absl::StrCat("config.json: ", where, ".factor must be at least 1, got ", r.factor));
+  }
+  if (r.type == RopeConfig::Type::kLlama3) {
+    SHEARS_ASSIGN_OR_RETURN(r.low_freq_factor, RopeNumber(rope, where, "low_freq_factor", std::nullopt));
+    SHEARS_ASSIGN_OR_RETURN(r.high_freq_factor, RopeNumber(rope, where, "high_freq_factor", std::nullopt));
+    SHEARS_ASSIGN_OR_RETURN(double original, RopeNumber(rope, where, "original_max_position_embeddings", std::nullopt));
+    r.original_max_positions = static_cast<int64_t>(original);
+    if (!(r.high_freq_factor > r.low_freq_factor) || r.original_max_positions <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat("config.json: ", where, " needs high_freq_factor > low_freq_factor ",
+                                                     "and a positive original_max_position_embeddings"));
+    }
+  }
+  if ((r.type == RopeConfig::Type::kDynamic || r.type == RopeConfig::Type::kYarn) && r.max_positions <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.json: max_position_embeddings is required with ", where, ".rope_type '", name, "'"));
+  }
+  if (r.type == RopeConfig::Type::kYarn) {
+    SHEARS_ASSIGN_OR_RETURN(double original, RopeNumber(rope, where, "original_max_position_embeddings",
+                                                        static_cast<double>(r.max_positions)));
+    r.original_max_positions = static_cast<int64_t>(original);
+    // Null or 0 take the paper's defaults, as Hugging Face's `or` does.
+    SHEARS_ASSIGN_OR_RETURN(r.beta_fast, RopeNumber(rope, where, "beta_fast", 0.0));
+    SHEARS_ASSIGN_OR_RETURN(r.beta_slow, RopeNumber(rope, where, "beta_slow", 0.0));
+    if (r.beta_fast == 0.0) r.beta_fast = 32.0;
+    if (r.beta_slow == 0.0) r.beta_slow = 1.0;
+    if (auto t = rope.find("truncate"); t != rope.end() && t->is_boolean()) r.truncate = t->get<bool>();
+    auto mscale = [](double scale, double m) { return scale <= 1.0 ? 1.0 : 0.1 * m * std::log(scale) + 1.0; };
+    SHEARS_ASSIGN_OR_RETURN(double given, RopeNumber(rope, where, "attention_factor", -1.0));
+    SHEARS_ASSIGN_OR_RETURN(double ms, RopeNumber(rope, where, "mscale", 0.0));
+    SHEARS_ASSIGN_OR_RETURN(double ms_all, RopeNumber(rope, where, "mscale_all_dim", 0.0));
+    r.attention_factor = given >= 0.0                ? given
+                         : (ms != 0.0 && ms_all != 0.0) ? mscale(r.factor, ms) / mscale(r.factor, ms_all)
+                                                      : mscale(r.factor, 1.0);
+  }
+  if (r.type == RopeConfig::Type::kDynamic) {
+    // Within max_position_embeddings every version of Hugging Face computes dynamic NTK as plain
+    // RoPE; past it, versions disagree. Windows are held to it (JobDatasets reads max_positions).
+    m.max_positions = r.max_positions;
+  }
+  return absl::OkStatus();
+}
+
+// Which blocks attend through a sliding window: Mistral's every block; Qwen2's and Qwen3's those
+// layer_types marks (or, without it, the blocks from max_window_layers on), and only with
+// use_sliding_window.
+absl::Status ParseWindows(const nlohmann::json& c, ModelConfig& m) {
+  int64_t window = 0;
+  auto sliding = c.find("sliding_window");
+  const bool has_window = sliding != c.end() && !sliding->is_null();
+  if (m.model_type == "mistral") {
+    if (!has_window) return absl::OkStatus();
+    SHEARS_ASSIGN_OR_RETURN(window, PositiveInt(c, "sliding_window"));
+    m.block_window.assign(m.layers, window);
+    return absl::OkStatus();
+  }
+  if (m.model_type != "qwen2" && m.model_type != "qwen3") return absl::OkStatus();
+  if (OptionalBool(c, "use_sliding_window", false)) {
+    SHEARS_ASSIGN_OR_RETURN(window, OptionalInt(c, "sliding_window", 4096));
+  }
+  std::vector<bool> sliding_layer(m.layers, false);
+  if (auto types = c.find("layer_types"); types != c.end() && !types->is_null()) {
+    if (!types->is_array() || static_cast<int64_t>(types->size()) != m.layers) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config.json: layer_types must list one type for each of the ", m.layers, " blocks"));
+    }
+    for (int64_t b = 0; b < m.layers; ++b) {
+      const auto& t = (*types)[b];
+      if (t != "full_attention" && t != "sliding_attention") {
+        return Unsupported(absl::StrCat("layer_types[", b, "]"), Quoted(t), "full_attention, sliding_attention");
+      }
+      sliding_layer[b] = t == "sliding_attention";
+    }
+  } else {
+    int64_t full = 28;
+    if (auto it = c.find("max_window_layers"); it != c.end() && !it->is_null()) {
+      if (!it->is_number_integer() || it->get<int64_t>() < 0) {
+        return absl::InvalidArgumentError("config.json: max_window_layers must be a non-negative integer");
+      }
+      full = it->get<int64_t>();
+    }
+    for (int64_t b = full; b < m.layers; ++b) sliding_layer[b] = true;
+  }
+  if (window == 0) return absl::OkStatus();
+  m.block_window.assign(m.layers, 0);
+  for (int64_t b = 0; b < m.layers; ++b) {
+    if (sliding_layer[b]) m.block_window[b] = window;
+  }
+  return absl::OkStatus();
+}
+
+// Llama and the families of its shape: Mistral, Qwen2 (Qwen2.5), Qwen3.
 absl::Status ParseLlama(const nlohmann::json& c, ModelConfig& m) {
   m.family = Family::kLlama;
+  for (const char* experts : {"num_local_experts", "num_experts", "n_routed_experts"}) {
+    if (auto it = c.find(experts); it != c.end() && it->is_number_integer() && it->get<int64_t>() > 0) {
+      return Unsupported(experts, it->dump(), "dense models; mixtures of experts are not built");
+    }
+  }
   SHEARS_ASSIGN_OR_RETURN(m.hidden, PositiveInt(c, "hidden_size"));
   SHEARS_ASSIGN_OR_RETURN(m.ffn, PositiveInt(c, "intermediate_size"));
   SHEARS_ASSIGN_OR_RETURN(m.layers, PositiveInt(c, "num_hidden_layers"));
   SHEARS_ASSIGN_OR_RETURN(m.heads, PositiveInt(c, "num_attention_heads"));
   SHEARS_ASSIGN_OR_RETURN(m.kv_heads, OptionalInt(c, "num_key_value_heads", m.heads));
-  SHEARS_ASSIGN_OR_RETURN(m.head_dim, OptionalInt(c, "head_dim", m.hidden / m.heads));
+  // Qwen3's configuration class defaults head_dim to 128, the others to hidden / heads.
+  SHEARS_ASSIGN_OR_RETURN(m.head_dim, OptionalInt(c, "head_dim", m.model_type == "qwen3" ? 128 : m.hidden / m.heads));
   SHEARS_ASSIGN_OR_RETURN(m.vocab, PositiveInt(c, "vocab_size"));
+  SHEARS_ASSIGN_OR_RETURN(m.rope.max_positions, OptionalInt(c, "max_position_embeddings", 0));
   if (m.heads % m.kv_heads != 0) {
     return absl::InvalidArgumentError("config.json: num_attention_heads must be a multiple of num_key_value_heads");
   }
   if (m.head_dim % 2 != 0) return absl::InvalidArgumentError("config.json: the head dimension must be even for RoPE");
+  if (auto act = c.find("hidden_act"); act != c.end() && *act != "silu") return Unsupported("hidden_act", Quoted(*act), "silu");
   m.norm_eps = OptionalNumber(c, "rms_norm_eps", 1e-6);
-  m.rope_theta = OptionalNumber(c, "rope_theta", 10000.0);
   m.tie_embeddings = OptionalBool(c, "tie_word_embeddings", false);
-  // Mistral sets sliding_window (null in later versions); Qwen2 writes one but applies it only
-  // with use_sliding_window.
-  auto window = c.find("sliding_window");
-  if (window != c.end() && window->is_number_integer() &&
-      (m.model_type != "qwen2" || OptionalBool(c, "use_sliding_window", false))) {
-    if (m.model_type == "qwen2" && c.contains("max_window_layers")) {
-      return absl::InvalidArgumentError("config.json: Qwen2's max_window_layers is not supported yet");
-    }
-    SHEARS_ASSIGN_OR_RETURN(m.sliding_window, PositiveInt(c, "sliding_window"));
+  if (m.model_type == "qwen2") {
+    m.qkv_bias = true;
+  } else if (m.model_type != "mistral") {
+    m.qkv_bias = m.o_bias = OptionalBool(c, "attention_bias", false);
   }
-  auto scaling = c.find("rope_scaling");
-  if (scaling != c.end() && !scaling->is_null()) {
-    return absl::InvalidArgumentError("config.json: rope_scaling is not supported yet");
-  }
-  return absl::OkStatus();
+  if (m.model_type == "llama") m.mlp_bias = OptionalBool(c, "mlp_bias", false);
+  m.qk_norm = m.model_type == "qwen3";
+  SHEARS_RETURN_IF_ERROR(ParseRope(c, m));
+  return ParseWindows(c, m);
 }
 
 absl::Status ParseGpt2(const nlohmann::json& c, ModelConfig& m) {
@@ -116,15 +261,14 @@ absl::StatusOr<ModelConfig> ModelConfig::Parse(const nlohmann::json& config) {
   if (type == config.end() || !type->is_string()) return absl::InvalidArgumentError("config.json: missing model_type");
   m.model_type = type->get<std::string>();
   absl::Status st;
-  if (m.model_type == "llama" || m.model_type == "mistral" || m.model_type == "qwen2") {
+  if (m.model_type == "llama" || m.model_type == "mistral" || m.model_type == "qwen2" || m.model_type == "qwen3") {
     st = ParseLlama(config, m);
   } else if (m.model_type == "gpt2") {
     st = ParseGpt2(config, m);
   } else if (m.model_type == "opt") {
     st = ParseOpt(config, m);
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("config.json: model_type '", m.model_type,
-                                                   "' is not supported (supported: llama, mistral, qwen2, gpt2, opt)"));
+    return Unsupported("model_type", Quoted(*type), kSupportedModelTypes);
   }
   if (!st.ok()) return st;
   if (auto sizes = config.find(kFfnSizesKey); sizes != config.end()) {
@@ -173,6 +317,37 @@ const char* FfnKey(Family family) {
     default:
       return "intermediate_size";
   }
+}
+
+nlohmann::json ConfigWithBlocks(const nlohmann::json& config, const ModelConfig& parsed, const std::vector<int>& kept,
+                                const std::function<std::string(int)>& block_prefix) {
+  nlohmann::json out = config;
+  out[NumBlocksKey(parsed.family)] = kept.size();
+  for (const char* listed : {"layer_types", kFfnSizesKey}) {
+    auto it = config.find(listed);
+    if (it == config.end() || !it->is_array() || static_cast<int64_t>(it->size()) != parsed.layers) continue;
+    nlohmann::json entries = nlohmann::json::array();
+    for (int b : kept) entries.push_back((*it)[b]);
+    out[listed] = entries;
+  }
+  // Qwen2 and Qwen3 without layer_types: the first max_window_layers blocks attend fully (28 when
+  // the key is absent), so the count is of the kept ones among them, written out.
+  if (parsed.model_type == "qwen2" || parsed.model_type == "qwen3") {
+    int64_t full = 28;
+    if (auto it = config.find("max_window_layers"); it != config.end() && it->is_number_integer()) full = it->get<int64_t>();
+    out["max_window_layers"] = std::count_if(kept.begin(), kept.end(), [&](int b) { return b < full; });
+  }
+  if (auto ranks = config.find(kLowRankKey); ranks != config.end() && ranks->is_object()) {
+    nlohmann::json renamed = nlohmann::json::object();
+    for (size_t i = 0; i < kept.size(); ++i) {
+      const std::string from = block_prefix(kept[i]), to = block_prefix(static_cast<int>(i));
+      for (const auto& [name, rank] : ranks->items()) {
+        if (name.rfind(from, 0) == 0) renamed[to + name.substr(from.size())] = rank;
+      }
+    }
+    out[kLowRankKey] = renamed;
+  }
+  return out;
 }
 
 }  // namespace shears::engine

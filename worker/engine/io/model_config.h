@@ -2,6 +2,7 @@
 // The numbers in config.json that the engine computes with, for every supported model_type.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -30,9 +31,24 @@ struct FactorNames {
 };
 FactorNames FactorNamesOf(const std::string& name);
 
+// Rotary position embeddings as config.json's rope_scaling (or rope_parameters) asks, computed as
+// Hugging Face's modeling_rope_utils does (docs/models.md says which version).
+struct RopeConfig {
+  enum class Type { kDefault, kLinear, kDynamic, kYarn, kLlama3 };
+  Type type = Type::kDefault;
+  double theta = 10000.0;
+  double factor = 1.0;                // linear, dynamic, yarn, llama3
+  int64_t max_positions = 0;          // max_position_embeddings (dynamic, yarn)
+  int64_t original_max_positions = 0;  // llama3 (required), yarn (else max_positions)
+  double low_freq_factor = 1.0, high_freq_factor = 4.0;  // llama3
+  double beta_fast = 32.0, beta_slow = 1.0;              // yarn
+  bool truncate = true;                                  // yarn: round the correction range
+  double attention_factor = 1.0;  // scales cos and sin (yarn; 1 otherwise)
+};
+
 struct ModelConfig {
   Family family = Family::kLlama;
-  std::string model_type;  // as written: llama, mistral, qwen2, gpt2, opt
+  std::string model_type;  // as written: llama, mistral, qwen2, qwen3, gpt2, opt
   int64_t hidden = 0;
   int64_t ffn = 0;
   std::vector<int64_t> block_ffn;  // per block, from kFfnSizesKey; empty: every block has `ffn`
@@ -44,15 +60,22 @@ struct ModelConfig {
   int64_t vocab = 0;
   int64_t max_positions = 0;  // 0 when the architecture has no learned positions
   double norm_eps = 1e-5;
-  double rope_theta = 10000.0;
   bool tie_embeddings = false;
-  int64_t sliding_window = 0;  // llama family: attention reaches this many positions back (0: all)
+  // llama family
+  RopeConfig rope;
+  // Per block, how many positions back attention reaches (0: all); empty: every block sees all.
+  std::vector<int64_t> block_window;
+  bool qkv_bias = false;  // q, k and v projections have biases (Qwen2; Llama's attention_bias)
+  bool o_bias = false;    // the output projection has one (Llama's and Qwen3's attention_bias)
+  bool mlp_bias = false;  // gate, up and down projections have biases (Llama's mlp_bias)
+  bool qk_norm = false;   // RMSNorm over each head of q and k before the rotation (Qwen3)
   // opt
   bool layer_norm_before = true;
   int64_t embed_dim = 0;  // word_embed_proj_dim; == hidden unless the model projects
   std::string activation;
 
   int64_t FfnOf(int block) const { return block_ffn.empty() ? ffn : block_ffn[block]; }
+  int64_t WindowOf(int block) const { return block_window.empty() ? 0 : block_window[block]; }
 
   // Fails naming the config key that is missing or wrong.
   static absl::StatusOr<ModelConfig> Parse(const nlohmann::json& config);
@@ -61,5 +84,14 @@ struct ModelConfig {
 // The config.json keys that hold the number of decoder blocks and the FFN width.
 const char* NumBlocksKey(Family family);
 const char* FfnKey(Family family);
+
+// `config` for the model that keeps only blocks `kept` (ascending input indices) in that order:
+// the number of blocks and every field that lists or counts blocks (layer_types,
+// max_window_layers, shears_intermediate_sizes, the low-rank map's block names).
+nlohmann::json ConfigWithBlocks(const nlohmann::json& config, const ModelConfig& parsed, const std::vector<int>& kept,
+                                const std::function<std::string(int)>& block_prefix);
+
+// The model types Shears computes, for messages.
+inline constexpr char kSupportedModelTypes[] = "llama, mistral, qwen2, qwen3, gpt2, opt";
 
 }  // namespace shears::engine

@@ -25,6 +25,16 @@ absl::Status WriteIndexWithWeightMap(const std::string& from, const std::string&
   auto index = ReadJsonObject((fs::path(from) / kIndexFile).string());
   if (!index.ok()) return index.status();
   (*index)["weight_map"] = weight_map;
+  // metadata.total_size is the bytes of tensor data the shards hold, as they are now.
+  std::set<std::string> shards;
+  for (const auto& [name, file] : weight_map.items()) shards.insert(file.get<std::string>());
+  uint64_t total = 0;
+  for (const auto& shard : shards) {
+    auto file = SafetensorsFile::Open((fs::path(to) / shard).string());
+    if (!file.ok()) return file.status();
+    for (const auto& info : (*file)->tensors()) total += info.nbytes();
+  }
+  (*index)["metadata"]["total_size"] = total;
   return WriteFileAtomically((fs::path(to) / kIndexFile).string(), index->dump(2));
 }
 

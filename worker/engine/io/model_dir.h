@@ -50,7 +50,8 @@ std::string BaseName(const std::string& path);
 absl::StatusOr<std::vector<std::string>> CopySideFiles(const std::string& from, const std::string& to);
 
 // Writes `to`'s model.safetensors.index.json: `from`'s index with its weight_map replaced by
-// `weight_map` (tensor name -> weights file), for a model whose tensors were renamed or reshaped.
+// `weight_map` (tensor name -> weights file) and metadata.total_size counted from the shards
+// already in `to`, for a model whose tensors were renamed, reshaped or dropped.
 absl::Status WriteIndexWithWeightMap(const std::string& from, const std::string& to, const nlohmann::json& weight_map);
 
 // A JSON file that must hold an object (config.json, the index, tokenizer files).

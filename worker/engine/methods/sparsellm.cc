@@ -114,11 +114,11 @@ absl::Status SparseLlmPruning::PruneMlp(BlockToPrune& block) {
   const Penalties k = Resolve(options_, gated);
   const SparsityTarget& target = block.target;
   auto act = [&](const torch::Tensor& x) { return Activate(mlp.activation, x); };
-  const torch::Tensor up_bias = BiasOf(block, mlp.up_bias), down_bias = BiasOf(block, mlp.down_bias);
+  const torch::Tensor up_bias = BiasOf(block, mlp.up_bias), gate_bias = BiasOf(block, mlp.gate_bias);
 
   // Start from the dense MLP's own variables; Y is what the pruned MLP must reproduce.
   torch::Tensor z = Apply(X, up->weight, up_bias);
-  torch::Tensor s = gated ? Apply(X, gate->weight, {}) : torch::Tensor();
+  torch::Tensor s = gated ? Apply(X, gate->weight, gate_bias) : torch::Tensor();
   auto activation = [&] { return gated ? act(s) * z : act(z); };
   torch::Tensor p = activation();
   const torch::Tensor Y = p.matmul(down->weight.t());  // less the bias, which no variable changes
@@ -134,7 +134,7 @@ absl::Status SparseLlmPruning::PruneMlp(BlockToPrune& block) {
   if (gated) linears.push_back(gate);
   auto output_error = [&] {
     auto hidden = Apply(X, up->weight, up_bias);
-    auto activated = gated ? act(Apply(X, gate->weight, {})) * hidden : act(hidden);
+    auto activated = gated ? act(Apply(X, gate->weight, gate_bias)) * hidden : act(hidden);
     return (Y - activated.matmul(down->weight.t())).square().sum().item<double>();
   };
   double best_error = std::numeric_limits<double>::infinity();
@@ -144,7 +144,7 @@ absl::Status SparseLlmPruning::PruneMlp(BlockToPrune& block) {
     const torch::Tensor p_gram = p.t().matmul(p);
     if (step > 0) {
       up->weight.copy_(Fit(x_gram_pinv, X, LessBias(z, up_bias)));
-      if (gated) gate->weight.copy_(Fit(x_gram_pinv, X, s));
+      if (gated) gate->weight.copy_(Fit(x_gram_pinv, X, LessBias(s, gate_bias)));
       down->weight.copy_(Fit(GramPinv(p_gram), p, Y));
     }
     SHEARS_RETURN_IF_ERROR(SparseGptPrune(up->weight, x_hessian, target));
@@ -166,7 +166,7 @@ absl::Status SparseLlmPruning::PruneMlp(BlockToPrune& block) {
       // z in closed form given s; then s, which sits inside the SiLU, by gradient steps.
       auto a = act(s);
       z = (k.alpha * m + k.gamma * a * p) / (k.alpha + k.gamma * a.square());
-      const torch::Tensor gate_out = Apply(X, gate->weight, {});
+      const torch::Tensor gate_out = Apply(X, gate->weight, gate_bias);
       s = Descend(s, [&](const torch::Tensor& v) {
         return k.alpha * (v - gate_out).square().sum() + k.gamma * (p - act(v) * z).square().sum();
       });

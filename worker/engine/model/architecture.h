@@ -36,7 +36,7 @@ struct MlpLayout {
   enum class Activation { kSilu, kRelu, kGeluNew };
   std::string gate;               // empty when the MLP is not gated
   std::string up, down;           // weight names within the block
-  std::string up_bias, down_bias;  // empty when the architecture has none
+  std::string gate_bias, up_bias, down_bias;  // empty when the architecture has none
   Activation activation = Activation::kSilu;  // of gate's output when gated, else of up's
 };
 
@@ -78,9 +78,10 @@ class Architecture {
 
   // ids [B, T] -> hidden [B, T, d]
   virtual torch::Tensor Embed(const TensorMap& outer, const torch::Tensor& ids) const = 0;
-  // hidden [B, T, d] -> hidden [B, T, d]; `block` holds that block's tensors. `observe`, when
-  // not null, is shown every linear layer's input.
-  virtual torch::Tensor Block(const TensorMap& block, const torch::Tensor& hidden, const LinearInputs* observe) const = 0;
+  // hidden [B, T, d] -> hidden [B, T, d] through block `index`, whose tensors `block` holds (blocks
+  // may differ: a sliding window, a width). `observe`, when not null, is shown every linear's input.
+  virtual torch::Tensor Block(int index, const TensorMap& block, const torch::Tensor& hidden,
+                              const LinearInputs* observe) const = 0;
   // hidden [B, T, d] -> logits [B, T, vocab]
   virtual torch::Tensor Logits(const TensorMap& outer, const torch::Tensor& hidden) const = 0;
 

@@ -21,11 +21,12 @@ TensorMap BlockRunner::LoadBlock(int block) const {
   return LoadTensors(model_, arch_.BlockPrefix(block), arch_.BlockTensors(block), device_);
 }
 
-torch::Tensor BlockRunner::Run(const TensorMap& block, const torch::Tensor& hidden, const LinearInputs* observe) const {
+torch::Tensor BlockRunner::Run(int index, const TensorMap& block, const torch::Tensor& hidden,
+                               const LinearInputs* observe) const {
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> out;
   for (int64_t i = 0; i < hidden.size(0); i += batch_) {
-    out.push_back(arch_.Block(block, hidden.slice(0, i, std::min(i + batch_, hidden.size(0))), observe));
+    out.push_back(arch_.Block(index, block, hidden.slice(0, i, std::min(i + batch_, hidden.size(0))), observe));
   }
   return torch::cat(out, 0);
 }
@@ -67,7 +68,7 @@ torch::Tensor BlockRunner::LossGradient(const torch::Tensor& hidden, const torch
 
 double Perplexity(const BlockRunner& runner, const torch::Tensor& ids) {
   auto hidden = runner.Embed(ids);
-  for (int b = 0; b < runner.arch().num_blocks(); ++b) hidden = runner.Run(runner.LoadBlock(b), hidden);
+  for (int b = 0; b < runner.arch().num_blocks(); ++b) hidden = runner.Run(b, runner.LoadBlock(b), hidden);
   auto [nll, count] = runner.NextTokenLoss(hidden, ids);
   return std::exp(nll / static_cast<double>(count));
 }

@@ -23,8 +23,10 @@ class BlockRunner {
   torch::Tensor Embed(const torch::Tensor& ids) const;
   // Block `block`'s tensors, F32 on the device, named relative to its prefix.
   TensorMap LoadBlock(int block) const;
-  // hidden [N, T, d] through one block; `observe`, when not null, sees every linear's input.
-  torch::Tensor Run(const TensorMap& block, const torch::Tensor& hidden, const LinearInputs* observe = nullptr) const;
+  // hidden [N, T, d] through block `index`, whose tensors `block` holds; `observe`, when not null,
+  // sees every linear's input.
+  torch::Tensor Run(int index, const TensorMap& block, const torch::Tensor& hidden,
+                    const LinearInputs* observe = nullptr) const;
   // Sum of next-token negative log-likelihoods and their count, from the last hidden states.
   std::pair<double, int64_t> NextTokenLoss(const torch::Tensor& hidden, const torch::Tensor& ids) const;
   // The gradient of the mean next-token loss over `ids` with respect to the last hidden states.

@@ -42,7 +42,7 @@ std::vector<TensorSpec> Gpt2::DenseBlockTensors(int block) const {
 }
 
 MlpLayout Gpt2::Mlp() const {
-  return {"", "mlp.c_fc.weight", "mlp.c_proj.weight", "mlp.c_fc.bias", "mlp.c_proj.bias",
+  return {"", "mlp.c_fc.weight", "mlp.c_proj.weight", "", "mlp.c_fc.bias", "mlp.c_proj.bias",
           MlpLayout::Activation::kGeluNew};
 }
 
@@ -59,7 +59,8 @@ torch::Tensor Gpt2::Embed(const TensorMap& outer, const torch::Tensor& ids) cons
   return torch::embedding(outer.at("transformer.wte.weight"), ids) + positions;
 }
 
-torch::Tensor Gpt2::Block(const TensorMap& w, const torch::Tensor& h, const LinearInputs* observe) const {
+torch::Tensor Gpt2::Block(int index, const TensorMap& w, const torch::Tensor& h,
+                          const LinearInputs* observe) const {
   const auto& c = config_;
   auto x = LayerNorm(h, w.at("ln_1.weight"), w.at("ln_1.bias"), c.norm_eps);
   auto qkv = Conv1D(x, w, "attn.c_attn", observe).split(c.hidden, -1);

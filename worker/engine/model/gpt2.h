@@ -14,7 +14,8 @@ class Gpt2 final : public Architecture {
   MlpLayout Mlp() const override;
   bool LinearsStoredTransposed() const override { return true; }
   torch::Tensor Embed(const TensorMap& outer, const torch::Tensor& ids) const override;
-  torch::Tensor Block(const TensorMap& block, const torch::Tensor& hidden, const LinearInputs* observe) const override;
+  torch::Tensor Block(int index, const TensorMap& block, const torch::Tensor& hidden,
+                      const LinearInputs* observe) const override;
   torch::Tensor Logits(const TensorMap& outer, const torch::Tensor& hidden) const override;
 };
 

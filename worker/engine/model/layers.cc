@@ -37,20 +37,6 @@ torch::Tensor GeluNew(const torch::Tensor& x) {
   return 0.5 * x * (1.0 + torch::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * torch::pow(x, 3.0))));
 }
 
-Rotary RotaryTables(int64_t length, int64_t head_dim, double theta, const torch::Device& device) {
-  auto opts = torch::TensorOptions().dtype(torch::kFloat32).device(device);
-  auto inv = 1.0 / torch::pow(theta, torch::arange(0, head_dim, 2, opts) / static_cast<double>(head_dim));
-  auto freqs = torch::outer(torch::arange(length, opts), inv);
-  auto emb = torch::cat({freqs, freqs}, -1);
-  return {emb.cos(), emb.sin()};
-}
-
-torch::Tensor ApplyRotary(const torch::Tensor& x, const Rotary& rotary) {
-  auto halves = x.chunk(2, -1);
-  auto rotated = torch::cat({-halves[1], halves[0]}, -1);
-  return x * rotary.cos + rotated * rotary.sin;
-}
-
 torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
                               int64_t window) {
   const int64_t heads = q.size(1), kv_heads = k.size(1), length = q.size(2);

@@ -24,13 +24,6 @@ torch::Tensor GeluNew(const torch::Tensor& x);
 // The MLP's nonlinearity.
 torch::Tensor Activate(MlpLayout::Activation activation, const torch::Tensor& x);
 
-// Rotary embedding tables [T, head_dim] for the rotate-half convention.
-struct Rotary {
-  torch::Tensor cos, sin;
-};
-Rotary RotaryTables(int64_t length, int64_t head_dim, double theta, const torch::Device& device);
-torch::Tensor ApplyRotary(const torch::Tensor& x, const Rotary& rotary);
-
 // Causal softmax attention. q [B, H, T, hd], k and v [B, KV, T, hd] with H a multiple of KV
 // (grouped-query attention). A positive `window` lets each position see only itself and the
 // window - 1 positions before it (Mistral's sliding window). Returns [B, T, H * hd].

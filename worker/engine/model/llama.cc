@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "worker/engine/model/layers.h"
+#include "worker/engine/model/rope.h"
 
 namespace shears::engine {
 
@@ -11,27 +12,46 @@ std::string Llama::BlockPrefix(int block) const { return absl::StrCat("model.lay
 
 std::vector<TensorSpec> Llama::DenseBlockTensors(int block) const {
   const auto& c = config_;
-  const int64_t q = c.heads * c.head_dim, kv = c.kv_heads * c.head_dim;
-  return {
+  const int64_t q = c.heads * c.head_dim, kv = c.kv_heads * c.head_dim, ffn = c.FfnOf(block);
+  std::vector<TensorSpec> out = {
       {"input_layernorm.weight", {c.hidden}},
       {"self_attn.q_proj.weight", {q, c.hidden}, false, true},
       {"self_attn.k_proj.weight", {kv, c.hidden}, false, true},
       {"self_attn.v_proj.weight", {kv, c.hidden}, false, true},
       {"self_attn.o_proj.weight", {c.hidden, q}, false, true},
-      // Qwen2 has q/k/v biases; Llama's attention_bias adds o_proj's too.
-      {"self_attn.q_proj.bias", {q}, true},
-      {"self_attn.k_proj.bias", {kv}, true},
-      {"self_attn.v_proj.bias", {kv}, true},
-      {"self_attn.o_proj.bias", {c.hidden}, true},
       {"post_attention_layernorm.weight", {c.hidden}},
-      {"mlp.gate_proj.weight", {c.FfnOf(block), c.hidden}, false, true},
-      {"mlp.up_proj.weight", {c.FfnOf(block), c.hidden}, false, true},
-      {"mlp.down_proj.weight", {c.hidden, c.FfnOf(block)}, false, true},
+      {"mlp.gate_proj.weight", {ffn, c.hidden}, false, true},
+      {"mlp.up_proj.weight", {ffn, c.hidden}, false, true},
+      {"mlp.down_proj.weight", {c.hidden, ffn}, false, true},
   };
+  // Biases and norms exactly where the config says they are: a missing one is a broken
+  // checkpoint, not a zero.
+  if (c.qkv_bias) {
+    out.push_back({"self_attn.q_proj.bias", {q}});
+    out.push_back({"self_attn.k_proj.bias", {kv}});
+    out.push_back({"self_attn.v_proj.bias", {kv}});
+  }
+  if (c.o_bias) out.push_back({"self_attn.o_proj.bias", {c.hidden}});
+  if (c.mlp_bias) {
+    out.push_back({"mlp.gate_proj.bias", {ffn}});
+    out.push_back({"mlp.up_proj.bias", {ffn}});
+    out.push_back({"mlp.down_proj.bias", {c.hidden}});
+  }
+  if (c.qk_norm) {
+    out.push_back({"self_attn.q_norm.weight", {c.head_dim}});
+    out.push_back({"self_attn.k_norm.weight", {c.head_dim}});
+  }
+  return out;
 }
 
 MlpLayout Llama::Mlp() const {
-  return {"mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight", "", "", MlpLayout::Activation::kSilu};
+  MlpLayout mlp{"mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"};
+  if (config_.mlp_bias) {
+    mlp.gate_bias = "mlp.gate_proj.bias";
+    mlp.up_bias = "mlp.up_proj.bias";
+    mlp.down_bias = "mlp.down_proj.bias";
+  }
+  return mlp;
 }
 
 std::vector<TensorSpec> Llama::OuterTensors() const {
@@ -45,14 +65,21 @@ torch::Tensor Llama::Embed(const TensorMap& outer, const torch::Tensor& ids) con
   return torch::embedding(outer.at("model.embed_tokens.weight"), ids);
 }
 
-torch::Tensor Llama::Block(const TensorMap& w, const torch::Tensor& h, const LinearInputs* observe) const {
+torch::Tensor Llama::Block(int index, const TensorMap& w, const torch::Tensor& h,
+                           const LinearInputs* observe) const {
   const auto& c = config_;
   auto x = RmsNorm(h, w.at("input_layernorm.weight"), c.norm_eps);
-  auto rotary = RotaryTables(h.size(1), c.head_dim, c.rope_theta, h.device());
-  auto q = ApplyRotary(SplitHeads(Linear(x, w, "self_attn.q_proj.weight", observe), c.heads), rotary);
-  auto k = ApplyRotary(SplitHeads(Linear(x, w, "self_attn.k_proj.weight", observe), c.kv_heads), rotary);
+  auto q = SplitHeads(Linear(x, w, "self_attn.q_proj.weight", observe), c.heads);
+  auto k = SplitHeads(Linear(x, w, "self_attn.k_proj.weight", observe), c.kv_heads);
   auto v = SplitHeads(Linear(x, w, "self_attn.v_proj.weight", observe), c.kv_heads);
-  auto attended = CausalAttention(q, k, v, 1.0 / std::sqrt(static_cast<double>(c.head_dim)), c.sliding_window);
+  if (c.qk_norm) {
+    q = RmsNorm(q, w.at("self_attn.q_norm.weight"), c.norm_eps);
+    k = RmsNorm(k, w.at("self_attn.k_norm.weight"), c.norm_eps);
+  }
+  const Rotary rotary = RotaryTables(h.size(1), c.head_dim, c.rope, h.device());
+  q = ApplyRotary(q, rotary);
+  k = ApplyRotary(k, rotary);
+  auto attended = CausalAttention(q, k, v, 1.0 / std::sqrt(static_cast<double>(c.head_dim)), c.WindowOf(index));
   auto out = h + Linear(attended, w, "self_attn.o_proj.weight", observe);
   x = RmsNorm(out, w.at("post_attention_layernorm.weight"), c.norm_eps);
   auto gated = torch::silu(Linear(x, w, "mlp.gate_proj.weight", observe)) * Linear(x, w, "mlp.up_proj.weight", observe);

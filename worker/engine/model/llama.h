@@ -4,8 +4,10 @@
 
 namespace shears::engine {
 
-// Llama and the models of its shape (Mistral, Qwen2): RMSNorm, rotary positions (rotate-half),
-// grouped-query attention with optional q/k/v/o biases, SwiGLU MLP.
+// Llama and the models of its shape (Mistral, Qwen2/2.5, Qwen3) as Hugging Face computes them:
+// RMSNorm, rotary positions (rotate-half, with the rope_scaling schedules of rope.h), grouped-query
+// attention with the biases the config names, Qwen3's RMSNorm over each head of q and k, sliding
+// windows per block, SwiGLU MLP with optional biases.
 class Llama final : public Architecture {
  public:
   explicit Llama(ModelConfig config) : Architecture(std::move(config)) {}
@@ -14,7 +16,8 @@ class Llama final : public Architecture {
   std::vector<TensorSpec> OuterTensors() const override;
   MlpLayout Mlp() const override;
   torch::Tensor Embed(const TensorMap& outer, const torch::Tensor& ids) const override;
-  torch::Tensor Block(const TensorMap& block, const torch::Tensor& hidden, const LinearInputs* observe) const override;
+  torch::Tensor Block(int index, const TensorMap& block, const torch::Tensor& hidden,
+                      const LinearInputs* observe) const override;
   torch::Tensor Logits(const TensorMap& outer, const torch::Tensor& hidden) const override;
 };
 

@@ -38,7 +38,7 @@ std::vector<TensorSpec> Opt::DenseBlockTensors(int block) const {
 }
 
 MlpLayout Opt::Mlp() const {
-  return {"", "fc1.weight", "fc2.weight", "fc1.bias", "fc2.bias", MlpLayout::Activation::kRelu};
+  return {"", "fc1.weight", "fc2.weight", "", "fc1.bias", "fc2.bias", MlpLayout::Activation::kRelu};
 }
 
 std::vector<TensorSpec> Opt::OuterTensors() const {
@@ -67,7 +67,8 @@ torch::Tensor Opt::Embed(const TensorMap& outer, const torch::Tensor& ids) const
   return tokens + positions;
 }
 
-torch::Tensor Opt::Block(const TensorMap& w, const torch::Tensor& h, const LinearInputs* observe) const {
+torch::Tensor Opt::Block(int index, const TensorMap& w, const torch::Tensor& h,
+                         const LinearInputs* observe) const {
   const auto& c = config_;
   auto norm = [&](const torch::Tensor& x, const std::string& name) {
     return LayerNorm(x, w.at(name + ".weight"), w.at(name + ".bias"), c.norm_eps);

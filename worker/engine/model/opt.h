@@ -14,7 +14,8 @@ class Opt final : public Architecture {
   std::vector<TensorSpec> OuterTensors() const override;
   MlpLayout Mlp() const override;
   torch::Tensor Embed(const TensorMap& outer, const torch::Tensor& ids) const override;
-  torch::Tensor Block(const TensorMap& block, const torch::Tensor& hidden, const LinearInputs* observe) const override;
+  torch::Tensor Block(int index, const TensorMap& block, const torch::Tensor& hidden,
+                      const LinearInputs* observe) const override;
   torch::Tensor Logits(const TensorMap& outer, const torch::Tensor& hidden) const override;
 
  private:

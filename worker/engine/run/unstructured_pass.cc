@@ -104,7 +104,7 @@ class PruningRun {
 
   absl::Status PruneBlock(int b) {
     TensorMap block = runner_.LoadBlock(b);
-    if (options_.evaluation) dense_ = runner_.Run(block, dense_);
+    if (options_.evaluation) dense_ = runner_.Run(b, block, dense_);
     const MlpLayout mlp = arch_.Mlp();
     // The method sees the block's inputs as the blocks pruned before it produce them.
     BlockInputs inputs([&](const std::string& name) {
@@ -112,7 +112,7 @@ class PruningRun {
     });
     if (calibration_.defined()) {
       const LinearInputs observe = [&](const std::string& name, const torch::Tensor& x) { inputs.Observe(name, x); };
-      runner_.Run(block, calibration_, &observe);
+      runner_.Run(b, block, calibration_, &observe);
     }
     BlockToPrune to_prune{b, {}, &block, mlp, target_};
     std::map<std::string, torch::Tensor> dense_weights;  // to measure the reconstruction error against
@@ -146,8 +146,8 @@ class PruningRun {
       Record(report);
       if (observer_.on_layer) observer_.on_layer(report_.layers.back());
     }
-    if (options_.evaluation) pruned_ = runner_.Run(block, pruned_);
-    if (calibration_.defined()) calibration_ = runner_.Run(block, calibration_);
+    if (options_.evaluation) pruned_ = runner_.Run(b, block, pruned_);
+    if (calibration_.defined()) calibration_ = runner_.Run(b, block, calibration_);
     next_block_ = b + 1;
     return SaveProgress();
   }

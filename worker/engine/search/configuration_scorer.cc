@@ -31,7 +31,7 @@ absl::StatusOr<std::unique_ptr<ConfigurationScorer>> ConfigurationScorer::Build(
     scorer->blocks_.push_back(runner.LoadBlock(b));
     auto inputs = std::make_unique<BlockInputs>([](const std::string&) { return false; });
     const LinearInputs observe = [&](const std::string& name, const torch::Tensor& x) { inputs->Observe(name, x); };
-    torch::Tensor next = runner.Run(scorer->blocks_.back(), hidden, &observe);
+    torch::Tensor next = runner.Run(b, scorer->blocks_.back(), hidden, &observe);
     scorer->block_influence_.push_back(BlockInfluence(hidden, next));
     scorer->statistics_.push_back(std::move(inputs));
     hidden = next;
@@ -129,7 +129,7 @@ absl::StatusOr<double> ConfigurationScorer::Score(const Configuration& config) {
     j += space_.modules()[m].linears.size();
   }
   torch::Tensor hidden = held_out_hidden_;
-  for (const auto& block : pruned) hidden = runner_.Run(block, hidden);
+  for (size_t b = 0; b < pruned.size(); ++b) hidden = runner_.Run(static_cast<int>(b), pruned[b], hidden);
   auto [nll, tokens] = runner_.NextTokenLoss(hidden, held_out_ids_);
   return std::exp(nll / double(tokens));
 }

@@ -80,8 +80,12 @@ absl::StatusOr<PruneReport> RemoveBlocks(const PruneOptions& options, const Prun
     if (observer.on_layer) observer.on_layer(report.layers.back());
   }
 
-  nlohmann::json config = model.config();
-  config[NumBlocksKey(arch.config().family)] = blocks - k;
+  std::vector<int> kept;
+  for (int b = 0; b < blocks; ++b) {
+    if (!removed.count(b)) kept.push_back(b);
+  }
+  const nlohmann::json config =
+      ConfigWithBlocks(model.config(), arch.config(), kept, [&](int b) { return arch.BlockPrefix(b); });
   const TensorEditor edit = [&](const std::string& name) {
     const int b = arch.BlockOf(name);
     if (b < 0) return TensorEdit{false, name};

@@ -81,7 +81,7 @@ absl::StatusOr<SvdChoice> ChooseBySvd(const std::vector<Matrix>& matrices, const
     BlockInputs inputs([](const std::string&) { return false; });
     const LinearInputs observe = [&](const std::string& name, const torch::Tensor& x) { inputs.Observe(name, x); };
     const TensorMap block = runner.LoadBlock(b);
-    hidden = runner.Run(block, hidden, &observe);
+    hidden = runner.Run(b, block, hidden, &observe);
     for (; next < matrices.size() && matrices[next].block == b; ++next) {
       const std::string name = matrices[next].name.substr(arch.BlockPrefix(b).size());
       const torch::Tensor& stored = block.at(name);

@@ -10,6 +10,7 @@ NeuronAxes NeuronAxesOf(const Architecture& arch) {
   NeuronAxes axes = {{mlp.up, transposed ? 1 : 0}, {mlp.down, transposed ? 0 : 1}};
   if (!mlp.gate.empty()) axes[mlp.gate] = transposed ? 1 : 0;
   if (!mlp.up_bias.empty()) axes[mlp.up_bias] = 0;
+  if (!mlp.gate_bias.empty()) axes[mlp.gate_bias] = 0;
   return axes;
 }
 

@@ -77,7 +77,9 @@ ModelWeights LoadWeights(const ModelDir& model, const Architecture& arch, const 
 torch::Tensor Forward(const Architecture& arch, const ModelWeights& weights, const torch::Tensor& ids,
                       const LinearInputs* observe) {
   auto hidden = arch.Embed(weights.outer, ids);
-  for (const auto& block : weights.blocks) hidden = arch.Block(block, hidden, observe);
+  for (size_t b = 0; b < weights.blocks.size(); ++b) {
+    hidden = arch.Block(static_cast<int>(b), weights.blocks[b], hidden, observe);
+  }
   return arch.Logits(weights.outer, hidden);
 }
 

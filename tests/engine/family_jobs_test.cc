@@ -1,0 +1,182 @@
+// Pruning jobs on small models of today's Llama-shaped layouts: Wanda and SparseGPT on each, and
+// the structured rewrites that cut what the family has (MLP biases, per-layer window lists). Each
+// written model is read back by the reference forward pass (tests/reference/hf_llama.py), whose
+// perplexity must equal the one the job reports.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/files.h"
+#include "tests/support/model_builders.h"
+#include "tests/support/model_layouts.h"
+#include "tests/support/process.h"
+#include "tests/support/pruned_model_checks.h"
+#include "tests/support/test_util.h"
+#include "worker/engine/prune_model.h"
+
+namespace shears::engine {
+namespace {
+
+using shears::testing::Config;
+using shears::testing::StoredTensor;
+using shears::testing::TempDir;
+
+constexpr int64_t kSeqLen = 32, kEvalTokens = 1024;
+
+class FamilyJobs : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    torch::manual_seed(5);
+    const auto ids = torch::randint(shears::testing::kLayoutVocab, {4096}, torch::kInt64);
+    const auto u16 = ids.to(torch::kInt16).contiguous();
+    std::string bytes(4096 * 2, '\0');
+    std::memcpy(bytes.data(), u16.data_ptr(), bytes.size());
+    ASSERT_TRUE(WriteFileAtomically(dir_ / "ids.bin", bytes).ok());
+    // The evaluation windows as the reference reads them: the first kEvalTokens ids, as int64.
+    const auto windows = ids.slice(0, 0, kEvalTokens).contiguous();
+    std::string raw(kEvalTokens * sizeof(int64_t), '\0');
+    std::memcpy(raw.data(), windows.data_ptr(), raw.size());
+    ASSERT_TRUE(WriteFileAtomically(dir_ / "eval.i64", raw).ok());
+  }
+
+  PruneOptions Options(const std::string& model, const std::string& out, Method method, double sparsity) {
+    PruneOptions o;
+    o.model_dir = model;
+    o.output_dir = out;
+    o.method = method;
+    o.target_sparsity = sparsity;
+    o.calibration = CalibrationOptions{dir_ / "ids.bin", 8, kSeqLen, 0};
+    o.evaluation = EvaluationOptions{dir_ / "ids.bin", kSeqLen, kEvalTokens};
+    return o;
+  }
+
+  // Runs `options`, then has the reference measure the input and the output later, in Check.
+  void Prune(const std::string& name, const PruneOptions& options) {
+    auto report = PruneModel(options, {});
+    ASSERT_TRUE(report.ok()) << name << ": " << report.status();
+    ASSERT_TRUE(report->evaluation.has_value());
+    reports_[name] = *report;
+    jobs_ += options.model_dir + " " + (dir_ / "eval.i64") + " " + std::to_string(kEvalTokens / kSeqLen) + " " +
+             std::to_string(kSeqLen) + " " + (dir_ / (name + ".dense")) + "\n";
+    jobs_ += options.output_dir + " " + (dir_ / "eval.i64") + " " + std::to_string(kEvalTokens / kSeqLen) + " " +
+             std::to_string(kSeqLen) + " " + (dir_ / (name + ".pruned")) + "\n";
+  }
+
+  // The reported dense and pruned perplexities against the reference's on the files.
+  void CheckAgainstTheReference() {
+    ASSERT_TRUE(WriteFileAtomically(dir_ / "jobs.txt", jobs_).ok());
+    auto run = shears::testing::RunCommand(
+        {"/usr/bin/python3", std::string(SHEARS_SOURCE_DIR) + "/tests/reference/forward.py", "--jobs",
+         dir_ / "jobs.txt"},
+        dir_ / "ref.log");
+    ASSERT_EQ(run.status, 0) << run.out;
+    for (const auto& [name, report] : reports_) {
+      const EvaluationReport& eval = *report.evaluation;
+      const double dense = std::stod(ReadFile(dir_ / (name + ".dense.ppl")).value());
+      const double pruned = std::stod(ReadFile(dir_ / (name + ".pruned.ppl")).value());
+      EXPECT_NEAR(eval.dense_perplexity / dense, 1.0, 1e-3) << name;
+      EXPECT_NEAR(eval.pruned_perplexity / pruned, 1.0, 1e-3) << name;
+      EXPECT_NE(eval.pruned_perplexity, eval.dense_perplexity) << name << ": something was pruned";
+    }
+  }
+
+  nlohmann::json WrittenConfig(const std::string& out) {
+    return nlohmann::json::parse(ReadFile(out + "/config.json").value());
+  }
+
+  TempDir dir_;
+  std::string jobs_;
+  std::map<std::string, PruneReport> reports_;
+};
+
+TEST_F(FamilyJobs, WandaAndSparseGptOnEveryLayoutReportThePerplexityOfTheFilesWritten) {
+  uint64_t seed = 100;
+  for (const auto& layout : shears::testing::Layouts()) {
+    const std::string model = dir_ / layout.name;
+    shears::testing::WriteRandomModel(model, layout.config, seed++);
+    for (Method method : {Method::kWanda, Method::kSparseGpt}) {
+      const std::string name = layout.name + (method == Method::kWanda ? "-wanda" : "-sparsegpt");
+      Prune(name, Options(model, dir_ / name, method, 0.5));
+      auto q = StoredTensor(dir_ / name, "model.layers.1.self_attn.q_proj.weight");
+      EXPECT_NEAR((q == 0).sum().item<double>() / double(q.numel()), 0.5, 0.02) << name;
+    }
+  }
+  CheckAgainstTheReference();
+}
+
+TEST_F(FamilyJobs, FfnNeuronsCutTheMlpBiasesWithTheirNeurons) {
+  const std::string model = dir_ / "biased";
+  shears::testing::WriteRandomModel(model, Config("llama", {{"mlp_bias", true}, {"attention_bias", true}}), 7);
+  PruneOptions options = Options(model, dir_ / "ffn", Method::kMagnitude, 0.25);
+  options.structure = Structure::kFfnNeurons;
+  Prune("ffn", options);
+  EXPECT_EQ(WrittenConfig(dir_ / "ffn")["intermediate_size"], 36);
+  EXPECT_EQ(StoredTensor(dir_ / "ffn", "model.layers.0.mlp.gate_proj.bias").size(0), 36);
+  EXPECT_EQ(StoredTensor(dir_ / "ffn", "model.layers.0.mlp.up_proj.bias").size(0), 36);
+  EXPECT_EQ(StoredTensor(dir_ / "ffn", "model.layers.0.mlp.down_proj.bias").size(0), 32) << "the hidden size stays";
+  options = Options(model, dir_ / "sparsellm", Method::kSparseLlm, 0.5);
+  options.sparsellm.iterations = 2;
+  Prune("sparsellm", options);
+  CheckAgainstTheReference();
+}
+
+// Removing blocks rewrites every field that lists or counts them, so the smaller model keeps each
+// remaining block's window.
+TEST_F(FamilyJobs, LayerRemovalRewritesTheWindowLayouts) {
+  const std::string qwen3 = dir_ / "qwen3", qwen2 = dir_ / "qwen2";
+  shears::testing::WriteRandomModel(
+      qwen3,
+      Config("qwen3", {{"num_hidden_layers", 4},
+                       {"use_sliding_window", true},
+                       {"sliding_window", 3},
+                       {"layer_types", {"sliding_attention", "full_attention", "sliding_attention", "full_attention"}}}),
+      8);
+  shears::testing::WriteRandomModel(
+      qwen2, Config("qwen2", {{"num_hidden_layers", 4}, {"use_sliding_window", true}, {"sliding_window", 3},
+                              {"max_window_layers", 2}}),
+      9);
+  for (const auto& [name, model] : {std::pair{"qwen3-layers", qwen3}, {"qwen2-layers", qwen2}}) {
+    PruneOptions options = Options(model, dir_ / name, Method::kBlockInfluence, 0.5);
+    options.structure = Structure::kLayers;
+    Prune(name, options);
+  }
+  // Which two blocks go depends on their influence; what the config says must follow them.
+  const std::vector<std::string> types = {"sliding_attention", "full_attention", "sliding_attention", "full_attention"};
+  nlohmann::json kept_types = nlohmann::json::array();
+  int kept_full = 0;  // Qwen2's blocks under max_window_layers 2 that stay
+  for (int b = 0; b < 4; ++b) {
+    const auto& removed = reports_["qwen3-layers"].removed_blocks;
+    if (std::find(removed.begin(), removed.end(), b) == removed.end()) kept_types.push_back(types[b]);
+    const auto& removed2 = reports_["qwen2-layers"].removed_blocks;
+    if (b < 2 && std::find(removed2.begin(), removed2.end(), b) == removed2.end()) ++kept_full;
+  }
+  const auto q3 = WrittenConfig(dir_ / "qwen3-layers");
+  EXPECT_EQ(q3["num_hidden_layers"], 2);
+  EXPECT_EQ(q3["layer_types"], kept_types);
+  const auto q2 = WrittenConfig(dir_ / "qwen2-layers");
+  EXPECT_EQ(q2["num_hidden_layers"], 2);
+  EXPECT_EQ(q2["max_window_layers"], kept_full);
+  CheckAgainstTheReference();
+}
+
+TEST_F(FamilyJobs, LowRankWithDenseOutputOnQwen3) {
+  const std::string model = dir_ / "qwen3";
+  shears::testing::WriteRandomModel(model, Config("qwen3", {{"attention_bias", true}, {"tie_word_embeddings", true}}),
+                                    10);
+  PruneOptions options = Options(model, dir_ / "low-rank", Method::kLowRank, 0.3);
+  options.structure = Structure::kRank;
+  options.low_rank.dense_output = true;
+  Prune("low-rank", options);
+  CheckAgainstTheReference();
+}
+
+}  // namespace
+}  // namespace shears::engine

@@ -1,0 +1,188 @@
+// Today's Llama-shaped checkpoints, by the layout of their config.json: Llama 3.x rope scaling,
+// explicit head_dim, attention and MLP biases, Mistral's and Qwen's sliding windows, Qwen3's q/k
+// norms. Random models of each layout, in F32 and BF16, against the reference forward pass that
+// tests/reference/hf_llama.py writes from Hugging Face's modeling code; and what is refused.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/files.h"
+#include "tests/support/model_builders.h"
+#include "tests/support/model_layouts.h"
+#include "tests/support/process.h"
+#include "tests/support/test_util.h"
+#include "worker/engine/io/model_config.h"
+#include "worker/engine/io/model_dir.h"
+#include "worker/engine/model/architecture_factory.h"
+#include "worker/engine/model/block_runner.h"
+#include "worker/engine/model/rope.h"
+
+namespace shears::engine {
+namespace {
+
+using shears::testing::Config;
+using shears::testing::Layouts;
+using shears::testing::TempDir;
+constexpr int64_t kVocab = shears::testing::kLayoutVocab;
+
+double RelativeError(const torch::Tensor& got, const torch::Tensor& want) {
+  return (got - want).abs().max().item<double>() / want.abs().max().item<double>();
+}
+
+torch::Tensor EngineLogits(const std::string& dir, const torch::Tensor& ids) {
+  auto model = ModelDir::Open(dir);
+  EXPECT_TRUE(model.ok()) << model.status();
+  auto arch = MakeArchitecture((*model)->config());
+  EXPECT_TRUE(arch.ok()) << arch.status();
+  EXPECT_TRUE((*arch)->CheckWeights(**model).ok()) << (*arch)->CheckWeights(**model);
+  BlockRunner runner(**model, **arch, torch::kCPU, /*batch=*/2);
+  auto hidden = runner.Embed(ids);
+  for (int b = 0; b < (*arch)->num_blocks(); ++b) hidden = runner.Run(b, runner.LoadBlock(b), hidden);
+  return runner.Logits(hidden);
+}
+
+TEST(Families, EveryLayoutAgreesWithTheReferenceToOneInTenThousandInF32AndBF16) {
+  TempDir dir;
+  torch::manual_seed(11);
+  const auto ids = torch::randint(kVocab, {2, 24}, torch::kInt64);
+  {
+    std::ofstream out(dir / "ids.bin", std::ios::binary);
+    out.write(static_cast<const char*>(ids.contiguous().data_ptr()), ids.numel() * sizeof(int64_t));
+  }
+  struct Run {
+    std::string name, model;
+  };
+  std::vector<Run> runs;
+  std::string jobs;
+  uint64_t seed = 1;
+  for (const auto& layout : Layouts()) {
+    const std::string f32 = dir / (layout.name + "-f32"), bf16 = dir / (layout.name + "-bf16");
+    shears::testing::WriteRandomModel(f32, layout.config, seed++);
+    shears::testing::RewriteModel(f32, bf16, torch::kBFloat16, /*shards=*/2);
+    for (const auto& model : {f32, bf16}) {
+      runs.push_back({model.substr(model.rfind('/') + 1), model});
+      jobs += model + " " + (dir / "ids.bin") + " 2 24 " + model + "/ref\n";
+    }
+  }
+  ASSERT_TRUE(WriteFileAtomically(dir / "jobs.txt", jobs).ok());
+  auto reference = shears::testing::RunCommand(
+      {"/usr/bin/python3", std::string(SHEARS_SOURCE_DIR) + "/tests/reference/forward.py", "--jobs", dir / "jobs.txt"},
+      dir / "ref.log");
+  ASSERT_EQ(reference.status, 0) << reference.out;
+  for (const auto& run : runs) {
+    SCOPED_TRACE(run.name);
+    const std::string raw = ReadFile(run.model + "/ref.logits").value_or("");
+    auto want = torch::empty({2, 24, kVocab});
+    ASSERT_EQ(raw.size(), static_cast<size_t>(want.numel() * 4));
+    std::memcpy(want.data_ptr(), raw.data(), raw.size());
+    EXPECT_LT(RelativeError(EngineLogits(run.model, ids), want), 1e-4);
+  }
+}
+
+// The schedules against numbers worked out by hand from Hugging Face's formulas.
+TEST(Families, RopeSchedulesMatchTheirFormulas) {
+  RopeConfig llama3;
+  llama3.type = RopeConfig::Type::kLlama3;
+  llama3.factor = 8, llama3.low_freq_factor = 1, llama3.high_freq_factor = 4, llama3.original_max_positions = 64;
+  auto inv = InverseFrequencies(llama3, 8);
+  // Wavelength 2π (< 64/4) kept; 20π (between 16 and 64) blended by smooth = (64/(20π) - 1)/3;
+  // 200π and 2000π (> 64) divided by 8.
+  const double smooth = (64.0 / (2 * M_PI * 10) - 1.0) / 3.0;
+  EXPECT_NEAR(inv[0].item<double>(), 1.0, 1e-6);
+  EXPECT_NEAR(inv[1].item<double>(), (1 - smooth) * 0.1 / 8 + smooth * 0.1, 1e-6);
+  EXPECT_NEAR(inv[2].item<double>(), 0.01 / 8, 1e-8);
+  EXPECT_NEAR(inv[3].item<double>(), 0.001 / 8, 1e-9);
+
+  RopeConfig yarn;
+  yarn.type = RopeConfig::Type::kYarn;
+  yarn.factor = 4, yarn.original_max_positions = 16, yarn.max_positions = 64, yarn.attention_factor = 1.5;
+  auto tables = RotaryTables(3, 8, yarn, torch::kCPU);
+  EXPECT_NEAR(tables.cos[0][0].item<double>(), 1.5, 1e-6) << "cos(0) scaled by the attention factor";
+  // With original 16 the correction range is [0, 1]: pair 0 extrapolated, pairs 1.. interpolated.
+  auto yarn_inv = InverseFrequencies(yarn, 8);
+  EXPECT_NEAR(yarn_inv[0].item<double>(), 1.0, 1e-6);
+  EXPECT_NEAR(yarn_inv[2].item<double>(), 0.01 / 4, 1e-8);
+}
+
+TEST(Families, WhatIsNotBuiltIsRefusedNamingTheField) {
+  struct Case {
+    nlohmann::json config;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {{{"model_type", "mixtral"}}, "config.json: model_type 'mixtral' is not supported (supported: llama, mistral, "
+                                    "qwen2, qwen3, gpt2, opt)"},
+      {{{"model_type", "qwen2_moe"}}, "config.json: model_type 'qwen2_moe' is not supported"},
+      {{{"model_type", "qwen3_moe"}}, "config.json: model_type 'qwen3_moe' is not supported"},
+      {{{"model_type", "deepseek_v3"}}, "config.json: model_type 'deepseek_v3' is not supported"},
+      {Config("llama", {{"num_local_experts", 8}}), "config.json: num_local_experts 8 is not supported"},
+      {Config("llama", {{"rope_scaling", {{"rope_type", "longrope"}, {"short_factor", {1}}, {"long_factor", {1}}}}}),
+       "config.json: rope_scaling.rope_type 'longrope' is not supported (supported: default, linear, dynamic, yarn, "
+       "llama3)"},
+      {Config("llama", {{"rope_scaling", {{"rope_type", "llama3"}, {"factor", 8.0}}}}),
+       "config.json: rope_scaling.low_freq_factor is required"},
+      {Config("llama", {{"rope_scaling", {{"rope_type", "linear"}, {"factor", 0.5}}}}),
+       "config.json: rope_scaling.factor must be at least 1, got 0.5"},
+      {Config("llama", {{"hidden_act", "gelu"}}), "config.json: hidden_act 'gelu' is not supported (supported: silu)"},
+      {Config("llama", {{"partial_rotary_factor", 0.5}}),
+       "config.json: partial_rotary_factor 0.5 is not supported (supported: 1)"},
+      {Config("qwen3", {{"layer_types", {"full_attention", "chunked_attention", "full_attention"}}}),
+       "config.json: layer_types[1] 'chunked_attention' is not supported (supported: full_attention, "
+       "sliding_attention)"},
+  };
+  for (const auto& c : cases) {
+    auto arch = MakeArchitecture(c.config);
+    ASSERT_FALSE(arch.ok()) << c.message;
+    EXPECT_EQ(arch.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(std::string(arch.status().message()).substr(0, c.message.size()), c.message);
+  }
+}
+
+// Qwen2 and Qwen3 configs write a sliding_window they apply only with use_sliding_window.
+TEST(Families, QwensWindowIsUsedOnlyWhenAskedFor) {
+  TempDir dir;
+  const auto base = Config("qwen2", {{"max_window_layers", 0}});
+  shears::testing::WriteRandomModel(dir / "m", base, 4);
+  torch::manual_seed(3);
+  const auto ids = torch::randint(kVocab, {1, 12}, torch::kInt64);
+  auto logits_with = [&](const nlohmann::json& extra) {
+    auto config = base;
+    config.update(extra);
+    EXPECT_TRUE(WriteFileAtomically(dir / "m/config.json", config.dump()).ok());
+    return EngineLogits(dir / "m", ids);
+  };
+  const auto full = logits_with({{"sliding_window", nullptr}});
+  EXPECT_TRUE(torch::equal(logits_with({{"sliding_window", 2}, {"use_sliding_window", false}}), full));
+  EXPECT_FALSE(torch::allclose(logits_with({{"sliding_window", 2}, {"use_sliding_window", true}}), full));
+}
+
+TEST(Families, ABiasTheConfigNamesMustBeInTheFiles) {
+  TempDir dir;
+  shears::testing::WriteRandomModel(dir / "m", Config("llama"), 3);
+  auto config = nlohmann::json::parse(ReadFile(dir / "m/config.json").value());
+  config["attention_bias"] = true;
+  auto model = ModelDir::Open(dir / "m");
+  auto arch = MakeArchitecture(config);
+  ASSERT_TRUE(model.ok() && arch.ok());
+  const absl::Status st = (*arch)->CheckWeights(**model);
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(st.message().find("tensor model.layers.0.self_attn.q_proj.bias is missing"), std::string::npos) << st;
+}
+
+// Dynamic NTK differs between Hugging Face versions past max_position_embeddings: the engine
+// holds windows to it, as for a model with learned positions.
+TEST(Families, DynamicRopeHoldsWindowsToMaxPositionEmbeddings) {
+  auto config = ModelConfig::Parse(Config("llama", {{"rope_scaling", {{"rope_type", "dynamic"}, {"factor", 4.0}}}}));
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->max_positions, 64);
+  EXPECT_EQ(ModelConfig::Parse(Config("llama"))->max_positions, 0);
+}
+
+}  // namespace
+}  // namespace shears::engine

@@ -1,0 +1,49 @@
+#include "tests/support/model_layouts.h"
+
+namespace shears::testing {
+
+nlohmann::json Config(const std::string& model_type, const nlohmann::json& extra) {
+  nlohmann::json c = {{"model_type", model_type},  {"vocab_size", kLayoutVocab},    {"hidden_size", 32},
+                      {"intermediate_size", 48},    {"num_hidden_layers", 3},        {"num_attention_heads", 4},
+                      {"num_key_value_heads", 2},   {"max_position_embeddings", 64}, {"rms_norm_eps", 1e-5},
+                      {"rope_theta", 10000.0},      {"tie_word_embeddings", false}};
+  if (model_type == "qwen3") c["head_dim"] = 8;
+  c.update(extra);
+  return c;
+}
+
+std::vector<Layout> Layouts() {
+  return {
+      {"Llama", Config("llama")},
+      // Llama 3.1/3.2/3.3: with head_dim 8 the four pairs' wavelengths (6, 63, 628, 6283) fall in
+      // the kept (< 16), blended (16..64) and divided (> 64) bands of an original context of 64.
+      {"Llama31RopeLlama3",
+       Config("llama", {{"max_position_embeddings", 128},
+                        {"rope_scaling",
+                         {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
+                          {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 64}}}})},
+      {"LlamaRopeLinearOldKey", Config("llama", {{"rope_scaling", {{"type", "linear"}, {"factor", 2.0}}}})},
+      {"LlamaRopeDynamic", Config("llama", {{"rope_scaling", {{"rope_type", "dynamic"}, {"factor", 4.0}}}})},
+      {"LlamaRopeYarn", Config("llama", {{"rope_scaling", {{"rope_type", "yarn"}, {"factor", 4.0},
+                                                           {"original_max_position_embeddings", 16}}}})},
+      {"LlamaRopeYarnUntruncatedMscale",
+       Config("llama", {{"rope_scaling", {{"rope_type", "yarn"}, {"factor", 4.0}, {"beta_fast", 16.0},
+                                          {"beta_slow", 2.0}, {"truncate", false}, {"mscale", 1.0},
+                                          {"mscale_all_dim", 0.5}}}})},
+      {"LlamaBiasesAndHeadDim", Config("llama", {{"attention_bias", true}, {"mlp_bias", true}, {"head_dim", 16}})},
+      {"LlamaRopeParametersForm",
+       Config("llama", {{"rope_parameters", {{"rope_type", "linear"}, {"factor", 2.0}, {"rope_theta", 500000.0}}}})},
+      {"MistralNemoHeadDimWindow", Config("mistral", {{"head_dim", 16}, {"sliding_window", 5}})},
+      {"Qwen25WindowFromMaxWindowLayers",
+       Config("qwen2", {{"use_sliding_window", true}, {"sliding_window", 4}, {"max_window_layers", 1}})},
+      {"Qwen25WindowWrittenButUnused", Config("qwen2", {{"use_sliding_window", false}, {"sliding_window", 2}})},
+      {"Qwen3LayerTypes",
+       Config("qwen3", {{"head_dim", 16},
+                        {"use_sliding_window", true},
+                        {"sliding_window", 3},
+                        {"layer_types", {"full_attention", "sliding_attention", "full_attention"}}})},
+      {"Qwen3AttentionBiasTied", Config("qwen3", {{"attention_bias", true}, {"tie_word_embeddings", true}})},
+  };
+}
+
+}  // namespace shears::testing
