@@ -34,6 +34,8 @@ demo: build
 
 # Long measurements (speed, memory) that print their figures and ratios.
 bench: build peers
+	@echo "== $(BUILD_DIR)/bench/tokenizer_bench tests/data/tiny-llama"
+	$(BUILD_DIR)/bench/tokenizer_bench tests/data/tiny-llama
 	@echo "== $(BUILD_DIR)/bench/storage_bench $(BUILD_DIR) /tmp/shears-storage-bench 256"
 	$(BUILD_DIR)/bench/storage_bench $(BUILD_DIR) /tmp/shears-storage-bench 256
 	$(BUILD_DIR)/bench/peak_rss_bench $(BUILD_DIR) /tmp/shears-bench

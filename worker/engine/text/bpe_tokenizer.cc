@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <queue>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -195,6 +196,58 @@ std::vector<std::string> BpeTokenizer::PreTokenize(const std::string& text) cons
   return pieces;
 }
 
+std::vector<std::string> BpeTokenizer::MergedSymbols(const std::string& word) const {
+  // The characters as a linked list; the candidate merges of adjacent symbols in a heap by
+  // (rank, position), so the lowest-ranked pair goes first and, among equals, the leftmost, as a
+  // scan of the whole word would choose, in O(n log n) instead of O(n²).
+  struct Symbol {
+    int prev, next;
+    size_t begin, length;  // in `word`; length 0 once merged into its left neighbour
+  };
+  std::vector<Symbol> symbols;
+  for (size_t i = 0; i < word.size();) {
+    const size_t n = std::min(Utf8Length(static_cast<unsigned char>(word[i])), word.size() - i);
+    symbols.push_back({static_cast<int>(symbols.size()) - 1, static_cast<int>(symbols.size()) + 1, i, n});
+    i += n;
+  }
+  if (!symbols.empty()) symbols.back().next = -1;
+  struct Candidate {
+    int rank, left, right;
+    size_t length;  // of the joined pair, to notice one made stale by another merge
+  };
+  auto later = [](const Candidate& a, const Candidate& b) {
+    return a.rank != b.rank ? a.rank > b.rank : a.left > b.left;
+  };
+  std::priority_queue<Candidate, std::vector<Candidate>, decltype(later)> agenda(later);
+  auto piece = [&](int i) { return word.substr(symbols[i].begin, symbols[i].length); };
+  auto consider = [&](int left, int right) {
+    if (left < 0 || right < 0) return;
+    auto it = merge_ranks_.find(PairKey(piece(left), piece(right)));
+    if (it != merge_ranks_.end()) {
+      agenda.push({it->second, left, right, symbols[left].length + symbols[right].length});
+    }
+  };
+  for (size_t i = 0; i + 1 < symbols.size(); ++i) consider(static_cast<int>(i), static_cast<int>(i) + 1);
+  while (!agenda.empty()) {
+    const Candidate top = agenda.top();
+    agenda.pop();
+    Symbol& left = symbols[top.left];
+    Symbol& right = symbols[top.right];
+    if (left.length == 0 || right.length == 0 || left.next != top.right || left.length + right.length != top.length) {
+      continue;
+    }
+    left.length += right.length;
+    left.next = right.next;
+    if (right.next >= 0) symbols[right.next].prev = top.left;
+    right.length = 0;
+    consider(left.prev, top.left);
+    consider(top.left, left.next);
+  }
+  std::vector<std::string> out;
+  for (int i = symbols.empty() ? -1 : 0; i >= 0; i = symbols[i].next) out.push_back(piece(i));
+  return out;
+}
+
 void BpeTokenizer::EncodeWord(const std::string& word, std::vector<int64_t>& out) const {
   auto cached = cache_.find(word);
   if (cached != cache_.end()) {
@@ -206,27 +259,7 @@ void BpeTokenizer::EncodeWord(const std::string& word, std::vector<int64_t>& out
   if (ignore_merges_ && whole != vocab_.end()) {
     ids.push_back(whole->second);
   } else {
-    std::vector<std::string> symbols;
-    for (size_t i = 0; i < word.size();) {
-      const size_t n = Utf8Length(static_cast<unsigned char>(word[i]));
-      symbols.push_back(word.substr(i, n));
-      i += n;
-    }
-    // Merge the lowest-ranked adjacent pair, leftmost first, until none is in the merge list.
-    while (symbols.size() > 1) {
-      int best_rank = INT_MAX;
-      size_t best = 0;
-      for (size_t i = 0; i + 1 < symbols.size(); ++i) {
-        auto it = merge_ranks_.find(PairKey(symbols[i], symbols[i + 1]));
-        if (it != merge_ranks_.end() && it->second < best_rank) {
-          best_rank = it->second;
-          best = i;
-        }
-      }
-      if (best_rank == INT_MAX) break;
-      symbols[best] += symbols[best + 1];
-      symbols.erase(symbols.begin() + static_cast<std::ptrdiff_t>(best) + 1);
-    }
+    const std::vector<std::string> symbols = MergedSymbols(word);
     for (const auto& s : symbols) {
       auto it = vocab_.find(s);
       // Every single byte is in a byte-level vocabulary; a file without one is caught here.

@@ -31,6 +31,8 @@ class BpeTokenizer final : public Tokenizer {
   BpeTokenizer() = default;
   // Splits `text` by each pre-tokenizer regex in turn, keeping matches and the text between them.
   std::vector<std::string> PreTokenize(const std::string& text) const;
+  // The word's characters merged by rank, lowest first, until no adjacent pair is in the merges.
+  std::vector<std::string> MergedSymbols(const std::string& word) const;
   void EncodeWord(const std::string& word, std::vector<int64_t>& out) const;
   void EncodeOrdinary(const std::string& text, std::vector<int64_t>& out) const;
 
