@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ccache pkg-config git
   libtorch-dev libopenblas0-openmp libxgboost-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libabsl-dev prometheus-cpp-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev nlohmann-json3-dev libpcre2-dev zlib1g-dev
+  libabsl-dev prometheus-cpp-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev nlohmann-json3-dev libpcre2-dev libicu-dev zlib1g-dev
   libgtest-dev libgmock-dev
   bible-kjv
   # The reference instruments (tests/reference) the tests cross-check the engine against, and

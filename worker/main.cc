@@ -2,16 +2,21 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <iterator>
 #include <iostream>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "absl/strings/str_cat.h"
 #include "common/command_line.h"
+#include "common/files.h"
 #include "common/job_spec.h"
 #include "common/metrics_endpoint.h"
 #include "common/proto_json.h"
 #include "common/termination.h"
 #include "worker/engine/runtime/runtime.h"
+#include "worker/engine/tokenize.h"
 #include "worker/job_runner.h"
 #include "worker/worker.h"
 
@@ -19,6 +24,7 @@ namespace {
 
 constexpr char kUsage[] = R"(usage: shears-worker --server HOST:PORT [flags]
        shears-worker run-local --spec SPEC.json [flags]
+       shears-worker tokenize --model DIR [--file TEXT]   (stdin without --file)
   --server HOST:PORT   shears-server to lease jobs from
   --spec PATH          run-local: a JobSpec in protobuf JSON
   --device DEV         cpu, cuda or cuda:N (default: cuda:0 when available, else cpu)
@@ -27,6 +33,8 @@ constexpr char kUsage[] = R"(usage: shears-worker --server HOST:PORT [flags]
   --worker-id ID       name shown in job events (default host-pid)
   --poll-wait DURATION long-poll length when idle (default 20s)
   --job-id ID          run-local: names the scratch directory; the same id resumes a killed run
+  --model DIR          tokenize: a local model directory (its tokenizer.json or tokenizer.model)
+  --file PATH          tokenize: the text to encode; prints {"tokenizer", "note", "ids"} as JSON
   --allow-file-root DIR file:// URIs must lie under DIR (repeatable; none given: anywhere)
   --cache-max-bytes N  bound of the download cache in the work dir (default 100 GiB)
   --s3-part-bytes N    s3:// uploads larger than this go up in parts of this size (default 8 MiB;
@@ -98,6 +106,25 @@ int RunLocal(const shears::CommandLine& cl, const std::string& device, const std
   return 0;
 }
 
+// The ids Shears gives a text, as JSON, for checking against another tokenizer.
+int Tokenize(const shears::CommandLine& cl) {
+  auto model = cl.Get("model");
+  if (!model) return Fail("tokenize needs --model DIR");
+  std::string text;
+  if (auto file = cl.Get("file")) {
+    auto read = shears::ReadFile(*file);
+    if (!read.ok()) return Fail(std::string(read.status().message()));
+    text = std::move(*read);
+  } else {
+    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  }
+  auto tokenized = shears::engine::Tokenize(*model, text);
+  if (!tokenized.ok()) return Fail(std::string(tokenized.status().message()));
+  std::cout << nlohmann::json{{"tokenizer", tokenized->file}, {"note", tokenized->note}, {"ids", tokenized->ids}}.dump()
+            << std::endl;
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -109,11 +136,14 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (auto st = cl->CheckKnown({"server", "spec", "device", "threads", "work-dir", "worker-id", "poll-wait", "job-id",
+                                "model", "file",
                                 "allow-file-root", "cache-max-bytes", "s3-part-bytes", "metrics-listen",
                                 "metrics-port-file", "help"});
       !st.ok()) {
     return Fail(absl::StrCat(st.message(), "\n", kUsage));
   }
+  const auto& words = cl->words();
+  if (!words.empty() && words[0] == "tokenize") return Tokenize(*cl);
   const std::string device = cl->GetOr("device", shears::engine::DefaultDevice());
   auto threads = cl->GetInt("threads", std::max(1u, std::thread::hardware_concurrency()));
   if (!threads.ok()) return Fail(std::string(threads.status().message()));
@@ -132,7 +162,6 @@ int main(int argc, char** argv) {
   if (*part_bytes < 1024) return Fail("--s3-part-bytes must be at least 1024");
   storage.s3_part_bytes = *part_bytes;
 
-  const auto& words = cl->words();
   if (!words.empty() && words[0] == "run-local") return RunLocal(*cl, device, work_dir, storage);
   if (!words.empty()) return Fail(absl::StrCat("unknown command '", words[0], "'\n", kUsage));
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
@@ -84,16 +85,24 @@ inline std::string WaitForFile(const std::string& path, std::chrono::millisecond
   return "";
 }
 
-// The KJV train/valid/test splits, made once per test binary by the bundled tool.
+// The KJV train/valid/test splits, made once per test binary by the bundled tool and removed when
+// it exits (by the process that made them, not by a forked child).
 inline const std::string& KjvSplitsDir() {
-  static const std::string dir = [] {
+  struct Splits {
+    std::string dir;
+    pid_t owner = getpid();
+    ~Splits() {
+      std::error_code ignored;
+      if (getpid() == owner && dir.rfind("/tmp/shears-kjv-", 0) == 0) std::filesystem::remove_all(dir, ignored);
+    }
+  };
+  static const Splits splits{[] {
     std::string pattern = "/tmp/shears-kjv-XXXXXX";
-    std::string path = mkdtemp(pattern.data());
-    Output run = RunCommand({std::string(SHEARS_BINARY_DIR) + "/tools/shears-kjv-splits", path}, path + "/log");
-    if (run.status != 0) return std::string("/nonexistent/kjv: ") + run.out;
-    return path;
-  }();
-  return dir;
+    std::string dir = mkdtemp(pattern.data());
+    Output run = RunCommand({std::string(SHEARS_BINARY_DIR) + "/tools/shears-kjv-splits", dir}, dir + "/log");
+    return run.status == 0 ? dir : std::string("/nonexistent/kjv: ") + run.out;
+  }()};
+  return splits.dir;
 }
 
 // shears-server on an ephemeral loopback port, with its database and log in `dir`.

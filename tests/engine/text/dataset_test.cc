@@ -76,6 +76,8 @@ TEST(Dataset, BadDataGetsAClearError) {
       {"bad.jsonl", "{\"text\": \"ok\"}\n{\"body\": 1}\n", "bad.jsonl: line 2 is not a JSON object"},
       {"bad.npy", "not numpy", "bad.npy: not a .npy file"},
       {"float.npy", Npy("<f4", std::string(8, '\0'), 2), "is not an integer type"},
+      {"latin1.txt", "na\xefve", "latin1.txt: text is not valid UTF-8 at byte 2"},
+      {"surrogate.txt", "ok \xed\xa0\x80", "surrogate.txt: text is not valid UTF-8 at byte 3"},
   };
   for (const auto& c : cases) {
     WriteBytes(dir / c.name, c.bytes);

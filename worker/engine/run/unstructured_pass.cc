@@ -62,7 +62,7 @@ class PruningRun {
         output_dir_(std::move(output_dir)),
         runner_(model, arch, device),
         fingerprint_(std::move(fingerprint)),
-        data_(model, arch.config()) {}
+        data_(model, arch.config(), &observer) {}
 
   // Evaluation windows and output files, or the state of an interrupted attempt to resume from.
   absl::Status Start() {

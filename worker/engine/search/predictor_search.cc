@@ -229,7 +229,7 @@ absl::StatusOr<PruneReport> SearchAndPrune(const PruneOptions& options, const Pr
   // The statistics windows are the job's calibration windows; the held-out ones are drawn after
   // them from the same stream, so the final run sees exactly the windows the scorer's
   // statistics came from, and never the ones that scored.
-  JobDatasets data(*model, arch->config());
+  JobDatasets data(*model, arch->config(), &observer);
   CalibrationOptions drawn = *options.calibration;
   drawn.num_samples += search.score_windows;
   SHEARS_ASSIGN_OR_RETURN(torch::Tensor windows, data.CalibrationWindows(drawn));

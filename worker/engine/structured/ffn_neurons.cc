@@ -35,7 +35,7 @@ absl::StatusOr<PruneReport> PruneFfnNeurons(const PruneOptions& options, const P
   const int blocks = arch.num_blocks();
   const NeuronAxes axes = NeuronAxesOf(arch);
   BlockRunner runner(model, arch, device);
-  JobDatasets data(model, arch.config());
+  JobDatasets data(model, arch.config(), &observer);
 
   PruneReport report;
   SHEARS_ASSIGN_OR_RETURN(torch::Tensor calibration, MeasureDenseModel(options, observer, data, runner, report));

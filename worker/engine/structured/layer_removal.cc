@@ -50,7 +50,7 @@ absl::StatusOr<PruneReport> RemoveBlocks(const PruneOptions& options, const Prun
     return absl::InvalidArgumentError(absl::StrCat("target_sparsity: ", options.target_sparsity, " removes ", k, " of the ",
                                                    blocks, " blocks and would leave none"));
   }
-  JobDatasets data(model, arch.config());
+  JobDatasets data(model, arch.config(), &observer);
   BlockRunner runner(model, arch, device);
   PruneReport report;
   SHEARS_ASSIGN_OR_RETURN(torch::Tensor calibration, MeasureDenseModel(options, observer, data, runner, report));

@@ -164,7 +164,7 @@ absl::StatusOr<PruneReport> PruneLowRank(const PruneOptions& options, const Prun
                                          const ModelDir& model, const Architecture& arch, torch::Device device) {
   const std::vector<Matrix> matrices = Matrices(arch);
   BlockRunner runner(model, arch, device);
-  JobDatasets data(model, arch.config());
+  JobDatasets data(model, arch.config(), &observer);
   PruneReport report;
   SHEARS_ASSIGN_OR_RETURN(torch::Tensor calibration, MeasureDenseModel(options, observer, data, runner, report));
   int64_t dense = 0;

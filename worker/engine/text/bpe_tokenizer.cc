@@ -1,7 +1,8 @@
 #include "worker/engine/text/bpe_tokenizer.h"
 
 #include <algorithm>
-#include <climits>
+#include <cstdio>
+#include <functional>
 #include <queue>
 
 #include "absl/strings/str_cat.h"
@@ -11,38 +12,7 @@
 namespace shears::engine {
 namespace {
 
-// GPT-2's split pattern, which a ByteLevel pre-tokenizer with use_regex applies.
-constexpr char kGpt2Pattern[] =
-    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
-
-std::string Utf8(uint32_t cp) {
-  std::string out;
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-  return out;
-}
-
-// GPT-2's reversible map from bytes to printable characters: byte-level BPE works on these.
-const std::vector<std::string>& ByteToUnicode() {
-  static const std::vector<std::string> table = [] {
-    std::vector<std::string> t(256);
-    uint32_t next = 256;
-    for (uint32_t b = 0; b < 256; ++b) {
-      const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-      t[b] = Utf8(printable ? b : next++);
-    }
-    return t;
-  }();
-  return table;
-}
+constexpr size_t kCachedWordBytes = 256;
 
 std::string PairKey(const std::string& a, const std::string& b) { return a + '\0' + b; }
 
@@ -51,10 +21,6 @@ absl::Status Unsupported(const std::string& path, const std::string& what) {
 }
 
 }  // namespace
-
-BpeTokenizer::~BpeTokenizer() {
-  for (auto* code : splits_) pcre2_code_free(code);
-}
 
 absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromJson(const nlohmann::json& json,
                                                                      const std::string& path) {
@@ -65,6 +31,11 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromJson(const nlohm
   }
   if (!model.contains("vocab") || !model["vocab"].is_object() || !model.contains("merges")) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": the BPE model has no vocab or merges"));
+  }
+  for (const char* affix : {"continuing_subword_prefix", "end_of_word_suffix"}) {
+    if (model.contains(affix) && model[affix].is_string() && !model[affix].get<std::string>().empty()) {
+      return Unsupported(path, absl::StrCat("a BPE ", affix));
+    }
   }
   for (const auto& [token, id] : model["vocab"].items()) t->vocab_[token] = id.get<int64_t>();
   int rank = 0;
@@ -82,60 +53,33 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromJson(const nlohm
     }
   }
   t->ignore_merges_ = model.value("ignore_merges", false);
-  if (json.contains("added_tokens")) {
-    for (const auto& added : json["added_tokens"]) {
-      t->added_.emplace_back(added.at("content").get<std::string>(), added.at("id").get<int64_t>());
-      t->vocab_.emplace(t->added_.back().first, t->added_.back().second);
-    }
+  t->byte_fallback_ = model.value("byte_fallback", false);
+  t->fuse_unk_ = model.value("fuse_unk", false);
+  if (model.contains("unk_token") && model["unk_token"].is_string()) {
+    auto unk = t->vocab_.find(model["unk_token"].get<std::string>());
+    if (unk != t->vocab_.end()) t->unk_id_ = unk->second;
   }
-  std::sort(t->added_.begin(), t->added_.end(),
-            [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
-
-  // Pre-tokenizers: ByteLevel (with or without its own regex), Split with a regex, or a Sequence.
-  bool byte_level = false;
-  std::vector<std::string> patterns;
-  std::function<absl::Status(const nlohmann::json&)> add = [&](const nlohmann::json& p) -> absl::Status {
-    if (p.is_null()) return absl::OkStatus();
-    const std::string type = p.value("type", "");
-    if (type == "Sequence") {
-      for (const auto& inner : p.at("pretokenizers")) SHEARS_RETURN_IF_ERROR(add(inner));
-    } else if (type == "ByteLevel") {
-      byte_level = true;
-      t->add_prefix_space_ = p.value("add_prefix_space", false);
-      if (p.value("use_regex", true)) patterns.push_back(kGpt2Pattern);
-    } else if (type == "Split") {
-      if (p.value("behavior", "") != "Isolated" || p.value("invert", false)) {
-        return Unsupported(path, "a Split pre-tokenizer other than Isolated");
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof name, "<0x%02X>", b);
+    if (auto it = t->vocab_.find(name); it != t->vocab_.end()) t->byte_ids_[b] = it->second;
+  }
+  for (const auto& added : json.value("added_tokens", nlohmann::json::array())) {
+    // The files in use mark every added token raw (matched before normalizing, not stripped);
+    // the others are refused rather than matched wrongly.
+    for (const char* flag : {"normalized", "lstrip", "rstrip", "single_word"}) {
+      if (added.value(flag, false)) {
+        return Unsupported(path, absl::StrCat("an added token with ", flag, " (", added.value("content", ""), ")"));
       }
-      const auto& pattern = p.at("pattern");
-      if (!pattern.contains("Regex")) return Unsupported(path, "a Split pre-tokenizer without a Regex");
-      patterns.push_back(pattern["Regex"].get<std::string>());
-    } else {
-      return Unsupported(path, absl::StrCat("pre-tokenizer '", type, "'"));
     }
-    return absl::OkStatus();
-  };
-  SHEARS_RETURN_IF_ERROR(add(json.value("pre_tokenizer", nlohmann::json())));
-  if (!byte_level) return Unsupported(path, "a BPE model without a ByteLevel pre-tokenizer");
-  for (const auto& pattern : patterns) {
-    int error = 0;
-    PCRE2_SIZE offset = 0;
-    pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.c_str()), pattern.size(),
-                                     PCRE2_UTF | PCRE2_UCP, &error, &offset, nullptr);
-    if (code == nullptr) {
-      PCRE2_UCHAR message[256];
-      pcre2_get_error_message(error, message, sizeof message);
-      return absl::InvalidArgumentError(absl::StrCat(path, ": pre-tokenizer regex does not compile at ", offset, ": ",
-                                                     reinterpret_cast<char*>(message)));
-    }
-    pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);  // faster when available; correct either way
-    t->splits_.push_back(code);
+    t->added_.Add(added.at("content").get<std::string>(), added.at("id").get<int64_t>());
+    t->vocab_.emplace(added.at("content").get<std::string>(), added.at("id").get<int64_t>());
   }
-
-  const auto& normalizer = json.value("normalizer", nlohmann::json());
-  // NFC leaves ASCII and already-composed text (what corpora hold) unchanged.
-  if (!normalizer.is_null() && normalizer.value("type", "") != "NFC") {
-    return Unsupported(path, absl::StrCat("normalizer '", normalizer.value("type", ""), "'"));
+  SHEARS_ASSIGN_OR_RETURN(t->normalizer_, Normalizer::FromJson(json.value("normalizer", nlohmann::json()), path));
+  SHEARS_ASSIGN_OR_RETURN(t->pre_tokenizer_, PreTokenizer::FromJson(json.value("pre_tokenizer", nlohmann::json()), path));
+  if (!t->pre_tokenizer_->byte_level() && !t->byte_fallback_ && t->unk_id_ < 0) {
+    // Neither bytes nor a fallback: text outside the vocabulary would vanish.
+    return Unsupported(path, "a BPE model that is neither byte-level nor has byte_fallback or an unk_token");
   }
 
   // Post-processors: ByteLevel adds nothing; a template adds special tokens around the text.
@@ -165,37 +109,6 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromJson(const nlohm
   return t;
 }
 
-std::vector<std::string> BpeTokenizer::PreTokenize(const std::string& text) const {
-  std::vector<std::string> pieces = {text};
-  for (pcre2_code* code : splits_) {
-    std::vector<std::string> next;
-    pcre2_match_data* match = pcre2_match_data_create_from_pattern(code, nullptr);
-    for (const auto& piece : pieces) {
-      const auto* subject = reinterpret_cast<PCRE2_SPTR>(piece.data());
-      size_t offset = 0;
-      // PCRE2 checks the whole subject's UTF-8 on every call unless told not to: once is enough.
-      uint32_t flags = 0;
-      while (offset < piece.size()) {
-        if (pcre2_match(code, subject, piece.size(), offset, flags, match, nullptr) < 0) break;
-        flags = PCRE2_NO_UTF_CHECK;
-        const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(match);
-        if (ov[0] > offset) next.push_back(piece.substr(offset, ov[0] - offset));
-        if (ov[1] > ov[0]) {
-          next.push_back(piece.substr(ov[0], ov[1] - ov[0]));
-          offset = ov[1];
-        } else {  // an empty match: step over one character
-          offset = ov[0] + Utf8Length(static_cast<unsigned char>(piece[ov[0]]));
-          if (ov[0] > offset) next.push_back(piece.substr(ov[0], offset - ov[0]));
-        }
-      }
-      if (offset < piece.size()) next.push_back(piece.substr(offset));
-    }
-    pcre2_match_data_free(match);
-    pieces.swap(next);
-  }
-  return pieces;
-}
-
 std::vector<std::string> BpeTokenizer::MergedSymbols(const std::string& word) const {
   // The characters as a linked list; the candidate merges of adjacent symbols in a heap by
   // (rank, position), so the lowest-ranked pair goes first and, among equals, the leftmost, as a
@@ -220,9 +133,13 @@ std::vector<std::string> BpeTokenizer::MergedSymbols(const std::string& word) co
   };
   std::priority_queue<Candidate, std::vector<Candidate>, decltype(later)> agenda(later);
   auto piece = [&](int i) { return word.substr(symbols[i].begin, symbols[i].length); };
+  std::string key;  // "left\0right", reused: a long word makes many candidates
   auto consider = [&](int left, int right) {
     if (left < 0 || right < 0) return;
-    auto it = merge_ranks_.find(PairKey(piece(left), piece(right)));
+    key.assign(word, symbols[left].begin, symbols[left].length);
+    key.push_back('\0');
+    key.append(word, symbols[right].begin, symbols[right].length);
+    auto it = merge_ranks_.find(key);
     if (it != merge_ranks_.end()) {
       agenda.push({it->second, left, right, symbols[left].length + symbols[right].length});
     }
@@ -259,24 +176,27 @@ void BpeTokenizer::EncodeWord(const std::string& word, std::vector<int64_t>& out
   if (ignore_merges_ && whole != vocab_.end()) {
     ids.push_back(whole->second);
   } else {
-    const std::vector<std::string> symbols = MergedSymbols(word);
-    for (const auto& s : symbols) {
-      auto it = vocab_.find(s);
-      // Every single byte is in a byte-level vocabulary; a file without one is caught here.
-      if (it != vocab_.end()) ids.push_back(it->second);
+    for (const auto& symbol : MergedSymbols(word)) {
+      if (auto it = vocab_.find(symbol); it != vocab_.end()) {
+        ids.push_back(it->second);
+        continue;
+      }
+      const bool bytes = byte_fallback_ && std::all_of(symbol.begin(), symbol.end(), [&](char c) {
+        return byte_ids_[static_cast<unsigned char>(c)] >= 0;
+      });
+      if (bytes) {
+        for (unsigned char c : symbol) ids.push_back(byte_ids_[c]);
+      } else if (unk_id_ >= 0 && !(fuse_unk_ && !ids.empty() && ids.back() == unk_id_)) {
+        ids.push_back(unk_id_);
+      }
     }
   }
   out.insert(out.end(), ids.begin(), ids.end());
-  cache_.emplace(word, std::move(ids));
+  if (word.size() <= kCachedWordBytes) cache_.emplace(word, std::move(ids));
 }
 
 void BpeTokenizer::EncodeOrdinary(const std::string& text, std::vector<int64_t>& out) const {
-  const auto& bytes = ByteToUnicode();
-  for (const auto& piece : PreTokenize(text)) {
-    std::string mapped;
-    for (unsigned char c : piece) mapped += bytes[c];
-    EncodeWord(mapped, out);
-  }
+  for (const auto& piece : pre_tokenizer_->Split(normalizer_.Normalize(text))) EncodeWord(piece, out);
 }
 
 int64_t BpeTokenizer::vocab_size() const {
@@ -287,24 +207,13 @@ int64_t BpeTokenizer::vocab_size() const {
 
 std::vector<int64_t> BpeTokenizer::Encode(const std::string& text) const {
   std::vector<int64_t> out(prefix_ids_);
-  const std::string input = add_prefix_space_ && !text.empty() && text[0] != ' ' ? " " + text : text;
-  // Added tokens in the text stand for themselves; the text between them is encoded as usual.
-  size_t start = 0, i = 0;
-  while (i < input.size()) {
-    bool matched = false;
-    for (const auto& [content, id] : added_) {
-      if (!content.empty() && input.compare(i, content.size(), content) == 0) {
-        if (i > start) EncodeOrdinary(input.substr(start, i - start), out);
-        out.push_back(id);
-        i += content.size();
-        start = i;
-        matched = true;
-        break;
-      }
+  for (const auto& piece : added_.Split(text)) {
+    if (piece.id >= 0) {
+      out.push_back(piece.id);
+    } else {
+      EncodeOrdinary(piece.text, out);
     }
-    if (!matched) ++i;
   }
-  if (start < input.size()) EncodeOrdinary(input.substr(start), out);
   out.insert(out.end(), suffix_ids_.begin(), suffix_ids_.end());
   return out;
 }

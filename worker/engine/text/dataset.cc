@@ -13,6 +13,7 @@
 #include "absl/strings/strip.h"
 #include "common/files.h"
 #include "common/status_macros.h"
+#include "worker/engine/text/utf8.h"
 
 namespace shears::engine {
 namespace {
@@ -117,6 +118,9 @@ absl::StatusOr<torch::Tensor> LoadTokenIds(const std::string& path, const Tokeni
     if (tokenizer == nullptr) {
       return absl::FailedPreconditionError(
           absl::StrCat(path, ": text needs the model's tokenizer, and the model has none; give token ids (.bin, .npy)"));
+    }
+    if (const size_t bad = FirstInvalidUtf8(text); bad != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": text is not valid UTF-8 at byte ", bad));
     }
     std::vector<int64_t> encoded = tokenizer->Encode(text);
     ids = torch::tensor(encoded, torch::kInt64);

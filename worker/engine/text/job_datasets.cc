@@ -27,9 +27,14 @@ absl::StatusOr<torch::Tensor> JobDatasets::Ids(const std::string& what, const st
         absl::StrCat(what, " seq_len ", seq_len, " exceeds the model's ", config_.max_positions, " positions"));
   }
   if (!tokenizer_read_) {
-    auto tokenizer = LoadTokenizer(model_.dir());
-    if (!tokenizer.ok() && !absl::IsNotFound(tokenizer.status())) return tokenizer.status();
-    if (tokenizer.ok()) tokenizer_ = std::move(*tokenizer);
+    auto chosen = ChooseTokenizer(model_.dir());
+    if (!chosen.ok() && !absl::IsNotFound(chosen.status())) return chosen.status();
+    if (chosen.ok()) {
+      tokenizer_ = std::move(chosen->tokenizer);
+      if (!chosen->note.empty() && observer_ != nullptr && observer_->on_progress) {
+        observer_->on_progress("loading", 0.0, chosen->note);
+      }
+    }
     tokenizer_read_ = true;
   }
   return LoadTokenIds(path, tokenizer_.get(), config_.vocab);

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "worker/engine/api/options.h"
+#include "worker/engine/api/report.h"
 #include "worker/engine/io/model_config.h"
 #include "worker/engine/io/model_dir.h"
 #include "worker/engine/text/tokenizer.h"
@@ -17,7 +18,9 @@ namespace shears::engine {
 
 class JobDatasets {
  public:
-  JobDatasets(const ModelDir& model, const ModelConfig& config) : model_(model), config_(config) {}
+  // `observer`, when not null, hears which tokenizer file was used when it is not the first choice.
+  JobDatasets(const ModelDir& model, const ModelConfig& config, const PruneObserver* observer = nullptr)
+      : model_(model), config_(config), observer_(observer) {}
 
   // Consecutive non-overlapping windows [N, seq_len], the papers' perplexity protocol.
   absl::StatusOr<torch::Tensor> EvaluationWindows(const EvaluationOptions& options);
@@ -31,6 +34,7 @@ class JobDatasets {
 
   const ModelDir& model_;
   const ModelConfig& config_;
+  const PruneObserver* observer_;
   std::unique_ptr<Tokenizer> tokenizer_;  // null when the model has none
   bool tokenizer_read_ = false;
 };

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
+#include "common/status_macros.h"
 #include "worker/engine/io/model_dir.h"
 #include "worker/engine/text/bpe_tokenizer.h"
 #include "worker/engine/text/sentencepiece_tokenizer.h"
@@ -48,12 +49,33 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadSentencePiece(const std::filesyst
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& model_dir) {
+absl::StatusOr<ChosenTokenizer> ChooseTokenizer(const std::string& model_dir) {
   const std::filesystem::path dir(model_dir);
-  if (std::filesystem::exists(dir / "tokenizer.json")) return LoadBpe((dir / "tokenizer.json").string());
-  if (std::filesystem::exists(dir / "tokenizer.model")) return LoadSentencePiece(dir);
+  const bool has_json = std::filesystem::exists(dir / "tokenizer.json");
+  const bool has_model = std::filesystem::exists(dir / "tokenizer.model");
+  ChosenTokenizer chosen;
+  if (has_json) {
+    auto bpe = LoadBpe((dir / "tokenizer.json").string());
+    if (bpe.ok() || !has_model || !absl::IsInvalidArgument(bpe.status())) {
+      if (!bpe.ok()) return bpe.status();
+      chosen.tokenizer = std::move(*bpe);
+      chosen.file = "tokenizer.json";
+      return chosen;
+    }
+    chosen.note = absl::StrCat(bpe.status().message(), "; tokenizing with tokenizer.model instead");
+  }
+  if (has_model) {
+    SHEARS_ASSIGN_OR_RETURN(chosen.tokenizer, LoadSentencePiece(dir));
+    chosen.file = "tokenizer.model";
+    return chosen;
+  }
   return absl::NotFoundError(
       absl::StrCat(model_dir, " has no tokenizer.json or tokenizer.model; give pre-tokenized data (.bin, .npy)"));
+}
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& model_dir) {
+  SHEARS_ASSIGN_OR_RETURN(ChosenTokenizer chosen, ChooseTokenizer(model_dir));
+  return std::move(chosen.tokenizer);
 }
 
 }  // namespace shears::engine
