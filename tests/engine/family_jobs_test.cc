@@ -1,7 +1,7 @@
-// Pruning jobs on small models of today's Llama-shaped layouts: Wanda and SparseGPT on each, and
-// the structured rewrites that cut what the family has (MLP biases, per-layer window lists). Each
-// written model is read back by the reference forward pass (tests/reference/hf_llama.py), whose
-// perplexity must equal the one the job reports.
+// Pruning jobs on small models of today's Llama-shaped and Gemma layouts: Wanda and SparseGPT on
+// each, and the structured rewrites that cut what the family has (MLP biases, per-layer window
+// lists, Gemma's layer pattern). Each written model is read back by the reference forward pass
+// (tests/reference/hf_llama.py, hf_gemma.py), whose perplexity must equal the one the job reports.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -164,6 +164,37 @@ TEST_F(FamilyJobs, LayerRemovalRewritesTheWindowLayouts) {
   const auto q2 = WrittenConfig(dir_ / "qwen2-layers");
   EXPECT_EQ(q2["num_hidden_layers"], 2);
   EXPECT_EQ(q2["max_window_layers"], kept_full);
+  CheckAgainstTheReference();
+}
+
+// Gemma 3's pattern follows the block index: removing blocks writes out the kept blocks' types,
+// so each keeps its window and its rope; FFN neurons cut through Gemma's GELU-tanh gate.
+TEST_F(FamilyJobs, GemmaLayerRemovalWritesTheLayerTypesAndFfnNeuronsCutTheGate) {
+  const std::string model = dir_ / "gemma3";
+  shears::testing::WriteRandomModel(
+      model,
+      Config("gemma3_text", {{"num_hidden_layers", 6}, {"head_dim", 8}, {"query_pre_attn_scalar", 8},
+                             {"sliding_window", 3}, {"sliding_window_pattern", 3}, {"rope_theta", 1000000.0},
+                             {"rope_scaling", {{"rope_type", "linear"}, {"factor", 4.0}}}}),
+      11);
+  PruneOptions options = Options(model, dir_ / "gemma-layers", Method::kBlockInfluence, 0.5);
+  options.structure = Structure::kLayers;
+  Prune("gemma-layers", options);
+  nlohmann::json kept = nlohmann::json::array();
+  const auto& removed = reports_["gemma-layers"].removed_blocks;
+  for (int b = 0; b < 6; ++b) {
+    if (std::find(removed.begin(), removed.end(), b) == removed.end()) {
+      kept.push_back(b % 3 == 2 ? "full_attention" : "sliding_attention");
+    }
+  }
+  const auto written = WrittenConfig(dir_ / "gemma-layers");
+  EXPECT_EQ(written["num_hidden_layers"], 3);
+  EXPECT_EQ(written["layer_types"], kept);
+
+  options = Options(model, dir_ / "gemma-ffn", Method::kMagnitude, 0.25);
+  options.structure = Structure::kFfnNeurons;
+  Prune("gemma-ffn", options);
+  EXPECT_EQ(WrittenConfig(dir_ / "gemma-ffn")["intermediate_size"], 36);
   CheckAgainstTheReference();
 }
 

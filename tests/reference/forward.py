@@ -1,7 +1,7 @@
 """Reference logits and perplexity for the engine's tests.
 
-The Llama-shaped families (llama, mistral, qwen2, qwen3) go through hf_llama.py, written from
-Hugging Face's modeling code; gpt2 through tinylm.py (the project's measuring instrument); opt
+The Llama-shaped families (llama, mistral, qwen2, qwen3) go through hf_llama.py and Gemma's
+(gemma2, gemma3_text) through hf_gemma.py, both written from Hugging Face's modeling code; gpt2 through tinylm.py (the project's measuring instrument); opt
 through opt_forward below, written from the Hugging Face OPT model's definition. Usage:
 
     forward.py MODEL_DIR IDS_FILE N T OUT_PREFIX
@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.environ.get("SHEARS_REFERENCE_DIR", os.path.dirname(os.path.abspath(__file__))))
+import hf_gemma  # noqa: E402
 import hf_llama  # noqa: E402
 import tinylm  # noqa: E402
 
@@ -62,8 +63,14 @@ def run(model_dir, ids_file, n, t, out):
     cfg, sd = tinylm.load_model_dir(model_dir)
     ids = torch.frombuffer(bytearray(open(ids_file, "rb").read()), dtype=torch.int64).view(n, t)
     with torch.no_grad():
-        if cfg["model_type"] in ("opt",) + hf_llama.LLAMA_FAMILY:
-            logits = opt_forward(sd, cfg, ids) if cfg["model_type"] == "opt" else hf_llama.logits(cfg, sd, ids)
+        family = cfg["model_type"]
+        if family in ("opt",) + hf_llama.LLAMA_FAMILY + hf_gemma.GEMMA_FAMILY:
+            if family == "opt":
+                logits = opt_forward(sd, cfg, ids)
+            elif family in hf_gemma.GEMMA_FAMILY:
+                logits = hf_gemma.logits(cfg, sd, ids)
+            else:
+                logits = hf_llama.logits(cfg, sd, ids)
             nll = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
             ppl = math.exp(nll.item())
         else:

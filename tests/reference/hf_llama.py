@@ -34,14 +34,17 @@ def rope_params(cfg):
 def inv_freq_and_scale(cfg, seq_len):
     """modeling_rope_utils' ROPE_INIT_FUNCTIONS: the inverse frequencies and the attention factor."""
     p, base = rope_params(cfg)
+    return schedule(p, base, head_dim(cfg), cfg.get("max_position_embeddings"), seq_len)
+
+
+def schedule(p, base, dim, maxpos, seq_len):
+    """One rope parameter dict `p` (rope_type, factor, ...) with rope_theta `base`."""
     kind = p.get("rope_type", p.get("type", "default"))
-    dim = head_dim(cfg)
     exps = torch.arange(0, dim, 2, dtype=torch.int64).float() / dim
     inv = 1.0 / (base ** exps)
     if kind == "default":
         return inv, 1.0
     factor = p["factor"]
-    maxpos = cfg.get("max_position_embeddings")
     if kind == "linear":
         return inv / factor, 1.0
     if kind == "dynamic":

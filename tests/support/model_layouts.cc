@@ -43,6 +43,35 @@ std::vector<Layout> Layouts() {
                         {"sliding_window", 3},
                         {"layer_types", {"full_attention", "sliding_attention", "full_attention"}}})},
       {"Qwen3AttentionBiasTied", Config("qwen3", {{"attention_bias", true}, {"tie_word_embeddings", true}})},
+      // Gemma 2: blocks 0 and 2 slide; caps small enough that they bind on these weights.
+      {"Gemma2SoftCapsWindow",
+       Config("gemma2", {{"head_dim", 8}, {"query_pre_attn_scalar", 16}, {"sliding_window", 5},
+                         {"attn_logit_softcapping", 4.0}, {"final_logit_softcapping", 6.0},
+                         {"tie_word_embeddings", true}})},
+      {"Gemma2DefaultScalarAndCaps", Config("gemma2", {{"head_dim", 8}, {"sliding_window", 4}})},
+      // Gemma 3 4B's layout: linear rope on the full blocks, rope_local_base_freq on the sliding.
+      {"Gemma3PatternTwoRopes",
+       Config("gemma3_text", {{"head_dim", 16},
+                              {"query_pre_attn_scalar", 16},
+                              {"sliding_window", 4},
+                              {"sliding_window_pattern", 2},
+                              {"rope_theta", 1000000.0},
+                              {"rope_local_base_freq", 10000.0},
+                              {"rope_scaling", {{"rope_type", "linear"}, {"factor", 8.0}}},
+                              {"final_logit_softcapping", nullptr},
+                              {"attn_logit_softcapping", nullptr},
+                              {"tie_word_embeddings", true}})},
+      // As transformers 5 writes it: rope_parameters by layer type, layer_types listed.
+      {"Gemma3RopeParametersByLayerType",
+       Config("gemma3_text",
+              {{"head_dim", 8},
+               {"query_pre_attn_scalar", 8},
+               {"sliding_window", 3},
+               {"attention_bias", true},
+               {"layer_types", {"full_attention", "sliding_attention", "sliding_attention"}},
+               {"rope_parameters",
+                {{"full_attention", {{"rope_type", "linear"}, {"factor", 4.0}, {"rope_theta", 100000.0}}},
+                 {"sliding_attention", {{"rope_type", "default"}, {"rope_theta", 1000.0}}}}}})},
   };
 }
 

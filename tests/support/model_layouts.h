@@ -1,6 +1,6 @@
 #pragma once
-// config.json layouts of today's Llama-shaped checkpoints, small: what the family tests build
-// random models of and prune.
+// config.json layouts of today's Llama-shaped and Gemma checkpoints, small: what the family tests
+// build random models of and prune.
 
 #include <cstdint>
 #include <string>

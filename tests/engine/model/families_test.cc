@@ -117,7 +117,7 @@ TEST(Families, WhatIsNotBuiltIsRefusedNamingTheField) {
   };
   const std::vector<Case> cases = {
       {{{"model_type", "mixtral"}}, "config.json: model_type 'mixtral' is not supported (supported: llama, mistral, "
-                                    "qwen2, qwen3, gpt2, opt)"},
+                                    "qwen2, qwen3, gemma2, gemma3_text, gpt2, opt)"},
       {{{"model_type", "qwen2_moe"}}, "config.json: model_type 'qwen2_moe' is not supported"},
       {{{"model_type", "qwen3_moe"}}, "config.json: model_type 'qwen3_moe' is not supported"},
       {{{"model_type", "deepseek_v3"}}, "config.json: model_type 'deepseek_v3' is not supported"},

@@ -54,21 +54,13 @@ absl::StatusOr<double> RopeNumber(const nlohmann::json& rope, const std::string&
   return it->get<double>();
 }
 
-// rope_scaling (with rope_theta beside it) or, as newer configs write it, rope_parameters.
-absl::Status ParseRope(const nlohmann::json& c, ModelConfig& m) {
-  RopeConfig& r = m.rope;
-  std::string where = "rope_scaling";
-  nlohmann::json rope = nlohmann::json::object();
-  if (auto p = c.find("rope_parameters"); p != c.end() && p->is_object()) {
-    rope = *p, where = "rope_parameters";
-  } else if (auto s = c.find("rope_scaling"); s != c.end() && !s->is_null()) {
-    if (!s->is_object()) return absl::InvalidArgumentError("config.json: rope_scaling must be an object or null");
-    rope = *s;
-  }
-  SHEARS_ASSIGN_OR_RETURN(r.theta, RopeNumber(rope, where, "rope_theta", OptionalNumber(c, "rope_theta", 10000.0)));
-  if (double partial = OptionalNumber(c, "partial_rotary_factor", 1.0); partial != 1.0) {
-    return Unsupported("partial_rotary_factor", nlohmann::json(partial).dump(), "1");
-  }
+// One rotary schedule: `rope` (a rope_scaling or rope_parameters object, `where` naming it for
+// messages) with `theta` when the object has no rope_theta of its own.
+absl::StatusOr<RopeConfig> ParseRopeObject(const nlohmann::json& rope, const std::string& where, double theta,
+                                           int64_t max_positions) {
+  RopeConfig r;
+  r.max_positions = max_positions;
+  SHEARS_ASSIGN_OR_RETURN(r.theta, RopeNumber(rope, where, "rope_theta", theta));
   const nlohmann::json type = rope.value("rope_type", rope.value("type", nlohmann::json("default")));
   const std::string name = type.is_string() ? type.get<std::string>() : "";
   const std::map<std::string, RopeConfig::Type> types = {{"default", RopeConfig::Type::kDefault},
@@ -81,7 +73,7 @@ absl::Status ParseRope(const nlohmann::json& c, ModelConfig& m) {
     return Unsupported(where + ".rope_type", Quoted(type), "default, linear, dynamic, yarn, llama3");
   }
   r.type = known->second;
-  if (r.type == RopeConfig::Type::kDefault) return absl::OkStatus();
+  if (r.type == RopeConfig::Type::kDefault) return r;
   SHEARS_ASSIGN_OR_RETURN(r.factor, RopeNumber(rope, where, "factor", std::nullopt));
   if (!(r.factor >= 1.0)) {
     return absl::InvalidArgumentError(absl::StrCat("config.json: ", where, ".factor must be at least 1, got ", r.factor));
@@ -118,12 +110,65 @@ absl::Status ParseRope(const nlohmann::json& c, ModelConfig& m) {
                          : (ms != 0.0 && ms_all != 0.0) ? mscale(r.factor, ms) / mscale(r.factor, ms_all)
                                                       : mscale(r.factor, 1.0);
   }
-  if (r.type == RopeConfig::Type::kDynamic) {
-    // Within max_position_embeddings every version of Hugging Face computes dynamic NTK as plain
-    // RoPE; past it, versions disagree. Windows are held to it (JobDatasets reads max_positions).
-    m.max_positions = r.max_positions;
+  return r;
+}
+
+absl::Status CheckFullRotary(const nlohmann::json& c) {
+  if (double partial = OptionalNumber(c, "partial_rotary_factor", 1.0); partial != 1.0) {
+    return Unsupported("partial_rotary_factor", nlohmann::json(partial).dump(), "1");
   }
   return absl::OkStatus();
+}
+
+// Within max_position_embeddings every version of Hugging Face computes dynamic NTK as plain
+// RoPE; past it, versions disagree. Windows are held to it (JobDatasets reads max_positions).
+void HoldDynamicRopeToItsContext(const RopeConfig& rope, ModelConfig& m) {
+  if (rope.type == RopeConfig::Type::kDynamic) m.max_positions = rope.max_positions;
+}
+
+// rope_scaling (with rope_theta beside it) or, as newer configs write it, rope_parameters.
+absl::Status ParseRope(const nlohmann::json& c, ModelConfig& m, double default_theta) {
+  SHEARS_RETURN_IF_ERROR(CheckFullRotary(c));
+  std::string where = "rope_scaling";
+  nlohmann::json rope = nlohmann::json::object();
+  if (auto p = c.find("rope_parameters"); p != c.end() && p->is_object()) {
+    rope = *p, where = "rope_parameters";
+  } else if (auto s = c.find("rope_scaling"); s != c.end() && !s->is_null()) {
+    if (!s->is_object()) return absl::InvalidArgumentError("config.json: rope_scaling must be an object or null");
+    rope = *s;
+  }
+  SHEARS_ASSIGN_OR_RETURN(m.rope, ParseRopeObject(rope, where, OptionalNumber(c, "rope_theta", default_theta),
+                                                  m.rope.max_positions));
+  HoldDynamicRopeToItsContext(m.rope, m);
+  return absl::OkStatus();
+}
+
+// layer_types when the config lists them, each full_attention or sliding_attention; false when absent.
+absl::StatusOr<bool> ParseLayerTypes(const nlohmann::json& c, const ModelConfig& m, std::vector<bool>& sliding) {
+  auto types = c.find("layer_types");
+  if (types == c.end() || types->is_null()) return false;
+  if (!types->is_array() || static_cast<int64_t>(types->size()) != m.layers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.json: layer_types must list one type for each of the ", m.layers, " blocks"));
+  }
+  sliding.assign(m.layers, false);
+  for (int64_t b = 0; b < m.layers; ++b) {
+    const auto& t = (*types)[b];
+    if (t != "full_attention" && t != "sliding_attention") {
+      return Unsupported(absl::StrCat("layer_types[", b, "]"), Quoted(t), "full_attention, sliding_attention");
+    }
+    sliding[b] = t == "sliding_attention";
+  }
+  return true;
+}
+
+// The sliding blocks see `window` positions back (0: all).
+void SetWindows(const std::vector<bool>& sliding, int64_t window, ModelConfig& m) {
+  m.block_sliding = sliding;
+  m.block_window.assign(m.layers, 0);
+  for (int64_t b = 0; b < m.layers; ++b) {
+    if (sliding[b]) m.block_window[b] = window;
+  }
 }
 
 // Which blocks attend through a sliding window: Mistral's every block; Qwen2's and Qwen3's those
@@ -136,7 +181,7 @@ absl::Status ParseWindows(const nlohmann::json& c, ModelConfig& m) {
   if (m.model_type == "mistral") {
     if (!has_window) return absl::OkStatus();
     SHEARS_ASSIGN_OR_RETURN(window, PositiveInt(c, "sliding_window"));
-    m.block_window.assign(m.layers, window);
+    SetWindows(std::vector<bool>(m.layers, true), window, m);
     return absl::OkStatus();
   }
   if (m.model_type != "qwen2" && m.model_type != "qwen3") return absl::OkStatus();
@@ -144,19 +189,8 @@ absl::Status ParseWindows(const nlohmann::json& c, ModelConfig& m) {
     SHEARS_ASSIGN_OR_RETURN(window, OptionalInt(c, "sliding_window", 4096));
   }
   std::vector<bool> sliding_layer(m.layers, false);
-  if (auto types = c.find("layer_types"); types != c.end() && !types->is_null()) {
-    if (!types->is_array() || static_cast<int64_t>(types->size()) != m.layers) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("config.json: layer_types must list one type for each of the ", m.layers, " blocks"));
-    }
-    for (int64_t b = 0; b < m.layers; ++b) {
-      const auto& t = (*types)[b];
-      if (t != "full_attention" && t != "sliding_attention") {
-        return Unsupported(absl::StrCat("layer_types[", b, "]"), Quoted(t), "full_attention, sliding_attention");
-      }
-      sliding_layer[b] = t == "sliding_attention";
-    }
-  } else {
+  SHEARS_ASSIGN_OR_RETURN(bool listed, ParseLayerTypes(c, m, sliding_layer));
+  if (!listed) {
     int64_t full = 28;
     if (auto it = c.find("max_window_layers"); it != c.end() && !it->is_null()) {
       if (!it->is_number_integer() || it->get<int64_t>() < 0) {
@@ -166,17 +200,12 @@ absl::Status ParseWindows(const nlohmann::json& c, ModelConfig& m) {
     }
     for (int64_t b = full; b < m.layers; ++b) sliding_layer[b] = true;
   }
-  if (window == 0) return absl::OkStatus();
-  m.block_window.assign(m.layers, 0);
-  for (int64_t b = 0; b < m.layers; ++b) {
-    if (sliding_layer[b]) m.block_window[b] = window;
-  }
+  if (window > 0) SetWindows(sliding_layer, window, m);
   return absl::OkStatus();
 }
 
-// Llama and the families of its shape: Mistral, Qwen2 (Qwen2.5), Qwen3.
-absl::Status ParseLlama(const nlohmann::json& c, ModelConfig& m) {
-  m.family = Family::kLlama;
+// The shape of every Llama-like decoder: widths, counts and heads; a mixture of experts refused.
+absl::Status ParseDecoderShape(const nlohmann::json& c, ModelConfig& m, int64_t default_head_dim) {
   for (const char* experts : {"num_local_experts", "num_experts", "n_routed_experts"}) {
     if (auto it = c.find(experts); it != c.end() && it->is_number_integer() && it->get<int64_t>() > 0) {
       return Unsupported(experts, it->dump(), "dense models; mixtures of experts are not built");
@@ -187,16 +216,23 @@ absl::Status ParseLlama(const nlohmann::json& c, ModelConfig& m) {
   SHEARS_ASSIGN_OR_RETURN(m.layers, PositiveInt(c, "num_hidden_layers"));
   SHEARS_ASSIGN_OR_RETURN(m.heads, PositiveInt(c, "num_attention_heads"));
   SHEARS_ASSIGN_OR_RETURN(m.kv_heads, OptionalInt(c, "num_key_value_heads", m.heads));
-  // Qwen3's configuration class defaults head_dim to 128, the others to hidden / heads.
-  SHEARS_ASSIGN_OR_RETURN(m.head_dim, OptionalInt(c, "head_dim", m.model_type == "qwen3" ? 128 : m.hidden / m.heads));
+  SHEARS_ASSIGN_OR_RETURN(m.head_dim, OptionalInt(c, "head_dim", default_head_dim > 0 ? default_head_dim : m.hidden / m.heads));
   SHEARS_ASSIGN_OR_RETURN(m.vocab, PositiveInt(c, "vocab_size"));
   SHEARS_ASSIGN_OR_RETURN(m.rope.max_positions, OptionalInt(c, "max_position_embeddings", 0));
   if (m.heads % m.kv_heads != 0) {
     return absl::InvalidArgumentError("config.json: num_attention_heads must be a multiple of num_key_value_heads");
   }
   if (m.head_dim % 2 != 0) return absl::InvalidArgumentError("config.json: the head dimension must be even for RoPE");
-  if (auto act = c.find("hidden_act"); act != c.end() && *act != "silu") return Unsupported("hidden_act", Quoted(*act), "silu");
   m.norm_eps = OptionalNumber(c, "rms_norm_eps", 1e-6);
+  return absl::OkStatus();
+}
+
+// Llama and the families of its shape: Mistral, Qwen2 (Qwen2.5), Qwen3.
+absl::Status ParseLlama(const nlohmann::json& c, ModelConfig& m) {
+  m.family = Family::kLlama;
+  // Qwen3's configuration class defaults head_dim to 128, the others to hidden / heads.
+  SHEARS_RETURN_IF_ERROR(ParseDecoderShape(c, m, m.model_type == "qwen3" ? 128 : 0));
+  if (auto act = c.find("hidden_act"); act != c.end() && *act != "silu") return Unsupported("hidden_act", Quoted(*act), "silu");
   m.tie_embeddings = OptionalBool(c, "tie_word_embeddings", false);
   if (m.model_type == "qwen2") {
     m.qkv_bias = true;
@@ -205,8 +241,92 @@ absl::Status ParseLlama(const nlohmann::json& c, ModelConfig& m) {
   }
   if (m.model_type == "llama") m.mlp_bias = OptionalBool(c, "mlp_bias", false);
   m.qk_norm = m.model_type == "qwen3";
-  SHEARS_RETURN_IF_ERROR(ParseRope(c, m));
+  SHEARS_RETURN_IF_ERROR(ParseRope(c, m, 10000.0));
   return ParseWindows(c, m);
+}
+
+// A soft cap: a positive number, or null / absent for none (`fallback` when absent).
+absl::StatusOr<double> SoftCap(const nlohmann::json& c, const std::string& key, double fallback) {
+  auto it = c.find(key);
+  if (it == c.end()) return fallback;
+  if (it->is_null()) return 0.0;
+  if (!it->is_number() || it->get<double>() <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("config.json: ", key, " must be a positive number or null"));
+  }
+  return it->get<double>();
+}
+
+// Gemma 3's two schedules: rope_parameters by layer type (newer configs), or rope_theta with
+// rope_scaling for the full blocks and rope_local_base_freq (plain RoPE) for the sliding ones.
+absl::Status ParseGemma3Rope(const nlohmann::json& c, ModelConfig& m) {
+  SHEARS_RETURN_IF_ERROR(CheckFullRotary(c));
+  const double theta = OptionalNumber(c, "rope_theta", 1e6), local = OptionalNumber(c, "rope_local_base_freq", 1e4);
+  auto by_type = c.find("rope_parameters");
+  if (by_type != c.end() && by_type->is_object() &&
+      (by_type->contains("full_attention") || by_type->contains("sliding_attention"))) {
+    auto part = [&](const char* type) {
+      auto it = by_type->find(type);
+      return it != by_type->end() && it->is_object() ? *it : nlohmann::json::object();
+    };
+    SHEARS_ASSIGN_OR_RETURN(m.rope, ParseRopeObject(part("full_attention"), "rope_parameters.full_attention", theta,
+                                                    m.rope.max_positions));
+    SHEARS_ASSIGN_OR_RETURN(m.sliding_rope, ParseRopeObject(part("sliding_attention"),
+                                                            "rope_parameters.sliding_attention", local,
+                                                            m.rope.max_positions));
+  } else {
+    SHEARS_RETURN_IF_ERROR(ParseRope(c, m, 1e6));
+    m.sliding_rope = RopeConfig{};
+    m.sliding_rope->theta = local;
+  }
+  HoldDynamicRopeToItsContext(*m.sliding_rope, m);
+  HoldDynamicRopeToItsContext(m.rope, m);
+  return absl::OkStatus();
+}
+
+// Gemma 2 and Gemma 3 (text): RMSNorm by 1 + weight, embeddings scaled by √hidden, a GELU-tanh
+// gate, norms after attention and around the MLP, query_pre_attn_scalar, soft caps, and
+// sliding blocks by layer_types or, without it, by Gemma 2's alternation (0, 2, 4, … slide) or
+// Gemma 3's sliding_window_pattern (every pattern-th block attends fully).
+absl::Status ParseGemma(const nlohmann::json& c, ModelConfig& m) {
+  m.family = Family::kGemma;
+  const bool gemma3 = m.model_type == "gemma3_text";
+  SHEARS_RETURN_IF_ERROR(ParseDecoderShape(c, m, 256));
+  // The Gemma classes read hidden_activation; an older hidden_act beside it is not read.
+  if (auto act = c.find("hidden_activation"); act != c.end() && *act != "gelu_pytorch_tanh") {
+    return Unsupported("hidden_activation", Quoted(*act), "gelu_pytorch_tanh");
+  }
+  if (OptionalBool(c, "use_bidirectional_attention", false)) {
+    return Unsupported("use_bidirectional_attention", "true", "false");
+  }
+  m.tie_embeddings = OptionalBool(c, "tie_word_embeddings", true);
+  m.qkv_bias = m.o_bias = OptionalBool(c, "attention_bias", false);
+  m.qk_norm = gemma3;
+  m.norm_offset = 1.0;
+  m.embed_scale = std::sqrt(static_cast<double>(m.hidden));
+  const double scalar = OptionalNumber(c, "query_pre_attn_scalar", 256.0);
+  if (!(scalar > 0)) return absl::InvalidArgumentError("config.json: query_pre_attn_scalar must be positive");
+  m.attn_scale = 1.0 / std::sqrt(scalar);
+  SHEARS_ASSIGN_OR_RETURN(m.final_softcap, SoftCap(c, "final_logit_softcapping", gemma3 ? 0.0 : 30.0));
+  SHEARS_ASSIGN_OR_RETURN(m.attn_softcap, SoftCap(c, "attn_logit_softcapping", gemma3 ? 0.0 : 50.0));
+  if (gemma3 && m.attn_softcap > 0) {
+    // Gemma 3's attention does not apply it in Hugging Face's code, though the config may name it.
+    return Unsupported("attn_logit_softcapping", nlohmann::json(m.attn_softcap).dump(), "null for gemma3_text");
+  }
+  std::vector<bool> sliding(m.layers, false);
+  SHEARS_ASSIGN_OR_RETURN(bool listed, ParseLayerTypes(c, m, sliding));
+  if (!listed) {
+    int64_t pattern = 2;
+    if (gemma3) {
+      SHEARS_ASSIGN_OR_RETURN(pattern, OptionalInt(c, "sliding_window_pattern", 6));
+    }
+    for (int64_t b = 0; b < m.layers; ++b) sliding[b] = (b + 1) % pattern != 0;
+  }
+  SHEARS_ASSIGN_OR_RETURN(int64_t window, OptionalInt(c, "sliding_window", 4096));
+  auto null_window = c.find("sliding_window");
+  if (null_window != c.end() && null_window->is_null()) window = 0;
+  SetWindows(sliding, window, m);
+  if (gemma3) return ParseGemma3Rope(c, m);
+  return ParseRope(c, m, 10000.0);
 }
 
 absl::Status ParseGpt2(const nlohmann::json& c, ModelConfig& m) {
@@ -263,6 +383,8 @@ absl::StatusOr<ModelConfig> ModelConfig::Parse(const nlohmann::json& config) {
   absl::Status st;
   if (m.model_type == "llama" || m.model_type == "mistral" || m.model_type == "qwen2" || m.model_type == "qwen3") {
     st = ParseLlama(config, m);
+  } else if (m.model_type == "gemma2" || m.model_type == "gemma3_text") {
+    st = ParseGemma(config, m);
   } else if (m.model_type == "gpt2") {
     st = ParseGpt2(config, m);
   } else if (m.model_type == "opt") {
@@ -295,7 +417,7 @@ absl::StatusOr<ModelConfig> ModelConfig::Parse(const nlohmann::json& config) {
       m.low_rank[name] = rank.get<int64_t>();
     }
   }
-  if (m.hidden % m.heads != 0 && m.family != Family::kLlama) {
+  if (m.hidden % m.heads != 0 && m.family != Family::kLlama && m.family != Family::kGemma) {
     return absl::InvalidArgumentError("config.json: the hidden size must be a multiple of the number of heads");
   }
   return m;
@@ -329,6 +451,13 @@ nlohmann::json ConfigWithBlocks(const nlohmann::json& config, const ModelConfig&
     nlohmann::json entries = nlohmann::json::array();
     for (int b : kept) entries.push_back((*it)[b]);
     out[listed] = entries;
+  }
+  // Gemma's pattern follows the block index: the kept blocks' types are written out, which
+  // Hugging Face then reads instead of the pattern.
+  if (parsed.family == Family::kGemma && (!out.contains("layer_types") || out["layer_types"].is_null())) {
+    nlohmann::json types = nlohmann::json::array();
+    for (int b : kept) types.push_back(parsed.SlidingOf(b) ? "sliding_attention" : "full_attention");
+    out["layer_types"] = types;
   }
   // Qwen2 and Qwen3 without layer_types: the first max_window_layers blocks attend fully (28 when
   // the key is absent), so the count is of the kept ones among them, written out.

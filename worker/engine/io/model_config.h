@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,7 +14,7 @@
 
 namespace shears::engine {
 
-enum class Family { kLlama, kGpt2, kOpt };
+enum class Family { kLlama, kGemma, kGpt2, kOpt };
 
 // config.json's list of each block's FFN width, written when FFN-neuron pruning left the blocks
 // with different widths (no Hugging Face config has such a field; Shears reads its own).
@@ -48,7 +49,7 @@ struct RopeConfig {
 
 struct ModelConfig {
   Family family = Family::kLlama;
-  std::string model_type;  // as written: llama, mistral, qwen2, qwen3, gpt2, opt
+  std::string model_type;  // as written: llama, mistral, qwen2, qwen3, gemma2, gemma3_text, gpt2, opt
   int64_t hidden = 0;
   int64_t ffn = 0;
   std::vector<int64_t> block_ffn;  // per block, from kFfnSizesKey; empty: every block has `ffn`
@@ -61,14 +62,24 @@ struct ModelConfig {
   int64_t max_positions = 0;  // 0 when the architecture has no learned positions
   double norm_eps = 1e-5;
   bool tie_embeddings = false;
-  // llama family
+  // llama and gemma families
   RopeConfig rope;
-  // Per block, how many positions back attention reaches (0: all); empty: every block sees all.
+  // Per block, whether its layer type is sliding_attention, and how many positions back its
+  // attention reaches (0: all). Empty: every block is full attention.
+  std::vector<bool> block_sliding;
   std::vector<int64_t> block_window;
+  // Gemma 3: the rotary schedule of the sliding blocks (rope_local_base_freq); else `rope` for all.
+  std::optional<RopeConfig> sliding_rope;
   bool qkv_bias = false;  // q, k and v projections have biases (Qwen2; Llama's attention_bias)
   bool o_bias = false;    // the output projection has one (Llama's and Qwen3's attention_bias)
   bool mlp_bias = false;  // gate, up and down projections have biases (Llama's mlp_bias)
-  bool qk_norm = false;   // RMSNorm over each head of q and k before the rotation (Qwen3)
+  bool qk_norm = false;   // RMSNorm over each head of q and k before the rotation (Qwen3, Gemma 3)
+  // gemma family
+  double norm_offset = 0.0;     // RMSNorm scales by norm_offset + weight (Gemma: 1, its weights start at 0)
+  double embed_scale = 1.0;     // embeddings multiplied by it (Gemma: √hidden)
+  double attn_scale = 0.0;      // of q·k; 0: 1/√head_dim (Gemma: query_pre_attn_scalar^-½)
+  double attn_softcap = 0.0;    // scores -> cap·tanh(scores / cap) before the mask; 0: none
+  double final_softcap = 0.0;   // the same on the logits
   // opt
   bool layer_norm_before = true;
   int64_t embed_dim = 0;  // word_embed_proj_dim; == hidden unless the model projects
@@ -76,6 +87,8 @@ struct ModelConfig {
 
   int64_t FfnOf(int block) const { return block_ffn.empty() ? ffn : block_ffn[block]; }
   int64_t WindowOf(int block) const { return block_window.empty() ? 0 : block_window[block]; }
+  bool SlidingOf(int block) const { return !block_sliding.empty() && block_sliding[block]; }
+  const RopeConfig& RopeOf(int block) const { return sliding_rope && SlidingOf(block) ? *sliding_rope : rope; }
 
   // Fails naming the config key that is missing or wrong.
   static absl::StatusOr<ModelConfig> Parse(const nlohmann::json& config);
@@ -86,12 +99,13 @@ const char* NumBlocksKey(Family family);
 const char* FfnKey(Family family);
 
 // `config` for the model that keeps only blocks `kept` (ascending input indices) in that order:
-// the number of blocks and every field that lists or counts blocks (layer_types,
-// max_window_layers, shears_intermediate_sizes, the low-rank map's block names).
+// the number of blocks and every field that lists or counts blocks (layer_types, written out for
+// Gemma whose pattern follows the block index, max_window_layers, shears_intermediate_sizes, the
+// low-rank map's block names).
 nlohmann::json ConfigWithBlocks(const nlohmann::json& config, const ModelConfig& parsed, const std::vector<int>& kept,
                                 const std::function<std::string(int)>& block_prefix);
 
 // The model types Shears computes, for messages.
-inline constexpr char kSupportedModelTypes[] = "llama, mistral, qwen2, qwen3, gpt2, opt";
+inline constexpr char kSupportedModelTypes[] = "llama, mistral, qwen2, qwen3, gemma2, gemma3_text, gpt2, opt";
 
 }  // namespace shears::engine

@@ -1,6 +1,7 @@
 #include "worker/engine/model/architecture_factory.h"
 
 #include "common/status_macros.h"
+#include "worker/engine/model/gemma.h"
 #include "worker/engine/model/gpt2.h"
 #include "worker/engine/model/llama.h"
 #include "worker/engine/model/opt.h"
@@ -12,6 +13,8 @@ absl::StatusOr<std::unique_ptr<Architecture>> MakeArchitecture(const nlohmann::j
   switch (parsed.family) {
     case Family::kLlama:
       return std::unique_ptr<Architecture>(new Llama(std::move(parsed)));
+    case Family::kGemma:
+      return std::unique_ptr<Architecture>(new Gemma(std::move(parsed)));
     case Family::kGpt2:
       return std::unique_ptr<Architecture>(new Gpt2(std::move(parsed)));
     case Family::kOpt:

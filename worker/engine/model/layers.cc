@@ -37,8 +37,10 @@ torch::Tensor GeluNew(const torch::Tensor& x) {
   return 0.5 * x * (1.0 + torch::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * torch::pow(x, 3.0))));
 }
 
+torch::Tensor SoftCap(const torch::Tensor& x, double cap) { return torch::tanh(x / cap) * cap; }
+
 torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
-                              int64_t window) {
+                              int64_t window, double softcap) {
   const int64_t heads = q.size(1), kv_heads = k.size(1), length = q.size(2);
   torch::Tensor keys = k, values = v;
   if (kv_heads != heads) {
@@ -46,6 +48,7 @@ torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, co
     values = v.repeat_interleave(heads / kv_heads, 1);
   }
   auto scores = torch::matmul(q, keys.transpose(-1, -2)) * scale;
+  if (softcap > 0) scores = SoftCap(scores, softcap);
   const auto blocked = torch::full({length, length}, -std::numeric_limits<float>::infinity(), scores.options());
   auto mask = blocked.triu(1);
   if (window > 0 && window < length) mask = mask + blocked.tril(-window);

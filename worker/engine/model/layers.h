@@ -19,16 +19,20 @@ torch::Tensor MultiplyByWeight(const torch::Tensor& x, const TensorMap& tensors,
 // `observe`, when not null, sees x first.
 torch::Tensor Linear(const torch::Tensor& x, const TensorMap& tensors, const std::string& name,
                      const LinearInputs* observe);
-// GPT-2's tanh approximation of GELU.
+// GELU's tanh approximation (GPT-2's gelu_new, Gemma's gelu_pytorch_tanh).
 torch::Tensor GeluNew(const torch::Tensor& x);
 // The MLP's nonlinearity.
 torch::Tensor Activate(MlpLayout::Activation activation, const torch::Tensor& x);
 
+// cap · tanh(x / cap): Gemma's soft cap on attention scores and logits.
+torch::Tensor SoftCap(const torch::Tensor& x, double cap);
+
 // Causal softmax attention. q [B, H, T, hd], k and v [B, KV, T, hd] with H a multiple of KV
 // (grouped-query attention). A positive `window` lets each position see only itself and the
-// window - 1 positions before it (Mistral's sliding window). Returns [B, T, H * hd].
+// window - 1 positions before it (Mistral's sliding window); a positive `softcap` caps the scaled
+// scores before the mask (Gemma 2). Returns [B, T, H * hd].
 torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
-                              int64_t window = 0);
+                              int64_t window = 0, double softcap = 0.0);
 
 // [B, T, heads * hd] -> [B, heads, T, hd]
 torch::Tensor SplitHeads(const torch::Tensor& x, int64_t heads);

@@ -46,6 +46,7 @@ std::vector<TensorSpec> Llama::DenseBlockTensors(int block) const {
 
 MlpLayout Llama::Mlp() const {
   MlpLayout mlp{"mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"};
+  if (config_.family == Family::kGemma) mlp.activation = MlpLayout::Activation::kGeluNew;
   if (config_.mlp_bias) {
     mlp.gate_bias = "mlp.gate_proj.bias";
     mlp.up_bias = "mlp.up_proj.bias";
@@ -62,34 +63,48 @@ std::vector<TensorSpec> Llama::OuterTensors() const {
 }
 
 torch::Tensor Llama::Embed(const TensorMap& outer, const torch::Tensor& ids) const {
-  return torch::embedding(outer.at("model.embed_tokens.weight"), ids);
+  auto embedded = torch::embedding(outer.at("model.embed_tokens.weight"), ids);
+  return config_.embed_scale == 1.0 ? embedded : embedded * config_.embed_scale;
 }
 
-torch::Tensor Llama::Block(int index, const TensorMap& w, const torch::Tensor& h,
-                           const LinearInputs* observe) const {
+torch::Tensor Llama::Norm(const torch::Tensor& x, const torch::Tensor& weight) const {
+  return RmsNorm(x, config_.norm_offset == 0.0 ? weight : weight + config_.norm_offset, config_.norm_eps);
+}
+
+torch::Tensor Llama::SelfAttention(int index, const TensorMap& w, const torch::Tensor& x,
+                                   const LinearInputs* observe) const {
   const auto& c = config_;
-  auto x = RmsNorm(h, w.at("input_layernorm.weight"), c.norm_eps);
   auto q = SplitHeads(Linear(x, w, "self_attn.q_proj.weight", observe), c.heads);
   auto k = SplitHeads(Linear(x, w, "self_attn.k_proj.weight", observe), c.kv_heads);
   auto v = SplitHeads(Linear(x, w, "self_attn.v_proj.weight", observe), c.kv_heads);
   if (c.qk_norm) {
-    q = RmsNorm(q, w.at("self_attn.q_norm.weight"), c.norm_eps);
-    k = RmsNorm(k, w.at("self_attn.k_norm.weight"), c.norm_eps);
+    q = Norm(q, w.at("self_attn.q_norm.weight"));
+    k = Norm(k, w.at("self_attn.k_norm.weight"));
   }
-  const Rotary rotary = RotaryTables(h.size(1), c.head_dim, c.rope, h.device());
+  const Rotary rotary = RotaryTables(x.size(1), c.head_dim, c.RopeOf(index), x.device());
   q = ApplyRotary(q, rotary);
   k = ApplyRotary(k, rotary);
-  auto attended = CausalAttention(q, k, v, 1.0 / std::sqrt(static_cast<double>(c.head_dim)), c.WindowOf(index));
-  auto out = h + Linear(attended, w, "self_attn.o_proj.weight", observe);
-  x = RmsNorm(out, w.at("post_attention_layernorm.weight"), c.norm_eps);
-  auto gated = torch::silu(Linear(x, w, "mlp.gate_proj.weight", observe)) * Linear(x, w, "mlp.up_proj.weight", observe);
-  return out + Linear(gated, w, "mlp.down_proj.weight", observe);
+  const double scale = c.attn_scale > 0 ? c.attn_scale : 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+  auto attended = CausalAttention(q, k, v, scale, c.WindowOf(index), c.attn_softcap);
+  return Linear(attended, w, "self_attn.o_proj.weight", observe);
+}
+
+torch::Tensor Llama::GatedMlp(const TensorMap& w, const torch::Tensor& x, const LinearInputs* observe) const {
+  auto gate = Activate(Mlp().activation, Linear(x, w, "mlp.gate_proj.weight", observe));
+  return Linear(gate * Linear(x, w, "mlp.up_proj.weight", observe), w, "mlp.down_proj.weight", observe);
+}
+
+torch::Tensor Llama::Block(int index, const TensorMap& w, const torch::Tensor& h,
+                           const LinearInputs* observe) const {
+  auto out = h + SelfAttention(index, w, Norm(h, w.at("input_layernorm.weight")), observe);
+  return out + GatedMlp(w, Norm(out, w.at("post_attention_layernorm.weight")), observe);
 }
 
 torch::Tensor Llama::Logits(const TensorMap& outer, const torch::Tensor& h) const {
-  auto x = RmsNorm(h, outer.at("model.norm.weight"), config_.norm_eps);
+  auto x = Norm(h, outer.at("model.norm.weight"));
   auto head = outer.find("lm_head.weight");
-  return torch::linear(x, head != outer.end() ? head->second : outer.at("model.embed_tokens.weight"));
+  auto logits = torch::linear(x, head != outer.end() ? head->second : outer.at("model.embed_tokens.weight"));
+  return config_.final_softcap > 0 ? SoftCap(logits, config_.final_softcap) : logits;
 }
 
 }  // namespace shears::engine

@@ -8,7 +8,7 @@ namespace shears::engine {
 // RMSNorm, rotary positions (rotate-half, with the rope_scaling schedules of rope.h), grouped-query
 // attention with the biases the config names, Qwen3's RMSNorm over each head of q and k, sliding
 // windows per block, SwiGLU MLP with optional biases.
-class Llama final : public Architecture {
+class Llama : public Architecture {
  public:
   explicit Llama(ModelConfig config) : Architecture(std::move(config)) {}
   std::string BlockPrefix(int block) const override;
@@ -19,6 +19,14 @@ class Llama final : public Architecture {
   torch::Tensor Block(int index, const TensorMap& block, const torch::Tensor& hidden,
                       const LinearInputs* observe) const override;
   torch::Tensor Logits(const TensorMap& outer, const torch::Tensor& hidden) const override;
+
+ protected:
+  // RMSNorm by the config's offset + weight.
+  torch::Tensor Norm(const torch::Tensor& x, const torch::Tensor& weight) const;
+  // Block `index`'s attention of normalized x, through o_proj.
+  torch::Tensor SelfAttention(int index, const TensorMap& w, const torch::Tensor& x, const LinearInputs* observe) const;
+  // The gated MLP of normalized x, through down_proj.
+  torch::Tensor GatedMlp(const TensorMap& w, const torch::Tensor& x, const LinearInputs* observe) const;
 };
 
 }  // namespace shears::engine

@@ -21,11 +21,13 @@ bool IsResidualOutput(const std::string& name) {
   return false;
 }
 
-torch::Tensor Initial(const TensorSpec& spec, double residual_scale, const torch::Device& device) {
+// Norm scales start at one (Gemma stores scale - 1: at zero), biases at zero, matrices small.
+torch::Tensor Initial(const TensorSpec& spec, const ModelConfig& config, double residual_scale,
+                      const torch::Device& device) {
   auto opts = torch::TensorOptions().dtype(torch::kFloat32).device(device);
   if (spec.shape.size() == 1) {
     const bool norm = absl::EndsWith(spec.name, ".weight");  // 1-D weights are norm scales
-    return norm ? torch::ones(spec.shape, opts) : torch::zeros(spec.shape, opts);
+    return norm ? torch::full(spec.shape, 1.0 - config.norm_offset, opts) : torch::zeros(spec.shape, opts);
   }
   return torch::randn(spec.shape, opts) * 0.02 * (IsResidualOutput(spec.name) ? residual_scale : 1.0);
 }
@@ -53,12 +55,12 @@ ModelWeights InitWeights(const Architecture& arch, uint64_t seed, const torch::D
   const double residual_scale = 1.0 / std::sqrt(2.0 * arch.num_blocks());
   ModelWeights w;
   for (const auto& spec : arch.OuterTensors()) {
-    if (!spec.optional) w.outer[spec.name] = Initial(spec, residual_scale, device);
+    if (!spec.optional) w.outer[spec.name] = Initial(spec, arch.config(), residual_scale, device);
   }
   for (int b = 0; b < arch.num_blocks(); ++b) {
     TensorMap block;
     for (const auto& spec : arch.BlockTensors(b)) {
-      if (!spec.optional) block[spec.name] = Initial(spec, residual_scale, device);
+      if (!spec.optional) block[spec.name] = Initial(spec, arch.config(), residual_scale, device);
     }
     w.blocks.push_back(std::move(block));
   }
