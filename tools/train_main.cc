@@ -1,5 +1,6 @@
-// shears-train: trains a small llama or gpt2 model from scratch with the engine's training loop,
-// on text tokenized by a byte-level BPE tokenizer.json; the test fixtures are made with it.
+// shears-train: trains a small llama or gpt2 model, or one of any family a config.json gives, from
+// scratch with the engine's training loop, on text tokenized by the tokenizer it is given; the test
+// fixtures are made with it.
 #include <filesystem>
 #include <iostream>
 #include <thread>
@@ -21,6 +22,7 @@ using namespace shears::engine;
 
 constexpr char kUsage[] = R"(usage: shears-train --arch llama|gpt2 --tokenizer-dir DIR --train FILE --valid FILE --out DIR
   model:    --layers 2 --hidden 64 --ffn 176 (llama) --heads 4 --kv-heads 2 (llama) --positions 1024
+            or --config FILE: a config.json of any supported family (its vocab_size set to the tokenizer's)
   training: --steps 2000 --batch 16 --seq-len 128 --lr 3e-3 --warmup 100 --seed 0 --threads N
 The tokenizer (tokenizer.json or tokenizer.model in --tokenizer-dir) is copied into --out.
 )";
@@ -52,7 +54,14 @@ int main(int argc, char** argv) {
   const int64_t layers = num("layers", 2), hidden = num("hidden", 64), heads = num("heads", 4);
 
   nlohmann::json config;
-  if (arch_name == "llama") {
+  if (auto given = cl->Get("config")) {
+    auto text = shears::ReadFile(*given);
+    if (!text.ok()) return Fail(std::string(text.status().message()));
+    config = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+    if (!config.is_object()) return Fail(*given + ": not a JSON object");
+    config["vocab_size"] = vocab;
+    if (!config.contains("torch_dtype")) config["torch_dtype"] = "float32";
+  } else if (arch_name == "llama") {
     config = {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"vocab_size", vocab},
               {"hidden_size", hidden}, {"intermediate_size", num("ffn", 176)}, {"num_hidden_layers", layers},
               {"num_attention_heads", heads}, {"num_key_value_heads", num("kv-heads", 2)},
@@ -78,7 +87,7 @@ int main(int argc, char** argv) {
   options.learning_rate = cl->GetDouble("lr", 3e-3).value_or(3e-3);
   options.warmup_steps = num("warmup", 100);
   options.seed = static_cast<uint64_t>(num("seed", 0));
-  std::cout << "training " << arch_name << " on " << train_ids->numel() << " tokens, " << options.steps << " steps"
+  std::cout << "training " << config.value("model_type", arch_name) << " on " << train_ids->numel() << " tokens, " << options.steps << " steps"
             << std::endl;
 
   ModelWeights weights = InitWeights(**arch, options.seed, torch::kCPU);

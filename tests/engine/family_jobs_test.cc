@@ -19,6 +19,7 @@
 #include "tests/support/model_layouts.h"
 #include "tests/support/process.h"
 #include "tests/support/pruned_model_checks.h"
+#include "tests/support/references.h"
 #include "tests/support/test_util.h"
 #include "worker/engine/prune_model.h"
 
@@ -72,12 +73,7 @@ class FamilyJobs : public ::testing::Test {
 
   // The reported dense and pruned perplexities against the reference's on the files.
   void CheckAgainstTheReference() {
-    ASSERT_TRUE(WriteFileAtomically(dir_ / "jobs.txt", jobs_).ok());
-    auto run = shears::testing::RunCommand(
-        {"/usr/bin/python3", std::string(SHEARS_SOURCE_DIR) + "/tests/reference/forward.py", "--jobs",
-         dir_ / "jobs.txt"},
-        dir_ / "ref.log");
-    ASSERT_EQ(run.status, 0) << run.out;
+    shears::testing::RunForwardJobs(jobs_, dir_.path());
     for (const auto& [name, report] : reports_) {
       const EvaluationReport& eval = *report.evaluation;
       const double dense = std::stod(ReadFile(dir_ / (name + ".dense.ppl")).value());

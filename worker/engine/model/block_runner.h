@@ -31,6 +31,10 @@ class BlockRunner {
   std::pair<double, int64_t> NextTokenLoss(const torch::Tensor& hidden, const torch::Tensor& ids) const;
   // The gradient of the mean next-token loss over `ids` with respect to the last hidden states.
   torch::Tensor LossGradient(const torch::Tensor& hidden, const torch::Tensor& ids) const;
+  // Both make the logits of a few positions at a time, at most `elements` floats of them (at
+  // least one position); 2^22 (16 MiB) unless set, small enough for malloc to reuse rather than
+  // map afresh each time.
+  void set_logit_budget(int64_t elements) { logit_budget_ = elements; }
   // Logits [N, T, vocab] from the last hidden states.
   torch::Tensor Logits(const torch::Tensor& hidden) const;
 
@@ -43,6 +47,7 @@ class BlockRunner {
   const Architecture& arch_;
   const torch::Device device_;
   const int64_t batch_;
+  int64_t logit_budget_ = int64_t{1} << 22;
   mutable std::optional<TensorMap> outer_;
 };
 
