@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <functional>
-#include <queue>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "worker/engine/text/pair_merge.h"
 #include "worker/engine/text/utf8.h"
 
 namespace shears::engine {
@@ -109,60 +109,16 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromJson(const nlohm
   return t;
 }
 
-std::vector<std::string> BpeTokenizer::MergedSymbols(const std::string& word) const {
-  // The characters as a linked list; the candidate merges of adjacent symbols in a heap by
-  // (rank, position), so the lowest-ranked pair goes first and, among equals, the leftmost, as a
-  // scan of the whole word would choose, in O(n log n) instead of O(n²).
-  struct Symbol {
-    int prev, next;
-    size_t begin, length;  // in `word`; length 0 once merged into its left neighbour
-  };
-  std::vector<Symbol> symbols;
-  for (size_t i = 0; i < word.size();) {
-    const size_t n = std::min(Utf8Length(static_cast<unsigned char>(word[i])), word.size() - i);
-    symbols.push_back({static_cast<int>(symbols.size()) - 1, static_cast<int>(symbols.size()) + 1, i, n});
-    i += n;
-  }
-  if (!symbols.empty()) symbols.back().next = -1;
-  struct Candidate {
-    int rank, left, right;
-    size_t length;  // of the joined pair, to notice one made stale by another merge
-  };
-  auto later = [](const Candidate& a, const Candidate& b) {
-    return a.rank != b.rank ? a.rank > b.rank : a.left > b.left;
-  };
-  std::priority_queue<Candidate, std::vector<Candidate>, decltype(later)> agenda(later);
-  auto piece = [&](int i) { return word.substr(symbols[i].begin, symbols[i].length); };
+std::vector<std::string_view> BpeTokenizer::MergedSymbols(const std::string& word) const {
   std::string key;  // "left\0right", reused: a long word makes many candidates
-  auto consider = [&](int left, int right) {
-    if (left < 0 || right < 0) return;
-    key.assign(word, symbols[left].begin, symbols[left].length);
+  return MergePairs(word, [&](std::string_view left, std::string_view right) -> std::optional<double> {
+    key.assign(left);
     key.push_back('\0');
-    key.append(word, symbols[right].begin, symbols[right].length);
+    key.append(right);
     auto it = merge_ranks_.find(key);
-    if (it != merge_ranks_.end()) {
-      agenda.push({it->second, left, right, symbols[left].length + symbols[right].length});
-    }
-  };
-  for (size_t i = 0; i + 1 < symbols.size(); ++i) consider(static_cast<int>(i), static_cast<int>(i) + 1);
-  while (!agenda.empty()) {
-    const Candidate top = agenda.top();
-    agenda.pop();
-    Symbol& left = symbols[top.left];
-    Symbol& right = symbols[top.right];
-    if (left.length == 0 || right.length == 0 || left.next != top.right || left.length + right.length != top.length) {
-      continue;
-    }
-    left.length += right.length;
-    left.next = right.next;
-    if (right.next >= 0) symbols[right.next].prev = top.left;
-    right.length = 0;
-    consider(left.prev, top.left);
-    consider(top.left, left.next);
-  }
-  std::vector<std::string> out;
-  for (int i = symbols.empty() ? -1 : 0; i >= 0; i = symbols[i].next) out.push_back(piece(i));
-  return out;
+    if (it == merge_ranks_.end()) return std::nullopt;
+    return -static_cast<double>(it->second);  // the lowest rank first
+  });
 }
 
 void BpeTokenizer::EncodeWord(const std::string& word, std::vector<int64_t>& out) const {
@@ -177,7 +133,7 @@ void BpeTokenizer::EncodeWord(const std::string& word, std::vector<int64_t>& out
     ids.push_back(whole->second);
   } else {
     for (const auto& symbol : MergedSymbols(word)) {
-      if (auto it = vocab_.find(symbol); it != vocab_.end()) {
+      if (auto it = vocab_.find(std::string(symbol)); it != vocab_.end()) {
         ids.push_back(it->second);
         continue;
       }

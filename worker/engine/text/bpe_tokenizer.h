@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -32,7 +33,7 @@ class BpeTokenizer final : public Tokenizer {
  private:
   BpeTokenizer() = default;
   // The word's characters merged by rank, lowest first, until no adjacent pair is in the merges.
-  std::vector<std::string> MergedSymbols(const std::string& word) const;
+  std::vector<std::string_view> MergedSymbols(const std::string& word) const;
   void EncodeWord(const std::string& word, std::vector<int64_t>& out) const;
   // An ordinary stretch of text (no added token in it): normalized, split, merged.
   void EncodeOrdinary(const std::string& text, std::vector<int64_t>& out) const;

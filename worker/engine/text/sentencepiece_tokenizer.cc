@@ -1,10 +1,10 @@
 #include "worker/engine/text/sentencepiece_tokenizer.h"
 
 #include <cstring>
-#include <queue>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "worker/engine/text/pair_merge.h"
 #include "worker/engine/text/utf8.h"
 
 namespace shears::engine {
@@ -179,55 +179,17 @@ std::vector<int64_t> SentencePieceTokenizer::Encode(const std::string& text) con
     else normalized += c;
   }
 
-  // Symbols as a linked list over the characters; candidate merges in a heap by (score, -left).
-  struct Symbol {
-    int prev, next;
-    size_t begin, length;
-  };
-  std::vector<Symbol> symbols;
-  for (size_t i = 0; i < normalized.size();) {
-    const size_t n = std::min(Utf8Length(static_cast<unsigned char>(normalized[i])), normalized.size() - i);
-    symbols.push_back({static_cast<int>(symbols.size()) - 1, static_cast<int>(symbols.size()) + 1, i, n});
-    i += n;
-  }
-  if (!symbols.empty()) symbols.back().next = -1;
-  struct Candidate {
-    float score;
-    int left, right;
-    size_t length;  // of the joined piece, to notice a stale candidate
-  };
-  auto lower = [](const Candidate& a, const Candidate& b) {
-    return a.score != b.score ? a.score < b.score : a.left > b.left;
-  };
-  std::priority_queue<Candidate, std::vector<Candidate>, decltype(lower)> agenda(lower);
-  auto consider = [&](int left, int right) {
-    if (left < 0 || right < 0) return;
-    const std::string joined = normalized.substr(symbols[left].begin, symbols[left].length + symbols[right].length);
-    const int64_t id = MergeableId(joined);
-    if (id >= 0) agenda.push({pieces_[id].score, left, right, joined.size()});
-  };
-  for (size_t i = 0; i + 1 < symbols.size(); ++i) consider(static_cast<int>(i), static_cast<int>(i) + 1);
-  while (!agenda.empty()) {
-    const Candidate top = agenda.top();
-    agenda.pop();
-    Symbol& left = symbols[top.left];
-    Symbol& right = symbols[top.right];
-    if (left.length == 0 || right.length == 0 || left.next != top.right ||
-        left.length + right.length != top.length) {
-      continue;  // one side was merged into something else since
-    }
-    left.length += right.length;
-    left.next = right.next;
-    if (right.next >= 0) symbols[right.next].prev = top.left;
-    right.length = 0;
-    consider(left.prev, top.left);
-    consider(top.left, left.next);
-  }
+  // Adjacent pieces merge into the piece they join to, the highest score first.
+  const auto merged = MergePairs(normalized, [&](std::string_view left, std::string_view right) -> std::optional<double> {
+    const int64_t id = MergeableId(std::string(left.data(), left.size() + right.size()));  // adjacent in `normalized`
+    if (id < 0) return std::nullopt;
+    return pieces_[id].score;
+  });
 
   std::vector<int64_t> out;
   if (add_bos_ && bos_id_ >= 0) out.push_back(bos_id_);
-  for (int i = symbols.empty() ? -1 : 0; i >= 0; i = symbols[i].next) {
-    const std::string piece = normalized.substr(symbols[i].begin, symbols[i].length);
+  for (const std::string_view symbol : merged) {
+    const std::string piece(symbol);
     const int64_t id = MergeableId(piece);
     if (id >= 0) {
       out.push_back(id);
