@@ -9,6 +9,7 @@
 #include "tests/support/model_builders.h"
 #include "tests/support/process.h"
 #include "tests/support/pruned_model_checks.h"
+#include "tests/support/references.h"
 #include "tests/support/test_util.h"
 
 namespace shears {
@@ -313,6 +314,28 @@ TEST(RunLocal, ResumesAfterAKilledRunToTheSameBytes) {
   EXPECT_EQ(a["pruned_perplexity"], b["pruned_perplexity"]);
   EXPECT_EQ(a["layers"].size(), b["layers"].size());
   EXPECT_FALSE(fs::exists(dir / "work/jobs/resumed")) << "scratch removed after success";
+}
+
+// shears-worker tokenize prints the ids of a published tokenizer.json as Hugging Face's own
+// JavaScript tokenizers give them, and refuses text a job would refuse, at the same byte.
+TEST(WorkerTokenize, PrintsTheOraclesIdsAndRefusesTextThatIsNotUtf8) {
+  TempDir dir;
+  const std::string tokenizer = testing::PublishedTokenizerDir("llama3_1");
+  ASSERT_TRUE(WriteFileAtomically(dir / "text.txt", "Hello, world 😀 In the beginning\n").ok());
+  auto run = RunCommand({Binary("worker/shears-worker"), "tokenize", "--model", tokenizer, "--file", dir / "text.txt"},
+                        dir / "tokenize.log");
+  ASSERT_EQ(run.status, 0) << run.out;
+  const auto printed = nlohmann::json::parse(run.out);
+  EXPECT_EQ(printed["tokenizer"], "tokenizer.json");
+  EXPECT_EQ(printed["note"], "");
+  const auto oracle = testing::OracleIds({{tokenizer, dir / "text.txt"}}, dir.path());
+  EXPECT_EQ(printed["ids"].get<std::vector<int64_t>>(), oracle.at(0));
+
+  ASSERT_TRUE(WriteFileAtomically(dir / "bad.txt", "a\xff" "b").ok());
+  run = RunCommand({Binary("worker/shears-worker"), "tokenize", "--model", tokenizer, "--file", dir / "bad.txt"},
+                   dir / "bad.log");
+  EXPECT_EQ(run.status, 2);
+  EXPECT_NE(run.out.find("text is not valid UTF-8 at byte 1"), std::string::npos) << run.out;
 }
 
 }  // namespace
