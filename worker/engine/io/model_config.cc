@@ -54,12 +54,48 @@ absl::StatusOr<double> RopeNumber(const nlohmann::json& rope, const std::string&
   return it->get<double>();
 }
 
+// LongRoPE (Phi-3's long-context models, Phi-3.5, Phi-4-mini): a short and a long factor for each
+// rotated pair; the factor, when the object gives none, is the extended context over the
+// original one (transformers 5), and sets the attention factor.
+absl::Status ParseLongRope(const nlohmann::json& rope, const std::string& where, const nlohmann::json& c,
+                           const ModelConfig& m, RopeConfig& r) {
+  const size_t pairs = static_cast<size_t>(m.rotary_dim / 2);
+  for (auto [key, into] : {std::pair{"short_factor", &r.short_factor}, std::pair{"long_factor", &r.long_factor}}) {
+    auto it = rope.find(key);
+    const bool listed = it != rope.end() && it->is_array() && it->size() == pairs &&
+                        std::all_of(it->begin(), it->end(), [](const auto& v) { return v.is_number() && v > 0; });
+    if (!listed) {
+      return absl::InvalidArgumentError(absl::StrCat("config.json: ", where, ".", key, " must list ", pairs,
+                                                     " positive numbers, one for each rotated pair of the ",
+                                                     m.rotary_dim, " dimensions of a head that rotate"));
+    }
+    for (const auto& v : *it) into->push_back(v.get<double>());
+  }
+  // The context the model was trained at: the object's, else config.json's (Phi3Config's default
+  // 4096), else max_position_embeddings.
+  const double top = OptionalNumber(c, "original_max_position_embeddings",
+                                    m.family == Family::kPhi3 ? 4096.0 : static_cast<double>(r.max_positions));
+  SHEARS_ASSIGN_OR_RETURN(double original, RopeNumber(rope, where, "original_max_position_embeddings", top));
+  r.original_max_positions = static_cast<int64_t>(original);
+  if (r.original_max_positions <= 0 || r.max_positions <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config.json: ", where, ".rope_type 'longrope' needs max_position_embeddings and original_max_position_embeddings"));
+  }
+  SHEARS_ASSIGN_OR_RETURN(r.factor, RopeNumber(rope, where, "factor", double(r.max_positions) / original));
+  SHEARS_ASSIGN_OR_RETURN(double given, RopeNumber(rope, where, "attention_factor", -1.0));
+  r.attention_factor = given >= 0.0    ? given
+                       : r.factor <= 1.0 ? 1.0
+                                         : std::sqrt(1.0 + std::log(r.factor) / std::log(original));
+  return absl::OkStatus();
+}
+
 // One rotary schedule: `rope` (a rope_scaling or rope_parameters object, `where` naming it for
-// messages) with `theta` when the object has no rope_theta of its own.
+// messages) with `theta` when the object has no rope_theta of its own, for the model `m` whose
+// config.json is `c`.
 absl::StatusOr<RopeConfig> ParseRopeObject(const nlohmann::json& rope, const std::string& where, double theta,
-                                           int64_t max_positions) {
+                                           const nlohmann::json& c, const ModelConfig& m) {
   RopeConfig r;
-  r.max_positions = max_positions;
+  r.max_positions = m.rope.max_positions;
   SHEARS_ASSIGN_OR_RETURN(r.theta, RopeNumber(rope, where, "rope_theta", theta));
   const nlohmann::json type = rope.value("rope_type", rope.value("type", nlohmann::json("default")));
   const std::string name = type.is_string() ? type.get<std::string>() : "";
@@ -67,13 +103,18 @@ absl::StatusOr<RopeConfig> ParseRopeObject(const nlohmann::json& rope, const std
                                                          {"linear", RopeConfig::Type::kLinear},
                                                          {"dynamic", RopeConfig::Type::kDynamic},
                                                          {"yarn", RopeConfig::Type::kYarn},
-                                                         {"llama3", RopeConfig::Type::kLlama3}};
+                                                         {"llama3", RopeConfig::Type::kLlama3},
+                                                         {"longrope", RopeConfig::Type::kLongRope}};
   auto known = types.find(name);
   if (known == types.end()) {
-    return Unsupported(where + ".rope_type", Quoted(type), "default, linear, dynamic, yarn, llama3");
+    return Unsupported(where + ".rope_type", Quoted(type), "default, linear, dynamic, yarn, llama3, longrope");
   }
   r.type = known->second;
   if (r.type == RopeConfig::Type::kDefault) return r;
+  if (r.type == RopeConfig::Type::kLongRope) {
+    SHEARS_RETURN_IF_ERROR(ParseLongRope(rope, where, c, m, r));
+    return r;
+  }
   SHEARS_ASSIGN_OR_RETURN(r.factor, RopeNumber(rope, where, "factor", std::nullopt));
   if (!(r.factor >= 1.0)) {
     return absl::InvalidArgumentError(absl::StrCat("config.json: ", where, ".factor must be at least 1, got ", r.factor));
@@ -126,9 +167,35 @@ void HoldDynamicRopeToItsContext(const RopeConfig& rope, ModelConfig& m) {
   if (rope.type == RopeConfig::Type::kDynamic) m.max_positions = rope.max_positions;
 }
 
+// The leading int(head_dim · partial_rotary_factor) dimensions of each head rotate and the rest
+// pass through (Phi-4-mini: 0.75), the factor from config.json or, as transformers 5 writes it,
+// from rope_parameters.
+absl::Status ParsePartialRotary(const nlohmann::json& c, const nlohmann::json& rope, ModelConfig& m) {
+  const double partial = OptionalNumber(rope, "partial_rotary_factor", OptionalNumber(c, "partial_rotary_factor", 1.0));
+  m.rotary_dim = static_cast<int64_t>(static_cast<double>(m.head_dim) * partial);  // Python's int() truncates too
+  if (!(partial > 0.0 && partial <= 1.0) || m.rotary_dim < 2 || m.rotary_dim % 2 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("config.json: partial_rotary_factor ", partial, " leaves ",
+                                                   m.rotary_dim, " of the ", m.head_dim,
+                                                   " dimensions of a head to rotate; it must be in (0, 1] and leave "
+                                                   "an even number of at least 2"));
+  }
+  return absl::OkStatus();
+}
+
+// Phi-3 computes rope types default and longrope, and reads su and yarn as longrope's old names.
+absl::Status ParsePhi3RopeType(nlohmann::json& rope, const std::string& where) {
+  auto type = rope.find(rope.contains("rope_type") ? "rope_type" : "type");
+  if (type == rope.end() || type->is_null()) return absl::OkStatus();
+  if (*type == "su" || *type == "yarn") {
+    rope["rope_type"] = "longrope";
+  } else if (*type != "default" && *type != "longrope") {
+    return Unsupported(where + ".rope_type", Quoted(*type), "default, longrope (su, yarn: its old names)");
+  }
+  return absl::OkStatus();
+}
+
 // rope_scaling (with rope_theta beside it) or, as newer configs write it, rope_parameters.
 absl::Status ParseRope(const nlohmann::json& c, ModelConfig& m, double default_theta) {
-  SHEARS_RETURN_IF_ERROR(CheckFullRotary(c));
   std::string where = "rope_scaling";
   nlohmann::json rope = nlohmann::json::object();
   if (auto p = c.find("rope_parameters"); p != c.end() && p->is_object()) {
@@ -137,8 +204,13 @@ absl::Status ParseRope(const nlohmann::json& c, ModelConfig& m, double default_t
     if (!s->is_object()) return absl::InvalidArgumentError("config.json: rope_scaling must be an object or null");
     rope = *s;
   }
-  SHEARS_ASSIGN_OR_RETURN(m.rope, ParseRopeObject(rope, where, OptionalNumber(c, "rope_theta", default_theta),
-                                                  m.rope.max_positions));
+  if (m.family == Family::kPhi3) {
+    SHEARS_RETURN_IF_ERROR(ParsePartialRotary(c, rope, m));
+    SHEARS_RETURN_IF_ERROR(ParsePhi3RopeType(rope, where));
+  } else {
+    SHEARS_RETURN_IF_ERROR(CheckFullRotary(c));
+  }
+  SHEARS_ASSIGN_OR_RETURN(m.rope, ParseRopeObject(rope, where, OptionalNumber(c, "rope_theta", default_theta), c, m));
   HoldDynamicRopeToItsContext(m.rope, m);
   return absl::OkStatus();
 }
@@ -223,6 +295,7 @@ absl::Status ParseDecoderShape(const nlohmann::json& c, ModelConfig& m, int64_t 
     return absl::InvalidArgumentError("config.json: num_attention_heads must be a multiple of num_key_value_heads");
   }
   if (m.head_dim % 2 != 0) return absl::InvalidArgumentError("config.json: the head dimension must be even for RoPE");
+  m.rotary_dim = m.head_dim;
   m.norm_eps = OptionalNumber(c, "rms_norm_eps", 1e-6);
   return absl::OkStatus();
 }
@@ -268,11 +341,10 @@ absl::Status ParseGemma3Rope(const nlohmann::json& c, ModelConfig& m) {
       auto it = by_type->find(type);
       return it != by_type->end() && it->is_object() ? *it : nlohmann::json::object();
     };
-    SHEARS_ASSIGN_OR_RETURN(m.rope, ParseRopeObject(part("full_attention"), "rope_parameters.full_attention", theta,
-                                                    m.rope.max_positions));
+    SHEARS_ASSIGN_OR_RETURN(m.rope,
+                            ParseRopeObject(part("full_attention"), "rope_parameters.full_attention", theta, c, m));
     SHEARS_ASSIGN_OR_RETURN(m.sliding_rope, ParseRopeObject(part("sliding_attention"),
-                                                            "rope_parameters.sliding_attention", local,
-                                                            m.rope.max_positions));
+                                                            "rope_parameters.sliding_attention", local, c, m));
   } else {
     SHEARS_RETURN_IF_ERROR(ParseRope(c, m, 1e6));
     m.sliding_rope = RopeConfig{};
@@ -326,6 +398,23 @@ absl::Status ParseGemma(const nlohmann::json& c, ModelConfig& m) {
   if (null_window != c.end() && null_window->is_null()) window = 0;
   SetWindows(sliding, window, m);
   if (gemma3) return ParseGemma3Rope(c, m);
+  return ParseRope(c, m, 10000.0);
+}
+
+// Phi-3 (also Phi-3.5-mini, Phi-4 and Phi-4-mini, which share its model_type): Llama's
+// computation, with q, k and v stored as one qkv_proj and gate and up as one gate_up_proj
+// (model/phi3.h), partial rotary, LongRoPE, and sliding_window on every block when set.
+absl::Status ParsePhi3(const nlohmann::json& c, ModelConfig& m) {
+  m.family = Family::kPhi3;
+  SHEARS_RETURN_IF_ERROR(ParseDecoderShape(c, m, 0));
+  if (m.rope.max_positions == 0) m.rope.max_positions = 4096;  // Phi3Config's defaults
+  m.norm_eps = OptionalNumber(c, "rms_norm_eps", 1e-5);
+  if (auto act = c.find("hidden_act"); act != c.end() && *act != "silu") return Unsupported("hidden_act", Quoted(*act), "silu");
+  m.tie_embeddings = OptionalBool(c, "tie_word_embeddings", false);
+  if (auto window = c.find("sliding_window"); window != c.end() && !window->is_null()) {
+    SHEARS_ASSIGN_OR_RETURN(int64_t positions, PositiveInt(c, "sliding_window"));
+    SetWindows(std::vector<bool>(m.layers, true), positions, m);
+  }
   return ParseRope(c, m, 10000.0);
 }
 
@@ -385,6 +474,8 @@ absl::StatusOr<ModelConfig> ModelConfig::Parse(const nlohmann::json& config) {
     st = ParseLlama(config, m);
   } else if (m.model_type == "gemma2" || m.model_type == "gemma3_text") {
     st = ParseGemma(config, m);
+  } else if (m.model_type == "phi3") {
+    st = ParsePhi3(config, m);
   } else if (m.model_type == "gpt2") {
     st = ParseGpt2(config, m);
   } else if (m.model_type == "opt") {
@@ -417,7 +508,7 @@ absl::StatusOr<ModelConfig> ModelConfig::Parse(const nlohmann::json& config) {
       m.low_rank[name] = rank.get<int64_t>();
     }
   }
-  if (m.hidden % m.heads != 0 && m.family != Family::kLlama && m.family != Family::kGemma) {
+  if (m.hidden % m.heads != 0 && (m.family == Family::kGpt2 || m.family == Family::kOpt)) {
     return absl::InvalidArgumentError("config.json: the hidden size must be a multiple of the number of heads");
   }
   return m;

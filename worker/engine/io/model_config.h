@@ -14,7 +14,7 @@
 
 namespace shears::engine {
 
-enum class Family { kLlama, kGemma, kGpt2, kOpt };
+enum class Family { kLlama, kGemma, kPhi3, kGpt2, kOpt };
 
 // config.json's list of each block's FFN width, written when FFN-neuron pruning left the blocks
 // with different widths (no Hugging Face config has such a field; Shears reads its own).
@@ -35,21 +35,24 @@ FactorNames FactorNamesOf(const std::string& name);
 // Rotary position embeddings as config.json's rope_scaling (or rope_parameters) asks, computed as
 // Hugging Face's modeling_rope_utils does (docs/models.md says which version).
 struct RopeConfig {
-  enum class Type { kDefault, kLinear, kDynamic, kYarn, kLlama3 };
+  enum class Type { kDefault, kLinear, kDynamic, kYarn, kLlama3, kLongRope };
   Type type = Type::kDefault;
   double theta = 10000.0;
   double factor = 1.0;                // linear, dynamic, yarn, llama3
   int64_t max_positions = 0;          // max_position_embeddings (dynamic, yarn)
-  int64_t original_max_positions = 0;  // llama3 (required), yarn (else max_positions)
+  int64_t original_max_positions = 0;  // llama3 (required), yarn and longrope (else max_positions)
   double low_freq_factor = 1.0, high_freq_factor = 4.0;  // llama3
   double beta_fast = 32.0, beta_slow = 1.0;              // yarn
   bool truncate = true;                                  // yarn: round the correction range
-  double attention_factor = 1.0;  // scales cos and sin (yarn; 1 otherwise)
+  // LongRoPE: each rotated pair's frequency divided by its short factor, or by its long factor in
+  // windows longer than original_max_positions.
+  std::vector<double> short_factor, long_factor;
+  double attention_factor = 1.0;  // scales cos and sin (yarn, longrope; 1 otherwise)
 };
 
 struct ModelConfig {
   Family family = Family::kLlama;
-  std::string model_type;  // as written: llama, mistral, qwen2, qwen3, gemma2, gemma3_text, gpt2, opt
+  std::string model_type;  // as written: llama, mistral, qwen2, qwen3, gemma2, gemma3_text, phi3, gpt2, opt
   int64_t hidden = 0;
   int64_t ffn = 0;
   std::vector<int64_t> block_ffn;  // per block, from kFfnSizesKey; empty: every block has `ffn`
@@ -58,6 +61,7 @@ struct ModelConfig {
   int64_t heads = 0;
   int64_t kv_heads = 0;
   int64_t head_dim = 0;
+  int64_t rotary_dim = 0;  // the leading dimensions of each head that rotate (Phi-3's partial_rotary_factor)
   int64_t vocab = 0;
   int64_t max_positions = 0;  // 0 when the architecture has no learned positions
   double norm_eps = 1e-5;
@@ -106,6 +110,6 @@ nlohmann::json ConfigWithBlocks(const nlohmann::json& config, const ModelConfig&
                                 const std::function<std::string(int)>& block_prefix);
 
 // The model types Shears computes, for messages.
-inline constexpr char kSupportedModelTypes[] = "llama, mistral, qwen2, qwen3, gemma2, gemma3_text, gpt2, opt";
+inline constexpr char kSupportedModelTypes[] = "llama, mistral, qwen2, qwen3, gemma2, gemma3_text, phi3, gpt2, opt";
 
 }  // namespace shears::engine

@@ -43,6 +43,15 @@ struct MlpLayout {
 // Tensors by name (relative to their group), as F32 on the computing device.
 using TensorMap = std::map<std::string, torch::Tensor>;
 
+// Linear weights that a checkpoint stores as one tensor, their rows stacked in order: Phi-3's
+// qkv_proj holds q, k and v, its gate_up_proj gate and up. The engine computes, prunes, reports
+// and rewrites the parts (every method sees the matrices they stand for); only loading and
+// writing see the stored tensor.
+struct FusedLinear {
+  std::string name;                // the stored weight, relative to the block's prefix
+  std::vector<std::string> parts;  // the linears it holds, relative to the prefix, in row order
+};
+
 // Sees the input of each linear layer as a block computes it, by the weight's name within the
 // block: how calibrated methods gather their statistics from real activations.
 using LinearInputs = std::function<void(const std::string& weight_name, const torch::Tensor& input)>;
@@ -56,8 +65,22 @@ class Architecture {
 
   virtual std::string BlockPrefix(int block) const = 0;
   // The tensors of block `block` (which may differ in their FFN width and in the linears stored
-  // as low-rank factors), named relative to BlockPrefix.
+  // as low-rank factors), named relative to BlockPrefix, each fused linear's parts apart.
   std::vector<TensorSpec> BlockTensors(int block) const;
+  // The groups of block `block` stored fused: all of the family's, but a group one of whose parts
+  // is stored as low-rank factors is stored part by part, each under its own name.
+  std::vector<FusedLinear> FusedLinears(int block) const;
+  // BlockTensors as the checkpoint stores them: each fused group one tensor.
+  std::vector<TensorSpec> StoredBlockTensors(int block) const;
+  // Block `block`'s tensors by BlockTensors' names, F32 on `device`, each fused tensor split.
+  TensorMap LoadBlock(const ModelDir& model, int block, const torch::Device& device) const;
+  // Some of block `block`'s tensors (relative names) as stored: each fused group whose parts are
+  // all in `tensors` stacked into its stored tensor, the others as they are.
+  TensorMap Fuse(int block, const TensorMap& tensors) const;
+  // The reverse: each stored fused tensor in `tensors` split into its parts, the others as they are.
+  TensorMap Split(int block, const TensorMap& tensors) const;
+  // The full name of the stored tensor that holds `name`: its fused tensor's, or its own.
+  std::string StoredNameOf(const std::string& name) const;
   // The tensors outside the blocks that the forward pass reads, with full names.
   virtual std::vector<TensorSpec> OuterTensors() const = 0;
 
@@ -89,6 +112,8 @@ class Architecture {
   explicit Architecture(ModelConfig config) : config_(std::move(config)) {}
   // The block's tensors with every linear weight stored whole.
   virtual std::vector<TensorSpec> DenseBlockTensors(int block) const = 0;
+  // The family's fused groups (none but Phi-3's).
+  virtual std::vector<FusedLinear> FusedGroups() const { return {}; }
   ModelConfig config_;
 };
 

@@ -5,6 +5,7 @@
 #include "worker/engine/model/gpt2.h"
 #include "worker/engine/model/llama.h"
 #include "worker/engine/model/opt.h"
+#include "worker/engine/model/phi3.h"
 
 namespace shears::engine {
 
@@ -15,6 +16,8 @@ absl::StatusOr<std::unique_ptr<Architecture>> MakeArchitecture(const nlohmann::j
       return std::unique_ptr<Architecture>(new Llama(std::move(parsed)));
     case Family::kGemma:
       return std::unique_ptr<Architecture>(new Gemma(std::move(parsed)));
+    case Family::kPhi3:
+      return std::unique_ptr<Architecture>(new Phi3(std::move(parsed)));
     case Family::kGpt2:
       return std::unique_ptr<Architecture>(new Gpt2(std::move(parsed)));
     case Family::kOpt:

@@ -19,7 +19,7 @@ torch::Tensor BlockRunner::Embed(const torch::Tensor& ids) const {
 }
 
 TensorMap BlockRunner::LoadBlock(int block) const {
-  return LoadTensors(model_, arch_.BlockPrefix(block), arch_.BlockTensors(block), device_);
+  return arch_.LoadBlock(model_, block, device_);
 }
 
 torch::Tensor BlockRunner::Run(int index, const TensorMap& block, const torch::Tensor& hidden,

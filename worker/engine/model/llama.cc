@@ -81,7 +81,7 @@ torch::Tensor Llama::SelfAttention(int index, const TensorMap& w, const torch::T
     q = Norm(q, w.at("self_attn.q_norm.weight"));
     k = Norm(k, w.at("self_attn.k_norm.weight"));
   }
-  const Rotary rotary = RotaryTables(x.size(1), c.head_dim, c.RopeOf(index), x.device());
+  const Rotary rotary = RotaryTables(x.size(1), c.rotary_dim, c.RopeOf(index), x.device());
   q = ApplyRotary(q, rotary);
   k = ApplyRotary(k, rotary);
   const double scale = c.attn_scale > 0 ? c.attn_scale : 1.0 / std::sqrt(static_cast<double>(c.head_dim));

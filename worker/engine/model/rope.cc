@@ -45,15 +45,19 @@ torch::Tensor Yarn(const RopeConfig& rope, int64_t dim) {
 
 }  // namespace
 
-torch::Tensor InverseFrequencies(const RopeConfig& rope, int64_t head_dim) {
-  const torch::Tensor inv = 1.0 / PairExponents(rope.theta, head_dim);
+torch::Tensor InverseFrequencies(const RopeConfig& rope, int64_t dim, int64_t length) {
+  const torch::Tensor inv = 1.0 / PairExponents(rope.theta, dim);
   switch (rope.type) {
+    case RopeConfig::Type::kLongRope: {
+      const auto& factors = length > rope.original_max_positions ? rope.long_factor : rope.short_factor;
+      return inv / torch::tensor(factors, torch::kFloat64).to(torch::kFloat32);
+    }
     case RopeConfig::Type::kLinear:
       return inv / rope.factor;
     case RopeConfig::Type::kLlama3:
       return Llama3(rope, inv);
     case RopeConfig::Type::kYarn:
-      return Yarn(rope, head_dim);
+      return Yarn(rope, dim);
     case RopeConfig::Type::kDynamic:  // the default frequencies within max_position_embeddings
     case RopeConfig::Type::kDefault:
       break;
@@ -61,14 +65,18 @@ torch::Tensor InverseFrequencies(const RopeConfig& rope, int64_t head_dim) {
   return inv;
 }
 
-Rotary RotaryTables(int64_t length, int64_t head_dim, const RopeConfig& rope, const torch::Device& device) {
-  const torch::Tensor inv = InverseFrequencies(rope, head_dim).to(device);
+Rotary RotaryTables(int64_t length, int64_t dim, const RopeConfig& rope, const torch::Device& device) {
+  const torch::Tensor inv = InverseFrequencies(rope, dim, length).to(device);
   const torch::Tensor freqs = torch::outer(torch::arange(length, inv.options()), inv);
   const torch::Tensor emb = torch::cat({freqs, freqs}, -1);
   return {emb.cos() * rope.attention_factor, emb.sin() * rope.attention_factor};
 }
 
 torch::Tensor ApplyRotary(const torch::Tensor& x, const Rotary& rotary) {
+  const int64_t dim = rotary.cos.size(-1);
+  if (dim < x.size(-1)) {
+    return torch::cat({ApplyRotary(x.narrow(-1, 0, dim), rotary), x.narrow(-1, dim, x.size(-1) - dim)}, -1);
+  }
   auto halves = x.chunk(2, -1);
   auto rotated = torch::cat({-halves[1], halves[0]}, -1);
   return x * rotary.cos + rotated * rotary.sin;

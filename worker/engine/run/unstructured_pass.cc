@@ -128,16 +128,22 @@ class PruningRun {
       }
     }
     SHEARS_RETURN_IF_ERROR(method_->PruneBlock(to_prune));
+    // Written as stored (fused linears stacked back) in the stored dtype; the pruned model is
+    // evaluated with exactly what was written.
+    TensorMap pruned, written;
+    for (const auto& linear : to_prune.linears) pruned[linear.name] = block.at(linear.name);
+    for (const auto& [name, tensor] : arch_.Fuse(b, pruned)) {
+      const auto* at = model_.Find(prefix + name);
+      torch::Tensor holder;
+      SHEARS_RETURN_IF_ERROR(
+          writers_[at->file]->Write(prefix + name, TensorBytes(tensor.to(ToScalarType(at->info->dtype)), holder)));
+      written[name] = holder.to(device_, torch::kFloat32);
+    }
+    for (auto& [name, tensor] : arch_.Split(b, written)) block[name] = tensor;
     for (const auto& linear : to_prune.linears) {
       const std::string full_name = prefix + linear.name;
-      const auto* at = model_.Find(full_name);
-      // Written in the stored dtype; the pruned model is evaluated with exactly what was written.
-      torch::Tensor holder;
-      SHEARS_RETURN_IF_ERROR(writers_[at->file]->Write(
-          full_name, TensorBytes(block.at(linear.name).to(ToScalarType(at->info->dtype)), holder)));
-      torch::Tensor& weight = block.at(linear.name);
-      weight = holder.to(device_, torch::kFloat32);
-      LayerReport report{full_name, b, holder.numel(), (holder == 0).sum().item<int64_t>()};
+      const torch::Tensor& weight = block.at(linear.name);
+      LayerReport report{full_name, b, weight.numel(), (weight == 0).sum().item<int64_t>()};
       if (linear.inputs != nullptr) {
         report.reconstruction_error =
             ReconstructionError(dense_weights.at(linear.name), arch_.OutInView(weight), linear.inputs->gram());
@@ -193,13 +199,14 @@ class PruningRun {
     report_.parameters_before += layer.parameters;
     report_.parameters_after += layer.parameters - layer.zeros;
     report_.layers.push_back(layer);
-    pruned_names_.insert(layer.name);
+    pruned_names_.insert(arch_.StoredNameOf(layer.name));
   }
 
   void Restore(const Checkpoint& checkpoint) {
     for (const auto& layer : checkpoint.layers) {
       Record(layer);
-      writers_[model_.Find(layer.name)->file]->MarkWritten(layer.name);
+      const std::string stored = arch_.StoredNameOf(layer.name);
+      writers_[model_.Find(stored)->file]->MarkWritten(stored);
     }
     if (options_.evaluation) {
       dense_ = checkpoint.activations.at("dense");
@@ -270,10 +277,10 @@ std::string StructureName(const SparsityTarget& target) {
 }
 
 // Stores the dense pruned model of `dense_dir` in the compressed layout into the output directory.
-absl::Status Compress(const PruneOptions& options, const std::string& dense_dir, const SparsityTarget& target,
-                      PruneReport& report) {
-  std::set<std::string> pruned;
-  for (const auto& layer : report.layers) pruned.insert(layer.name);
+absl::Status Compress(const PruneOptions& options, const Architecture& arch, const std::string& dense_dir,
+                      const SparsityTarget& target, PruneReport& report) {
+  std::set<std::string> pruned;  // the stored tensors
+  for (const auto& layer : report.layers) pruned.insert(arch.StoredNameOf(layer.name));
   const char* format =
       options.format == OutputFormat::kSparse24Bitmask ? kSparse24BitmaskFormat : kSparseBitmaskFormat;
   SHEARS_ASSIGN_OR_RETURN(auto written, CompressModel(dense_dir, options.output_dir, pruned,
@@ -315,7 +322,7 @@ absl::StatusOr<PruneReport> PruneBlockByBlock(const PruneOptions& options, const
   }
   if (compressed) {
     if (observer.on_progress) observer.on_progress("writing", 1.0, "storing the sparse weights compressed");
-    SHEARS_RETURN_IF_ERROR(Compress(options, dense_dir, target, report));
+    SHEARS_RETURN_IF_ERROR(Compress(options, arch, dense_dir, target, report));
   }
   return report;
 }

@@ -65,10 +65,12 @@ absl::StatusOr<PruneReport> PruneFfnNeurons(const PruneOptions& options, const P
   for (int b = 0; b < blocks; ++b) {
     const int64_t before = pruned[b].numel(), after = keep[b].numel();
     widths.push_back(after);
-    int64_t parameters = 0;
-    for (const auto& [name, axis] : axes) {
-      const auto* at = model.Find(arch.BlockPrefix(b) + name);
-      if (at != nullptr) parameters += at->info->numel();
+    int64_t parameters = 0;  // of the tensors the neurons run through, each fused linear's part apart
+    for (const auto& spec : arch.BlockTensors(b)) {
+      if (axes.count(spec.name) == 0) continue;
+      int64_t numel = 1;
+      for (int64_t size : spec.shape) numel *= size;
+      parameters += numel;
     }
     const int64_t removed = parameters / before * (before - after);
     report.parameters_before += parameters;

@@ -36,10 +36,12 @@ using TensorEditor = std::function<TensorEdit(const std::string& name)>;
 absl::StatusOr<torch::Tensor> MeasureDenseModel(const PruneOptions& options, const PruneObserver& observer,
                                                 JobDatasets& data, const BlockRunner& dense, PruneReport& report);
 
-// Writes `model` edited by `edit` into `out_dir` with `config`; fills report.files and
-// report.model_parameters_before/after (counted from the tensors).
-absl::Status WriteRewrittenModel(const ModelDir& model, const std::string& out_dir, const TensorEditor& edit,
-                                 const nlohmann::json& config, PruneReport& report);
+// Writes `model` (of architecture `arch`) edited by `edit` into `out_dir` with `config`; fills
+// report.files and report.model_parameters_before/after (counted from the tensors). `edit` is
+// asked about the linears a fused tensor holds, by their names, and the fused tensor written
+// accordingly (architecture.h, FusedLinear).
+absl::Status WriteRewrittenModel(const ModelDir& model, const Architecture& arch, const std::string& out_dir,
+                                 const TensorEditor& edit, const nlohmann::json& config, PruneReport& report);
 
 // Reads the output back and measures it against the input: the perplexity of both when the job
 // asks for evaluation, and the pruned model's redundancy on `calibration` windows when defined.

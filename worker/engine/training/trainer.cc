@@ -71,7 +71,7 @@ ModelWeights LoadWeights(const ModelDir& model, const Architecture& arch, const 
   ModelWeights w;
   w.outer = LoadTensors(model, "", arch.OuterTensors(), device);
   for (int b = 0; b < arch.num_blocks(); ++b) {
-    w.blocks.push_back(LoadTensors(model, arch.BlockPrefix(b), arch.BlockTensors(b), device));
+    w.blocks.push_back(arch.LoadBlock(model, b, device));
   }
   return w;
 }
@@ -91,7 +91,7 @@ absl::Status SaveModel(const Architecture& arch, const ModelWeights& weights, co
   NamedTensors tensors;
   for (const auto& [name, t] : weights.outer) tensors.emplace_back(name, t.detach().cpu().contiguous());
   for (int b = 0; b < static_cast<int>(weights.blocks.size()); ++b) {
-    for (const auto& [name, t] : weights.blocks[b]) {
+    for (const auto& [name, t] : arch.Fuse(b, weights.blocks[b])) {
       tensors.emplace_back(arch.BlockPrefix(b) + name, t.detach().cpu().contiguous());
     }
   }
