@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -215,6 +216,49 @@ TEST(Families, WhatIsNotBuiltIsRefusedNamingTheField) {
     EXPECT_EQ(arch.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_EQ(std::string(arch.status().message()).substr(0, c.message.size()), c.message);
   }
+}
+
+// The config.json of Phi-3-mini-128k-instruct and of Phi-4-mini-instruct as published (the
+// fields the engine reads; the 48 LongRoPE factors of each list replaced by made-up ones), read as
+// Phi3Config and modeling_rope_utils read them.
+TEST(Families, PublishedPhiConfigsReadAsTransformersReadsThem) {
+  auto factors = [](double base) {
+    std::vector<double> out;
+    for (int i = 0; i < 48; ++i) out.push_back(base + 0.01 * i);
+    return out;
+  };
+  const nlohmann::json phi3_mini = {
+      {"architectures", {"Phi3ForCausalLM"}}, {"model_type", "phi3"}, {"hidden_act", "silu"},
+      {"hidden_size", 3072}, {"intermediate_size", 8192}, {"num_hidden_layers", 32}, {"num_attention_heads", 32},
+      {"num_key_value_heads", 32}, {"max_position_embeddings", 131072}, {"original_max_position_embeddings", 4096},
+      {"rms_norm_eps", 1e-05}, {"rope_theta", 10000.0}, {"sliding_window", 262144}, {"tie_word_embeddings", false},
+      {"vocab_size", 32064}, {"attention_bias", false},
+      {"rope_scaling", {{"type", "longrope"}, {"short_factor", factors(1.0)}, {"long_factor", factors(1.5)}}}};
+  auto mini = ModelConfig::Parse(phi3_mini);
+  ASSERT_TRUE(mini.ok()) << mini.status();
+  EXPECT_EQ(mini->family, Family::kPhi3);
+  EXPECT_EQ(mini->head_dim, 96);
+  EXPECT_EQ(mini->rotary_dim, 96);
+  EXPECT_EQ(mini->rope.type, RopeConfig::Type::kLongRope);
+  EXPECT_EQ(mini->rope.original_max_positions, 4096);
+  EXPECT_NEAR(mini->rope.attention_factor, std::sqrt(1 + std::log(32.0) / std::log(4096.0)), 1e-12);
+  EXPECT_EQ(mini->WindowOf(31), 262144);
+
+  nlohmann::json phi4_mini = phi3_mini;
+  phi4_mini.update({{"num_attention_heads", 24}, {"num_key_value_heads", 8}, {"partial_rotary_factor", 0.75},
+                    {"tie_word_embeddings", true}, {"vocab_size", 200064}, {"intermediate_size", 8192}});
+  auto phi4 = ModelConfig::Parse(phi4_mini);
+  ASSERT_TRUE(phi4.ok()) << phi4.status();
+  EXPECT_EQ(phi4->head_dim, 128);
+  EXPECT_EQ(phi4->rotary_dim, 96) << "int(128 * 0.75); 48 factors a list";
+  EXPECT_TRUE(phi4->tie_embeddings);
+  auto arch = MakeArchitecture(phi4_mini);
+  ASSERT_TRUE(arch.ok()) << arch.status();
+  std::vector<std::vector<int64_t>> stored;
+  for (const auto& spec : (*arch)->StoredBlockTensors(0)) {
+    if (spec.name == "self_attn.qkv_proj.weight" || spec.name == "mlp.gate_up_proj.weight") stored.push_back(spec.shape);
+  }
+  EXPECT_EQ(stored, (std::vector<std::vector<int64_t>>{{(24 + 2 * 8) * 128, 3072}, {2 * 8192, 3072}}));
 }
 
 // Qwen2 and Qwen3 configs write a sliding_window they apply only with use_sliding_window.
