@@ -81,7 +81,7 @@ int Table(const std::string& build, const std::string& work, const std::string& 
         spec, absl::StrCat("{\"model_uri\": \"file://", model, "\", ", jobs[i].spec,
                            ", \"calibration\": {\"dataset_uri\": \"file://", kjv,
                            "/train.txt\", \"num_samples\": 64, \"seq_len\": 128, \"seed\": 0}"
-                           ", \"evaluation\": {\"dataset_uri\": \"file://", kjv,
+                           ", \"neuron_measures\": true, \"evaluation\": {\"dataset_uri\": \"file://", kjv,
                            "/test.txt\", \"seq_len\": 128}, \"output\": {\"uri\": \"file://", work, "/out", i, "\"}}"));
     shears::bench::Run run = shears::bench::RunWorker(build + "/worker/shears-worker", spec, work + "/scratch", log);
     nlohmann::json result = shears::bench::ReadResult(log);

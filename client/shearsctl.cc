@@ -15,6 +15,7 @@
 #include "common/command_line.h"
 #include "common/proto_json.h"
 #include "common/proto_time.h"
+#include "common/rpc_limits.h"
 #include "shears/v1/pruning.grpc.pb.h"
 
 namespace {
@@ -137,7 +138,7 @@ class Client {
  public:
   Client(const CommandLine& cl, std::string server, absl::Duration timeout, bool json)
       : cl_(cl),
-        stub_(v1::Pruning::NewStub(grpc::CreateChannel(server, grpc::InsecureChannelCredentials()))),
+        stub_(v1::Pruning::NewStub(shears::BoundedChannel(server))),
         timeout_(timeout),
         json_(json) {}
 

@@ -134,6 +134,7 @@ absl::StatusOr<engine::PruneOptions> EngineOptions(const v1::JobSpec& spec) {
     options.calibration =
         engine::CalibrationOptions{calib.dataset_uri(), calib.num_samples(), calib.seq_len(), calib.seed()};
   }
+  options.neuron_measures = spec.neuron_measures();
   if (spec.has_fine_tune()) {
     const auto& tune = spec.fine_tune();
     // A weight the caller left out is negative: the method's default.

@@ -8,6 +8,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "common/rpc_limits.h"
 #include "absl/status/statusor.h"
 #include "common/metrics_endpoint.h"
 #include "server/event_hub.h"
@@ -28,6 +29,8 @@ struct ServerOptions {
   // How long Shutdown keeps answering, health NOT_SERVING, before it stops taking calls: time for
   // load balancers and Kubernetes readiness probes to stop sending new work.
   absl::Duration drain_delay = absl::ZeroDuration();
+  // The largest request or answer taken or sent (--max-message-bytes).
+  int max_message_bytes = kDefaultMaxMessageBytes;
 };
 
 class Server {

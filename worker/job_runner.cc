@@ -59,6 +59,18 @@ absl::StatusOr<v1::Artifact> Publish(FileSystem& fs, const std::string& local, c
   return artifact;
 }
 
+// The answer carries the summaries: the per-neuron values (megabytes at real widths) stay in the
+// report file.
+void KeepSummaries(v1::JobResult& result) {
+  for (auto& redundancy : *result.mutable_redundancy()) {
+    for (auto& ffn : *redundancy.mutable_ffns()) {
+      ffn.mutable_max_cosine()->clear_values();
+      ffn.mutable_uniqueness()->clear_values();
+      ffn.mutable_sensitivity()->clear_values();
+    }
+  }
+}
+
 // manifest.json: every file published before it, with size and sha256, and what made them.
 std::string Manifest(const v1::JobSpec& spec, const std::string& job_id, const v1::JobResult& result) {
   nlohmann::json files = nlohmann::json::array();
@@ -145,13 +157,14 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
                                     JoinUri(spec.output().uri(), name)));
   }
   const std::string report_path = (fs::path(scratch) / kReportFile).string();
+  result.set_report_uri(JoinUri(spec.output().uri(), kReportFile));
   SHEARS_RETURN_IF_ERROR(WriteFileAtomically(report_path, ToJson(result)));
-  SHEARS_ASSIGN_OR_RETURN(*result.add_artifacts(),
-                          Publish(*out_fs, report_path, JoinUri(spec.output().uri(), kReportFile)));
+  SHEARS_ASSIGN_OR_RETURN(*result.add_artifacts(), Publish(*out_fs, report_path, result.report_uri()));
   const std::string manifest_path = (fs::path(scratch) / kManifestFile).string();
   SHEARS_RETURN_IF_ERROR(WriteFileAtomically(manifest_path, Manifest(spec, context.job_id, result)));
   SHEARS_ASSIGN_OR_RETURN(*result.add_artifacts(), Publish(*out_fs, manifest_path, manifest_uri));
   RemoveAll(scratch).IgnoreError();
+  KeepSummaries(result);
   emit(ProgressEvent("done", 1.0, "published"));
   return result;
 }

@@ -32,6 +32,7 @@ constexpr char kUsage[] = R"(usage: shears-worker --server HOST:PORT [flags]
   --work-dir DIR       scratch space (default /tmp/shears-worker)
   --worker-id ID       name shown in job events (default host-pid)
   --poll-wait DURATION long-poll length when idle (default 20s)
+  --max-message-bytes N  the largest RPC message sent or taken (default 16 MiB; as the server's)
   --job-id ID          run-local: names the scratch directory; the same id resumes a killed run
   --model DIR          tokenize: a local model directory (its tokenizer.json or tokenizer.model)
   --file PATH          tokenize: the text to encode; prints {"tokenizer", "note", "ids"} as JSON
@@ -135,8 +136,8 @@ int main(int argc, char** argv) {
     std::cout << kUsage;
     return 0;
   }
-  if (auto st = cl->CheckKnown({"server", "spec", "device", "threads", "work-dir", "worker-id", "poll-wait", "job-id",
-                                "model", "file",
+  if (auto st = cl->CheckKnown({"server", "spec", "device", "threads", "work-dir", "worker-id", "poll-wait",
+                                "max-message-bytes", "job-id", "model", "file",
                                 "allow-file-root", "cache-max-bytes", "s3-part-bytes", "metrics-listen",
                                 "metrics-port-file", "help"});
       !st.ok()) {
@@ -176,6 +177,12 @@ int main(int argc, char** argv) {
   auto poll = cl->GetDuration("poll-wait", options.poll_wait);
   if (!poll.ok()) return Fail(std::string(poll.status().message()));
   options.poll_wait = *poll;
+  auto max_bytes = cl->GetInt("max-message-bytes", options.max_message_bytes);
+  if (!max_bytes.ok()) return Fail(std::string(max_bytes.status().message()));
+  if (*max_bytes < (1 << 20) || *max_bytes > (1 << 30)) {
+    return Fail("--max-message-bytes must be between 1 MiB (1048576) and 1 GiB (1073741824)");
+  }
+  options.max_message_bytes = static_cast<int>(*max_bytes);
   auto metrics = std::make_shared<shears::worker::WorkerMetrics>(device);
   options.metrics = metrics.get();
   options.storage.counters = metrics->Counters();

@@ -33,7 +33,7 @@ grpc::Status WithRetries(Call call) {
 
 Worker::Worker(WorkerOptions options)
     : options_(std::move(options)),
-      stub_(v1::Workers::NewStub(grpc::CreateChannel(options_.server, grpc::InsecureChannelCredentials()))) {}
+      stub_(v1::Workers::NewStub(BoundedChannel(options_.server, options_.max_message_bytes))) {}
 
 std::unique_ptr<grpc::ClientContext> Worker::Context(absl::Duration timeout) const {
   auto context = std::make_unique<grpc::ClientContext>();
@@ -156,7 +156,14 @@ void Worker::RunLeased(const v1::LeaseJobResponse& lease) {
     Log(absl::StrCat("job ", job.id(), ": given back to the queue"));
     ended("released");
   } else {
-    if (result.ok()) {
+    const size_t result_bytes = result.ok() ? result->ByteSizeLong() : 0;
+    if (result.ok() && result_bytes > static_cast<size_t>(options_.max_message_bytes) - 4096) {
+      // Never the case for results as they are built (summaries only), but a limit set too low
+      // fails the job with the reason rather than retrying an outcome the server cannot take.
+      request.set_error(absl::StrCat("the result is ", result_bytes, " bytes, more than the RPC limit of ",
+                                     options_.max_message_bytes, " bytes (--max-message-bytes)"));
+      ended("failed");
+    } else if (result.ok()) {
       *request.mutable_result() = *result;
       ended("succeeded");
     } else if (cancel_requested && absl::IsCancelled(result.status())) {

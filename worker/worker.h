@@ -8,6 +8,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "common/rpc_limits.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -25,6 +26,7 @@ struct WorkerOptions {
   StorageOptions storage;
   absl::Duration poll_wait = absl::Seconds(20);
   absl::Duration rpc_timeout = absl::Seconds(10);
+  int max_message_bytes = kDefaultMaxMessageBytes;  // --max-message-bytes, as the server's
   WorkerMetrics* metrics = nullptr;  // told of each job; may be null
 };
 

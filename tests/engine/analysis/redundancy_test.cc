@@ -33,15 +33,16 @@ TEST(BlockInfluence, OfABlockThatChangesNothingIsZero) {
 TEST(FfnRedundancy, DuplicatesHaveCosineOneAndCollapseTheEffectiveRank) {
   // Activations [tokens, 3]: neurons 0 and 1 identical, neuron 2 orthogonal to them.
   auto a = torch::tensor({{1.0, 1.0, 0.0}, {0.0, 0.0, 1.0}, {0.0, 0.0, 0.0}}, torch::kFloat64);
-  auto ffn = MeasureFfn(4, a.t().matmul(a));
+  auto ffn = MeasureFfn(4, a);
   EXPECT_EQ(ffn.block, 4);
   EXPECT_EQ(ffn.neurons, 3);
   ASSERT_EQ(ffn.max_cosine.values.size(), 3u);
-  EXPECT_NEAR(ffn.max_cosine.values[0], 1.0, 1e-12);
-  EXPECT_NEAR(ffn.max_cosine.values[1], 1.0, 1e-12);
-  EXPECT_NEAR(ffn.max_cosine.values[2], 0.0, 1e-12);
-  EXPECT_NEAR(ffn.mean_pairwise_cosine, 1.0 / 3.0, 1e-12);  // pairs (0,1), (0,2), (1,2): 1, 0, 0
-  EXPECT_NEAR(ffn.max_cosine.max, 1.0, 1e-12);
+  // Single precision: to one in a million.
+  EXPECT_NEAR(ffn.max_cosine.values[0], 1.0, 1e-6);
+  EXPECT_NEAR(ffn.max_cosine.values[1], 1.0, 1e-6);
+  EXPECT_NEAR(ffn.max_cosine.values[2], 0.0, 1e-6);
+  EXPECT_NEAR(ffn.mean_pairwise_cosine, 1.0 / 3.0, 1e-6);  // pairs (0,1), (0,2), (1,2): 1, 0, 0
+  EXPECT_NEAR(ffn.max_cosine.max, 1.0, 1e-6);
   // A duplicate is fully reproduced by its twin; the orthogonal neuron by nothing.
   ASSERT_EQ(ffn.uniqueness.values.size(), 3u);
   EXPECT_NEAR(ffn.uniqueness.values[0], 0.0, 1e-6);
@@ -49,7 +50,50 @@ TEST(FfnRedundancy, DuplicatesHaveCosineOneAndCollapseTheEffectiveRank) {
   EXPECT_NEAR(ffn.uniqueness.values[2], 1.0, 1e-6);
   // Singular values √2, 1, 0.
   const double p = std::sqrt(2.0) / (1 + std::sqrt(2.0)), q = 1 - p;
-  EXPECT_NEAR(ffn.effective_rank, std::exp(-(p * std::log(p) + q * std::log(q))), 1e-9);
+  EXPECT_NEAR(ffn.effective_rank, std::exp(-(p * std::log(p) + q * std::log(q))), 1e-6);
+}
+
+// Wider than the block of cosines taken at a time, the largest cosines are still each neuron's.
+TEST(FfnRedundancy, MaxCosineOfAWideFfnIsEachNeuronsLargest) {
+  torch::manual_seed(2);
+  auto a = torch::randn({16, 5000});
+  a.select(1, 4999).copy_(-3 * a.select(1, 7));  // opposite: cosine -1, not a duplicate
+  a.select(1, 4000).copy_(0.5 * a.select(1, 11));
+  const auto ffn = MeasureFfn(0, a);
+  const auto unit = a / a.norm(2, {0});
+  const auto cosine = unit.t().matmul(unit).fill_diagonal_(-2.0);
+  const auto want = std::get<0>(cosine.max(1));
+  ASSERT_EQ(ffn.max_cosine.values.size(), 5000u);
+  double worst = 0;
+  for (int64_t i = 0; i < 5000; ++i) worst = std::max(worst, std::abs(ffn.max_cosine.values[i] - want[i].item<double>()));
+  EXPECT_LT(worst, 1e-5);
+  EXPECT_NEAR(ffn.max_cosine.values[4000], 1.0, 1e-5);
+  EXPECT_NEAR(ffn.max_cosine.values[11], 1.0, 1e-5);
+  EXPECT_NEAR(ffn.mean_pairwise_cosine,
+              (cosine.sum().item<double>() + 2.0 * 5000) / (5000.0 * 4999.0), 1e-6);
+}
+
+// With fewer tokens than neurons every neuron is a combination of the others on those tokens;
+// uniqueness is then measured against the evenly spaced sample of half as many neurons as tokens
+// (here every 8th of 256, on 64 tokens).
+TEST(FfnRedundancy, WithFewerTokensThanNeuronsUniquenessIsAgainstASampleOfNeurons) {
+  torch::manual_seed(3);
+  const auto basis = std::get<0>(torch::linalg_qr(torch::randn({64, 64}, torch::kFloat64)));
+  auto a = torch::zeros({64, 256}, torch::kFloat64);
+  for (int j = 0; j < 32; ++j) a.select(1, 8 * j).copy_(basis.select(1, j) + 0.1 * basis.select(1, (j + 1) % 32));
+  a.select(1, 1).copy_(2 * a.select(1, 0) - a.select(1, 8));  // in the sample's span
+  a.select(1, 2).copy_(basis.select(1, 40));                   // outside it
+  a.select(1, 3).copy_(basis.select(1, 5) + basis.select(1, 41));  // half in it
+  const auto ffn = MeasureFfn(0, a);
+  const auto& u = ffn.uniqueness.values;
+  EXPECT_NEAR(u[1], 0.0, 1e-4);
+  EXPECT_NEAR(u[2], 1.0, 1e-4);
+  EXPECT_NEAR(u[3], 0.5, 1e-4);
+  EXPECT_EQ(u[5], 0.0) << "a neuron that never fires";
+  // A sampled neuron against the others of the sample: each is one basis vector plus a tenth of
+  // the next, so some of it always escapes the others.
+  EXPECT_GT(u[8], 0.0);
+  EXPECT_LT(u[8], 1.0);
 }
 
 TEST(NeuronSensitivity, IsTheLossSlopeOfScalingTheNeuron) {
@@ -62,7 +106,7 @@ TEST(NeuronSensitivity, IsTheLossSlopeOfScalingTheNeuron) {
   auto ids = LoadTokenIds(KjvSplitsDir() + "/train.txt", tokenizer->get(), (*arch)->config().vocab);
   auto windows = *CalibrationWindows(*ids, 4, 64, 0);
   BlockRunner runner(**model, **arch, torch::kCPU);
-  const auto report = MeasureRedundancy(runner, windows, "dense");
+  const auto report = MeasureRedundancy(runner, windows, "dense", /*neurons=*/true);
   const auto& sensitivity = report.ffns[1].sensitivity.values;
   const int64_t neuron = std::max_element(sensitivity.begin(), sensitivity.end()) - sensitivity.begin();
 

@@ -107,6 +107,8 @@ TEST(JobRules, EachBrokenRuleNamesItsField) {
       {[](PruneOptions& o) { o.structure = Structure::kNM, o.target_sparsity = 0.7, o.n = 2, o.m = 4; },
        "target_sparsity: is 0.7 but n_m 2:4 removes 0.5"},
       {[](PruneOptions& o) { o.calibration.reset(); }, "calibration: is required by METHOD_WANDA"},
+      {[](PruneOptions& o) { o.method = Method::kMagnitude, o.calibration.reset(), o.neuron_measures = true; },
+       "neuron_measures: needs calibration data: the neurons are measured on its windows"},
       {[](PruneOptions& o) { o.calibration->path.clear(); }, "calibration.dataset_uri: is required"},
       {[](PruneOptions& o) { o.calibration->num_samples = 0; }, "calibration.num_samples: must be at least 1, got 0"},
       {[](PruneOptions& o) { o.calibration->seq_len = 1; }, "calibration.seq_len: must be at least 2, got 1"},

@@ -123,9 +123,16 @@ TEST(FfnNeurons, RandomIsSeededAndOptLosesBiasEntriesToo) {
   EXPECT_EQ(nlohmann::json::parse(ReadFile(dir / "a/config.json").value())["ffn_dim"], 32);
 }
 
-TEST(FfnRedundancy, IsMeasuredOnTheDenseAndThePrunedModel) {
+TEST(FfnRedundancy, IsMeasuredOnTheDenseAndThePrunedModelWhenAsked) {
   TempDir dir;
-  auto report = PruneModel(Options(DataDir("tiny-llama"), dir / "out", Method::kMagnitude, 0.5), {});
+  auto options = Options(DataDir("tiny-llama"), dir / "out", Method::kMagnitude, 0.5);
+  auto without = PruneModel(options, {});
+  ASSERT_TRUE(without.ok()) << without.status();
+  ASSERT_EQ(without->redundancy.size(), 2u);
+  EXPECT_TRUE(without->redundancy[0].ffns.empty()) << "Block Influence only, unless asked";
+  EXPECT_EQ(without->redundancy[0].blocks.size(), 2u);
+  options.neuron_measures = true;
+  auto report = PruneModel(options, {});
   ASSERT_TRUE(report.ok()) << report.status();
   ASSERT_EQ(report->redundancy.size(), 2u);
   for (const auto& r : report->redundancy) {

@@ -115,6 +115,7 @@ TEST(NeuronFineTune, GumsTermMakesTheSurvivingNeuronsLessAlike) {
   auto mean_cosine = [&](double weight, const std::string& out) {
     auto options = Options(out, Method::kGum, 0.25, 30);
     options.fine_tune->uniqueness_weight = weight;
+    options.neuron_measures = true;
     auto report = PruneModel(options, {});
     EXPECT_TRUE(report.ok()) << report.status();
     double sum = 0;

@@ -6,9 +6,17 @@
 namespace shears::engine {
 namespace {
 
-// Sensitivity needs a backward pass through the whole model; a few windows estimate it well and
-// bound the block inputs kept for it.
+// The neuron measures are taken on the first 256 calibration tokens: that bounds their memory
+// (tokens × neurons floats) and their time (tokens × neurons² for the cosines: 1.5 s for 16,384
+// neurons on two cores).
+constexpr int64_t kMeasureTokens = 256;
+// Sensitivity needs a backward pass through the whole model from every block's stored input: the
+// inputs kept for it stay under this many bytes (at least one window), at most 16 windows.
+constexpr int64_t kSensitivityBytes = int64_t{512} << 20;
 constexpr int64_t kSensitivityWindows = 16;
+// The cosines are taken this many entries at a time (16 MiB: malloc reuses blocks this small
+// rather than mapping and clearing fresh pages for each).
+constexpr int64_t kBlockEntries = int64_t{1} << 22;
 
 // For each FFN, Σ over tokens of a · ∂L/∂a per neuron (L the mean next-token loss), by
 // backpropagating one block at a time from its stored input, so that only one block's graph is
@@ -35,6 +43,51 @@ std::vector<torch::Tensor> ActivationTimesGradient(const BlockRunner& runner, co
   return out;
 }
 
+// Each neuron's largest cosine with another, U's columns being the unit activations; a block of
+// columns at a time, so that no neurons × neurons matrix is ever whole.
+torch::Tensor MaxCosine(const torch::Tensor& unit) {
+  const int64_t n = unit.size(1), step = std::max<int64_t>(1, kBlockEntries / n);
+  std::vector<torch::Tensor> parts;
+  for (int64_t from = 0; from < n; from += step) {
+    const int64_t count = std::min(step, n - from);
+    auto cosine = unit.narrow(1, from, count).t().matmul(unit);  // [count, n]
+    const auto rows = torch::arange(count, torch::TensorOptions().dtype(torch::kInt64).device(unit.device()));
+    cosine.index_put_({rows, rows + from}, -2.0);  // not with itself
+    parts.push_back(std::get<0>(cosine.max(1)));
+  }
+  return torch::cat(parts);
+}
+
+// The share of each neuron's activation that least squares on other neurons cannot reproduce,
+// 1 / (G_ii (G⁻¹)_ii) with G = AᵀA: against all the others when the neurons are no more than the
+// tokens.
+// With fewer tokens than neurons every neuron is a combination of the others on them, so it is
+// estimated against `regressors` evenly spaced neurons (half the tokens): for one of them, the
+// others of the sample; for the rest, the whole sample (1 − a_iᵀA_R G_R⁻¹ A_Rᵀa_i / G_ii).
+torch::Tensor Uniqueness(const torch::Tensor& a, const torch::Tensor& squares) {
+  const int64_t tokens = a.size(0), n = a.size(1);
+  const auto ridge_of = [&](const torch::Tensor& g) { return 1e-9 * g.diagonal().mean().item<double>() + 1e-300; };
+  if (n <= tokens) {
+    const auto g = a.t().matmul(a).to(torch::kFloat64);
+    const auto inverse = torch::linalg_inv(g + ridge_of(g) * torch::eye(n, g.options()));
+    return 1.0 / (squares * inverse.diagonal());
+  }
+  const int64_t s = std::max<int64_t>(1, tokens / 2);
+  const auto sample = (torch::arange(s, torch::kFloat64) * (double(n) / double(s))).to(torch::kInt64).to(a.device());
+  const auto a_r = a.index_select(1, sample);
+  const auto g_r = a_r.t().matmul(a_r).to(torch::kFloat64);
+  const auto inverse = torch::linalg_inv(g_r + ridge_of(g_r) * torch::eye(s, g_r.options()));
+  std::vector<torch::Tensor> explained;
+  const int64_t step = std::max<int64_t>(1, kBlockEntries / s);
+  for (int64_t from = 0; from < n; from += step) {
+    const auto c = a_r.t().matmul(a.narrow(1, from, std::min(step, n - from))).to(torch::kFloat64);  // [s, count]
+    explained.push_back((c * inverse.matmul(c)).sum(0));
+  }
+  auto unique = 1.0 - torch::cat(explained) / squares;
+  unique.index_put_({sample}, 1.0 / (squares.index_select(0, sample) * inverse.diagonal()));
+  return unique;
+}
+
 }  // namespace
 
 NeuronMeasure Summarize(const torch::Tensor& values) {
@@ -57,54 +110,58 @@ double BlockInfluence(const torch::Tensor& before, const torch::Tensor& after) {
   return 1.0 - cos.mean().item<double>();
 }
 
-FfnRedundancy MeasureFfn(int block, const torch::Tensor& gram) {
+FfnRedundancy MeasureFfn(int block, const torch::Tensor& activations) {
   FfnRedundancy out;
   out.block = block;
-  const auto g = gram.to(torch::kCPU, torch::kFloat64);
-  const int64_t n = g.size(0);
+  const auto a = activations.to(torch::kFloat32);
+  const int64_t tokens = a.size(0), n = a.size(1);
   out.neurons = n;
-  const auto diagonal = g.diagonal().clamp_min(0);
+  const auto squares = a.square().sum(0).to(torch::kFloat64);  // G_ii
   // A neuron that never fires has no direction; it counts as unlike every other.
-  const auto norms = diagonal.sqrt().clamp_min(1e-12);
-  auto cosine = g / norms.unsqueeze(1) / norms.unsqueeze(0);
-  const auto off_diagonal = torch::eye(n, torch::kBool).logical_not();
+  const auto unit = a / a.norm(2, {0}).clamp_min(1e-12);
   if (n > 1) {
-    out.mean_pairwise_cosine = cosine.masked_select(off_diagonal).mean().item<double>();
-    out.max_cosine = Summarize(std::get<0>(cosine.masked_fill(off_diagonal.logical_not(), -2.0).max(1)));
-    // Regressing neuron i on the others leaves ‖a_i‖² − (explained part) = 1 / (G⁻¹)_ii, so the
-    // unexplained share is 1 / (G_ii (G⁻¹)_ii). A tiny ridge keeps exact duplicates finite (→ 0).
-    const double ridge = 1e-9 * diagonal.mean().item<double>() + 1e-300;
-    auto inverse_diagonal = torch::linalg_inv(g + ridge * torch::eye(n, torch::kFloat64)).diagonal();
-    auto unique = (1.0 / (diagonal * inverse_diagonal)).clamp(0.0, 1.0);
-    out.uniqueness = Summarize(unique.masked_fill(diagonal <= 0, 0.0));
+    // Σ_{i≠j} cos_ij = ‖Σ_i u_i‖² − Σ_i ‖u_i‖²: the mean over pairs without the pairs.
+    const auto sum = unit.sum(1).to(torch::kFloat64);
+    const double pairs = sum.dot(sum).item<double>() - unit.square().sum().item<double>();
+    out.mean_pairwise_cosine = pairs / (double(n) * double(n - 1));
+    out.max_cosine = Summarize(MaxCosine(unit));
+    out.uniqueness = Summarize(Uniqueness(a, squares).clamp(0.0, 1.0).masked_fill(squares <= 0, 0.0));
   }
-  // Singular values of A are the square roots of AᵀA's eigenvalues.
-  auto singular = torch::linalg_eigvalsh(g).clamp_min(0).sqrt();
+  // The singular values of A: square roots of the eigenvalues of the smaller of AAᵀ and AᵀA.
+  const auto gram = (tokens < n ? a.matmul(a.t()) : a.t().matmul(a)).to(torch::kFloat64);
+  auto singular = torch::linalg_eigvalsh(gram).clamp_min(0).sqrt();
   auto p = singular / singular.sum().clamp_min(1e-300);
-  auto entropy = -(p * p.clamp_min(1e-300).log()).sum().item<double>();
-  out.effective_rank = std::exp(entropy);
+  out.effective_rank = std::exp(-(p * p.clamp_min(1e-300).log()).sum().item<double>());
   return out;
 }
 
-RedundancyReport MeasureRedundancy(const BlockRunner& runner, const torch::Tensor& windows, const std::string& model) {
+RedundancyReport MeasureRedundancy(const BlockRunner& runner, const torch::Tensor& windows, const std::string& model,
+                                   bool neurons) {
   RedundancyReport report{model, {}, {}};
-  const std::string activations = runner.arch().Mlp().down;
-  const auto sample = windows.slice(0, 0, std::min<int64_t>(windows.size(0), kSensitivityWindows));
+  const Architecture& arch = runner.arch();
+  const std::string activations = arch.Mlp().down;
+  const int64_t window_bytes = windows.size(1) * arch.config().hidden * 4 * (arch.num_blocks() + 1);
+  const int64_t sensitivity_windows = std::clamp<int64_t>(kSensitivityBytes / std::max<int64_t>(1, window_bytes), 1,
+                                                          std::min<int64_t>(windows.size(0), kSensitivityWindows));
+  const auto sample = windows.slice(0, 0, sensitivity_windows);
   std::vector<torch::Tensor> sample_inputs;
   torch::Tensor hidden = runner.Embed(windows);
-  for (int b = 0; b < runner.arch().num_blocks(); ++b) {
-    torch::Tensor gram;
+  for (int b = 0; b < arch.num_blocks(); ++b) {
+    std::vector<torch::Tensor> rows;  // the first kMeasureTokens activations
+    int64_t kept = 0;
     const LinearInputs observe = [&](const std::string& name, const torch::Tensor& x) {
-      if (name != activations) return;
-      auto rows = x.reshape({-1, x.size(-1)});
-      gram = gram.defined() ? gram.addmm(rows.t(), rows) : rows.t().matmul(rows);
+      if (name != activations || kept >= kMeasureTokens) return;
+      auto more = x.reshape({-1, x.size(-1)});
+      rows.push_back(more.slice(0, 0, kMeasureTokens - kept).to(torch::kFloat32));
+      kept += rows.back().size(0);
     };
-    sample_inputs.push_back(hidden.slice(0, 0, sample.size(0)));
-    torch::Tensor next = runner.Run(b, runner.LoadBlock(b), hidden, &observe);
+    if (neurons) sample_inputs.push_back(hidden.slice(0, 0, sample.size(0)));
+    torch::Tensor next = runner.Run(b, runner.LoadBlock(b), hidden, neurons ? &observe : nullptr);
     report.blocks.push_back({b, BlockInfluence(hidden, next)});
-    report.ffns.push_back(MeasureFfn(b, gram));
+    if (neurons) report.ffns.push_back(MeasureFfn(b, torch::cat(rows)));
     hidden = next;
   }
+  if (!neurons) return report;
   sample_inputs.push_back(hidden.slice(0, 0, sample.size(0)));
   const auto sensitivity = ActivationTimesGradient(runner, sample_inputs, sample);
   for (auto& ffn : report.ffns) ffn.sensitivity = Summarize(sensitivity[ffn.block].abs());
@@ -112,8 +169,8 @@ RedundancyReport MeasureRedundancy(const BlockRunner& runner, const torch::Tenso
 }
 
 void RecordRedundancy(const BlockRunner& runner, const torch::Tensor& windows, const std::string& model,
-                      const PruneObserver& observer, PruneReport& report) {
-  report.redundancy.push_back(MeasureRedundancy(runner, windows, model));
+                      bool neurons, const PruneObserver& observer, PruneReport& report) {
+  report.redundancy.push_back(MeasureRedundancy(runner, windows, model, neurons));
   if (observer.on_redundancy) observer.on_redundancy(report.redundancy.back());
 }
 

@@ -18,15 +18,20 @@ NeuronMeasure Summarize(const torch::Tensor& values);
 // 1 − mean over tokens of cos(before_t, after_t), hidden states [N, T, d].
 double BlockInfluence(const torch::Tensor& before, const torch::Tensor& after);
 
-// The neuron measures of one FFN from the Gram matrix AᵀA of its activations A [tokens, neurons].
-FfnRedundancy MeasureFfn(int block, const torch::Tensor& gram);
+// The neuron measures of one FFN from its activations A [tokens, neurons] (the down projection's
+// inputs), in single precision, without a neurons × neurons matrix; uniqueness is estimated
+// against a sample of the neurons when the tokens are fewer than the neurons (redundancy.cc).
+FfnRedundancy MeasureFfn(int block, const torch::Tensor& activations);
 
-// Every block's influence and every FFN's measures (sensitivity on the first 16 windows) for the runner's model on `windows` (token
-// ids [N, T]).
-RedundancyReport MeasureRedundancy(const BlockRunner& runner, const torch::Tensor& windows, const std::string& model);
+// Every block's influence for the runner's model on `windows` (token ids [N, T]) and, when
+// `neurons`, every FFN's measures on the first 256 tokens (sensitivity on the first windows, up
+// to 16, whose stored block inputs stay under 512 MiB).
+RedundancyReport MeasureRedundancy(const BlockRunner& runner, const torch::Tensor& windows, const std::string& model,
+                                   bool neurons);
 
-// Measures `model` ("dense" or "pruned"), adds it to the report and streams it.
+// Measures `model` ("dense" or "pruned"): Block Influence, and the FFN measures when `neurons`;
+// adds it to the report and streams it.
 void RecordRedundancy(const BlockRunner& runner, const torch::Tensor& windows, const std::string& model,
-                      const PruneObserver& observer, PruneReport& report);
+                      bool neurons, const PruneObserver& observer, PruneReport& report);
 
 }  // namespace shears::engine

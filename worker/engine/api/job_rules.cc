@@ -285,6 +285,9 @@ absl::Status CheckJobRules(const PruneOptions& options) {
   }
   if (auto st = CheckNM(options); !st.ok()) return st;
   if (auto st = CheckCalibration(options); !st.ok()) return st;
+  if (options.neuron_measures && !options.calibration) {
+    return Invalid("neuron_measures", "needs calibration data: the neurons are measured on its windows");
+  }
   if (auto st = CheckSparseLlm(options); !st.ok()) return st;
   if (auto st = CheckFineTune(options); !st.ok()) return st;
   if (auto st = CheckSearch(options); !st.ok()) return st;

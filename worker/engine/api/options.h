@@ -103,6 +103,8 @@ struct PruneOptions {
   std::string device = "cpu";  // "cpu" or "cuda:N"
   std::optional<EvaluationOptions> evaluation;
   std::optional<CalibrationOptions> calibration;
+  // With calibration: the FFN neuron measures too (analysis/redundancy.h), not only Block Influence.
+  bool neuron_measures = false;
   std::optional<FineTuneOptions> fine_tune;
   LowRankOptions low_rank;
   SearchOptions search;

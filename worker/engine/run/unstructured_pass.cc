@@ -316,9 +316,9 @@ absl::StatusOr<PruneReport> PruneBlockByBlock(const PruneOptions& options, const
     // Block Influence of the dense and of the pruned model, read back from what was written.
     if (observer.on_progress) observer.on_progress("measuring", 1.0, "Block Influence of the dense and the pruned model");
     const torch::Tensor& windows = run.calibration_windows();
-    RecordRedundancy(BlockRunner(model, arch, device), windows, "dense", observer, report);
+    RecordRedundancy(BlockRunner(model, arch, device), windows, "dense", options.neuron_measures, observer, report);
     SHEARS_ASSIGN_OR_RETURN(auto pruned, ModelDir::Open(dense_dir));
-    RecordRedundancy(BlockRunner(*pruned, arch, device), windows, "pruned", observer, report);
+    RecordRedundancy(BlockRunner(*pruned, arch, device), windows, "pruned", options.neuron_measures, observer, report);
   }
   if (compressed) {
     if (observer.on_progress) observer.on_progress("writing", 1.0, "storing the sparse weights compressed");

@@ -21,7 +21,7 @@ absl::StatusOr<torch::Tensor> MeasureDenseModel(const PruneOptions& options, con
   if (observer.on_progress) {
     observer.on_progress("measuring", 0.0, "redundancy of the dense model on the calibration windows");
   }
-  RecordRedundancy(dense, calibration, "dense", observer, report);
+  RecordRedundancy(dense, calibration, "dense", options.neuron_measures, observer, report);
   return calibration;
 }
 
@@ -145,7 +145,7 @@ absl::Status EvaluateRewrittenModel(const PruneOptions& options, const PruneObse
   SHEARS_ASSIGN_OR_RETURN(auto arch, MakeArchitecture(model->config()));
   SHEARS_RETURN_IF_ERROR(arch->CheckWeights(*model));
   BlockRunner pruned(*model, *arch, device);
-  if (calibration.defined()) RecordRedundancy(pruned, calibration, "pruned", observer, report);
+  if (calibration.defined()) RecordRedundancy(pruned, calibration, "pruned", options.neuron_measures, observer, report);
   if (options.evaluation) {
     SHEARS_ASSIGN_OR_RETURN(torch::Tensor ids, data.EvaluationWindows(*options.evaluation));
     report.evaluation = EvaluationReport{ids.size(0), ids.size(1), ids.size(0) * (ids.size(1) - 1),
