@@ -38,7 +38,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (auto st = cl->CheckKnown({"listen", "db", "lease-ttl", "max-attempts", "port-file", "allow-file-root",
-                                "metrics-listen", "metrics-port-file", "drain-delay", "max-message-bytes", "help"}); !st.ok()) {
+                                "metrics-listen", "metrics-port-file", "drain-delay", "max-message-bytes", "help"});
+      !st.ok()) {
     return Fail(std::string(st.message()));
   }
   shears::server::ServerOptions options;
@@ -51,12 +52,9 @@ int main(int argc, char** argv) {
   auto drain = cl->GetDuration("drain-delay", options.drain_delay);
   if (!drain.ok()) return Fail(std::string(drain.status().message()));
   options.drain_delay = *drain;
-  auto max_bytes = cl->GetInt("max-message-bytes", options.max_message_bytes);
+  auto max_bytes = shears::MaxMessageBytesFlag(*cl, options.max_message_bytes);
   if (!max_bytes.ok()) return Fail(std::string(max_bytes.status().message()));
-  if (*max_bytes < (1 << 20) || *max_bytes > (1 << 30)) {
-    return Fail("--max-message-bytes must be between 1 MiB (1048576) and 1 GiB (1073741824)");
-  }
-  options.max_message_bytes = static_cast<int>(*max_bytes);
+  options.max_message_bytes = *max_bytes;
   options.store.lease_ttl = *ttl;
   options.store.max_attempts = static_cast<int>(*attempts);
   options.file_roots = cl->GetAll("allow-file-root");

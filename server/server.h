@@ -8,9 +8,9 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "common/rpc_limits.h"
 #include "absl/status/statusor.h"
 #include "common/metrics_endpoint.h"
+#include "common/rpc_limits.h"
 #include "server/event_hub.h"
 #include "server/job_store.h"
 #include "server/lease_dispatcher.h"

@@ -177,12 +177,9 @@ int main(int argc, char** argv) {
   auto poll = cl->GetDuration("poll-wait", options.poll_wait);
   if (!poll.ok()) return Fail(std::string(poll.status().message()));
   options.poll_wait = *poll;
-  auto max_bytes = cl->GetInt("max-message-bytes", options.max_message_bytes);
+  auto max_bytes = shears::MaxMessageBytesFlag(*cl, options.max_message_bytes);
   if (!max_bytes.ok()) return Fail(std::string(max_bytes.status().message()));
-  if (*max_bytes < (1 << 20) || *max_bytes > (1 << 30)) {
-    return Fail("--max-message-bytes must be between 1 MiB (1048576) and 1 GiB (1073741824)");
-  }
-  options.max_message_bytes = static_cast<int>(*max_bytes);
+  options.max_message_bytes = *max_bytes;
   auto metrics = std::make_shared<shears::worker::WorkerMetrics>(device);
   options.metrics = metrics.get();
   options.storage.counters = metrics->Counters();

@@ -8,10 +8,10 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "common/rpc_limits.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/rpc_limits.h"
 #include "shears/v1/workers.grpc.pb.h"
 #include "worker/storage/filesystem.h"
 #include "worker/worker_metrics.h"

@@ -1,3 +1,5 @@
+#include <c10/util/accumulate.h>
+
 #include "worker/engine/structured/ffn_neurons.h"
 
 #include <map>
@@ -67,10 +69,7 @@ absl::StatusOr<PruneReport> PruneFfnNeurons(const PruneOptions& options, const P
     widths.push_back(after);
     int64_t parameters = 0;  // of the tensors the neurons run through, each fused linear's part apart
     for (const auto& spec : arch.BlockTensors(b)) {
-      if (axes.count(spec.name) == 0) continue;
-      int64_t numel = 1;
-      for (int64_t size : spec.shape) numel *= size;
-      parameters += numel;
+      if (axes.count(spec.name) != 0) parameters += c10::multiply_integers(spec.shape);
     }
     const int64_t removed = parameters / before * (before - after);
     report.parameters_before += parameters;

@@ -4,6 +4,8 @@
 #include <map>
 #include <optional>
 
+#include <c10/util/accumulate.h>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "worker/engine/analysis/redundancy.h"
@@ -121,9 +123,7 @@ absl::Status WriteRewrittenModel(const ModelDir& model, const Architecture& arch
       // A fused tensor's value is its parts as made (FusedEdit), else the input's shape, then cut.
       std::vector<int64_t> shape = group && e.value.defined() ? e.value.sizes().vec() : info.shape;
       if (e.dim >= 0) shape[e.dim] = e.index.numel();
-      int64_t numel = 1;
-      for (int64_t size : shape) numel *= size;
-      report.model_parameters_after += numel;
+      report.model_parameters_after += c10::multiply_integers(shape);
       outputs.push_back({e.name, BaseName(file->path()), info.dtype, shape});
       sources.emplace_back(model.Find(info.name), std::move(e));
     }
