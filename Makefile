@@ -3,6 +3,8 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 # Extra CMake arguments, e.g. -DCMAKE_PREFIX_PATH=/opt/libtorch for a CUDA LibTorch (the Dockerfile).
 CMAKE_ARGS ?=
+# Where the 7B-shaped bench writes its outputs (needs ~45 GB free).
+SEVEN_B_WORK ?= /tmp/shears-7b-bench
 
 .PHONY: all deps build peers test test-quick demo bench clean
 
@@ -45,6 +47,8 @@ bench: build peers
 	$(BUILD_DIR)/bench/structured_table $(BUILD_DIR) /tmp/shears-structured-bench tests/data/tiny-llama tests/data/tiny-llama-deep
 	@echo "== $(BUILD_DIR)/bench/search_table $(BUILD_DIR) /tmp/shears-search-bench tests/data/tiny-llama"
 	$(BUILD_DIR)/bench/search_table $(BUILD_DIR) /tmp/shears-search-bench tests/data/tiny-llama
+	@echo "== bench/seven_b.sh $(BUILD_DIR) $(SEVEN_B_WORK) (Llama-2-7B-shaped, ~45 GB of disk; the checkpoint is kept in ~/.cache/shears-bench)"
+	bench/seven_b.sh $(BUILD_DIR) $(SEVEN_B_WORK)
 
 clean:
 	rm -rf $(BUILD_DIR) .demo

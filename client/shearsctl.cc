@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/command_line.h"
@@ -127,6 +128,11 @@ void PrintJob(const v1::Job& job) {
       for (const auto& b : search.sparsity()) {
         std::cout << "          block " << b.block() << ": attention " << b.attention() << ", mlp " << b.mlp() << "\n";
       }
+    }
+    if (r.stage_times_size() > 0) {
+      std::cout << "seconds  ";
+      for (const auto& t : r.stage_times()) std::cout << " " << t.stage() << " " << std::setprecision(1) << t.seconds();
+      std::cout << "\n";
     }
     for (const auto& a : r.artifacts()) {
       std::cout << "artifact  " << a.uri() << "  " << a.size_bytes() << " bytes  sha256 " << a.sha256() << "\n";
@@ -331,6 +337,14 @@ int Client::Cancel(const std::string& id) {
   return Print(job, PrintJob);
 }
 
+// "12.5 s a block, about 6m 40s left" after a block; empty for other progress.
+std::string Pace(const v1::Progress& p) {
+  if (p.blocks() == 0 || !p.has_seconds_left()) return "";
+  const int64_t left = static_cast<int64_t>(std::llround(p.seconds_left()));
+  const std::string eta = left >= 60 ? absl::StrCat(left / 60, "m ", left % 60, "s") : absl::StrCat(left, "s");
+  return absl::StrCat(" (", absl::StrFormat("%.1f", p.seconds_per_block()), " s a block, about ", eta, " left)");
+}
+
 // A progress bar redrawn in place on a terminal; plain lines anywhere else.
 class ProgressView {
  public:
@@ -343,16 +357,17 @@ class ProgressView {
     }
     if (event.has_progress()) {
       const auto& p = event.progress();
+      const std::string message = p.message() + Pace(p);
       if (tty_) {
         constexpr int kWidth = 30;
         const int filled = static_cast<int>(p.fraction() * kWidth);
         std::cout << "\r\033[K[" << std::string(filled, '#') << std::string(kWidth - filled, '.') << "] "
                   << std::setw(3) << static_cast<int>(p.fraction() * 100) << "% " << p.stage() << ": "
-                  << p.message() << std::flush;
+                  << message << std::flush;
         bar_drawn_ = true;
       } else {
         std::cout << "progress " << static_cast<int>(p.fraction() * 100) << "% " << p.stage() << ": "
-                  << p.message() << std::endl;
+                  << message << std::endl;
       }
     } else if (event.has_state_change()) {
       // The bar keeps its last state on its own line.

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace shears {
 namespace fs = std::filesystem;
@@ -81,6 +82,19 @@ absl::Status CopyFileAtomically(const std::string& from, const std::string& to) 
   });
   ::close(in);
   return st;
+}
+
+absl::Status MoveFileAtomically(const std::string& from, const std::string& to) {
+  int fd = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoError("open", from);
+  const bool synced = ::fsync(fd) == 0;
+  ::close(fd);
+  if (!synced) return ErrnoError("fsync", from);
+  if (::rename(from.c_str(), to.c_str()) == 0) return absl::OkStatus();
+  if (errno != EXDEV) return ErrnoError("rename to", to);
+  SHEARS_RETURN_IF_ERROR(CopyFileAtomically(from, to));
+  ::unlink(from.c_str());
+  return absl::OkStatus();
 }
 
 absl::Status MakeDirectories(const std::string& path) {

@@ -14,6 +14,9 @@ absl::StatusOr<std::string> ReadFile(const std::string& path);
 absl::Status WriteFileAtomically(const std::string& path, const std::string& contents);
 // Same contract as WriteFileAtomically, copying from another file.
 absl::Status CopyFileAtomically(const std::string& from, const std::string& to);
+// Moves `from` to `to` by rename, durable first; a copy (then removal) when they are on different
+// filesystems. Either way a reader of `to` sees the old file or all of the new one.
+absl::Status MoveFileAtomically(const std::string& from, const std::string& to);
 absl::Status MakeDirectories(const std::string& path);
 absl::Status RemoveAll(const std::string& path);
 

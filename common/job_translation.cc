@@ -236,7 +236,17 @@ v1::JobResult ResultOf(const engine::PruneReport& report, const v1::JobSpec& spe
     result.set_pruned_perplexity(e.pruned_perplexity);
   }
   result.set_output_uri(spec.output().uri());
+  AddStageTimes(report.stages, *result.mutable_stage_times());
   return result;
+}
+
+void AddStageTimes(const std::vector<engine::StageTime>& stages,
+                   google::protobuf::RepeatedPtrField<v1::StageTime>& out) {
+  for (const auto& stage : stages) {
+    v1::StageTime* time = out.Add();
+    time->set_stage(stage.stage);
+    time->set_seconds(stage.seconds);
+  }
 }
 
 }  // namespace shears

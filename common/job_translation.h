@@ -27,5 +27,8 @@ v1::LayerResult ToProto(const engine::LayerReport& layer);
 v1::RedundancyMetrics ToProto(const engine::RedundancyReport& report, bool per_neuron);
 // What the job reports when it is done; the artifacts are the publisher's to add.
 v1::JobResult ResultOf(const engine::PruneReport& report, const v1::JobSpec& spec);
+// Appends the stage times to a result's or a progress event's list.
+void AddStageTimes(const std::vector<engine::StageTime>& stages,
+                   google::protobuf::RepeatedPtrField<v1::StageTime>& out);
 
 }  // namespace shears

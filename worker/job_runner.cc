@@ -1,5 +1,6 @@
 #include "worker/job_runner.h"
 
+#include <chrono>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
@@ -50,13 +51,25 @@ absl::StatusOr<std::string> Localize(const std::string& field, const std::string
   return *path;
 }
 
-absl::StatusOr<v1::Artifact> Publish(FileSystem& fs, const std::string& local, const std::string& uri) {
+// Publishes a file of the scratch directory, which is removed afterwards: moved where the scheme
+// can. `sha256` is the digest the engine computed as it wrote the file, or empty to hash it here.
+absl::StatusOr<v1::Artifact> Publish(FileSystem& fs, const std::string& local, const std::string& uri,
+                                     const std::string& sha256 = "") {
   v1::Artifact artifact;
   artifact.set_uri(uri);
   artifact.set_size_bytes(static_cast<int64_t>(fs::file_size(local)));
-  SHEARS_ASSIGN_OR_RETURN(*artifact.mutable_sha256(), Sha256File(local));
-  SHEARS_RETURN_IF_ERROR(fs.Put(local, uri));
+  if (sha256.empty()) {
+    SHEARS_ASSIGN_OR_RETURN(*artifact.mutable_sha256(), Sha256File(local));
+  } else {
+    artifact.set_sha256(sha256);
+  }
+  SHEARS_RETURN_IF_ERROR(fs.Move(local, uri));
   return artifact;
+}
+
+// Seconds since `start`.
+double Since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 // The answer carries the summaries: the per-neuron values (megabytes at real widths) stay in the
@@ -93,6 +106,7 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
   };
   SHEARS_ASSIGN_OR_RETURN(engine::PruneOptions options, EngineOptions(spec));
   options.device = context.device;
+  const auto download_start = std::chrono::steady_clock::now();
 
   emit(ProgressEvent("downloading", 0.0, absl::StrCat("fetching ", spec.model_uri())));
   const std::string scratch = (fs::path(context.work_dir) / "jobs" / context.job_id).string();
@@ -115,7 +129,21 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
                             Localize("fine_tune.dataset_uri", spec.fine_tune().dataset_uri(), context));
   }
 
+  const double download_seconds = Since(download_start);
+
   engine::PruneObserver observer;
+  observer.on_block = [&](const engine::BlockProgress& pace) {
+    v1::JobEvent event = ProgressEvent("pruning", kLoadShare + kPruneShare * pace.blocks_done / pace.blocks,
+                                       absl::StrCat("block ", pace.blocks_done, "/", pace.blocks));
+    auto* p = event.mutable_progress();
+    p->set_blocks_done(pace.blocks_done);
+    p->set_blocks(pace.blocks);
+    p->set_seconds_per_block(pace.seconds_per_block);
+    p->set_seconds_left(pace.seconds_left);
+    AddStageTimes({{"download", download_seconds}}, *p->mutable_stage_times());
+    AddStageTimes(pace.stages, *p->mutable_stage_times());
+    emit(event);
+  };
   observer.on_progress = [&](const std::string& stage, double fraction, const std::string& message) {
     emit(ProgressEvent(stage, kLoadShare + kPruneShare * fraction, message));
   };
@@ -138,6 +166,7 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
   }
 
   v1::JobResult result = ResultOf(*report, spec);
+  const auto publish_start = std::chrono::steady_clock::now();
   if (result.has_evaluation()) {
     v1::JobEvent event;
     *event.mutable_evaluation() = result.evaluation();
@@ -152,10 +181,19 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
   SHEARS_RETURN_IF_ERROR(out_fs->Delete(manifest_uri));
   // The model's files first; the report, which lists them, next; the manifest last.
   for (const auto& name : report->files) {
+    auto digest = report->digests.find(name);
     SHEARS_ASSIGN_OR_RETURN(*result.add_artifacts(),
                             Publish(*out_fs, (fs::path(options.output_dir) / name).string(),
-                                    JoinUri(spec.output().uri(), name)));
+                                    JoinUri(spec.output().uri(), name),
+                                    digest == report->digests.end() ? "" : digest->second));
   }
+  // The report's times: the download before the engine's stages, the publishing of the model's
+  // files after (the report and the manifest themselves are a few kilobytes).
+  google::protobuf::RepeatedPtrField<v1::StageTime> stages;
+  AddStageTimes({{"download", download_seconds}}, stages);
+  stages.MergeFrom(result.stage_times());
+  AddStageTimes({{"publish", Since(publish_start)}}, stages);
+  result.mutable_stage_times()->Swap(&stages);
   const std::string report_path = (fs::path(scratch) / kReportFile).string();
   result.set_report_uri(JoinUri(spec.output().uri(), kReportFile));
   SHEARS_RETURN_IF_ERROR(WriteFileAtomically(report_path, ToJson(result)));

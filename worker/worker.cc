@@ -7,6 +7,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/proto_time.h"
 #include "common/rpc_status.h"
+#include "worker/event_batches.h"
 #include "worker/job_runner.h"
 
 namespace shears::worker {
@@ -120,18 +121,22 @@ void Worker::RunLeased(const v1::LeaseJobResponse& lease) {
   context.storage = options_.storage;
   context.device = options_.device;
   context.cancelled = [&] { return cancel_requested || lease_lost || stopping_; };
-  context.on_event = [&](const v1::JobEvent& event) {
-    if (options_.metrics != nullptr) options_.metrics->OnEvent(event);
+  EventBatches events([&](const std::vector<v1::JobEvent>& batch) {
     if (lease_lost) return;
     v1::ReportEventsRequest request;
     request.set_job_id(job.id());
     request.set_lease_id(lease.lease_id());
-    *request.add_events() = event;
+    for (const auto& event : batch) *request.add_events() = event;
     v1::ReportEventsResponse response;
     grpc::Status st = WithRetries([&] { return stub_->ReportEvents(Context(options_.rpc_timeout).get(), request, &response); });
     if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION) lease_lost = true;
+  });
+  context.on_event = [&](const v1::JobEvent& event) {
+    if (options_.metrics != nullptr) options_.metrics->OnEvent(event);
+    if (!lease_lost) events.Add(event);
   };
   absl::StatusOr<v1::JobResult> result = RunJob(job.spec(), context);
+  events.Flush();  // the events go before the outcome
   finished.Notify();
   heartbeat.join();
 

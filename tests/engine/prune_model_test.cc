@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -11,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/files.h"
+#include "common/sha256.h"
 #include "common/job_spec.h"
 #include "common/job_translation.h"
 #include "tests/support/model_builders.h"
@@ -173,6 +175,52 @@ class RecordingMethod final : public PruningMethod {
   Recording* r_;  // outlives the run, which owns the method
   MagnitudePruning magnitude_;
 };
+
+// Where the time went: each stage the job ran, once, in the order it first ran, adding up to the
+// run; after each block its pace and the estimate of the rest; and the digests of the weight files
+// as computed while they were written.
+TEST(PruneModel, ReportsSecondsPerStageThePaceOfTheBlocksAndTheDigestsOfWhatItWrote) {
+  TempDir dir;
+  PruneOptions options = Options(DataDir("tiny-llama"), dir / "out", 0.5);
+  options.method = Method::kWanda;
+  options.evaluation = EvaluationOptions{shears::testing::KjvSplitsDir() + "/test.txt", 64, 2000};
+  options.calibration = CalibrationOptions{shears::testing::KjvSplitsDir() + "/test.txt", 4, 32, 3};
+  std::vector<BlockProgress> paces;
+  PruneObserver observer;
+  observer.on_block = [&](const BlockProgress& pace) { paces.push_back(pace); };
+  const auto start = std::chrono::steady_clock::now();
+  auto report = PruneModel(options, observer);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_TRUE(report.ok()) << report.status();
+
+  std::vector<std::string> names;
+  double sum = 0.0;
+  for (const auto& stage : report->stages) {
+    names.push_back(stage.stage);
+    EXPECT_GE(stage.seconds, 0.0) << stage.stage;
+    sum += stage.seconds;
+  }
+  // Tokenizing comes first (the evaluation windows), the first block is loaded, evaluated dense,
+  // calibrated, pruned and written; the redundancy measures come after the blocks.
+  EXPECT_EQ(names, (std::vector<std::string>{"tokenize", "load", "evaluate", "calibrate", "prune", "write", "measure"}));
+  EXPECT_LE(sum, wall * 1.001);
+  EXPECT_GT(sum, wall * 0.9) << "the stages leave little of the run unaccounted for";
+
+  ASSERT_EQ(paces.size(), 2u);  // tiny-llama's blocks
+  for (size_t i = 0; i < paces.size(); ++i) {
+    EXPECT_EQ(paces[i].blocks_done, static_cast<int>(i) + 1);
+    EXPECT_EQ(paces[i].blocks, 2);
+    EXPECT_GT(paces[i].seconds_per_block, 0.0);
+    EXPECT_NEAR(paces[i].seconds_left, paces[i].seconds_per_block * (2 - paces[i].blocks_done), 1e-9);
+    EXPECT_FALSE(paces[i].stages.empty());
+  }
+  EXPECT_EQ(paces.back().seconds_left, 0.0);
+
+  ASSERT_FALSE(report->digests.empty());
+  for (const auto& [name, sha] : report->digests) {
+    EXPECT_EQ(sha, Sha256File((fs::path(dir / "out") / name).string()).value()) << name;
+  }
+}
 
 TEST(PruneModel, ACalibratedMethodSeesEachLinearsInputsFromThePrunedBlocksBefore) {
   TempDir dir;

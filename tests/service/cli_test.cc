@@ -59,6 +59,10 @@ TEST_F(CliTest, CreateWaitGetListWithGlobalFlagsAnywhere) {
   EXPECT_EQ(watched.status, 0) << watched.out;
   EXPECT_NE(watched.out.find("state JOB_STATE_SUCCEEDED"), std::string::npos) << watched.out;
   EXPECT_NE(watched.out.find("progress 47% pruning: block 1/2"), std::string::npos) << watched.out;
+  // After each block its pace and the time left; at the end where the time went.
+  EXPECT_NE(watched.out.find(" s a block, about "), std::string::npos) << watched.out;
+  EXPECT_NE(watched.out.find("seconds   download "), std::string::npos) << watched.out;
+  EXPECT_NE(watched.out.find(" publish "), std::string::npos) << watched.out;
   EXPECT_NE(watched.out.find("result    sparsity 0.5000"), std::string::npos) << watched.out;
   testing::ExpectMagnitudePruned(DataDir("tiny-llama"), out, 0.5);
 

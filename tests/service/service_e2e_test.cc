@@ -179,6 +179,17 @@ TEST_F(ServiceTest, MagnitudeJobRunsToSucceededAndPublishesThePrunedModel) {
   int layer_events = 0;
   for (const auto& e : events) layer_events += e.has_layer();
   EXPECT_EQ(layer_events, 14);
+  // One progress event a block with its pace, and the estimate of the rest.
+  std::vector<int> blocks_done;
+  for (const auto& e : events) {
+    if (!e.has_progress() || e.progress().blocks() == 0) continue;
+    blocks_done.push_back(e.progress().blocks_done());
+    EXPECT_EQ(e.progress().blocks(), 2);
+    EXPECT_TRUE(e.progress().has_seconds_left());
+    EXPECT_NEAR(e.progress().seconds_left(), e.progress().seconds_per_block() * (2 - e.progress().blocks_done()), 1e-9);
+    EXPECT_GT(e.progress().stage_times_size(), 0);
+  }
+  EXPECT_EQ(blocks_done, (std::vector<int>{1, 2}));
 
   v1::Job done = Get(job.id());
   EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED);
@@ -190,6 +201,10 @@ TEST_F(ServiceTest, MagnitudeJobRunsToSucceededAndPublishesThePrunedModel) {
   EXPECT_EQ(result.parameters_before(), 2 * (64 * 64 * 2 + 32 * 64 * 2 + 3 * 176 * 64));
   EXPECT_NEAR(result.parameters_after(), result.parameters_before() / 2, 14);
   testing::ExpectMagnitudePruned(model, out, 0.5);
+  // Where the time went: the worker's download and publish around the engine's stages.
+  std::vector<std::string> stages;
+  for (const auto& t : result.stage_times()) stages.push_back(t.stage());
+  EXPECT_EQ(stages, (std::vector<std::string>{"download", "load", "prune", "write", "publish"}));
 
   // Every artifact is on disk with the size and digest the result claims.
   std::set<std::string> names;

@@ -1,5 +1,7 @@
 #include "worker/engine/prune_model.h"
 
+#include <algorithm>
+#include <chrono>
 #include <exception>
 #include <utility>
 
@@ -26,13 +28,31 @@ absl::StatusOr<PruneReport> Guarded(Run run) {
   }
 }
 
+// Runs `run` with a stage clock in the observer; the time no stage claimed (a method's own
+// passes over the model, outside the block loop) counts as pruning.
+template <typename Run>
+absl::StatusOr<PruneReport> Clocked(const PruneObserver& observer, Run run) {
+  StageClock clock;
+  PruneObserver timed = observer;
+  timed.clock = &clock;
+  const auto start = std::chrono::steady_clock::now();
+  auto report = run(timed);
+  if (!report.ok()) return report;
+  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  clock.Add("prune", std::max(0.0, total - clock.total()));
+  report->stages = clock.times();
+  return report;
+}
+
 }  // namespace
 
 absl::StatusOr<PruneReport> PruneModel(const PruneOptions& options, const PruneObserver& observer) {
   return Guarded([&]() -> absl::StatusOr<PruneReport> {
     SHEARS_RETURN_IF_ERROR(CheckJobRules(options));
-    if (options.method == Method::kPredictorSearch) return SearchAndPrune(options, observer);
-    return RunPruningPass(options, observer);
+    return Clocked(observer, [&](const PruneObserver& timed) {
+      if (options.method == Method::kPredictorSearch) return SearchAndPrune(options, timed);
+      return RunPruningPass(options, timed);
+    });
   });
 }
 
@@ -40,7 +60,7 @@ absl::StatusOr<PruneReport> PruneModelWith(const PruneOptions& options, const Pr
                                            std::unique_ptr<PruningMethod> method) {
   return Guarded([&]() -> absl::StatusOr<PruneReport> {
     SHEARS_RETURN_IF_ERROR(CheckJobRules(options));
-    return RunPruningPass(options, observer, std::move(method));
+    return Clocked(observer, [&](const PruneObserver& timed) { return RunPruningPass(options, timed, std::move(method)); });
   });
 }
 

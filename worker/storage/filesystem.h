@@ -47,6 +47,9 @@ class FileSystem {
   virtual absl::StatusOr<std::string> Localize(const std::string& uri, const ProgressFn& progress) = 0;
   // Publishes a local file at `uri` so that a reader sees all of it or nothing.
   virtual absl::Status Put(const std::string& local_path, const std::string& uri) = 0;
+  // As Put, for a local file the caller is done with: a scheme that can takes it over without a
+  // copy (file:// on the same filesystem renames it); `local_path` may be gone afterwards.
+  virtual absl::Status Move(const std::string& local_path, const std::string& uri) { return Put(local_path, uri); }
   // Removes the file at `uri`; one that is not there is no error.
   virtual absl::Status Delete(const std::string& uri) = 0;
 };

@@ -62,6 +62,13 @@ absl::Status LocalFileSystem::Put(const std::string& local_path, const std::stri
   return CopyFileAtomically(local_path, path);
 }
 
+absl::Status LocalFileSystem::Move(const std::string& local_path, const std::string& uri) {
+  SHEARS_RETURN_IF_ERROR(CheckFileRoots(uri, roots_));
+  SHEARS_ASSIGN_OR_RETURN(std::string path, LocalPath(uri));
+  SHEARS_RETURN_IF_ERROR(MakeDirectories(fs::path(path).parent_path().string()));
+  return MoveFileAtomically(local_path, path);
+}
+
 absl::Status LocalFileSystem::Delete(const std::string& uri) {
   SHEARS_RETURN_IF_ERROR(CheckFileRoots(uri, roots_));
   SHEARS_ASSIGN_OR_RETURN(std::string path, LocalPath(uri));

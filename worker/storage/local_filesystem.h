@@ -16,6 +16,7 @@ class LocalFileSystem final : public FileSystem {
   absl::StatusOr<std::vector<FileInfo>> List(const std::string& uri) override;
   absl::StatusOr<std::string> Localize(const std::string& uri, const ProgressFn& progress) override;
   absl::Status Put(const std::string& local_path, const std::string& uri) override;
+  absl::Status Move(const std::string& local_path, const std::string& uri) override;
   absl::Status Delete(const std::string& uri) override;
 
  private:

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "common/files.h"
+#include "common/sha256.h"
 #include "tests/support/test_util.h"
 
 namespace shears::engine {
@@ -46,6 +47,9 @@ TEST_P(SafetensorsRoundTrip, BytesShapesAndMetadataSurvive) {
       ASSERT_TRUE((*w)->Write(d.name, data[d.name]).ok());
     }
     ASSERT_TRUE((*w)->Close().ok());
+    // The digest computed while writing (here every tensor but the last was read back) is the
+    // file's.
+    EXPECT_EQ((*w)->sha256(), Sha256File(dir / "m.safetensors").value());
   }
   auto f = SafetensorsFile::Open(dir / "m.safetensors");
   ASSERT_TRUE(f.ok()) << f.status();
@@ -77,6 +81,25 @@ TEST(SafetensorsWriter, RefusesMissingOrWrongSizedTensors) {
   absl::Status closed = (*w)->Close();
   EXPECT_FALSE(closed.ok());
   EXPECT_NE(closed.message().find("tensor y was never written"), std::string::npos) << closed;
+}
+
+TEST(SafetensorsWriter, TheDigestOfAResumedFileCoversWhatTheEarlierWriterWrote) {
+  TempDir dir;
+  const std::vector<TensorDecl> decls = {{"a", DType::kF32, {1000}}, {"b", DType::kF32, {3}}, {"c", DType::kBF16, {5}}};
+  {
+    auto first = SafetensorsWriter::Create(dir / "m.safetensors", decls);
+    ASSERT_TRUE(first.ok());
+    ASSERT_TRUE((*first)->Write("b", Bytes(12, 2)).ok());
+    ASSERT_TRUE((*first)->Sync().ok());
+  }  // the attempt dies
+  auto resumed = SafetensorsWriter::Resume(dir / "m.safetensors", decls);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  (*resumed)->MarkWritten("b");
+  ASSERT_TRUE((*resumed)->Write("a", Bytes(4000, 1)).ok());
+  ASSERT_TRUE((*resumed)->Write("c", Bytes(10, 3)).ok());
+  ASSERT_TRUE((*resumed)->Close().ok());
+  EXPECT_EQ((*resumed)->sha256().size(), 64u);
+  EXPECT_EQ((*resumed)->sha256(), Sha256File(dir / "m.safetensors").value());
 }
 
 struct CorruptCase {

@@ -1,6 +1,7 @@
 // Storage schemes against real peers started by the test: a local HTTP server (tests/peers/
 // http_peer.py) for http:// and for hf:// in Hub layout; file:// confined to allowed roots.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <filesystem>
@@ -368,6 +369,34 @@ TEST(FileRoots, RefuseLocalPathsOutsideTheAllowedRoots) {
   }());
   EXPECT_EQ((*storage)->Localize("file://" + (dir / "secret"), {}).status().code(),
             absl::StatusCode::kPermissionDenied);
+}
+
+// Publishing a finished file to file:// moves it: on the same filesystem by rename (the bytes are
+// not written twice), never outside the roots, and over an older file at once.
+TEST(LocalFiles, MoveRenamesIntoPlaceWithinTheRoots) {
+  TempDir dir;
+  fs::create_directories(dir / "models/out");
+  ASSERT_TRUE(WriteFileAtomically(dir / "scratch.bin", "new bytes").ok());
+  ASSERT_TRUE(WriteFileAtomically(dir / "models/out/old.bin", "old bytes").ok());
+  struct stat before {};
+  ASSERT_EQ(::stat((dir / "scratch.bin").c_str(), &before), 0);
+  auto storage = FileSystemFor("file:///x", [&] {
+    StorageOptions o;
+    o.allowed_file_roots = {dir / "models"};
+    return o;
+  }());
+  ASSERT_TRUE(storage.ok());
+  ASSERT_TRUE((*storage)->Move(dir / "scratch.bin", "file://" + (dir / "models/out/old.bin")).ok());
+  EXPECT_EQ(ReadFile(dir / "models/out/old.bin").value(), "new bytes");
+  EXPECT_FALSE(fs::exists(dir / "scratch.bin"));
+  struct stat after {};
+  ASSERT_EQ(::stat((dir / "models/out/old.bin").c_str(), &after), 0);
+  EXPECT_EQ(after.st_ino, before.st_ino) << "renamed, not copied";
+
+  ASSERT_TRUE(WriteFileAtomically(dir / "scratch2.bin", "x").ok());
+  EXPECT_EQ((*storage)->Move(dir / "scratch2.bin", "file://" + (dir / "elsewhere.bin")).code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(fs::exists(dir / "scratch2.bin")) << "a refused move leaves the file";
 }
 
 }  // namespace

@@ -4,9 +4,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "worker/engine/api/stage_clock.h"
 
 namespace shears::engine {
 
@@ -90,6 +93,8 @@ struct PruneReport {
   int64_t parameters_after = 0;   // of those, the non-zero ones after pruning
   std::vector<LayerReport> layers;
   std::vector<std::string> files;  // written into output_dir, relative names
+  // sha256 (hex) of files of `files` whose digest was computed as they were written.
+  std::map<std::string, std::string> digests;
   std::optional<EvaluationReport> evaluation;
   // Structured pruning: blocks removed (input indices), and every parameter of the model counted
   // in the files before and after.
@@ -98,18 +103,37 @@ struct PruneReport {
   int64_t model_parameters_after = 0;
   std::vector<RedundancyReport> redundancy;
   std::optional<SearchReport> search;
+  // Seconds per stage of the engine's run.
+  std::vector<StageTime> stages;
 
   double achieved_sparsity() const {
     return parameters_before == 0 ? 0.0 : 1.0 - double(parameters_after) / double(parameters_before);
   }
 };
 
-// Called from the pruning thread. `cancelled` is polled between layers.
+// After each block of a block-by-block pass: how far it is and how long the rest should take.
+struct BlockProgress {
+  int blocks_done = 0;
+  int blocks = 0;
+  double seconds_per_block = 0.0;  // over the blocks this attempt pruned
+  double seconds_left = 0.0;       // the blocks left at that pace
+  std::vector<StageTime> stages;   // so far
+};
+
+// Called from the pruning thread. `cancelled` is polled between layers. `clock`, when set, times
+// the stages of the run (PruneModel sets it).
 struct PruneObserver {
   std::function<void(const std::string& stage, double fraction, const std::string& message)> on_progress;
+  std::function<void(const BlockProgress&)> on_block;
   std::function<void(const LayerReport&)> on_layer;
   std::function<void(const RedundancyReport&)> on_redundancy;
   std::function<bool()> cancelled;
+  StageClock* clock = nullptr;
 };
+
+// Times a scope into the observer's clock, if it has one.
+inline StageClock::Scope Timed(const PruneObserver& observer, std::string stage) {
+  return StageClock::Scope(observer.clock, std::move(stage));
+}
 
 }  // namespace shears::engine

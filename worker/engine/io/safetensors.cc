@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/status_macros.h"
 
 namespace shears::engine {
 namespace {
@@ -235,6 +236,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::Open(
   prefix += text;
   w->data_start_ = prefix.size();
   const uint64_t size = w->data_start_ + offset;
+  w->digest_.Update(prefix.data(), prefix.size());
+  for (const auto& t : tensors) w->in_file_order_.push_back(&w->tensors_.at(t.name));
 
   w->fd_ = ::open(path.c_str(), O_RDWR | O_CLOEXEC | (resume ? 0 : O_CREAT | O_TRUNC), 0644);
   if (w->fd_ < 0) return absl::InternalError(absl::StrCat("open ", path, ": ", std::strerror(errno)));
@@ -256,11 +259,14 @@ absl::StatusOr<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::Open(
 }
 
 void SafetensorsWriter::MarkWritten(const std::string& name) {
+  absl::MutexLock lock(&mu_);
   auto it = written_.find(name);
   if (it != written_.end()) it->second = true;
+  // An earlier attempt wrote it: it is read back when its turn in the digest comes.
 }
 
 absl::Status SafetensorsWriter::Sync() {
+  SHEARS_RETURN_IF_ERROR(HashWritten());
   if (::fdatasync(fd_) != 0) return absl::InternalError(absl::StrCat("fsync ", path_, ": ", std::strerror(errno)));
   return absl::OkStatus();
 }
@@ -273,7 +279,10 @@ absl::Status SafetensorsWriter::Write(const std::string& name, absl::Span<const 
     return absl::InternalError(absl::StrCat(path_, ": tensor ", name, " has ", bytes.size(),
                                             " bytes, declared ", info.nbytes()));
   }
-  if (written_[it->first]) return absl::InternalError(absl::StrCat(path_, ": tensor ", name, " written twice"));
+  {
+    absl::MutexLock lock(&mu_);
+    if (written_[it->first]) return absl::InternalError(absl::StrCat(path_, ": tensor ", name, " written twice"));
+  }
   size_t done = 0;
   while (done < bytes.size()) {
     ssize_t n = ::pwrite(fd_, bytes.data() + done, bytes.size() - done,
@@ -282,14 +291,47 @@ absl::Status SafetensorsWriter::Write(const std::string& name, absl::Span<const 
     if (n <= 0) return absl::InternalError(absl::StrCat("write ", path_, ": ", std::strerror(errno)));
     done += static_cast<size_t>(n);
   }
+  // Starts the writeback now, in the background: the next Sync then waits for the tail of the
+  // data, not all of it, and the disk writes while the engine computes the next tensors.
+  ::sync_file_range(fd_, static_cast<off_t>(data_start_ + info.begin), static_cast<off_t>(bytes.size()),
+                    SYNC_FILE_RANGE_WRITE);
+  absl::MutexLock lock(&mu_);
   written_[it->first] = true;
   return absl::OkStatus();
 }
 
-absl::Status SafetensorsWriter::Close() {
-  for (const auto& [name, done] : written_) {
-    if (!done) return absl::InternalError(absl::StrCat(path_, ": tensor ", name, " was never written"));
+absl::Status SafetensorsWriter::HashWritten() {
+  std::string buffer;
+  for (;; ++hashed_) {
+    const TensorInfo* next = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      if (hashed_ == in_file_order_.size() || !written_[in_file_order_[hashed_]->name]) break;
+      next = in_file_order_[hashed_];
+    }
+    constexpr uint64_t kChunk = 8 << 20;
+    buffer.resize(std::min(kChunk, next->nbytes()));
+    for (uint64_t at = 0; at < next->nbytes();) {
+      const uint64_t want = std::min<uint64_t>(buffer.size(), next->nbytes() - at);
+      const ssize_t n = ::pread(fd_, buffer.data(), want, static_cast<off_t>(data_start_ + next->begin + at));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return absl::InternalError(absl::StrCat("read back ", path_, ": ", std::strerror(errno)));
+      digest_.Update(buffer.data(), static_cast<size_t>(n));
+      at += static_cast<uint64_t>(n);
+    }
   }
+  return absl::OkStatus();
+}
+
+absl::Status SafetensorsWriter::Close() {
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [name, done] : written_) {
+      if (!done) return absl::InternalError(absl::StrCat(path_, ": tensor ", name, " was never written"));
+    }
+  }
+  SHEARS_RETURN_IF_ERROR(HashWritten());
+  sha256_ = digest_.Hex();
   if (::fsync(fd_) != 0) return absl::InternalError(absl::StrCat("fsync ", path_, ": ", std::strerror(errno)));
   int fd = fd_;
   fd_ = -1;

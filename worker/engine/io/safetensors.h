@@ -11,7 +11,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
+#include "common/sha256.h"
 
 namespace shears::engine {
 
@@ -83,7 +86,8 @@ class SafetensorsWriter {
       const std::string& path, const std::vector<TensorDecl>& tensors,
       const std::map<std::string, std::string>& metadata = {});
   void MarkWritten(const std::string& name);
-  // Makes everything written so far durable.
+  // Makes everything written so far durable. Safe from another thread than the one writing (one
+  // thread at a time calls Sync).
   absl::Status Sync();
   ~SafetensorsWriter();
   SafetensorsWriter(const SafetensorsWriter&) = delete;
@@ -93,6 +97,10 @@ class SafetensorsWriter {
   absl::Status Write(const std::string& name, absl::Span<const uint8_t> bytes);
   // Fails if a declared tensor was never written; syncs the file.
   absl::Status Close();
+  // The file's sha256 (hex), once closed. It is computed as the file is written: Sync and Close
+  // hash what is complete from the start of the file, read back from the page cache (Sync can run
+  // beside the writing thread, so the hashing need not hold it up).
+  const std::string& sha256() const { return sha256_; }
 
  private:
   SafetensorsWriter() = default;
@@ -100,11 +108,19 @@ class SafetensorsWriter {
                                                                   const std::vector<TensorDecl>& tensors,
                                                                   const std::map<std::string, std::string>& metadata,
                                                                   bool resume);
+  // Hashes the tensors written from where the digest stands up to the first one missing.
+  absl::Status HashWritten();
+
   std::string path_;
   int fd_ = -1;
   uint64_t data_start_ = 0;
   std::map<std::string, TensorInfo, std::less<>> tensors_;
-  std::map<std::string, bool, std::less<>> written_;
+  absl::Mutex mu_;
+  std::map<std::string, bool, std::less<>> written_ ABSL_GUARDED_BY(mu_);
+  std::vector<const TensorInfo*> in_file_order_;
+  size_t hashed_ = 0;  // tensors of in_file_order_ in the digest, advanced by Sync and Close
+  Sha256 digest_;
+  std::string sha256_;
 };
 
 }  // namespace shears::engine

@@ -2,18 +2,10 @@
 
 #include <cmath>
 
+#include "worker/engine/methods/selection.h"
+
 namespace shears::engine {
 namespace {
-
-// Marks the `k` lowest entries of every row of `scores` [rows, cols] (k the same for all rows).
-torch::Tensor LowestPerRow(const torch::Tensor& scores, int64_t k) {
-  auto mask = torch::zeros(scores.sizes(), scores.options().dtype(torch::kBool));
-  if (k == 0) return mask;
-  // A stable sort makes the choice among equal scores deterministic.
-  auto order = std::get<1>(scores.to(torch::kFloat32).sort(c10::optional<bool>(true), /*dim=*/1));
-  mask.scatter_(1, order.slice(1, 0, k), true);
-  return mask;
-}
 
 // Marks `k` entries of `scores` [rows, cols] by rows: floor(k / rows) lowest in every row, and one
 // more in the k mod rows rows whose next lowest score is lowest.
@@ -21,10 +13,9 @@ torch::Tensor LowestPerRowExactly(const torch::Tensor& scores, int64_t k) {
   const int64_t rows = scores.size(0), each = k / rows, extra = k % rows;
   auto mask = LowestPerRow(scores, each);
   if (extra == 0) return mask;
-  auto [sorted, order] = scores.to(torch::kFloat32).sort(c10::optional<bool>(true), /*dim=*/1);
-  auto next = std::get<1>(sorted.select(1, each).sort(c10::optional<bool>(true), /*dim=*/0)).slice(0, 0, extra);
-  mask.index_put_({next, order.index({next, each})}, true);
-  return mask;
+  auto next = LowestPerRow(scores, each + 1) & ~mask;  // one entry a row
+  auto rows_taking_one = LowestEntries(scores.masked_select(next), extra);
+  return mask | (next & rows_taking_one.unsqueeze(1));
 }
 
 }  // namespace

@@ -163,7 +163,18 @@ TensorMap LoadTensors(const ModelDir& model, const std::string& prefix, const st
   for (const auto& spec : specs) {
     const auto* at = model.Find(prefix + spec.name);
     if (at == nullptr) continue;  // CheckWeights has vouched for the required ones
-    out[spec.name] = LoadTensor(*at->file, *at->info).to(device, torch::kFloat32);
+    // Converted straight from the mapped bytes when they are aligned for their dtype (one pass over
+    // them, not a copy and then a conversion), and always into memory of its own: the pages of
+    // the mapping are given back right after.
+    auto bytes = at->file->Data(*at->info);
+    const auto dtype = ToScalarType(at->info->dtype);
+    if (reinterpret_cast<uintptr_t>(bytes.data()) % c10::elementSize(dtype) == 0) {
+      out[spec.name] = torch::from_blob(bytes.data(), at->info->shape, torch::TensorOptions().dtype(dtype))
+                           .to(device, torch::kFloat32, /*non_blocking=*/false, /*copy=*/true);
+      at->file->Release(*at->info);
+    } else {
+      out[spec.name] = LoadTensor(*at->file, *at->info).to(device, torch::kFloat32);
+    }
   }
   return out;
 }

@@ -26,6 +26,7 @@ absl::StatusOr<torch::Tensor> JobDatasets::Ids(const std::string& what, const st
     return absl::InvalidArgumentError(
         absl::StrCat(what, " seq_len ", seq_len, " exceeds the model's ", config_.max_positions, " positions"));
   }
+  StageClock::Scope timed(observer_ != nullptr ? observer_->clock : nullptr, "tokenize");
   if (!tokenizer_read_) {
     auto chosen = ChooseTokenizer(model_.dir());
     if (!chosen.ok() && !absl::IsNotFound(chosen.status())) return chosen.status();

@@ -1,0 +1,114 @@
+#include "worker/engine/runtime/cpu_allocator.h"
+
+#include <c10/core/Allocator.h>
+#include <c10/core/CPUAllocator.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <new>
+#include <unordered_map>
+
+namespace shears::engine {
+namespace {
+
+constexpr size_t kHugePage = size_t{2} << 20;
+
+class BlockCache final : public c10::Allocator {
+ public:
+  explicit BlockCache(const CpuBlockCache& settings) : settings_(settings) {}
+
+  c10::DataPtr allocate(size_t bytes) const override {
+    if (bytes < settings_.min_block_bytes) return c10::GetDefaultCPUAllocator()->allocate(bytes);
+    void* block = Take(bytes);
+    return {block, block, &Release, c10::Device(c10::DeviceType::CPU)};
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
+
+  CpuBlockCacheStats Stats() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return {static_cast<int64_t>(cached_bytes_), hits_, misses_};
+  }
+
+ private:
+  static void Release(void* block);
+
+  void* Take(size_t bytes) const {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = free_.find(bytes);
+      if (it != free_.end()) {
+        void* block = it->second;
+        free_.erase(it);
+        order_.erase(std::find(order_.begin(), order_.end(), block));
+        cached_bytes_ -= bytes;
+        live_[block] = bytes;
+        ++hits_;
+        return block;
+      }
+      ++misses_;
+    }
+    void* block = nullptr;
+    // Huge-page aligned, so the kernel can back it with 2 MiB pages (one fault for 512 small ones).
+    if (posix_memalign(&block, kHugePage, bytes) != 0) throw std::bad_alloc();
+    ::madvise(block, bytes, MADV_HUGEPAGE);
+    std::lock_guard<std::mutex> lock(mu_);
+    live_[block] = bytes;
+    return block;
+  }
+
+  void Keep(void* block) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = live_.find(block);
+    const size_t bytes = it->second;
+    live_.erase(it);
+    if (bytes > settings_.max_cached_bytes) {
+      std::free(block);
+      return;
+    }
+    while (cached_bytes_ + bytes > settings_.max_cached_bytes) {
+      void* oldest = order_.front();
+      order_.pop_front();
+      for (auto f = free_.begin(); f != free_.end(); ++f) {
+        if (f->second == oldest) {
+          cached_bytes_ -= f->first;
+          free_.erase(f);
+          break;
+        }
+      }
+      std::free(oldest);
+    }
+    free_.emplace(bytes, block);
+    order_.push_back(block);
+    cached_bytes_ += bytes;
+  }
+
+  const CpuBlockCache settings_;
+  mutable std::mutex mu_;
+  mutable std::unordered_map<void*, size_t> live_;   // handed out
+  mutable std::multimap<size_t, void*> free_;        // kept, by size
+  mutable std::deque<void*> order_;                  // kept, oldest first
+  mutable size_t cached_bytes_ = 0;
+  mutable int64_t hits_ = 0, misses_ = 0;
+};
+
+BlockCache* g_cache = nullptr;
+
+void BlockCache::Release(void* block) { g_cache->Keep(block); }
+
+}  // namespace
+
+void InstallCpuBlockCache(const CpuBlockCache& settings) {
+  static std::once_flag once;
+  std::call_once(once, [&] {
+    g_cache = new BlockCache(settings);  // lives as long as the tensors it made
+    c10::SetCPUAllocator(g_cache, /*priority=*/1);
+  });
+}
+
+CpuBlockCacheStats GetCpuBlockCacheStats() { return g_cache ? g_cache->Stats() : CpuBlockCacheStats{}; }
+
+}  // namespace shears::engine
