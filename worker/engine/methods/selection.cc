@@ -121,7 +121,7 @@ void MarkChunks(const float* x, int64_t n, Threshold t, const std::vector<int64_
 
 int64_t ChunksFor(int64_t n) { return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n >> 16)); }
 
-// One long row, exactly, digit by digit: three counting passes over all of it.
+// One long row, exactly, digit by digit: three counting passes over all of it, then the marking.
 void SelectInOneRowByDigits(const float* x, int64_t n, int64_t k, bool* out) {
   const int64_t chunks = ChunksFor(n);
   std::vector<Histogram> partial(chunks);
@@ -137,12 +137,10 @@ void SelectInOneRowByDigits(const float* x, int64_t n, int64_t k, bool* out) {
       for (int d = 0; d < kBins; ++d) h[d] += p[d];
     }
   });
-  std::vector<int64_t> ties(chunks, 0);
-  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      for (int64_t i = n * c / chunks; i < n * (c + 1) / chunks; ++i) ties[c] += Key(x[i]) == t.key;
-    }
-  });
+  // The last round counted, chunk by chunk, the entries that share every digit of the threshold:
+  // its ties.
+  std::vector<int64_t> ties(chunks);
+  for (int64_t c = 0; c < chunks; ++c) ties[c] = partial[c][t.key & (kBins - 1)];
   MarkChunks(x, n, t, ties, out);
 }
 

@@ -28,11 +28,6 @@ class BlockCache final : public c10::Allocator {
   }
   c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
 
-  CpuBlockCacheStats Stats() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return {static_cast<int64_t>(cached_bytes_), hits_, misses_};
-  }
-
  private:
   static void Release(void* block);
 
@@ -46,10 +41,8 @@ class BlockCache final : public c10::Allocator {
         order_.erase(std::find(order_.begin(), order_.end(), block));
         cached_bytes_ -= bytes;
         live_[block] = bytes;
-        ++hits_;
         return block;
       }
-      ++misses_;
     }
     void* block = nullptr;
     // Huge-page aligned, so the kernel can back it with 2 MiB pages (one fault for 512 small ones).
@@ -92,7 +85,6 @@ class BlockCache final : public c10::Allocator {
   mutable std::multimap<size_t, void*> free_;        // kept, by size
   mutable std::deque<void*> order_;                  // kept, oldest first
   mutable size_t cached_bytes_ = 0;
-  mutable int64_t hits_ = 0, misses_ = 0;
 };
 
 BlockCache* g_cache = nullptr;
@@ -108,7 +100,5 @@ void InstallCpuBlockCache(const CpuBlockCache& settings) {
     c10::SetCPUAllocator(g_cache, /*priority=*/1);
   });
 }
-
-CpuBlockCacheStats GetCpuBlockCacheStats() { return g_cache ? g_cache->Stats() : CpuBlockCacheStats{}; }
 
 }  // namespace shears::engine

@@ -8,7 +8,6 @@
 // oldest given back first, and asks the kernel for transparent huge pages.
 
 #include <cstddef>
-#include <cstdint>
 
 namespace shears::engine {
 
@@ -19,12 +18,5 @@ struct CpuBlockCache {
 
 // Installs the allocator for every later CPU tensor of the process; the first call wins.
 void InstallCpuBlockCache(const CpuBlockCache& settings = {});
-
-// Bytes the cache holds now (freed, kept for reuse) and how often it served an allocation.
-struct CpuBlockCacheStats {
-  int64_t cached_bytes = 0;
-  int64_t hits = 0, misses = 0;
-};
-CpuBlockCacheStats GetCpuBlockCacheStats();
 
 }  // namespace shears::engine
