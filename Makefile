@@ -47,6 +47,8 @@ bench: build peers
 	$(BUILD_DIR)/bench/structured_table $(BUILD_DIR) /tmp/shears-structured-bench tests/data/tiny-llama tests/data/tiny-llama-deep
 	@echo "== $(BUILD_DIR)/bench/search_table $(BUILD_DIR) /tmp/shears-search-bench tests/data/tiny-llama"
 	$(BUILD_DIR)/bench/search_table $(BUILD_DIR) /tmp/shears-search-bench tests/data/tiny-llama
+	@echo "== bench/reference_table.sh $(BUILD_DIR) /tmp/shears-reference-bench (against the published algorithms; writes a 7B-shaped slice into ~/.cache/shears-bench once)"
+	bench/reference_table.sh $(BUILD_DIR) /tmp/shears-reference-bench
 	@echo "== bench/seven_b.sh $(BUILD_DIR) $(SEVEN_B_WORK) (Llama-2-7B-shaped, ~45 GB of disk; the checkpoint is kept in ~/.cache/shears-bench)"
 	bench/seven_b.sh $(BUILD_DIR) $(SEVEN_B_WORK)
 

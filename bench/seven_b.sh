@@ -3,7 +3,9 @@
 # BF16 checkpoint in three shards (hidden 4096, FFN 11008, 32 blocks, vocab 32000: 13.5 GB of
 # random weights, written once into the cache by shears-synthetic-model), from file:// to file://
 # and to s3:// (s3rver on loopback), next to a plain `cp -r` of the checkpoint timed in the same
-# run. Targets: the file:// job within 2x the copy, the worker's peak RSS within 2.5 GB.
+# run. Targets: the file:// job within 2x the copy, the worker's peak RSS within 2.5 GB. Then
+# SparseGPT 50% over all 32 blocks with 8 calibration windows of 256 tokens of the KJV train split,
+# watched with `shearsctl watch` (its per-block pace and time left), its peak RSS printed.
 #
 # usage: bench/seven_b.sh BUILD_DIR WORK_DIR [CACHE_DIR]   (needs ~45 GB free under WORK_DIR)
 set -euo pipefail
@@ -22,6 +24,8 @@ if [[ ! -f $model/model.safetensors.index.json ]]; then
     --dtype bf16 --shard-bytes 5000000000 "$model.partial"
   mv "$model.partial" "$model"
 fi
+# Ids of the KJV's own small tokenizer (every one below the vocabulary's 32000) for calibration.
+[[ -f $model/tokenizer.json ]] || cp "$(dirname "$0")/../tests/data/tiny-llama/tokenizer.json" "$model/"
 model_bytes=$(du -sb "$model" | cut -f1)
 need=$((model_bytes * 3))
 mkdir -p "$work"
@@ -56,16 +60,24 @@ for _ in $(seq 100); do [[ -s $work/port ]] && break; sleep 0.1; done
 server=127.0.0.1:$(cat "$work/port")
 
 # One worker per job, so that its peak RSS and bytes written are the job's own.
+# `run_job NAME OUTPUT [shearsctl create flags]` (default: magnitude 50%).
 run_job() {
   local name=$1 output=$2
+  shift 2
+  local flags=("$@")
+  ((${#flags[@]})) || flags=(--method magnitude --sparsity 0.5)
   "$build/worker/shears-worker" --server "$server" --work-dir "$work/worker-$name" --threads "$(nproc)" \
     >"$work/worker-$name.log" 2>&1 &
   local worker=$!
   pids+=("$worker")
   local start
   start=$(now)
-  "$build/client/shearsctl" --server "$server" create --model "file://$model" --method magnitude \
-    --sparsity 0.5 --output "$output" --wait >"$work/$name.out"
+  "$build/client/shearsctl" --server "$server" create --model "file://$model" "${flags[@]}" \
+    --output "$output" >"$work/$name.out"
+  local job
+  job=$(awk '/^job/ { print $2; exit }' "$work/$name.out")
+  "$build/client/shearsctl" --server "$server" watch "$job" >"$work/$name.watch" || true
+  "$build/client/shearsctl" --server "$server" get "$job" >>"$work/$name.out"
   local seconds
   seconds=$(since "$start")
   local hwm written
@@ -106,6 +118,15 @@ export AWS_ENDPOINT_URL=http://127.0.0.1:$s3_port AWS_ACCESS_KEY_ID=S3RVER AWS_S
   AWS_REGION=us-east-1
 run_job s3 "s3://models/llama-2-7b-shape-50"
 
+echo "== SparseGPT 50% over all 32 blocks, 8 calibration windows of 256 tokens of the KJV train split"
+mkdir -p "$work/kjv" && "$build/tools/shears-kjv-splits" "$work/kjv" >/dev/null
+run_job sparsegpt "file://$work/sparsegpt" --method sparsegpt --sparsity 0.5 \
+  --calibration "file://$work/kjv/train.txt" --samples 8 --seq-len 256
+echo "            shearsctl watch, first and last blocks:"
+grep "pruning: block" "$work/sparsegpt.watch" | sed -n '1,2p;$p' | sed 's/^/            /'
+rm -rf "$work/sparsegpt"
+
+echo "SparseGPT over 32 blocks: peak RSS $(gb "$sparsegpt_hwm") GB"
 echo "targets: file:// job <= 2x cp -r: $file_ratio; worker peak RSS <= 2.5 GB: $(gb "$file_hwm"), $(gb "$s3_hwm") GB"
 awk -v r="$file_ratio" -v h1="$file_hwm" -v h2="$s3_hwm" 'BEGIN { ok = r <= 2 && h1 <= 2.5e9 && h2 <= 2.5e9;
   print ok ? "PASS" : "FAIL"; exit !ok }'

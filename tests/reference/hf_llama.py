@@ -167,50 +167,64 @@ def biases(cfg):
     return attention, attention, t == "llama" and cfg.get("mlp_bias", False)
 
 
-def logits(cfg, sd, ids):
-    t = cfg["model_type"]
-    B, T = ids.shape
-    H, KV = cfg["num_attention_heads"], cfg.get("num_key_value_heads") or cfg["num_attention_heads"]
-    hd = head_dim(cfg)
-    eps = cfg.get("rms_norm_eps", 1e-5 if t == "phi3" else 1e-6)
+def rope_tables(cfg, T):
+    """cos and sin [T, rotary dims] of positions 0..T-1 (LlamaRotaryEmbedding)."""
     inv, scale = inv_freq_and_scale(cfg, T)
     freqs = torch.arange(T).float()[:, None] * inv[None, :]
     emb = torch.cat((freqs, freqs), dim=-1)
-    cos, sin = emb.cos() * scale, emb.sin() * scale
-    windows = layer_windows(cfg)
+    return emb.cos() * scale, emb.sin() * scale
+
+
+def block(cfg, sd, i, h, cos, sin, lin=linear):
+    """Decoder layer i on hidden states h [B, T, hidden]. Every projection goes through
+    lin(sd, name, x, bias), so that a caller can watch a linear's inputs and outputs as forward
+    hooks do (tests/reference/prune.py)."""
+    t = cfg["model_type"]
+    B, T = h.shape[:2]
+    H, KV = cfg["num_attention_heads"], cfg.get("num_key_value_heads") or cfg["num_attention_heads"]
+    hd = head_dim(cfg)
+    eps = cfg.get("rms_norm_eps", 1e-5 if t == "phi3" else 1e-6)
+    window = layer_windows(cfg)[i]
     qkv_b, o_b, mlp_b = biases(cfg)
-    h = F.embedding(ids, sd["model.embed_tokens.weight"])
     qi, ki = torch.arange(T)[:, None], torch.arange(T)[None, :]
+    p = f"model.layers.{i}."
+    x = rms(h, sd[p + "input_layernorm.weight"], eps)
+    if t == "phi3":
+        qkv = lin(sd, p + "self_attn.qkv_proj", x, False)
+        q, k, v = qkv[..., :H * hd], qkv[..., H * hd:(H + KV) * hd], qkv[..., (H + KV) * hd:]
+    else:
+        q = lin(sd, p + "self_attn.q_proj", x, qkv_b)
+        k = lin(sd, p + "self_attn.k_proj", x, qkv_b)
+        v = lin(sd, p + "self_attn.v_proj", x, qkv_b)
+    q, k, v = q.view(B, T, -1, hd), k.view(B, T, -1, hd), v.view(B, T, -1, hd).transpose(1, 2)
+    if t == "qwen3":
+        q = rms(q, sd[p + "self_attn.q_norm.weight"], eps)
+        k = rms(k, sd[p + "self_attn.k_norm.weight"], eps)
+    q, k = q.transpose(1, 2), k.transpose(1, 2)
+    q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+    k, v = k.repeat_interleave(H // KV, 1), v.repeat_interleave(H // KV, 1)
+    allowed = ki <= qi
+    if window is not None:
+        allowed = allowed & (ki > qi - window)
+    mask = torch.zeros(T, T).masked_fill(~allowed, float("-inf"))
+    att = torch.softmax((q @ k.transpose(2, 3)) * hd ** -0.5 + mask, dim=-1, dtype=torch.float32)
+    a = (att @ v).transpose(1, 2).reshape(B, T, -1)
+    h = h + lin(sd, p + "self_attn.o_proj", a, o_b)
+    x = rms(h, sd[p + "post_attention_layernorm.weight"], eps)
+    if t == "phi3":
+        gate, up = lin(sd, p + "mlp.gate_up_proj", x, False).chunk(2, dim=-1)
+    else:
+        gate, up = lin(sd, p + "mlp.gate_proj", x, mlp_b), lin(sd, p + "mlp.up_proj", x, mlp_b)
+    m = up * F.silu(gate)
+    return h + lin(sd, p + "mlp.down_proj", m, mlp_b)
+
+
+def logits(cfg, sd, ids):
+    t = cfg["model_type"]
+    cos, sin = rope_tables(cfg, ids.shape[1])
+    eps = cfg.get("rms_norm_eps", 1e-5 if t == "phi3" else 1e-6)
+    h = F.embedding(ids, sd["model.embed_tokens.weight"])
     for i in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{i}."
-        x = rms(h, sd[p + "input_layernorm.weight"], eps)
-        if t == "phi3":
-            qkv = linear(sd, p + "self_attn.qkv_proj", x, False)
-            q, k, v = qkv[..., :H * hd], qkv[..., H * hd:(H + KV) * hd], qkv[..., (H + KV) * hd:]
-        else:
-            q = linear(sd, p + "self_attn.q_proj", x, qkv_b)
-            k = linear(sd, p + "self_attn.k_proj", x, qkv_b)
-            v = linear(sd, p + "self_attn.v_proj", x, qkv_b)
-        q, k, v = q.view(B, T, -1, hd), k.view(B, T, -1, hd), v.view(B, T, -1, hd).transpose(1, 2)
-        if t == "qwen3":
-            q = rms(q, sd[p + "self_attn.q_norm.weight"], eps)
-            k = rms(k, sd[p + "self_attn.k_norm.weight"], eps)
-        q, k = q.transpose(1, 2), k.transpose(1, 2)
-        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
-        k, v = k.repeat_interleave(H // KV, 1), v.repeat_interleave(H // KV, 1)
-        allowed = ki <= qi
-        if windows[i] is not None:
-            allowed = allowed & (ki > qi - windows[i])
-        mask = torch.zeros(T, T).masked_fill(~allowed, float("-inf"))
-        att = torch.softmax((q @ k.transpose(2, 3)) * hd ** -0.5 + mask, dim=-1, dtype=torch.float32)
-        a = (att @ v).transpose(1, 2).reshape(B, T, -1)
-        h = h + linear(sd, p + "self_attn.o_proj", a, o_b)
-        x = rms(h, sd[p + "post_attention_layernorm.weight"], eps)
-        if t == "phi3":
-            gate, up = linear(sd, p + "mlp.gate_up_proj", x, False).chunk(2, dim=-1)
-        else:
-            gate, up = linear(sd, p + "mlp.gate_proj", x, mlp_b), linear(sd, p + "mlp.up_proj", x, mlp_b)
-        m = up * F.silu(gate)
-        h = h + linear(sd, p + "mlp.down_proj", m, mlp_b)
+        h = block(cfg, sd, i, h, cos, sin)
     h = rms(h, sd["model.norm.weight"], eps)
     return F.linear(h, sd.get("lm_head.weight", sd["model.embed_tokens.weight"]))

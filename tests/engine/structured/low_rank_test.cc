@@ -118,7 +118,7 @@ TEST(LowRankSvd, ReportedErrorIsTheErrorOnTheCalibrationActivations) {
   auto ids = LoadTokenIds(options.calibration->path, tokenizer->get(), (*arch)->config().vocab);
   auto windows = *CalibrationWindows(*ids, 16, 64, 0);
   BlockRunner runner(**model, **arch, torch::kCPU);
-  BlockInputs inputs([](const std::string&) { return false; });
+  BlockInputs inputs([](const std::string&) { return InputsToGather{}; });
   const LinearInputs observe = [&](const std::string& name, const torch::Tensor& x) { inputs.Observe(name, x); };
   runner.Run(0, runner.LoadBlock(0), runner.Embed(windows), &observe);
   auto config = nlohmann::json::parse(ReadFile(dir / "out/config.json").value());

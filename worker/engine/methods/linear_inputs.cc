@@ -1,13 +1,26 @@
 #include "worker/engine/methods/linear_inputs.h"
 
+#include <algorithm>
+
 namespace shears::engine {
 
 void LinearInputStats::Add(const torch::Tensor& x) {
   auto rows = x.reshape({-1, x.size(-1)}).to(torch::kFloat32);
-  if (!gram_.defined()) gram_ = torch::zeros({rows.size(1), rows.size(1)}, rows.options());
-  gram_.addmm_(rows.t(), rows);
+  if (!squares_.defined()) squares_ = torch::zeros({rows.size(1)}, rows.options());
+  squares_.add_(rows.square().sum(0));
+  if (what_.gram) {
+    if (!gram_.defined()) gram_ = torch::zeros({rows.size(1), rows.size(1)}, rows.options());
+    gram_.addmm_(rows.t(), rows);
+  }
+  if (what_.inputs) inputs_.push_back(rows.clone());
+  if (what_.sample_stride > 0) {
+    // The first token of this batch that falls on the stride counted from the first batch.
+    const int64_t first = (what_.sample_stride - tokens_ % what_.sample_stride) % what_.sample_stride;
+    if (first < rows.size(0)) {
+      sample_.push_back(rows.slice(0, first, rows.size(0), what_.sample_stride).clone());
+    }
+  }
   tokens_ += rows.size(0);
-  if (keep_inputs_) inputs_.push_back(rows.clone());
 }
 
 torch::Tensor LinearInputStats::Inputs() const {
@@ -15,10 +28,15 @@ torch::Tensor LinearInputStats::Inputs() const {
   return torch::cat(inputs_);
 }
 
+torch::Tensor LinearInputStats::Sample() const {
+  if (sample_.empty()) return {};
+  return torch::cat(sample_);
+}
+
 void BlockInputs::Observe(const std::string& name, const torch::Tensor& x) {
   const bool same_input = last_input_.defined() && x.is_same(last_input_);
   auto& stats = by_linear_[name];
-  if (!stats) stats = same_input ? last_stats_ : std::make_shared<LinearInputStats>(keep_(name));
+  if (!stats) stats = same_input ? last_stats_ : std::make_shared<LinearInputStats>(what_(name));
   if (!(same_input && stats == last_stats_)) stats->Add(x);
   last_input_ = x;
   last_stats_ = stats;
@@ -29,11 +47,24 @@ const LinearInputStats* BlockInputs::Find(const std::string& name) const {
   return it == by_linear_.end() ? nullptr : it->second.get();
 }
 
+int64_t SampleStride(int64_t tokens, int64_t samples) {
+  return std::max<int64_t>(1, (tokens + samples - 1) / std::max<int64_t>(1, samples));
+}
+
 double ReconstructionError(const torch::Tensor& dense, const torch::Tensor& pruned, const torch::Tensor& gram) {
   auto quadratic = [&](const torch::Tensor& w) { return (w.matmul(gram) * w).sum().item<double>(); };
   const double reference = quadratic(dense);
   if (reference <= 0.0) return 0.0;
   return quadratic(dense - pruned) / reference;
+}
+
+double ReconstructionError(const torch::Tensor& dense, const torch::Tensor& pruned, const LinearInputStats& inputs) {
+  const torch::Tensor sample = inputs.Sample();
+  if (!sample.defined()) return ReconstructionError(dense, pruned, inputs.gram());
+  auto energy = [&](const torch::Tensor& w) { return sample.matmul(w.t()).square().sum().item<double>(); };
+  const double reference = energy(dense);
+  if (reference <= 0.0) return 0.0;
+  return energy(dense - pruned) / reference;
 }
 
 }  // namespace shears::engine

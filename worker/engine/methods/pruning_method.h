@@ -44,8 +44,11 @@ class PruningMethod {
   // True makes the executor run the calibration windows through each block before pruning it and
   // gather every linear's input statistics.
   virtual bool NeedsCalibration() const { return false; }
+  // True gathers every linear's input Gram matrix (LinearInputStats::gram, Hessian); the executor
+  // otherwise gathers only the input norms and the sample the reconstruction error is measured on.
+  virtual bool NeedsHessian() const { return false; }
   // True keeps the MLP's calibration inputs whole (LinearInputStats::Inputs of its up
-  // projection), not only their Gram matrix.
+  // projection), not only their statistics.
   virtual bool NeedsMlpInputs() const { return false; }
   // Prunes every linear of `block` to its target, in place. The default prunes them one by one.
   virtual absl::Status PruneBlock(BlockToPrune& block);

@@ -1,6 +1,7 @@
 #include "worker/engine/methods/sparsegpt.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "worker/engine/methods/masks.h"
 
 namespace shears::engine {
@@ -26,18 +27,26 @@ absl::StatusOr<torch::Tensor> InverseCholesky(const torch::Tensor& hessian, doub
 
 }  // namespace
 
-absl::Status SparseGptPrune(torch::Tensor& weight, torch::Tensor hessian, const SparsityTarget& target,
-                            double damping) {
-  const int64_t rows = weight.size(0), columns = weight.size(1);
-  auto W = weight.to(torch::kFloat32).clone();
-  // Inputs that were never active carry no information: their weights go, their Hessian row is
-  // made harmless.
+absl::StatusOr<SparseGptHessian> PrepareHessian(torch::Tensor hessian, double damping) {
+  // Inputs that were never active carry no information: their Hessian row is made harmless.
   hessian = hessian.clone();
   auto dead = hessian.diagonal() == 0;
   hessian.diagonal().masked_fill_(dead, 1.0);
-  W.masked_fill_(dead.unsqueeze(0), 0.0);
-  auto Hinv = InverseCholesky(hessian, damping);
-  if (!Hinv.ok()) return Hinv.status();
+  SHEARS_ASSIGN_OR_RETURN(torch::Tensor factor, InverseCholesky(hessian, damping));
+  return SparseGptHessian{std::move(factor), std::move(dead)};
+}
+
+absl::Status SparseGptPrune(torch::Tensor& weight, torch::Tensor hessian, const SparsityTarget& target,
+                            double damping) {
+  SHEARS_ASSIGN_OR_RETURN(SparseGptHessian prepared, PrepareHessian(std::move(hessian), damping));
+  return SparseGptPrune(weight, prepared, target);
+}
+
+absl::Status SparseGptPrune(torch::Tensor& weight, const SparseGptHessian& hessian, const SparsityTarget& target) {
+  const int64_t rows = weight.size(0), columns = weight.size(1);
+  auto W = weight.to(torch::kFloat32).clone();
+  W.masked_fill_(hessian.dead.unsqueeze(0), 0.0);
+  const torch::Tensor* Hinv = &hessian.inverse_factor;
 
   // Blocks hold whole groups of M.
   const int64_t block_size = target.n_m() ? std::max<int64_t>(target.m, kBlockSize - kBlockSize % target.m) : kBlockSize;
@@ -77,8 +86,25 @@ absl::Status SparseGptPrune(torch::Tensor& weight, torch::Tensor hessian, const 
   return absl::OkStatus();
 }
 
+absl::StatusOr<const SparseGptHessian*> BlockHessians::Of(const LinearInputStats& inputs) {
+  auto it = prepared_.find(&inputs);
+  if (it == prepared_.end()) {
+    SHEARS_ASSIGN_OR_RETURN(SparseGptHessian prepared, PrepareHessian(inputs.Hessian()));
+    it = prepared_.emplace(&inputs, std::move(prepared)).first;
+  }
+  return &it->second;
+}
+
+absl::Status SparseGptPruning::PruneBlock(BlockToPrune& block) {
+  hessians_.Clear();
+  absl::Status status = PruningMethod::PruneBlock(block);
+  hessians_.Clear();
+  return status;
+}
+
 absl::Status SparseGptPruning::PruneLinear(LinearToPrune& linear, const SparsityTarget& target) {
-  return SparseGptPrune(linear.weight, linear.inputs->Hessian(), target);
+  SHEARS_ASSIGN_OR_RETURN(const SparseGptHessian* hessian, hessians_.Of(*linear.inputs));
+  return SparseGptPrune(linear.weight, *hessian, target);
 }
 
 }  // namespace shears::engine

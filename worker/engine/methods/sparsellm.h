@@ -2,6 +2,7 @@
 
 #include "worker/engine/api/options.h"
 #include "worker/engine/methods/pruning_method.h"
+#include "worker/engine/methods/sparsegpt.h"
 
 namespace shears::engine {
 
@@ -20,14 +21,17 @@ class SparseLlmPruning final : public PruningMethod {
  public:
   explicit SparseLlmPruning(const SparseLlmOptions& options) : options_(options) {}
   bool NeedsCalibration() const override { return true; }
+  bool NeedsHessian() const override { return true; }
   bool NeedsMlpInputs() const override { return true; }
   absl::Status PruneBlock(BlockToPrune& block) override;
   absl::Status PruneLinear(LinearToPrune& linear, const SparsityTarget& target) override;
 
  private:
+  absl::Status PruneBlockLinears(BlockToPrune& block);
   absl::Status PruneMlp(BlockToPrune& block);
 
   SparseLlmOptions options_;
+  BlockHessians hessians_;  // the block's inputs' (every iteration prunes up and gate from X's)
 };
 
 }  // namespace shears::engine

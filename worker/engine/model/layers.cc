@@ -1,6 +1,8 @@
 #include "worker/engine/model/layers.h"
 
 #include <cmath>
+#include <limits>
+#include <vector>
 
 namespace shears::engine {
 
@@ -41,19 +43,34 @@ torch::Tensor SoftCap(const torch::Tensor& x, double cap) { return torch::tanh(x
 
 torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
                               int64_t window, double softcap) {
-  const int64_t heads = q.size(1), kv_heads = k.size(1), length = q.size(2);
+  const int64_t batch = q.size(0), heads = q.size(1), kv_heads = k.size(1), length = q.size(2);
   torch::Tensor keys = k, values = v;
   if (kv_heads != heads) {
     keys = k.repeat_interleave(heads / kv_heads, 1);
     values = v.repeat_interleave(heads / kv_heads, 1);
   }
-  auto scores = torch::matmul(q, keys.transpose(-1, -2)) * scale;
-  if (softcap > 0) scores = SoftCap(scores, softcap);
-  const auto blocked = torch::full({length, length}, -std::numeric_limits<float>::infinity(), scores.options());
+  // One [T, T] score matrix per window and head: scaled through q, masked as the product is
+  // written (baddbmm), softmaxed and applied a few heads at a time, so that each chunk's scores
+  // stay in cache instead of streaming every head's through memory four times.
+  constexpr int64_t kChunkScores = int64_t{1} << 18;  // floats: 1 MiB
+  const int64_t rows = batch * heads;
+  const auto queries = (q * scale).reshape({rows, length, q.size(3)});
+  const auto keys_t = keys.reshape({rows, length, keys.size(3)}).transpose(1, 2);
+  const auto vals = values.reshape({rows, length, values.size(3)});
+  const auto blocked = torch::full({length, length}, -std::numeric_limits<float>::infinity(), q.options());
   auto mask = blocked.triu(1);
   if (window > 0 && window < length) mask = mask + blocked.tril(-window);
-  auto out = torch::matmul(torch::softmax(scores + mask, -1), values);
-  return out.transpose(1, 2).reshape({q.size(0), length, heads * q.size(3)});
+  const int64_t chunk = std::max<int64_t>(1, kChunkScores / (length * length));
+  std::vector<torch::Tensor> out;
+  for (int64_t i = 0; i < rows; i += chunk) {
+    const int64_t end = std::min(i + chunk, rows);
+    const auto qi = queries.slice(0, i, end), ki = keys_t.slice(0, i, end);
+    auto scores = softcap > 0 ? SoftCap(torch::bmm(qi, ki), softcap) + mask
+                              : torch::baddbmm(mask.expand({end - i, length, length}), qi, ki);
+    out.push_back(torch::bmm(torch::softmax(scores, -1), vals.slice(0, i, end)));
+  }
+  auto attended = out.size() == 1 ? out.front() : torch::cat(out, 0);
+  return attended.view({batch, heads, length, values.size(3)}).transpose(1, 2).reshape({batch, length, -1});
 }
 
 torch::Tensor SplitHeads(const torch::Tensor& x, int64_t heads) {

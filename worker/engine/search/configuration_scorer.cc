@@ -29,7 +29,7 @@ absl::StatusOr<std::unique_ptr<ConfigurationScorer>> ConfigurationScorer::Build(
   torch::Tensor hidden = runner.Embed(statistics);
   for (int b = 0; b < arch.num_blocks(); ++b) {
     scorer->blocks_.push_back(runner.LoadBlock(b));
-    auto inputs = std::make_unique<BlockInputs>([](const std::string&) { return false; });
+    auto inputs = std::make_unique<BlockInputs>([](const std::string&) { return InputsToGather{}; });
     const LinearInputs observe = [&](const std::string& name, const torch::Tensor& x) { inputs->Observe(name, x); };
     torch::Tensor next = runner.Run(b, scorer->blocks_.back(), hidden, &observe);
     scorer->block_influence_.push_back(BlockInfluence(hidden, next));

@@ -78,7 +78,7 @@ absl::StatusOr<SvdChoice> ChooseBySvd(const std::vector<Matrix>& matrices, const
   torch::Tensor hidden = runner.Embed(calibration);
   size_t next = 0;
   for (int b = 0; b < arch.num_blocks(); ++b) {
-    BlockInputs inputs([](const std::string&) { return false; });
+    BlockInputs inputs([](const std::string&) { return InputsToGather{}; });
     const LinearInputs observe = [&](const std::string& name, const torch::Tensor& x) { inputs.Observe(name, x); };
     const TensorMap block = runner.LoadBlock(b);
     hidden = runner.Run(b, block, hidden, &observe);
