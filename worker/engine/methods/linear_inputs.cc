@@ -58,13 +58,10 @@ double ReconstructionError(const torch::Tensor& dense, const torch::Tensor& prun
   return quadratic(dense - pruned) / reference;
 }
 
-double ReconstructionError(const torch::Tensor& dense, const torch::Tensor& pruned, const LinearInputStats& inputs) {
-  const torch::Tensor sample = inputs.Sample();
-  if (!sample.defined()) return ReconstructionError(dense, pruned, inputs.gram());
-  auto energy = [&](const torch::Tensor& w) { return sample.matmul(w.t()).square().sum().item<double>(); };
-  const double reference = energy(dense);
+double ReconstructionError(const torch::Tensor& dense_outputs, const torch::Tensor& pruned_outputs) {
+  const double reference = dense_outputs.square().sum().item<double>();
   if (reference <= 0.0) return 0.0;
-  return energy(dense - pruned) / reference;
+  return (dense_outputs - pruned_outputs).square().sum().item<double>() / reference;
 }
 
 }  // namespace shears::engine

@@ -72,8 +72,8 @@ int64_t SampleStride(int64_t tokens, int64_t samples);
 // ‖WX − ŴX‖² / ‖WX‖² for weights [out, in] on inputs with Gram matrix `gram`:
 // tr(ΔW G ΔWᵀ) / tr(W G Wᵀ). Zero when W X is zero.
 double ReconstructionError(const torch::Tensor& dense, const torch::Tensor& pruned, const torch::Tensor& gram);
-// The same on the sampled tokens when `inputs` kept a sample (out·in flops a token, where the Gram
-// matrix takes out·in² in all), else through its Gram matrix.
-double ReconstructionError(const torch::Tensor& dense, const torch::Tensor& pruned, const LinearInputStats& inputs);
+// ‖Y − Ŷ‖² / ‖Y‖² for a layer's outputs on the same inputs (the sampled tokens') before and after
+// pruning. Zero when Y is zero.
+double ReconstructionError(const torch::Tensor& dense_outputs, const torch::Tensor& pruned_outputs);
 
 }  // namespace shears::engine

@@ -16,7 +16,7 @@ struct SparseGptHessian {
 };
 
 // λ is `damping` times H's mean diagonal; a Hessian that is still not positive definite gets ten
-// times more, up to a few times.
+// times more, up to a few times. Works in `hessian` itself (pass a copy to keep it).
 absl::StatusOr<SparseGptHessian> PrepareHessian(torch::Tensor hessian, double damping = 0.01);
 
 // SparseGPT (Frantar & Alistarh 2023): prune `weight` [out, in] (F32, in place) to `target` and

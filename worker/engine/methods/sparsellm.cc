@@ -198,7 +198,8 @@ absl::Status SparseLlmPruning::PruneMlp(BlockToPrune& block) {
     }
     SHEARS_RETURN_IF_ERROR(SparseGptPrune(up->weight, *x_hessian, target));
     if (gated) SHEARS_RETURN_IF_ERROR(SparseGptPrune(gate->weight, *x_hessian, target));
-    SHEARS_RETURN_IF_ERROR(SparseGptPrune(down->weight, p_gram * (2.0 / tokens), target));
+    SHEARS_ASSIGN_OR_RETURN(const SparseGptHessian p_hessian, PrepareHessian(p_gram * (2.0 / tokens)));
+    SHEARS_RETURN_IF_ERROR(SparseGptPrune(down->weight, p_hessian, target));
     if (const double error = output_error(); error < best_error) {
       best_error = error;
       best.clear();
