@@ -89,8 +89,13 @@ torch::Tensor Fit(const torch::Tensor& gram_pinv, const torch::Tensor& inputs, c
   return gram_pinv.matmul(inputs.t().matmul(outputs)).t();
 }
 
+// In double precision: LAPACK reports the workspace its eigensolver needs as a float, which in
+// single precision rounds below the 2n² + 6n + 1 SSYEVD checks for once n reaches 4096 (Llama-2-7B's
+// hidden size), and LibTorch 1.13 then fails with "Argument 8 has illegal value".
 torch::Tensor GramPinv(const torch::Tensor& gram) {
-  return torch::linalg_pinv(gram, c10::optional<double>(), c10::optional<double>(), /*hermitian=*/true);
+  return torch::linalg_pinv(gram.to(torch::kFloat64), c10::optional<double>(), c10::optional<double>(),
+                            /*hermitian=*/true)
+      .to(gram.scalar_type());
 }
 
 // The minimum-norm least-squares W with inputs · Wᵀ ≈ outputs, given gram = inputsᵀ inputs, as the
@@ -167,7 +172,6 @@ absl::Status SparseLlmPruning::PruneMlp(BlockToPrune& block) {
   torch::Tensor p = activation();
   const torch::Tensor Y = p.matmul(down->weight.t());  // less the bias, which no variable changes
   SHEARS_ASSIGN_OR_RETURN(const SparseGptHessian* x_hessian, hessians_.Of(*up->inputs));
-  const torch::Tensor x_gram_pinv = GramPinv(up->inputs->gram());
   const double tokens = static_cast<double>(X.size(0));
   const auto eye = torch::eye(p.size(1), p.options());
 
@@ -192,8 +196,8 @@ absl::Status SparseLlmPruning::PruneMlp(BlockToPrune& block) {
   for (int step = 0; step < k.iterations; ++step) {
     const torch::Tensor p_gram = p.t().matmul(p);
     if (step > 0) {
-      up->weight.copy_(Fit(x_gram_pinv, X, LessBias(z, up_bias)));
-      if (gated) gate->weight.copy_(Fit(x_gram_pinv, X, LessBias(s, gate_bias)));
+      up->weight.copy_(LeastSquares(up->inputs->gram(), X, LessBias(z, up_bias)));
+      if (gated) gate->weight.copy_(LeastSquares(up->inputs->gram(), X, LessBias(s, gate_bias)));
       down->weight.copy_(LeastSquares(p_gram, p, Y));
     }
     SHEARS_RETURN_IF_ERROR(SparseGptPrune(up->weight, *x_hessian, target));
