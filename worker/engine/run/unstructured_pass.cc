@@ -172,8 +172,11 @@ class PruningRun {
         to_prune.linears.back().target = SparsityTarget{own->second, 0, 0, /*exact_count=*/true};
       }
     }
+    // The reconstruction errors are a measure; without calibration data there is only the zero
+    // count, part of pruning.
+    const char* const measuring = calibration_.defined() ? "measure" : "prune";
     {
-      auto timed = Timed(observer_, "measure");
+      auto timed = Timed(observer_, measuring);
       for (const auto& linear : to_prune.linears) {
         if (linear.inputs != nullptr) dense_outputs[linear.name] = linear.inputs->Sample().matmul(linear.weight.t());
       }
@@ -188,7 +191,7 @@ class PruningRun {
       for (const auto& [name, tensor] : written) block[name] = tensor.to(device_, torch::kFloat32);
     }
     {
-      auto timed = Timed(observer_, "measure");
+      auto timed = Timed(observer_, measuring);
       for (const auto& linear : to_prune.linears) {
         const std::string full_name = prefix + linear.name;
         const torch::Tensor& stored = written.at(linear.name);
