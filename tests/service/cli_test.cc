@@ -271,7 +271,8 @@ TEST(RunLocal, RunsOneJobFromAJsonSpecWithoutAServer) {
 }
 
 // A run killed mid-way and started again with the same job id resumes at the first unfinished
-// block, and its output is the same, byte for byte, as a run never interrupted.
+// block, and its output is the same, byte for byte, as a run never interrupted; so are its
+// report's figures, the pruned model's Block Influence of the blocks before the kill included.
 TEST(RunLocal, ResumesAfterAKilledRunToTheSameBytes) {
   TempDir dir;
   // Narrow blocks keep the three runs short; 32 of them leave time to be killed mid-way.
@@ -282,7 +283,8 @@ TEST(RunLocal, ResumesAfterAKilledRunToTheSameBytes) {
   auto spec = [&](const std::string& out) {
     const std::string path = dir / (out + ".json");
     EXPECT_TRUE(WriteFileAtomically(path, R"({"model_uri": "file://)" + (dir / "model") +
-                                              R"(", "method": "METHOD_MAGNITUDE", "target_sparsity": 0.5,
+                                              R"(", "method": "METHOD_WANDA", "target_sparsity": 0.5,
+        "calibration": {"dataset_uri": "file://)" + (dir / "eval.bin") + R"(", "num_samples": 4, "seq_len": 64},
         "evaluation": {"dataset_uri": "file://)" + (dir / "eval.bin") + R"(", "seq_len": 64},
         "output": {"uri": "file://)" + (dir / out) + R"("}})")
                     .ok());
@@ -317,6 +319,9 @@ TEST(RunLocal, ResumesAfterAKilledRunToTheSameBytes) {
   EXPECT_EQ(a["dense_perplexity"], b["dense_perplexity"]);
   EXPECT_EQ(a["pruned_perplexity"], b["pruned_perplexity"]);
   EXPECT_EQ(a["layers"].size(), b["layers"].size());
+  ASSERT_EQ(b["redundancy"].size(), 2u);
+  EXPECT_EQ(b["redundancy"][1]["blocks"].size(), 32u);
+  EXPECT_EQ(a["redundancy"], b["redundancy"]);
   EXPECT_FALSE(fs::exists(dir / "work/jobs/resumed")) << "scratch removed after success";
 }
 

@@ -120,6 +120,33 @@ TEST_P(EveryMethod, HitsAnUnstructuredTargetExactly) {
   EXPECT_NEAR(report->achieved_sparsity(), 0.6, GetParam() == Method::kWanda ? 0.5 / 64 : 1e-4);
 }
 
+// The pruned model's Block Influence is measured as the calibration windows go through it block
+// by block; it equals a pass over the model read back from the output (which the neuron measures
+// still take).
+TEST(BlockInfluence, OfThePrunedModelAlongTheWayEqualsAPassOverTheOutput) {
+  TempDir dir;
+  auto along = PruneModel(Options(dir / "along", Method::kWanda, 0.5), {});
+  auto options = Options(dir / "read-back", Method::kWanda, 0.5);
+  options.neuron_measures = true;
+  auto read_back = PruneModel(options, {});
+  ASSERT_TRUE(along.ok()) << along.status();
+  ASSERT_TRUE(read_back.ok()) << read_back.status();
+  ASSERT_EQ(along->redundancy.size(), 2u);
+  ASSERT_EQ(read_back->redundancy.size(), 2u);
+  for (size_t m = 0; m < 2; ++m) {
+    EXPECT_EQ(along->redundancy[m].model, read_back->redundancy[m].model);
+    const auto& a = along->redundancy[m].blocks;
+    const auto& b = read_back->redundancy[m].blocks;
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(a[i].block, b[i].block);
+      EXPECT_NEAR(a[i].block_influence, b[i].block_influence, 1e-9) << along->redundancy[m].model << " block " << i;
+    }
+  }
+  EXPECT_TRUE(along->redundancy[1].ffns.empty());
+  EXPECT_FALSE(read_back->redundancy[1].ffns.empty());
+}
+
 TEST_P(EveryMethod, HitsNMTargetsInEveryGroup) {
   for (auto [n, m] : {std::pair{2, 4}, std::pair{4, 8}}) {
     TempDir dir;

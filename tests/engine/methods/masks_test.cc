@@ -67,6 +67,42 @@ TEST(SelectionTest, TheLowestPerRowAreTheFirstOfAStableSortForEveryShapeAndTie) 
   EXPECT_EQ(LowestPerRow(ties, 300000).sum().item<int64_t>(), 300000);
 }
 
+// Half-precision weights pruned from their bits zero exactly the entries the F32 selection marks
+// on their magnitudes (ties to the lower index, -0 equal to 0, split across the threads' chunks),
+// and leave every other bit as it was.
+TEST(SelectionTest, HalfPrecisionMagnitudesZeroWhatTheF32SelectionMarks) {
+  at::set_num_threads(2);
+  torch::manual_seed(7);
+  for (const auto dtype : {torch::kBFloat16, torch::kHalf}) {
+    // BF16 ties by the thousand here; zeros of both signs and large ties spread over both halves.
+    auto weight = torch::randn({1100, 300}).to(dtype);
+    weight.view(-1).slice(0, 0, 1000).fill_(0.0);
+    weight.view(-1).slice(0, 1000, 2000).fill_(-0.0);
+    weight.view(-1).slice(0, 200000, 230000).fill_(-0.5);
+    weight.view(-1).slice(0, 300000, 310000).fill_(0.5);
+    for (const int64_t k : {int64_t{1}, int64_t{1500}, int64_t{165000}, int64_t{329999}}) {
+      auto pruned = weight.clone();
+      ASSERT_TRUE(ZeroSmallestMagnitudes(pruned, k));
+      const auto mask = LowestEntries(weight.abs().to(torch::kFloat32), k);
+      const auto expected = weight.masked_fill(mask, 0.0);
+      EXPECT_TRUE(pruned.view(torch::kInt16).equal(expected.view(torch::kInt16))) << dtype << " k=" << k;
+    }
+    auto all = weight.clone();
+    ASSERT_TRUE(ZeroSmallestMagnitudes(all, all.numel()));
+    EXPECT_EQ(all.count_nonzero().item<int64_t>(), 0);
+    auto none = weight.clone();
+    ASSERT_TRUE(ZeroSmallestMagnitudes(none, 0));
+    EXPECT_TRUE(none.view(torch::kInt16).equal(weight.view(torch::kInt16)));
+  }
+  // Anything else is left to the general path, untouched.
+  auto f32 = torch::randn({10, 10});
+  auto transposed = torch::randn({10, 20}).to(torch::kBFloat16).t();
+  const auto before = transposed.clone();
+  EXPECT_FALSE(ZeroSmallestMagnitudes(f32, 5));
+  EXPECT_FALSE(ZeroSmallestMagnitudes(transposed, 5));
+  EXPECT_TRUE(transposed.equal(before));
+}
+
 TEST(MasksTest, AMatrixScopeMaskPrunesExactlyItsCountWithTiesToTheLowerIndex) {
   auto scores = torch::tensor({{0.5f, 0.1f, 0.5f}, {0.5f, 0.9f, 0.5f}});
   auto mask = PruneMask(scores, SparsityTarget{0.5}, MaskScope::kMatrix);

@@ -14,6 +14,7 @@
 #include "worker/engine/model/architecture.h"
 #include "worker/engine/model/architecture_factory.h"
 #include "worker/engine/model/block_runner.h"
+#include "worker/engine/model/layers.h"
 #include "worker/engine/text/dataset.h"
 #include "worker/engine/text/tokenizer_factory.h"
 
@@ -151,6 +152,33 @@ TEST(Mistral, SlidingWindowLimitsWhatEachPositionSees) {
   EXPECT_FALSE(torch::allclose(a, full)) << "the window changed something";
   EXPECT_TRUE(torch::allclose(logits_with({{"model_type", "mistral"}, {"sliding_window", 8}}, ids), full));
   // Qwen2's window, used only when asked to: families_test (Qwen2 needs its q/k/v biases).
+}
+
+// Attention, made a few heads at a time with the mask added as the scores are multiplied, equals
+// the whole masked product over 300 positions, with grouped-query heads, a sliding window and
+// Gemma 2's soft cap.
+TEST(CausalAttention, ChunkedEqualsTheWholeMaskedProduct) {
+  torch::manual_seed(3);
+  const int64_t length = 300, heads = 4, kv_heads = 2, dim = 8;
+  const auto q = torch::randn({2, heads, length, dim}), k = torch::randn({2, kv_heads, length, dim});
+  const auto v = torch::randn({2, kv_heads, length, dim});
+  for (const int64_t window : {int64_t{0}, int64_t{100}}) {
+    for (const double softcap : {0.0, 2.0}) {
+      auto scores = q.matmul(k.repeat_interleave(heads / kv_heads, 1).transpose(2, 3)) * 0.5;
+      if (softcap > 0) scores = torch::tanh(scores / softcap) * softcap;
+      const auto position = torch::arange(length);
+      auto hidden = position.unsqueeze(0) > position.unsqueeze(1);
+      if (window > 0) hidden = hidden.logical_or(position.unsqueeze(0) <= position.unsqueeze(1) - window);
+      const auto expected = torch::softmax(scores.masked_fill(hidden, -INFINITY), -1)
+                                .matmul(v.repeat_interleave(heads / kv_heads, 1))
+                                .transpose(1, 2)
+                                .reshape({2, length, heads * dim});
+      const auto attended = CausalAttention(q, k, v, 0.5, window, softcap);
+      EXPECT_TRUE(torch::allclose(attended, expected, 1e-5, 1e-5))
+          << "window " << window << " softcap " << softcap << ": off by "
+          << (attended - expected).abs().max().item<float>();
+    }
+  }
 }
 
 // A case small enough to check by hand: with every block weight and bias zero each OPT block is

@@ -34,7 +34,7 @@ class LinearInputStats {
   // SparseGPT's Hessian of the layer's squared error, H = 2 XᵀX / tokens.
   torch::Tensor Hessian() const { return gram_ * (2.0 / static_cast<double>(tokens_)); }
   // ‖X_j‖₂ over the tokens for every input j.
-  torch::Tensor InputNorms() const { return squares_.sqrt(); }
+  torch::Tensor InputNorms() const { return (gram_.defined() ? gram_.diagonal() : squares_).sqrt(); }
   // The inputs [tokens, in]; defined only when kept.
   torch::Tensor Inputs() const;
   // The sampled tokens' inputs [samples, in]; undefined when none were kept.
@@ -44,7 +44,8 @@ class LinearInputStats {
   InputsToGather what_;
   torch::Tensor gram_, squares_;
   int64_t tokens_ = 0;
-  std::vector<torch::Tensor> inputs_, sample_;
+  // Each joined into one tensor on first read, which then holds them alone.
+  mutable std::vector<torch::Tensor> inputs_, sample_;
 };
 
 // Statistics of every linear in one block, filled as the calibration windows run through it.

@@ -9,6 +9,7 @@ namespace shears::engine {
 class MagnitudePruning final : public PruningMethod {
  public:
   absl::Status PruneLinear(LinearToPrune& linear, const SparsityTarget& target) override;
+  bool PrunesStoredDtype() const override { return true; }
 };
 
 }  // namespace shears::engine

@@ -50,6 +50,9 @@ class PruningMethod {
   // True keeps the MLP's calibration inputs whole (LinearInputStats::Inputs of its up
   // projection), not only their statistics.
   virtual bool NeedsMlpInputs() const { return false; }
+  // True lets the executor hand the weights over in the dtype they are stored in (BF16, F16) when
+  // nothing else reads the block (no calibration, no evaluation); F32 otherwise.
+  virtual bool PrunesStoredDtype() const { return false; }
   // Prunes every linear of `block` to its target, in place. The default prunes them one by one.
   virtual absl::Status PruneBlock(BlockToPrune& block);
   // Prunes one linear's weight to `target`, in place.

@@ -213,7 +213,68 @@ torch::Tensor LowestPerRowOnDevice(const torch::Tensor& scores, int64_t k) {
   return below | (equal & (equal.cumsum(1) <= room));
 }
 
+// Half precision (BF16, F16) stores sign and magnitude apart: the low 15 bits order the
+// magnitudes as the values do, so one histogram of them ranks every entry exactly.
+constexpr uint16_t kMagnitudeBits = 0x7fff;
+constexpr int kMagnitudes = 1 << 15;
+
+[[gnu::noinline]] void CountMagnitudes(const uint16_t* __restrict x, int64_t n, int64_t* __restrict histogram) {
+  for (int64_t i = 0; i < n; ++i) ++histogram[x[i] & kMagnitudeBits];
+}
+
+// Zeros the entries of magnitude below `key` and the first `room` of magnitude `key`.
+[[gnu::noinline]] void ZeroBelow(uint16_t* __restrict x, int64_t n, uint16_t key, int64_t room) {
+  for (int64_t i = 0; i < n; ++i) {
+    const uint16_t magnitude = x[i] & kMagnitudeBits;
+    const bool tie = magnitude == key && room > 0;
+    room -= tie;
+    if (magnitude < key || tie) x[i] = 0;
+  }
+}
+
 }  // namespace
+
+bool ZeroSmallestMagnitudes(torch::Tensor& weight, int64_t k) {
+  const auto dtype = weight.scalar_type();
+  if (!weight.is_cpu() || !weight.is_contiguous() || (dtype != torch::kBFloat16 && dtype != torch::kHalf)) return false;
+  const int64_t n = weight.numel();
+  if (k <= 0) return true;
+  if (k >= n) {
+    weight.zero_();
+    return true;
+  }
+  auto* x = static_cast<uint16_t*>(weight.data_ptr());
+  const int64_t chunks = ChunksFor(n);
+  std::vector<std::vector<int64_t>> counts(chunks, std::vector<int64_t>(kMagnitudes, 0));
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const int64_t from = n * c / chunks, to = n * (c + 1) / chunks;
+      CountMagnitudes(x + from, to - from, counts[c].data());
+    }
+  });
+  // The k-th smallest magnitude, and how many of the entries equal to it go, chunk by chunk in
+  // index order.
+  int64_t remaining = k;
+  int key = 0;
+  for (;; ++key) {
+    int64_t equal = 0;
+    for (const auto& c : counts) equal += c[key];
+    if (remaining <= equal) break;
+    remaining -= equal;
+  }
+  std::vector<int64_t> room(chunks);
+  for (int64_t c = 0; c < chunks; ++c) {
+    room[c] = std::min(remaining, counts[c][key]);
+    remaining -= room[c];
+  }
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const int64_t from = n * c / chunks, to = n * (c + 1) / chunks;
+      ZeroBelow(x + from, to - from, static_cast<uint16_t>(key), room[c]);
+    }
+  });
+  return true;
+}
 
 torch::Tensor LowestPerRow(const torch::Tensor& scores, int64_t k) {
   const int64_t rows = scores.size(0), cols = scores.size(1);

@@ -12,4 +12,10 @@ namespace shears::engine {
 // goes first, and -0.0 equals 0.0.
 torch::Tensor LowestPerRow(const torch::Tensor& scores, int64_t k);
 
+// Zeros, in place, the `k` entries of smallest magnitude of `weight`, the ones
+// LowestPerRow(weight.abs().reshape({1, -1}), k) marks, from the bits of a BF16 or F16 tensor
+// (contiguous, on the CPU): one counting pass over its 2^15 magnitudes and one zeroing pass, with
+// no F32 copy, no scores and no mask. Returns false, and changes nothing, for any other tensor.
+bool ZeroSmallestMagnitudes(torch::Tensor& weight, int64_t k);
+
 }  // namespace shears::engine

@@ -113,6 +113,11 @@ absl::StatusOr<const SparseGptHessian*> BlockHessians::Of(const LinearInputStats
   return &it->second;
 }
 
+absl::Status BlockHessians::Prune(LinearToPrune& linear, const SparsityTarget& target) {
+  SHEARS_ASSIGN_OR_RETURN(const SparseGptHessian* hessian, Of(*linear.inputs));
+  return SparseGptPrune(linear.weight, *hessian, target);
+}
+
 absl::Status SparseGptPruning::PruneBlock(BlockToPrune& block) {
   hessians_.Clear();
   absl::Status status = PruningMethod::PruneBlock(block);
@@ -121,8 +126,7 @@ absl::Status SparseGptPruning::PruneBlock(BlockToPrune& block) {
 }
 
 absl::Status SparseGptPruning::PruneLinear(LinearToPrune& linear, const SparsityTarget& target) {
-  SHEARS_ASSIGN_OR_RETURN(const SparseGptHessian* hessian, hessians_.Of(*linear.inputs));
-  return SparseGptPrune(linear.weight, *hessian, target);
+  return hessians_.Prune(linear, target);
 }
 
 }  // namespace shears::engine

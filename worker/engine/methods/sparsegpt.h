@@ -31,6 +31,8 @@ absl::Status SparseGptPrune(torch::Tensor& weight, torch::Tensor hessian, const 
 class BlockHessians {
  public:
   absl::StatusOr<const SparseGptHessian*> Of(const LinearInputStats& inputs);
+  // SparseGPT's solve of `linear` against the Hessian of its inputs.
+  absl::Status Prune(LinearToPrune& linear, const SparsityTarget& target);
   void Clear() { prepared_.clear(); }
 
  private:

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <functional>
 #include <limits>
+#include <optional>
 
 #include "common/status_macros.h"
 #include "worker/engine/methods/sparsegpt.h"
@@ -42,24 +43,21 @@ void ForEachChunk(int64_t tokens, const std::function<void(int64_t, int64_t)>& f
 
 // Gradient steps on a loss that is a sum of independent per-element terms, so that a step means
 // the same whatever the number of calibration tokens; `loss(v, begin, end)` is the loss of the
-// rows begin..end, whose current values are v.
-torch::Tensor Descend(const torch::Tensor& start,
-                      const std::function<torch::Tensor(const torch::Tensor&, int64_t, int64_t)>& loss) {
-  torch::Tensor x = start;
-  for (int step = 0; step < kGradientSteps; ++step) {
-    auto next = torch::empty_like(x);
-    ForEachChunk(x.size(0), [&](int64_t begin, int64_t end) {
+// rows begin..end, whose current values are v. Steps `x` in place: the rows' terms are
+// independent, so each chunk takes all its steps before the next one.
+void Descend(torch::Tensor& x, const std::function<torch::Tensor(const torch::Tensor&, int64_t, int64_t)>& loss) {
+  ForEachChunk(x.size(0), [&](int64_t begin, int64_t end) {
+    auto rows = x.slice(0, begin, end);
+    for (int step = 0; step < kGradientSteps; ++step) {
       torch::Tensor v;
       {
         torch::AutoGradMode enable(true);
-        v = x.slice(0, begin, end).detach().requires_grad_(true);
+        v = rows.detach().clone().requires_grad_(true);
         loss(v, begin, end).backward();
       }
-      next.slice(0, begin, end).copy_(v.detach() - kLearningRate * v.grad());
-    });
-    x = next;
-  }
-  return x;
+      rows.sub_(kLearningRate * v.grad());
+    }
+  });
 }
 
 // argmin_z γ(p − relu(z))² + α(z − m)² elementwise: the better of the minimizers on z ≥ 0 and
@@ -84,11 +82,6 @@ torch::Tensor Apply(const torch::Tensor& x, const torch::Tensor& weight, const t
 
 torch::Tensor LessBias(const torch::Tensor& y, const torch::Tensor& bias) { return bias.defined() ? y - bias : y; }
 
-// The least-squares W [out, in] with inputs · Wᵀ ≈ outputs, given pinv(inputsᵀ inputs).
-torch::Tensor Fit(const torch::Tensor& gram_pinv, const torch::Tensor& inputs, const torch::Tensor& outputs) {
-  return gram_pinv.matmul(inputs.t().matmul(outputs)).t();
-}
-
 // In double precision: LAPACK reports the workspace its eigensolver needs as a float, which in
 // single precision rounds below the 2n² + 6n + 1 SSYEVD checks for once n reaches 4096 (Llama-2-7B's
 // hidden size), and LibTorch 1.13 then fails with "Argument 8 has illegal value".
@@ -98,20 +91,35 @@ torch::Tensor GramPinv(const torch::Tensor& gram) {
       .to(gram.scalar_type());
 }
 
-// The minimum-norm least-squares W with inputs · Wᵀ ≈ outputs, given gram = inputsᵀ inputs, as the
-// pseudo-inverse gives it but by Cholesky (a tenth of an eigendecomposition's cost at an
-// 11008-wide MLP): with more tokens than inputs, of the Gram matrix, (XᵀX)⁻¹XᵀY; with fewer, of the
-// tokens' own, Xᵀ(XXᵀ)⁻¹Y. Through the pseudo-inverse when the matrix is singular.
-torch::Tensor LeastSquares(const torch::Tensor& gram, const torch::Tensor& inputs, const torch::Tensor& outputs) {
-  if (inputs.size(0) >= inputs.size(1)) {
-    auto [lower, info] = torch::linalg_cholesky_ex(gram);
-    if (info.item<int64_t>() == 0) return torch::cholesky_solve(inputs.t().matmul(outputs), lower).t();
-  } else {
-    auto [lower, info] = torch::linalg_cholesky_ex(inputs.matmul(inputs.t()));
-    if (info.item<int64_t>() == 0) return inputs.t().matmul(torch::cholesky_solve(outputs, lower)).t();
+// Minimum-norm least-squares fits W with inputs · Wᵀ ≈ outputs, given gram = inputsᵀ inputs, as
+// the pseudo-inverse gives them but by Cholesky (a tenth of an eigendecomposition's cost at an
+// 11008-wide MLP), factored once for every outputs fitted to the same inputs: with more tokens
+// than inputs, of the Gram matrix, (XᵀX)⁻¹XᵀY; with fewer, of the tokens' own, Xᵀ(XXᵀ)⁻¹Y.
+// Through the pseudo-inverse when the matrix is singular.
+class LeastSquares {
+ public:
+  LeastSquares(const torch::Tensor& gram, const torch::Tensor& inputs)
+      : inputs_(inputs), primal_(inputs.size(0) >= inputs.size(1)) {
+    auto [lower, info] = torch::linalg_cholesky_ex(primal_ ? gram : inputs.matmul(inputs.t()));
+    if (info.item<int64_t>() == 0) {
+      lower_ = lower;
+    } else {
+      gram_pinv_ = GramPinv(gram);
+    }
   }
-  return Fit(GramPinv(gram), inputs, outputs);
-}
+
+  // W [out, in] for outputs [tokens, out].
+  torch::Tensor Fit(const torch::Tensor& outputs) const {
+    if (!lower_.defined()) return gram_pinv_.matmul(inputs_.t().matmul(outputs)).t();
+    if (primal_) return torch::cholesky_solve(inputs_.t().matmul(outputs), lower_).t();
+    return inputs_.t().matmul(torch::cholesky_solve(outputs, lower_)).t();
+  }
+
+ private:
+  const torch::Tensor& inputs_;
+  const bool primal_;
+  torch::Tensor lower_, gram_pinv_;
+};
 
 double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -120,8 +128,7 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 }  // namespace
 
 absl::Status SparseLlmPruning::PruneLinear(LinearToPrune& linear, const SparsityTarget& target) {
-  SHEARS_ASSIGN_OR_RETURN(const SparseGptHessian* hessian, hessians_.Of(*linear.inputs));
-  return SparseGptPrune(linear.weight, *hessian, target);
+  return hessians_.Prune(linear, target);
 }
 
 absl::Status SparseLlmPruning::PruneBlock(BlockToPrune& block) {
@@ -172,6 +179,7 @@ absl::Status SparseLlmPruning::PruneMlp(BlockToPrune& block) {
   torch::Tensor p = activation();
   const torch::Tensor Y = p.matmul(down->weight.t());  // less the bias, which no variable changes
   SHEARS_ASSIGN_OR_RETURN(const SparseGptHessian* x_hessian, hessians_.Of(*up->inputs));
+  std::optional<LeastSquares> x_fits;  // up's and gate's, factored once for every iteration
   const double tokens = static_cast<double>(X.size(0));
   const auto eye = torch::eye(p.size(1), p.options());
 
@@ -196,9 +204,10 @@ absl::Status SparseLlmPruning::PruneMlp(BlockToPrune& block) {
   for (int step = 0; step < k.iterations; ++step) {
     const torch::Tensor p_gram = p.t().matmul(p);
     if (step > 0) {
-      up->weight.copy_(LeastSquares(up->inputs->gram(), X, LessBias(z, up_bias)));
-      if (gated) gate->weight.copy_(LeastSquares(up->inputs->gram(), X, LessBias(s, gate_bias)));
-      down->weight.copy_(LeastSquares(p_gram, p, Y));
+      if (!x_fits) x_fits.emplace(up->inputs->gram(), X);
+      up->weight.copy_(x_fits->Fit(LessBias(z, up_bias)));
+      if (gated) gate->weight.copy_(x_fits->Fit(LessBias(s, gate_bias)));
+      down->weight.copy_(LeastSquares(p_gram, p).Fit(Y));
     }
     SHEARS_RETURN_IF_ERROR(SparseGptPrune(up->weight, *x_hessian, target));
     if (gated) SHEARS_RETURN_IF_ERROR(SparseGptPrune(gate->weight, *x_hessian, target));
@@ -212,29 +221,39 @@ absl::Status SparseLlmPruning::PruneMlp(BlockToPrune& block) {
 
     // p = argmin β‖Y − p W_downᵀ‖² + γ‖p − σ‖²: one symmetric positive definite system shared
     // by all tokens, factored once and solved a chunk of tokens at a time.
+    // Every update below goes a chunk of tokens at a time and in place: the variables' only
+    // whole copies are z, s and p themselves.
     const torch::Tensor& Wd = down->weight;
     const auto factor = torch::linalg_cholesky(k.beta * Wd.t().matmul(Wd) + k.gamma * eye);
-    const torch::Tensor activated = activation();
     ForEachChunk(p.size(0), [&](int64_t begin, int64_t end) {
-      auto rhs = k.beta * Y.slice(0, begin, end).matmul(Wd) + k.gamma * activated.slice(0, begin, end);
+      const auto activated = gated ? act(s.slice(0, begin, end)) * z.slice(0, begin, end) : act(z.slice(0, begin, end));
+      auto rhs = k.beta * Y.slice(0, begin, end).matmul(Wd) + k.gamma * activated;
       p.slice(0, begin, end).copy_(torch::cholesky_solve(rhs.t(), factor).t());
     });
 
-    const torch::Tensor m = Apply(X, up->weight, up_bias);
+    // m = the pruned up projection's output, for the rows begin..end.
+    auto m = [&](int64_t begin, int64_t end) { return Apply(X.slice(0, begin, end), up->weight, up_bias); };
     if (gated) {
       // z in closed form given s; then s, which sits inside the SiLU, by gradient steps.
-      auto a = act(s);
-      z = (k.alpha * m + k.gamma * a * p) / (k.alpha + k.gamma * a.square());
+      ForEachChunk(z.size(0), [&](int64_t begin, int64_t end) {
+        const auto a = act(s.slice(0, begin, end));
+        z.slice(0, begin, end)
+            .copy_((k.alpha * m(begin, end) + k.gamma * a * p.slice(0, begin, end)) / (k.alpha + k.gamma * a.square()));
+      });
       const torch::Tensor gate_out = Apply(X, gate->weight, gate_bias);
-      s = Descend(s, [&](const torch::Tensor& v, int64_t begin, int64_t end) {
+      Descend(s, [&](const torch::Tensor& v, int64_t begin, int64_t end) {
         return k.alpha * (v - gate_out.slice(0, begin, end)).square().sum() +
                k.gamma * (p.slice(0, begin, end) - act(v) * z.slice(0, begin, end)).square().sum();
       });
     } else if (mlp.activation == MlpLayout::Activation::kRelu) {
-      z = ReluPreactivation(p, m, k.alpha, k.gamma);
+      ForEachChunk(z.size(0), [&](int64_t begin, int64_t end) {
+        z.slice(0, begin, end).copy_(ReluPreactivation(p.slice(0, begin, end), m(begin, end), k.alpha, k.gamma));
+      });
     } else {
-      z = Descend(z, [&](const torch::Tensor& v, int64_t begin, int64_t end) {
-        return k.alpha * (v - m.slice(0, begin, end)).square().sum() +
+      // The up projection's output is fixed through the steps: made once for all of them.
+      const torch::Tensor up_out = Apply(X, up->weight, up_bias);
+      Descend(z, [&](const torch::Tensor& v, int64_t begin, int64_t end) {
+        return k.alpha * (v - up_out.slice(0, begin, end)).square().sum() +
                k.gamma * (p.slice(0, begin, end) - act(v)).square().sum();
       });
     }

@@ -84,8 +84,9 @@ std::vector<TensorSpec> Architecture::StoredBlockTensors(int block) const {
   return out;
 }
 
-TensorMap Architecture::LoadBlock(const ModelDir& model, int block, const torch::Device& device) const {
-  return Split(block, LoadTensors(model, BlockPrefix(block), StoredBlockTensors(block), device));
+TensorMap Architecture::LoadBlock(const ModelDir& model, int block, const torch::Device& device,
+                                  bool stored_dtype) const {
+  return Split(block, LoadTensors(model, BlockPrefix(block), StoredBlockTensors(block), device, stored_dtype));
 }
 
 TensorMap Architecture::Split(int block, const TensorMap& tensors) const {
@@ -158,7 +159,7 @@ absl::Status Architecture::CheckWeights(const ModelDir& model) const {
 }
 
 TensorMap LoadTensors(const ModelDir& model, const std::string& prefix, const std::vector<TensorSpec>& specs,
-                      const torch::Device& device) {
+                      const torch::Device& device, bool stored_dtype) {
   TensorMap out;
   for (const auto& spec : specs) {
     const auto* at = model.Find(prefix + spec.name);
@@ -168,12 +169,13 @@ TensorMap LoadTensors(const ModelDir& model, const std::string& prefix, const st
     // the mapping are given back right after.
     auto bytes = at->file->Data(*at->info);
     const auto dtype = ToScalarType(at->info->dtype);
+    const auto wanted = stored_dtype ? dtype : torch::kFloat32;
     if (reinterpret_cast<uintptr_t>(bytes.data()) % c10::elementSize(dtype) == 0) {
       out[spec.name] = torch::from_blob(bytes.data(), at->info->shape, torch::TensorOptions().dtype(dtype))
-                           .to(device, torch::kFloat32, /*non_blocking=*/false, /*copy=*/true);
+                           .to(device, wanted, /*non_blocking=*/false, /*copy=*/true);
       at->file->Release(*at->info);
     } else {
-      out[spec.name] = LoadTensor(*at->file, *at->info).to(device, torch::kFloat32);
+      out[spec.name] = LoadTensor(*at->file, *at->info).to(device, wanted);
     }
   }
   return out;

@@ -72,8 +72,9 @@ class Architecture {
   std::vector<FusedLinear> FusedLinears(int block) const;
   // BlockTensors as the checkpoint stores them: each fused group one tensor.
   std::vector<TensorSpec> StoredBlockTensors(int block) const;
-  // Block `block`'s tensors by BlockTensors' names, F32 on `device`, each fused tensor split.
-  TensorMap LoadBlock(const ModelDir& model, int block, const torch::Device& device) const;
+  // Block `block`'s tensors by BlockTensors' names, F32 on `device` (in the dtype they are stored
+  // in with `stored_dtype`), each fused tensor split.
+  TensorMap LoadBlock(const ModelDir& model, int block, const torch::Device& device, bool stored_dtype = false) const;
   // Some of block `block`'s tensors (relative names) as stored: each fused group whose parts are
   // all in `tensors` stacked into its stored tensor, the others as they are.
   TensorMap Fuse(int block, const TensorMap& tensors) const;
@@ -117,8 +118,9 @@ class Architecture {
   ModelConfig config_;
 };
 
-// Loads `specs` (names relative to `prefix`) as F32 on `device`; absent optional tensors are left out.
+// Loads `specs` (names relative to `prefix`) as F32 on `device` (in their stored dtype with
+// `stored_dtype`); absent optional tensors are left out.
 TensorMap LoadTensors(const ModelDir& model, const std::string& prefix, const std::vector<TensorSpec>& specs,
-                      const torch::Device& device);
+                      const torch::Device& device, bool stored_dtype = false);
 
 }  // namespace shears::engine

@@ -37,6 +37,18 @@ std::vector<LayerReport> LayersFromJson(const nlohmann::json& json) {
   return out;
 }
 
+nlohmann::json InfluencesToJson(const std::vector<BlockRedundancy>& blocks) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& b : blocks) out.push_back({{"block", b.block}, {"block_influence", b.block_influence}});
+  return out;
+}
+
+std::vector<BlockRedundancy> InfluencesFromJson(const nlohmann::json& json) {
+  std::vector<BlockRedundancy> out;
+  for (const auto& b : json) out.push_back({b.at("block").get<int>(), b.at("block_influence").get<double>()});
+  return out;
+}
+
 }  // namespace
 
 std::string CheckpointFingerprint(const PruneOptions& options, const ModelDir& model) {
@@ -73,7 +85,8 @@ absl::Status SaveCheckpoint(const std::string& dir, const std::string& fingerpri
   }
   const std::map<std::string, std::string> metadata = {{"fingerprint", fingerprint},
                                                        {"blocks_done", std::to_string(checkpoint.blocks_done)},
-                                                       {"layers", LayersToJson(checkpoint.layers).dump()}};
+                                                       {"layers", LayersToJson(checkpoint.layers).dump()},
+                                                       {"influences", InfluencesToJson(checkpoint.influences).dump()}};
   const std::string path = (std::filesystem::path(dir) / kFile).string();
   const std::string tmp = path + ".tmp";
   SHEARS_ASSIGN_OR_RETURN(auto writer, SafetensorsWriter::Create(tmp, decls, metadata));
@@ -94,15 +107,19 @@ std::optional<Checkpoint> LoadCheckpoint(const std::string& dir, const std::stri
   auto fp = meta.find("fingerprint");
   auto done = meta.find("blocks_done");
   auto layers = meta.find("layers");
+  auto influences = meta.find("influences");
   Checkpoint checkpoint;
+  // A checkpoint written before the influences were kept is not resumed from: they would be missing.
   if (fp == meta.end() || fp->second != fingerprint || done == meta.end() || layers == meta.end() ||
-      !absl::SimpleAtoi(done->second, &checkpoint.blocks_done)) {
+      influences == meta.end() || !absl::SimpleAtoi(done->second, &checkpoint.blocks_done)) {
     return std::nullopt;
   }
   auto parsed = nlohmann::json::parse(layers->second, nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_discarded()) return std::nullopt;
+  auto parsed_influences = nlohmann::json::parse(influences->second, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded() || parsed_influences.is_discarded()) return std::nullopt;
   try {
     checkpoint.layers = LayersFromJson(parsed);
+    checkpoint.influences = InfluencesFromJson(parsed_influences);
   } catch (const nlohmann::json::exception&) {
     return std::nullopt;
   }

@@ -21,6 +21,8 @@ struct Checkpoint {
   std::vector<LayerReport> layers;
   // Hidden states after the last finished block, by name ("dense", "pruned").
   std::map<std::string, torch::Tensor> activations;
+  // The pruned model's Block Influence of each finished block, when measured along the way.
+  std::vector<BlockRedundancy> influences;
 };
 
 // Names the inputs a checkpoint belongs to: the weight files' names, sizes and times, and every

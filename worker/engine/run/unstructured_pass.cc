@@ -137,12 +137,18 @@ class PruningRun {
   }
   // The calibration token ids [N, T]; undefined without calibration data.
   const torch::Tensor& calibration_windows() const { return calibration_windows_; }
+  // The pruned model's Block Influence of every block, on the calibration windows, measured as
+  // they went through it (without neuron measures).
+  const std::vector<BlockRedundancy>& pruned_influence() const { return pruned_influence_; }
 
   absl::Status PruneBlock(int b) {
     TensorMap block;
     {
       auto timed = Timed(observer_, "load");
-      block = runner_.LoadBlock(b);
+      // A block that only a method which can prune stored weights reads stays in their dtype:
+      // no conversion of it to F32 and back.
+      const bool stored_dtype = method_->PrunesStoredDtype() && !options_.evaluation && !calibration_.defined();
+      block = arch_.LoadBlock(model_, b, device_, stored_dtype);
     }
     if (options_.evaluation) {
       auto timed = Timed(observer_, "evaluate");
@@ -185,7 +191,8 @@ class PruningRun {
       auto timed = Timed(observer_, "prune");
       SHEARS_RETURN_IF_ERROR(method_->PruneBlock(to_prune));
     }
-    SHEARS_ASSIGN_OR_RETURN(TensorMap written, WriteBlock(b, to_prune));
+    std::vector<PendingWrite> writes;
+    SHEARS_ASSIGN_OR_RETURN(TensorMap written, StoreBlock(b, to_prune, writes));
     // The pruned model goes on with exactly what was written; a run that only prunes needs none of it.
     if (options_.evaluation || calibration_.defined()) {
       for (const auto& [name, tensor] : written) block[name] = tensor.to(device_, torch::kFloat32);
@@ -211,25 +218,35 @@ class PruningRun {
       pruned_ = runner_.Run(b, block, pruned_);
     }
     if (calibration_.defined()) {
-      auto timed = Timed(observer_, "calibrate");
-      calibration_ = runner_.Run(b, block, calibration_);
+      torch::Tensor next;
+      {
+        auto timed = Timed(observer_, "calibrate");
+        next = runner_.Run(b, block, calibration_);
+      }
+      // The calibration windows go on through the pruned model: its Block Influence is here,
+      // without the pass over the pruned model that the neuron measures need.
+      if (!options_.neuron_measures) {
+        auto timed = Timed(observer_, "measure");
+        pruned_influence_.push_back({b, BlockInfluence(calibration_, next)});
+      }
+      calibration_ = next;
     }
     next_block_ = b + 1;
-    SHEARS_RETURN_IF_ERROR(SaveProgress());
+    SHEARS_RETURN_IF_ERROR(Persist(std::move(writes)));
     ReportPace();
     return absl::OkStatus();
   }
 
-  // Perplexities, the tensors no method touched, and the files that complete the directory.
-  absl::Status WaitForSave() {
-    if (!saving_.valid()) return absl::OkStatus();
-    return saving_.get();
+  absl::Status WaitForPersist() {
+    if (!persisting_.valid()) return absl::OkStatus();
+    return persisting_.get();
   }
 
+  // Perplexities, the tensors no method touched, and the files that complete the directory.
   absl::StatusOr<PruneReport> Finish() {
     {
       auto timed = Timed(observer_, "write");
-      SHEARS_RETURN_IF_ERROR(WaitForSave());
+      SHEARS_RETURN_IF_ERROR(WaitForPersist());
     }
     if (options_.evaluation) {
       auto timed = Timed(observer_, "evaluate");
@@ -265,21 +282,58 @@ class PruningRun {
   }
 
  private:
-  // Writes the block's pruned linears as stored (fused linears stacked back) in the stored dtype;
-  // returns what was written, split into the linears again, on the CPU in the stored dtype.
-  absl::StatusOr<TensorMap> WriteBlock(int b, const BlockToPrune& to_prune) {
+  // A tensor's bytes for the file that holds it, and the tensor that holds the bytes.
+  struct PendingWrite {
+    SafetensorsWriter* writer;
+    std::string name;
+    torch::Tensor holder;
+    absl::Span<const uint8_t> bytes;
+  };
+
+  // The block's pruned linears as stored (fused linears stacked back, in the stored dtype), into
+  // `writes`; returns them split into the linears again, on the CPU in the stored dtype.
+  absl::StatusOr<TensorMap> StoreBlock(int b, const BlockToPrune& to_prune, std::vector<PendingWrite>& writes) {
     auto timed = Timed(observer_, "write");
     const std::string prefix = arch_.BlockPrefix(b);
     TensorMap pruned, written;
     for (const auto& linear : to_prune.linears) pruned[linear.name] = to_prune.tensors->at(linear.name);
     for (const auto& [name, tensor] : arch_.Fuse(b, pruned)) {
       const auto* at = model_.Find(prefix + name);
-      torch::Tensor holder;
-      SHEARS_RETURN_IF_ERROR(
-          writers_[at->file]->Write(prefix + name, TensorBytes(tensor.to(ToScalarType(at->info->dtype)), holder)));
-      written[name] = holder;
+      PendingWrite write{writers_.at(at->file).get(), prefix + name, {}, {}};
+      write.bytes = TensorBytes(tensor.to(ToScalarType(at->info->dtype)), write.holder);
+      written[name] = write.holder;
+      writes.push_back(std::move(write));
     }
     return arch_.Split(b, written);
+  }
+
+  // Writes the block and, with a checkpoint directory, makes it durable and checkpoints it, on a
+  // thread of its own while the next block is pruned: a 7B-shaped block's ~400 MB wait for a
+  // disk that takes ~280 MB/s, and syncing them for the kernel to write them. One block at a
+  // time, in block order; a block that failed fails the run at the next one.
+  absl::Status Persist(std::vector<PendingWrite> writes) {
+    auto timed = Timed(observer_, "write");
+    SHEARS_RETURN_IF_ERROR(WaitForPersist());
+    std::optional<Checkpoint> done;
+    if (!options_.checkpoint_dir.empty()) {
+      done = Checkpoint{next_block_, report_.layers, {}, pruned_influence_};
+      // The activations are replaced, never changed in place, by the next block: holding them is
+      // a snapshot.
+      if (options_.evaluation) done->activations = {{"dense", dense_}, {"pruned", pruned_}};
+      if (calibration_.defined()) done->activations["calibration"] = calibration_;
+    }
+    persisting_ = std::async(std::launch::async, [this, writes = std::move(writes), done = std::move(done)] {
+      return WriteAndCheckpoint(writes, done);
+    });
+    return absl::OkStatus();
+  }
+
+  absl::Status WriteAndCheckpoint(const std::vector<PendingWrite>& writes, const std::optional<Checkpoint>& done) {
+    for (const auto& w : writes) SHEARS_RETURN_IF_ERROR(w.writer->Write(w.name, w.bytes));
+    if (!done) return absl::OkStatus();
+    // The block's bytes are durable before the checkpoint that says they are there.
+    for (auto& [file, writer] : writers_) SHEARS_RETURN_IF_ERROR(writer->Sync());
+    return SaveCheckpoint(options_.checkpoint_dir, fingerprint_, *done);
   }
 
   // The blocks done, and the rest at the pace of the blocks this attempt pruned (as a plain
@@ -319,29 +373,9 @@ class PruningRun {
       pruned_ = checkpoint.activations.at("pruned");
     }
     if (calibration_.defined()) calibration_ = checkpoint.activations.at("calibration");
+    pruned_influence_ = checkpoint.influences;
     next_block_ = checkpoint.blocks_done;
     Progress("pruning", absl::StrCat("resuming after block ", next_block_, "/", arch_.num_blocks()));
-  }
-
-  // Makes the block durable and checkpoints it off the pruning thread: syncing a 7B-shaped block
-  // waits for ~400 MB to reach the disk, time the next block's pruning can use. One save runs at
-  // a time, in block order; a save that failed fails the run at the next block.
-  absl::Status SaveProgress() {
-    if (!options_.checkpoint_dir.empty()) {
-      auto timed = Timed(observer_, "write");
-      SHEARS_RETURN_IF_ERROR(WaitForSave());
-      Checkpoint done{next_block_, report_.layers, {}};
-      // The activations are replaced, never changed in place, by the next block: holding them is
-      // a snapshot.
-      if (options_.evaluation) done.activations = {{"dense", dense_}, {"pruned", pruned_}};
-      if (calibration_.defined()) done.activations["calibration"] = calibration_;
-      saving_ = std::async(std::launch::async, [this, done = std::move(done)]() -> absl::Status {
-        // The block's bytes are durable before the checkpoint that says they are there.
-        for (auto& [file, writer] : writers_) SHEARS_RETURN_IF_ERROR(writer->Sync());
-        return SaveCheckpoint(options_.checkpoint_dir, fingerprint_, done);
-      });
-    }
-    return absl::OkStatus();
   }
 
   const PruneOptions& options_;
@@ -361,9 +395,10 @@ class PruningRun {
   torch::Tensor eval_ids_, dense_, pruned_;
   torch::Tensor calibration_windows_;
   torch::Tensor calibration_;  // hidden states of the calibration windows, when the method needs them
-  // The save of the last checkpoint, running. Declared after everything it uses, so that a run
-  // that ends early waits for it before those go.
-  std::future<absl::Status> saving_;
+  std::vector<BlockRedundancy> pruned_influence_;
+  // The last block's writing and checkpoint, running. Declared after everything it uses, so that
+  // a run that ends early waits for it before those go.
+  std::future<absl::Status> persisting_;
   int next_block_ = 0;
   int first_block_ = 0;
   std::chrono::steady_clock::time_point loop_start_;
@@ -434,13 +469,18 @@ absl::StatusOr<PruneReport> PruneBlockByBlock(const PruneOptions& options, const
   }
   SHEARS_ASSIGN_OR_RETURN(PruneReport report, run.Finish());
   if (options.calibration) {
-    // Block Influence of the dense and of the pruned model, read back from what was written.
+    // Block Influence of the dense model, and of the pruned one when it was not measured along the way.
     auto timed = Timed(observer, "measure");
     if (observer.on_progress) observer.on_progress("measuring", 1.0, "Block Influence of the dense and the pruned model");
     const torch::Tensor& windows = run.calibration_windows();
     RecordRedundancy(BlockRunner(model, arch, device), windows, "dense", options.neuron_measures, observer, report);
-    SHEARS_ASSIGN_OR_RETURN(auto pruned, ModelDir::Open(dense_dir));
-    RecordRedundancy(BlockRunner(*pruned, arch, device), windows, "pruned", options.neuron_measures, observer, report);
+    if (options.neuron_measures) {
+      SHEARS_ASSIGN_OR_RETURN(auto pruned, ModelDir::Open(dense_dir));
+      RecordRedundancy(BlockRunner(*pruned, arch, device), windows, "pruned", true, observer, report);
+    } else {
+      report.redundancy.push_back({"pruned", run.pruned_influence(), {}});
+      if (observer.on_redundancy) observer.on_redundancy(report.redundancy.back());
+    }
   }
   if (compressed) {
     auto timed = Timed(observer, "write");
