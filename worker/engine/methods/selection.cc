@@ -101,21 +101,31 @@ void SelectInRows(const float* x, int64_t rows, int64_t cols, int64_t k, bool* o
   });
 }
 
+// f(c, from, to) for each chunk c of `chunks` equal parts [from, to) of [0, n), in parallel.
+template <typename F>
+void ForEachChunk(int64_t n, int64_t chunks, const F& f) {
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) f(c, n * c / chunks, n * (c + 1) / chunks);
+  });
+}
+
+// Of `room` entries equal to the threshold, taken in index order, how many fall in each chunk,
+// given how many each chunk holds (`ties`).
+std::vector<int64_t> RoomPerChunk(int64_t room, const std::vector<int64_t>& ties) {
+  std::vector<int64_t> out(ties.size());
+  for (size_t c = 0; c < ties.size(); ++c) {
+    out[c] = std::min(room, ties[c]);
+    room -= out[c];
+  }
+  return out;
+}
+
 // Marks x[0, n) of one long row in chunks, in parallel: below the threshold, and of the entries
 // equal to it the first `room`, given how many each chunk holds (`ties`).
 void MarkChunks(const float* x, int64_t n, Threshold t, const std::vector<int64_t>& ties, bool* out) {
-  const int64_t chunks = static_cast<int64_t>(ties.size());
-  std::vector<int64_t> room(chunks);
-  int64_t left = t.room;
-  for (int64_t c = 0; c < chunks; ++c) {
-    room[c] = std::min(left, ties[c]);
-    left -= room[c];
-  }
-  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      const int64_t from = n * c / chunks, to = n * (c + 1) / chunks;
-      MarkBelow(x + from, to - from, {t.key, room[c]}, out + from);
-    }
+  const std::vector<int64_t> room = RoomPerChunk(t.room, ties);
+  ForEachChunk(n, static_cast<int64_t>(ties.size()), [&](int64_t c, int64_t from, int64_t to) {
+    MarkBelow(x + from, to - from, {t.key, room[c]}, out + from);
   });
 }
 
@@ -126,12 +136,9 @@ void SelectInOneRowByDigits(const float* x, int64_t n, int64_t k, bool* out) {
   const int64_t chunks = ChunksFor(n);
   std::vector<Histogram> partial(chunks);
   const Threshold t = KthKey(k, [&](uint32_t mask, uint32_t prefix, int shift, Histogram& h) {
-    at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t c = begin; c < end; ++c) {
-        partial[c].fill(0);
-        const int64_t from = n * c / chunks, to = n * (c + 1) / chunks;
-        CountDigits(x + from, to - from, mask, prefix, shift, partial[c]);
-      }
+    ForEachChunk(n, chunks, [&](int64_t c, int64_t from, int64_t to) {
+      partial[c].fill(0);
+      CountDigits(x + from, to - from, mask, prefix, shift, partial[c]);
     });
     for (const auto& p : partial) {
       for (int d = 0; d < kBins; ++d) h[d] += p[d];
@@ -179,14 +186,11 @@ void SelectInOneRow(const float* x, int64_t n, int64_t k, bool* out) {
   std::vector<int64_t> below(chunks, 0);
   std::vector<std::vector<uint32_t>> gathered(chunks);
   std::atomic<bool> too_many{false};
-  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      const int64_t from = n * c / chunks, to = n * (c + 1) / chunks;
-      gathered[c].resize(static_cast<size_t>(most / chunks + 1));
-      const int64_t kept = Gather(x + from, to - from, lo, hi, gathered[c].data(), most / chunks, below[c]);
-      if (kept < 0) too_many = true;
-      gathered[c].resize(std::max<int64_t>(kept, 0));
-    }
+  ForEachChunk(n, chunks, [&](int64_t c, int64_t from, int64_t to) {
+    gathered[c].resize(static_cast<size_t>(most / chunks + 1));
+    const int64_t kept = Gather(x + from, to - from, lo, hi, gathered[c].data(), most / chunks, below[c]);
+    if (kept < 0) too_many = true;
+    gathered[c].resize(std::max<int64_t>(kept, 0));
   });
   int64_t under = 0, inside = 0;
   for (int64_t c = 0; c < chunks; ++c) under += below[c], inside += gathered[c].size();
@@ -246,12 +250,8 @@ bool ZeroSmallestMagnitudes(torch::Tensor& weight, int64_t k) {
   auto* x = static_cast<uint16_t*>(weight.data_ptr());
   const int64_t chunks = ChunksFor(n);
   std::vector<std::vector<int64_t>> counts(chunks, std::vector<int64_t>(kMagnitudes, 0));
-  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      const int64_t from = n * c / chunks, to = n * (c + 1) / chunks;
-      CountMagnitudes(x + from, to - from, counts[c].data());
-    }
-  });
+  ForEachChunk(n, chunks,
+               [&](int64_t c, int64_t from, int64_t to) { CountMagnitudes(x + from, to - from, counts[c].data()); });
   // The k-th smallest magnitude, and how many of the entries equal to it go, chunk by chunk in
   // index order.
   int64_t remaining = k;
@@ -262,16 +262,11 @@ bool ZeroSmallestMagnitudes(torch::Tensor& weight, int64_t k) {
     if (remaining <= equal) break;
     remaining -= equal;
   }
-  std::vector<int64_t> room(chunks);
-  for (int64_t c = 0; c < chunks; ++c) {
-    room[c] = std::min(remaining, counts[c][key]);
-    remaining -= room[c];
-  }
-  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      const int64_t from = n * c / chunks, to = n * (c + 1) / chunks;
-      ZeroBelow(x + from, to - from, static_cast<uint16_t>(key), room[c]);
-    }
+  std::vector<int64_t> ties(chunks);
+  for (int64_t c = 0; c < chunks; ++c) ties[c] = counts[c][key];
+  const std::vector<int64_t> room = RoomPerChunk(remaining, ties);
+  ForEachChunk(n, chunks, [&](int64_t c, int64_t from, int64_t to) {
+    ZeroBelow(x + from, to - from, static_cast<uint16_t>(key), room[c]);
   });
   return true;
 }
