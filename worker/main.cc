@@ -40,6 +40,9 @@ constexpr char kUsage[] = R"(usage: shears-worker --server HOST:PORT [flags]
   --cache-max-bytes N  bound of the download cache in the work dir (default 100 GiB)
   --s3-part-bytes N    s3:// uploads larger than this go up in parts of this size (default 8 MiB;
                        AWS wants at least 5 MiB)
+  --max-tensor-memory N  bytes the engine's large CPU tensors may hold at once (default 0: no
+                       limit); a job that needs more fails with the sizes, the worker lives on.
+                       Set it below the container's memory limit, which kills the whole worker
   --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks one)
   --metrics-port-file PATH    write the metrics port here once serving
 )";
@@ -138,7 +141,7 @@ int main(int argc, char** argv) {
   }
   if (auto st = cl->CheckKnown({"server", "spec", "device", "threads", "work-dir", "worker-id", "poll-wait",
                                 "max-message-bytes", "job-id", "model", "file",
-                                "allow-file-root", "cache-max-bytes", "s3-part-bytes", "metrics-listen",
+                                "allow-file-root", "cache-max-bytes", "s3-part-bytes", "max-tensor-memory", "metrics-listen",
                                 "metrics-port-file", "help"});
       !st.ok()) {
     return Fail(absl::StrCat(st.message(), "\n", kUsage));
@@ -148,7 +151,9 @@ int main(int argc, char** argv) {
   const std::string device = cl->GetOr("device", shears::engine::DefaultDevice());
   auto threads = cl->GetInt("threads", std::max(1u, std::thread::hardware_concurrency()));
   if (!threads.ok()) return Fail(std::string(threads.status().message()));
-  if (auto st = shears::engine::ConfigureRuntime(static_cast<int>(*threads), device); !st.ok()) {
+  auto tensor_memory = cl->GetInt("max-tensor-memory", 0);
+  if (!tensor_memory.ok()) return Fail(std::string(tensor_memory.status().message()));
+  if (auto st = shears::engine::ConfigureRuntime(static_cast<int>(*threads), device, *tensor_memory); !st.ok()) {
     return Fail(std::string(st.message()));
   }
   const std::string work_dir = cl->GetOr("work-dir", "/tmp/shears-worker");

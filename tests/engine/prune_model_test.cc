@@ -27,6 +27,7 @@
 #include "worker/engine/model/architecture_factory.h"
 #include "worker/engine/model/block_runner.h"
 #include "worker/engine/model/layers.h"
+#include "worker/engine/runtime/cpu_allocator.h"
 #include "worker/engine/text/dataset.h"
 #include "worker/engine/text/tokenizer_factory.h"
 
@@ -419,22 +420,32 @@ TEST(FrontDoor, AMethodThatCannotPruneTheStructureIsRefusedNamingTheStructure) {
   EXPECT_FALSE(fs::exists(dir / "out"));
 }
 
-// A window of 100000 tokens asks LibTorch for one block's attention scores of 160 GB, which it
-// refuses with an exception: the run fails with that reason, in the search as anywhere else.
+// Under a tensor memory limit that the search's first pass passes (windows of 32768 tokens, 8 MiB
+// of hidden states each, under a limit of 12 MiB), LibTorch refuses the tensor with its
+// out-of-memory error: the run fails with that reason, in the search as anywhere else, and every
+// byte it held is given back.
 TEST(FrontDoor, ALibTorchErrorInTheSearchFailsTheRunInsteadOfEscaping) {
   TempDir dir;
   std::string ids;
-  for (int i = 0; i < 1000000; ++i) ids += std::string{static_cast<char>(i % 251), '\0'};
+  for (int i = 0; i < 300000; ++i) ids += std::string{static_cast<char>(i % 251), '\0'};
   ASSERT_TRUE(WriteFileAtomically(dir / "ids.bin", ids).ok());
   PruneOptions options = Options(DataDir("tiny-llama"), dir / "out", 0.5);
   options.method = Method::kPredictorSearch;
   options.search.base_method = Method::kWanda;
   options.search.measured_configurations = 10;
   options.search.search_budget = 50;
-  options.calibration = CalibrationOptions{dir / "ids.bin", 1, 100000, 0};
+  options.calibration = CalibrationOptions{dir / "ids.bin", 1, 32768, 0};
+  InstallCpuBlockCache();
+  const size_t held = CpuTensorBytesInUse();
+  SetCpuTensorMemoryLimit(size_t{12} << 20);
   auto report = PruneModel(options, {});
+  SetCpuTensorMemoryLimit(0);
   EXPECT_EQ(report.status().code(), absl::StatusCode::kInternal) << report.status();
   EXPECT_EQ(report.status().message().rfind("engine: ", 0), 0u) << report.status();
+  EXPECT_NE(report.status().message().find("would pass the worker's 12 MiB (--max-tensor-memory)"), std::string::npos)
+      << report.status();
+  EXPECT_EQ(CpuTensorBytesInUse(), held);
+  EXPECT_FALSE(fs::exists(dir / "out"));
 }
 
 }  // namespace

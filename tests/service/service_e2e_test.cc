@@ -371,12 +371,13 @@ TEST_F(ServiceTest, JobsWhoseTargetOrDataDoNotFitTheModelFailSayingWhy) {
   }
 }
 
-// An exception LibTorch throws in the middle of a search (a 160 GB allocation for a window of
-// 100000 tokens) fails that job with the reason; the worker lives on and takes the next job.
+// An exception LibTorch throws in the middle of a search (its out-of-memory error, for a window
+// of 32768 tokens under a worker's 12 MiB tensor memory limit) fails that job with the reason; the
+// worker lives on and takes the next job, which fits.
 TEST_F(ServiceTest, AnEngineErrorInTheSearchFailsTheJobAndTheWorkerTakesTheNext) {
-  StartWorker();
+  StartWorker({"--max-tensor-memory", std::to_string(12 << 20)});
   std::string ids;
-  for (int i = 0; i < 1000000; ++i) ids += std::string{static_cast<char>(i % 251), '\0'};
+  for (int i = 0; i < 300000; ++i) ids += std::string{static_cast<char>(i % 251), '\0'};
   ASSERT_TRUE(WriteFileAtomically(dir_ / "ids.bin", ids).ok());
   v1::JobSpec search = Spec(DataDir("tiny-llama"), dir_ / "searched");
   search.set_method(v1::METHOD_PREDICTOR_SEARCH);
@@ -386,7 +387,7 @@ TEST_F(ServiceTest, AnEngineErrorInTheSearchFailsTheJobAndTheWorkerTakesTheNext)
   auto* calibration = search.mutable_calibration();
   calibration->set_dataset_uri("file://" + dir_ / "ids.bin");
   calibration->set_num_samples(1);
-  calibration->set_seq_len(100000);
+  calibration->set_seq_len(32768);
   v1::Job failing, next;
   ASSERT_TRUE(Create(search, &failing).ok());
   ASSERT_TRUE(Create(Spec(DataDir("tiny-gpt2"), dir_ / "next"), &next).ok());
@@ -394,6 +395,7 @@ TEST_F(ServiceTest, AnEngineErrorInTheSearchFailsTheJobAndTheWorkerTakesTheNext)
   v1::Job failed = Get(failing.id());
   EXPECT_EQ(failed.state(), v1::JOB_STATE_FAILED);
   EXPECT_EQ(failed.error().rfind("engine: ", 0), 0u) << failed.error();
+  EXPECT_NE(failed.error().find("would pass the worker's 12 MiB (--max-tensor-memory)"), std::string::npos) << failed.error();
   EXPECT_EQ(failed.attempt_count(), 1) << "failed by the worker, not requeued after a crash";
   Watch(next.id());
   EXPECT_EQ(Get(next.id()).state(), v1::JOB_STATE_SUCCEEDED);

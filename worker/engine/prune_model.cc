@@ -5,6 +5,8 @@
 #include <exception>
 #include <utility>
 
+#include <c10/util/Exception.h>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "worker/engine/api/job_rules.h"
@@ -21,6 +23,8 @@ template <typename Run>
 absl::StatusOr<PruneReport> Guarded(Run run) {
   try {
     return run();
+  } catch (const c10::Error& e) {  // its what() carries a stack trace of LibTorch's own frames
+    return absl::InternalError(absl::StrCat("engine: ", e.what_without_backtrace()));
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("engine: ", e.what()));
   } catch (...) {

@@ -111,7 +111,10 @@ TEST(JobRules, EachBrokenRuleNamesItsField) {
        "neuron_measures: needs calibration data: the neurons are measured on its windows"},
       {[](PruneOptions& o) { o.calibration->path.clear(); }, "calibration.dataset_uri: is required"},
       {[](PruneOptions& o) { o.calibration->num_samples = 0; }, "calibration.num_samples: must be at least 1, got 0"},
-      {[](PruneOptions& o) { o.calibration->seq_len = 1; }, "calibration.seq_len: must be at least 2, got 1"},
+      {[](PruneOptions& o) { o.calibration->seq_len = 1; }, "calibration.seq_len: must be in [2, 32768], got 1"},
+      // A window of 100000 tokens would take each block pass days: refused before anything runs.
+      {[](PruneOptions& o) { o.calibration->seq_len = 100000; },
+       "calibration.seq_len: must be in [2, 32768], got 100000"},
       {[](PruneOptions& o) { o.sparsellm.iterations = 3; }, "sparsellm: applies to METHOD_SPARSELLM only"},
       {[](PruneOptions& o) { o.method = Method::kSparseLlm, o.sparsellm.gamma = -1; },
        "sparsellm.gamma: must be a non-negative number, got -1"},
@@ -165,7 +168,9 @@ TEST(JobRules, EachBrokenRuleNamesItsField) {
        "search.max_deviation: must be in [0, 0.5], got 0.6"},
       {[](PruneOptions& o) { o.low_rank.dense_output = true; }, "low_rank: applies to METHOD_LOW_RANK only"},
       {[](PruneOptions& o) { o.evaluation = EvaluationOptions{"file:///data/test.txt", 1, 0}; },
-       "evaluation.seq_len: must be at least 2, got 1"},
+       "evaluation.seq_len: must be in [2, 32768], got 1"},
+      {[](PruneOptions& o) { o.evaluation = EvaluationOptions{"file:///data/test.txt", 32769, 0}; },
+       "evaluation.seq_len: must be in [2, 32768], got 32769"},
       {[](PruneOptions& o) { o.evaluation = EvaluationOptions{"file:///data/test.txt", 64, -1}; },
        "evaluation.max_tokens: must not be negative"},
       {[](PruneOptions& o) {

@@ -59,8 +59,8 @@ absl::Status CheckCalibration(const PruneOptions& options) {
   if (calibration.num_samples < 1) {
     return Invalid("calibration.num_samples", absl::StrCat("must be at least 1, got ", calibration.num_samples));
   }
-  if (calibration.seq_len < 2) {
-    return Invalid("calibration.seq_len", absl::StrCat("must be at least 2, got ", calibration.seq_len));
+  if (calibration.seq_len < 2 || calibration.seq_len > kMaxSeqLen) {
+    return Invalid("calibration.seq_len", absl::StrCat("must be in [2, ", kMaxSeqLen, "], got ", calibration.seq_len));
   }
   return absl::OkStatus();
 }
@@ -104,8 +104,9 @@ absl::Status CheckFineTune(const PruneOptions& options) {
     return Invalid("fine_tune.learning_rate", absl::StrCat("must be in [0, 1), got ", tune.learning_rate));
   }
   if (tune.batch_size < 0) return Invalid("fine_tune.batch_size", "must not be negative");
-  if (tune.seq_len < 0 || tune.seq_len == 1) {
-    return Invalid("fine_tune.seq_len", absl::StrCat("must be at least 2 (0: the default), got ", tune.seq_len));
+  if (tune.seq_len < 0 || tune.seq_len == 1 || tune.seq_len > kMaxSeqLen) {
+    return Invalid("fine_tune.seq_len",
+                   absl::StrCat("must be in [2, ", kMaxSeqLen, "] (0: the default), got ", tune.seq_len));
   }
   if (tune.uniqueness_weight >= 0.0 && options.method != Method::kGum) {
     return Invalid("fine_tune.uniqueness_weight", "applies to METHOD_GUM only");
@@ -163,7 +164,9 @@ absl::Status CheckEvaluation(const PruneOptions& options) {
   if (!options.evaluation) return absl::OkStatus();
   const EvaluationOptions& eval = *options.evaluation;
   if (eval.path.empty()) return Invalid("evaluation.dataset_uri", "is required");
-  if (eval.seq_len < 2) return Invalid("evaluation.seq_len", absl::StrCat("must be at least 2, got ", eval.seq_len));
+  if (eval.seq_len < 2 || eval.seq_len > kMaxSeqLen) {
+    return Invalid("evaluation.seq_len", absl::StrCat("must be in [2, ", kMaxSeqLen, "], got ", eval.seq_len));
+  }
   if (eval.max_tokens < 0) return Invalid("evaluation.max_tokens", "must not be negative");
   return absl::OkStatus();
 }

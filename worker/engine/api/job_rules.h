@@ -34,6 +34,11 @@ bool TakesFineTuning(Method method, Structure structure, LowRankAlgorithm low_ra
 // rewritten, never a compressed sparse layout.
 bool RemovesStructures(Structure structure);
 
+// The longest window of tokens a job may ask for (calibration, evaluation, fine-tuning): 32768,
+// Qwen3's native context and a quarter of Llama-3.1's. A block pass over one window costs time
+// quadratic in its length (the attention scores); past this, a job would run for days, not fail.
+inline constexpr int64_t kMaxSeqLen = 32768;
+
 // OK, or the first rule `options` breaks. Dataset paths are only checked for presence (the server
 // sees URIs there, the engine local files).
 absl::Status CheckJobRules(const PruneOptions& options);

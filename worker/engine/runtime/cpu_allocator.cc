@@ -2,9 +2,11 @@
 
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
+#include <c10/util/Exception.h>
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <deque>
 #include <map>
@@ -28,12 +30,23 @@ class BlockCache final : public c10::Allocator {
   }
   c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
 
+  void SetLimit(size_t bytes) { limit_ = bytes; }
+  size_t InUse() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return in_use_;
+  }
+
  private:
   static void Release(void* block);
 
   void* Take(size_t bytes) const {
     {
       std::lock_guard<std::mutex> lock(mu_);
+      const size_t limit = limit_.load();
+      TORCH_CHECK_WITH(OutOfMemoryError, limit == 0 || in_use_ + bytes <= limit, "CPU tensor memory limit: ",
+                       Mib(bytes), " asked with ", Mib(in_use_), " in use would pass the worker's ", Mib(limit),
+                       " (--max-tensor-memory)");
+      in_use_ += bytes;
       auto it = free_.find(bytes);
       if (it != free_.end()) {
         void* block = it->second;
@@ -46,7 +59,11 @@ class BlockCache final : public c10::Allocator {
     }
     void* block = nullptr;
     // Huge-page aligned, so the kernel can back it with 2 MiB pages (one fault for 512 small ones).
-    if (posix_memalign(&block, kHugePage, bytes) != 0) throw std::bad_alloc();
+    if (posix_memalign(&block, kHugePage, bytes) != 0) {
+      std::lock_guard<std::mutex> lock(mu_);
+      in_use_ -= bytes;
+      throw std::bad_alloc();
+    }
     ::madvise(block, bytes, MADV_HUGEPAGE);
     std::lock_guard<std::mutex> lock(mu_);
     live_[block] = bytes;
@@ -58,6 +75,7 @@ class BlockCache final : public c10::Allocator {
     auto it = live_.find(block);
     const size_t bytes = it->second;
     live_.erase(it);
+    in_use_ -= bytes;
     if (bytes > settings_.max_cached_bytes) {
       std::free(block);
       return;
@@ -79,12 +97,16 @@ class BlockCache final : public c10::Allocator {
     cached_bytes_ += bytes;
   }
 
+  static std::string Mib(size_t bytes) { return std::to_string((bytes + (1 << 20) - 1) >> 20) + " MiB"; }
+
   const CpuBlockCache settings_;
+  std::atomic<size_t> limit_{0};
   mutable std::mutex mu_;
   mutable std::unordered_map<void*, size_t> live_;   // handed out
   mutable std::multimap<size_t, void*> free_;        // kept, by size
   mutable std::deque<void*> order_;                  // kept, oldest first
   mutable size_t cached_bytes_ = 0;
+  mutable size_t in_use_ = 0;  // bytes of the blocks in live_
 };
 
 BlockCache* g_cache = nullptr;
@@ -99,6 +121,14 @@ void InstallCpuBlockCache(const CpuBlockCache& settings) {
     g_cache = new BlockCache(settings);  // lives as long as the tensors it made
     c10::SetCPUAllocator(g_cache, /*priority=*/1);
   });
+}
+
+void SetCpuTensorMemoryLimit(size_t bytes) {
+  if (g_cache != nullptr) g_cache->SetLimit(bytes);
+}
+
+size_t CpuTensorBytesInUse() {
+  return g_cache == nullptr ? 0 : g_cache->InUse();
 }
 
 }  // namespace shears::engine

@@ -19,4 +19,13 @@ struct CpuBlockCache {
 // Installs the allocator for every later CPU tensor of the process; the first call wins.
 void InstallCpuBlockCache(const CpuBlockCache& settings = {});
 
+// The most bytes the process's CPU tensors of min_block_bytes and more may hold at once (0, the
+// default: no limit). A tensor that would pass it is refused with LibTorch's own out-of-memory
+// error, which fails the job with the sizes in the reason, where the kernel's OOM killer would
+// take the whole worker and leave the job to crash the next one. Smaller tensors are not counted:
+// they are a few megabytes in all, the big ones gigabytes. Needs the block cache installed.
+void SetCpuTensorMemoryLimit(size_t bytes);
+// The bytes counted against that limit now.
+size_t CpuTensorBytesInUse();
+
 }  // namespace shears::engine

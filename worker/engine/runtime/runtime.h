@@ -10,8 +10,11 @@
 namespace shears::engine {
 
 // Sets LibTorch's intra-op threads (OpenMP would otherwise pick one here) and checks that `device`
-// ("cpu", "cuda", "cuda:N") exists in this build and on this machine.
-absl::Status ConfigureRuntime(int threads, const std::string& device);
+// ("cpu", "cuda", "cuda:N") exists in this build and on this machine. `max_tensor_bytes`, when
+// positive, bounds the CPU memory the process's large tensors hold at once: a job that would pass
+// it fails with LibTorch's out-of-memory error instead of the worker being killed
+// (SetCpuTensorMemoryLimit in cpu_allocator.h says what counts).
+absl::Status ConfigureRuntime(int threads, const std::string& device, int64_t max_tensor_bytes = 0);
 // "cuda:0" when this LibTorch build sees a GPU, otherwise "cpu".
 std::string DefaultDevice();
 
