@@ -130,6 +130,16 @@ def help_flags(build_dir, command):
     return set(re.findall(r"--([a-z0-9-]+)", run.stdout + run.stderr))
 
 
+def quantity_bytes(quantity):
+    """A Kubernetes memory quantity ("32Gi", "500M", "1000") in bytes."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+    text = str(quantity)
+    for unit, factor in units.items():
+        if text.endswith(unit):
+            return int(float(text[: -len(unit)]) * factor)
+    return int(float(text))
+
+
 def flag_value(args, flag):
     for a in args:
         if a.startswith(f"--{flag}="):
@@ -321,6 +331,13 @@ def main():
     if not cpu or any("nvidia.com/gpu" in c.get("resources", {}).get("limits", {}) or
                       flag_value(c["args"], "device") != "cpu" for c in cpu):
         fail("overlays/cpu", "workers still request a GPU or do not run on --device=cpu")
+    # A CPU worker's tensors must fail a job before the pod's memory limit has the kernel kill the
+    # worker (and with it, the job's attempt): --max-tensor-memory below limits.memory.
+    for c in cpu:
+        limit = quantity_bytes(c.get("resources", {}).get("limits", {}).get("memory", "0"))
+        tensors = int(flag_value(c["args"], "max-tensor-memory") or 0)
+        if not 0 < tensors < limit:
+            fail("overlays/cpu", f"--max-tensor-memory={tensors} is not below the memory limit ({limit} bytes)")
     check_monitoring(deploy, built)
     check_example_jobs(built)
     for f in FAILURES:

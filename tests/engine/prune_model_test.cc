@@ -164,7 +164,9 @@ class RecordingMethod final : public PruningMethod {
  public:
   explicit RecordingMethod(Recording* r) : r_(r) {}
   bool NeedsCalibration() const override { return true; }
-  bool NeedsHessian() const override { return true; }
+  InputsToGather InputsOf(const std::string&, const MlpLayout&) const override {
+    return InputsToGather{/*gram=*/true, /*inputs=*/false};
+  }
   absl::Status PruneBlock(BlockToPrune& block) override {
     for (const auto& linear : block.linears) r_->grams[block.index][linear.name] = linear.inputs->gram().clone();
     return PruningMethod::PruneBlock(block);

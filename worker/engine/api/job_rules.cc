@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/status_macros.h"
 
 namespace shears::engine {
 namespace {
@@ -14,6 +15,14 @@ absl::Status Invalid(const std::string& field, const std::string& what) {
 }
 
 bool InRange(double value, double low, double high) { return value >= low && value <= high; }
+
+// A window length: at least 2 tokens (one predicted from another), at most kMaxSeqLen; 0 as well
+// where it stands for the default.
+absl::Status CheckSeqLen(const std::string& field, int64_t seq_len, bool zero_is_default = false) {
+  if ((seq_len == 0 && zero_is_default) || (seq_len >= 2 && seq_len <= kMaxSeqLen)) return absl::OkStatus();
+  return Invalid(field, absl::StrCat("must be in [2, ", kMaxSeqLen, "]", zero_is_default ? " (0: the default)" : "",
+                                     ", got ", seq_len));
+}
 
 absl::Status CheckStructure(const PruneOptions& options) {
   const std::vector<Structure> supported = SupportedStructures(options.method);
@@ -59,9 +68,7 @@ absl::Status CheckCalibration(const PruneOptions& options) {
   if (calibration.num_samples < 1) {
     return Invalid("calibration.num_samples", absl::StrCat("must be at least 1, got ", calibration.num_samples));
   }
-  if (calibration.seq_len < 2 || calibration.seq_len > kMaxSeqLen) {
-    return Invalid("calibration.seq_len", absl::StrCat("must be in [2, ", kMaxSeqLen, "], got ", calibration.seq_len));
-  }
+  SHEARS_RETURN_IF_ERROR(CheckSeqLen("calibration.seq_len", calibration.seq_len));
   return absl::OkStatus();
 }
 
@@ -104,10 +111,7 @@ absl::Status CheckFineTune(const PruneOptions& options) {
     return Invalid("fine_tune.learning_rate", absl::StrCat("must be in [0, 1), got ", tune.learning_rate));
   }
   if (tune.batch_size < 0) return Invalid("fine_tune.batch_size", "must not be negative");
-  if (tune.seq_len < 0 || tune.seq_len == 1 || tune.seq_len > kMaxSeqLen) {
-    return Invalid("fine_tune.seq_len",
-                   absl::StrCat("must be in [2, ", kMaxSeqLen, "] (0: the default), got ", tune.seq_len));
-  }
+  SHEARS_RETURN_IF_ERROR(CheckSeqLen("fine_tune.seq_len", tune.seq_len, /*zero_is_default=*/true));
   if (tune.uniqueness_weight >= 0.0 && options.method != Method::kGum) {
     return Invalid("fine_tune.uniqueness_weight", "applies to METHOD_GUM only");
   }
@@ -164,9 +168,7 @@ absl::Status CheckEvaluation(const PruneOptions& options) {
   if (!options.evaluation) return absl::OkStatus();
   const EvaluationOptions& eval = *options.evaluation;
   if (eval.path.empty()) return Invalid("evaluation.dataset_uri", "is required");
-  if (eval.seq_len < 2 || eval.seq_len > kMaxSeqLen) {
-    return Invalid("evaluation.seq_len", absl::StrCat("must be in [2, ", kMaxSeqLen, "], got ", eval.seq_len));
-  }
+  SHEARS_RETURN_IF_ERROR(CheckSeqLen("evaluation.seq_len", eval.seq_len));
   if (eval.max_tokens < 0) return Invalid("evaluation.max_tokens", "must not be negative");
   return absl::OkStatus();
 }

@@ -42,7 +42,9 @@ class BlockHessians {
 class SparseGptPruning final : public PruningMethod {
  public:
   bool NeedsCalibration() const override { return true; }
-  bool NeedsHessian() const override { return true; }
+  InputsToGather InputsOf(const std::string&, const MlpLayout&) const override {
+    return InputsToGather{/*gram=*/true, /*inputs=*/false};
+  }
   absl::Status PruneBlock(BlockToPrune& block) override;
   absl::Status PruneLinear(LinearToPrune& linear, const SparsityTarget& target) override;
 

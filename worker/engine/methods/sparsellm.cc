@@ -201,6 +201,10 @@ absl::Status SparseLlmPruning::PruneMlp(BlockToPrune& block) {
     });
     return error;
   };
+  // A linear's output on the calibration tokens begin..end.
+  auto output_on_rows = [&X](const torch::Tensor& weight, const torch::Tensor& bias) {
+    return [&X, &weight, &bias](int64_t begin, int64_t end) { return Apply(X.slice(0, begin, end), weight, bias); };
+  };
   double best_error = std::numeric_limits<double>::infinity();
   std::vector<torch::Tensor> best;
 
@@ -239,8 +243,8 @@ absl::Status SparseLlmPruning::PruneMlp(BlockToPrune& block) {
       p.slice(0, begin, end).copy_(torch::cholesky_solve(rhs.t(), factor).t());
     });
 
-    // m = the pruned up projection's output, for the rows begin..end.
-    auto m = [&](int64_t begin, int64_t end) { return Apply(X.slice(0, begin, end), up->weight, up_bias); };
+    // m = the pruned up projection's output, for the rows begin..end; the gate's, what s is drawn to.
+    const auto m = output_on_rows(up->weight, up_bias);
     if (gated) {
       // z in closed form given s; then s, which sits inside the SiLU, by gradient steps.
       ForEachChunk(z.size(0), [&](int64_t begin, int64_t end) {
@@ -248,12 +252,11 @@ absl::Status SparseLlmPruning::PruneMlp(BlockToPrune& block) {
         z.slice(0, begin, end)
             .copy_((k.alpha * m(begin, end) + k.gamma * a * p.slice(0, begin, end)) / (k.alpha + k.gamma * a.square()));
       });
-      Descend(
-          s, [&](int64_t begin, int64_t end) { return Apply(X.slice(0, begin, end), gate->weight, gate_bias); },
-          [&](const torch::Tensor& v, const torch::Tensor& gate_out, int64_t begin, int64_t end) {
-            return k.alpha * (v - gate_out).square().sum() +
-               k.gamma * (p.slice(0, begin, end) - act(v) * z.slice(0, begin, end)).square().sum();
-      });
+      Descend(s, output_on_rows(gate->weight, gate_bias),
+              [&](const torch::Tensor& v, const torch::Tensor& gate_out, int64_t begin, int64_t end) {
+                return k.alpha * (v - gate_out).square().sum() +
+                       k.gamma * (p.slice(0, begin, end) - act(v) * z.slice(0, begin, end)).square().sum();
+              });
     } else if (mlp.activation == MlpLayout::Activation::kRelu) {
       ForEachChunk(z.size(0), [&](int64_t begin, int64_t end) {
         z.slice(0, begin, end).copy_(ReluPreactivation(p.slice(0, begin, end), m(begin, end), k.alpha, k.gamma));

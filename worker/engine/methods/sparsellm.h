@@ -21,8 +21,11 @@ class SparseLlmPruning final : public PruningMethod {
  public:
   explicit SparseLlmPruning(const SparseLlmOptions& options) : options_(options) {}
   bool NeedsCalibration() const override { return true; }
-  bool NeedsHessian() const override { return true; }
-  bool NeedsMlpInputs() const override { return true; }
+  // Every linear's Gram matrix but the down projection's, whose Hessian is rebuilt from p; the
+  // MLP's inputs X whole.
+  InputsToGather InputsOf(const std::string& name, const MlpLayout& mlp) const override {
+    return InputsToGather{/*gram=*/name != mlp.down, /*inputs=*/name == mlp.up || name == mlp.gate};
+  }
   absl::Status PruneBlock(BlockToPrune& block) override;
   absl::Status PruneLinear(LinearToPrune& linear, const SparsityTarget& target) override;
 

@@ -162,8 +162,9 @@ class PruningRun {
     // The method sees the block's inputs as the blocks pruned before it produce them.
     const int64_t tokens = calibration_.defined() ? calibration_windows_.numel() : 0;
     BlockInputs inputs([&](const std::string& name) {
-      return InputsToGather{method_->NeedsHessian(), method_->NeedsMlpInputs() && (name == mlp.up || name == mlp.gate),
-                            SampleStride(tokens, kReconstructionTokens)};
+      InputsToGather what = method_->InputsOf(name, mlp);
+      what.sample_stride = SampleStride(tokens, kReconstructionTokens);
+      return what;
     });
     if (calibration_.defined()) {
       auto timed = Timed(observer_, "calibrate");
