@@ -196,19 +196,20 @@ absl::Status SparseLlmPruning::PruneMlp(BlockToPrune& block) {
   // worse; the iterate that reproduces Y best is kept (the reference code keeps the last).
   std::vector<LinearToPrune*> linears = {up, down};
   if (gated) linears.push_back(gate);
+  // A linear's output on the calibration tokens begin..end, as its weight is at the time.
+  auto output_on_rows = [&X](const torch::Tensor& weight, const torch::Tensor& bias) {
+    return [&X, &weight, &bias](int64_t begin, int64_t end) { return Apply(X.slice(0, begin, end), weight, bias); };
+  };
+  // m = the up projection's output; with the gate's, what z and s are drawn to.
+  const auto m = output_on_rows(up->weight, up_bias);
   auto output_error = [&] {
     double error = 0.0;
     ForEachChunk(X.size(0), [&](int64_t begin, int64_t end) {
-      const auto x = X.slice(0, begin, end);
-      auto hidden = Apply(x, up->weight, up_bias);
-      auto activated = gated ? act(Apply(x, gate->weight, gate_bias)) * hidden : act(hidden);
+      auto hidden = m(begin, end);
+      auto activated = gated ? act(output_on_rows(gate->weight, gate_bias)(begin, end)) * hidden : act(hidden);
       error += (Y.slice(0, begin, end) - activated.matmul(down->weight.t())).square().sum().item<double>();
     });
     return error;
-  };
-  // A linear's output on the calibration tokens begin..end.
-  auto output_on_rows = [&X](const torch::Tensor& weight, const torch::Tensor& bias) {
-    return [&X, &weight, &bias](int64_t begin, int64_t end) { return Apply(X.slice(0, begin, end), weight, bias); };
   };
   double best_error = std::numeric_limits<double>::infinity();
   std::vector<torch::Tensor> best;
@@ -254,8 +255,6 @@ absl::Status SparseLlmPruning::PruneMlp(BlockToPrune& block) {
       });
     }
 
-    // m = the pruned up projection's output, for the rows begin..end; the gate's, what s is drawn to.
-    const auto m = output_on_rows(up->weight, up_bias);
     if (gated) {
       // z in closed form given s; then s, which sits inside the SiLU, by gradient steps.
       ForEachChunk(z.size(0), [&](int64_t begin, int64_t end) {
