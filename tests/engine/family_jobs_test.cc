@@ -1,12 +1,14 @@
 // Pruning jobs on small models of today's Llama-shaped, Gemma and Phi-3 layouts: Wanda and SparseGPT on
 // each, and the structured rewrites that cut what the family has (MLP biases, per-layer window
 // lists, Gemma's layer pattern). Each written model is read back by the reference forward pass
-// (tests/reference/hf_llama.py, hf_gemma.py), whose perplexity must equal the one the job reports.
+// (tests/reference/hf_llama.py, hf_gemma.py, nemotron_nas.py), whose perplexity must equal the one
+// the job reports.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <cstring>
 #include <map>
 #include <string>
@@ -26,6 +28,7 @@
 namespace shears::engine {
 namespace {
 
+namespace fs = std::filesystem;
 using shears::testing::Config;
 using shears::testing::StoredTensor;
 using shears::testing::TempDir;
@@ -106,6 +109,8 @@ TEST_F(FamilyJobs, WandaAndSparseGptOnEveryLayoutReportThePerplexityOfTheFilesWr
       auto q = StoredTensor(dir_ / name, fused ? "model.layers.1.self_attn.qkv_proj.weight"
                                                : "model.layers.1.self_attn.q_proj.weight");
       EXPECT_NEAR((q == 0).sum().item<double>() / double(q.numel()), 0.5, 0.02) << name;
+      // Dense with zeros, and saying nothing more: vLLM refuses a sparsity_config.
+      EXPECT_EQ(WrittenConfig(dir_ / name), WrittenConfig(model)) << name;
     }
   }
   CheckAgainstTheReference();
@@ -205,6 +210,86 @@ TEST_F(FamilyJobs, LowRankWithDenseOutputOnQwen3) {
   options.structure = Structure::kRank;
   options.low_rank.dense_output = true;
   Prune("low-rank", options);
+  CheckAgainstTheReference();
+}
+
+// What a loader of the Nemotron-NAS layout sees of each block of the model in `dir` through the
+// configuration class written beside its config.json (tests/reference/decilm_config.py): {KV
+// heads, FFN width}, 0 for a removed sublayer; the class must write block_configs back unchanged.
+std::vector<std::vector<int64_t>> DeciLmBlocks(const std::string& dir) {
+  auto run = shears::testing::RunCommand(
+      {"/usr/bin/python3", std::string(SHEARS_SOURCE_DIR) + "/tests/reference/decilm_config.py", dir}, dir + ".decilm.log");
+  EXPECT_EQ(run.status, 0) << run.out;
+  auto seen = nlohmann::json::parse(run.out.substr(run.out.find('{')), nullptr, false);
+  if (seen.is_discarded()) return {};
+  EXPECT_EQ(seen["round_trip"], true) << run.out;
+  return seen["blocks"].get<std::vector<std::vector<int64_t>>>();
+}
+
+// Blocks left with different FFN widths, by a Llama's per-block shares (the predictor search's
+// FFN mode) and by global allocation or GUM on a Nemotron-NAS model: the Nemotron-NAS layout with
+// its configuration class, the widths in the files, and the reference reader's perplexity of the
+// written model the reported one. A Llama whose blocks stay alike keeps its own config.
+TEST_F(FamilyJobs, PerBlockFfnWidthsAreWrittenInTheNemotronNasLayout) {
+  const std::string llama = dir_ / "llama";
+  shears::testing::WriteRandomModel(llama, Config("llama", {{"attention_bias", true}, {"mlp_bias", true}}), 21);
+  PruneOptions shares = Options(llama, dir_ / "shares", Method::kMagnitude, 0.25);
+  shares.structure = Structure::kFfnNeurons;
+  shares.neurons_removed = {6, 18, 12};
+  Prune("shares", shares);
+  auto config = WrittenConfig(dir_ / "shares");
+  EXPECT_EQ(config["model_type"], "nemotron-nas");
+  EXPECT_EQ(config["architectures"], nlohmann::json::array({"DeciLMForCausalLM"}));
+  EXPECT_EQ(config["auto_map"], nlohmann::json({{"AutoConfig", "configuration_decilm.DeciLMConfig"}}));
+  EXPECT_TRUE(config["intermediate_size"].is_null());
+  EXPECT_EQ(config["attention_bias"], true);
+  EXPECT_EQ(config["mlp_bias"], true);
+  EXPECT_EQ(DeciLmBlocks(dir_ / "shares"), (std::vector<std::vector<int64_t>>{{2, 42}, {2, 30}, {2, 36}}));
+  EXPECT_EQ(StoredTensor(dir_ / "shares", "model.layers.1.mlp.down_proj.weight").size(1), 30);
+  EXPECT_EQ(StoredTensor(dir_ / "shares", "model.layers.1.mlp.gate_proj.bias").size(0), 30);
+  // Pruned again (Wanda, and FFN neurons uniformly): the engine reads the layout back and keeps it.
+  Prune("shares-wanda", Options(dir_ / "shares", dir_ / "shares-wanda", Method::kWanda, 0.5));
+  EXPECT_EQ(WrittenConfig(dir_ / "shares-wanda"), config);
+  EXPECT_TRUE(fs::exists(dir_ / "shares-wanda/configuration_decilm.py"));
+  PruneOptions again = Options(dir_ / "shares", dir_ / "shares-ffn", Method::kMagnitude, 0.5);
+  again.structure = Structure::kFfnNeurons;
+  Prune("shares-ffn", again);
+  EXPECT_EQ(DeciLmBlocks(dir_ / "shares-ffn"), (std::vector<std::vector<int64_t>>{{2, 21}, {2, 15}, {2, 18}}));
+
+  PruneOptions uniform = Options(llama, dir_ / "uniform", Method::kMagnitude, 0.25);
+  uniform.structure = Structure::kFfnNeurons;
+  Prune("uniform", uniform);
+  EXPECT_EQ(WrittenConfig(dir_ / "uniform")["model_type"], "llama");
+  EXPECT_EQ(WrittenConfig(dir_ / "uniform")["intermediate_size"], 36);
+  EXPECT_FALSE(fs::exists(dir_ / "uniform/configuration_decilm.py"));
+
+  // A Nemotron-NAS input (widths 48, none, 256): global allocation and GUM leave the FFN-less
+  // block without one and give the others their own widths.
+  const std::string nas = dir_ / "nas";
+  for (const auto& layout : shears::testing::Layouts()) {
+    if (layout.name == "NemotronNasPerBlockShapes") shears::testing::WriteRandomModel(nas, layout.config, 22);
+  }
+  PruneOptions global = Options(nas, dir_ / "global", Method::kMagnitude, 0.5);
+  global.structure = Structure::kFfnNeurons;
+  global.allocation = Allocation::kGlobal;
+  Prune("global", global);
+  PruneOptions gum = Options(nas, dir_ / "gum", Method::kGum, 0.5);
+  gum.structure = Structure::kFfnNeurons;
+  gum.fine_tune = FineTuneOptions{dir_ / "ids.bin", 8, 1e-3, 4, kSeqLen, false, -1.0};
+  gum.neuron_measures = true;
+  Prune("gum", gum);
+  for (const char* name : {"global", "gum"}) {
+    SCOPED_TRACE(name);
+    const auto blocks = DeciLmBlocks(dir_ / name);
+    ASSERT_EQ(blocks.size(), 3u);
+    EXPECT_EQ(blocks[0][0], 2);
+    EXPECT_EQ(blocks[1], (std::vector<int64_t>{1, 0}));
+    EXPECT_EQ(blocks[2][0], 0);
+    EXPECT_EQ(blocks[0][1] + blocks[2][1], (48 + 256) / 2);
+    EXPECT_EQ(StoredTensor(dir_ / name, "model.layers.2.mlp.up_proj.weight").size(0), blocks[2][1]);
+    EXPECT_EQ(reports_[name].redundancy.size(), 2u);
+  }
+  EXPECT_EQ(reports_["gum"].redundancy[0].ffns.size(), 2u) << "the two blocks with an FFN";
   CheckAgainstTheReference();
 }
 

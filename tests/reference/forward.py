@@ -1,7 +1,9 @@
 """Reference logits and perplexity for the engine's tests.
 
 The Llama-shaped families (llama, mistral, qwen2, qwen3, phi3) go through hf_llama.py and Gemma's
-(gemma2, gemma3_text) through hf_gemma.py, both written from Hugging Face's modeling code; gpt2 through tinylm.py (the project's measuring instrument); opt
+(gemma2, gemma3_text) through hf_gemma.py, both written from Hugging Face's modeling code; NVIDIA's
+Nemotron-NAS (nemotron-nas) through nemotron_nas.py, written from vLLM's; gpt2 through tinylm.py (the
+project's measuring instrument); opt
 through opt_forward below, written from the Hugging Face OPT model's definition. Usage:
 
     forward.py MODEL_DIR IDS_FILE N T OUT_PREFIX
@@ -21,6 +23,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.environ.get("SHEARS_REFERENCE_DIR", os.path.dirname(os.path.abspath(__file__))))
 import hf_gemma  # noqa: E402
 import hf_llama  # noqa: E402
+import nemotron_nas  # noqa: E402
 import tinylm  # noqa: E402
 
 
@@ -65,9 +68,11 @@ def run(model_dir, ids_file, n, t, out, write_logits=True):
     ids = torch.frombuffer(bytearray(open(ids_file, "rb").read()), dtype=torch.int64).view(n, t)
     with torch.no_grad():
         family = cfg["model_type"]
-        if family in ("opt",) + hf_llama.LLAMA_FAMILY + hf_gemma.GEMMA_FAMILY:
+        if family in ("opt", "nemotron-nas") + hf_llama.LLAMA_FAMILY + hf_gemma.GEMMA_FAMILY:
             if family == "opt":
                 logits = opt_forward(sd, cfg, ids)
+            elif family == "nemotron-nas":
+                logits = nemotron_nas.logits(cfg, sd, ids)
             elif family in hf_gemma.GEMMA_FAMILY:
                 logits = hf_gemma.logits(cfg, sd, ids)
             else:

@@ -104,6 +104,25 @@ std::vector<Layout> Layouts() {
                          {"original_max_position_embeddings", 16},
                          {"short_factor", {1.0, 1.5, 3.0}},
                          {"long_factor", {1.0, 4.0, 16.0}}}}})},
+      // NVIDIA's Nemotron-NAS (Llama-3.1-Nemotron-51B's layout, llama3 rope): each block its own
+      // KV heads (2, then 1) and FFN (a width, none, and ffn_mult 1.0: int(2 · 32 / 3) rounded up
+      // to 256); the last block without attention.
+      {"NemotronNasPerBlockShapes",
+       Config("nemotron-nas",
+              {{"architectures", {"DeciLMForCausalLM"}},
+               {"intermediate_size", nullptr},
+               {"num_key_value_heads", nullptr},
+               {"max_position_embeddings", 128},
+               {"rope_scaling",
+                {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
+                 {"original_max_position_embeddings", 64}}},
+               {"block_configs",
+                {{{"attention", {{"no_op", false}, {"replace_with_linear", false}, {"n_heads_in_group", 2}}},
+                  {"ffn", {{"no_op", false}, {"replace_with_linear", false}, {"intermediate_size", 48}}}},
+                 {{"attention", {{"no_op", false}, {"replace_with_linear", false}, {"n_heads_in_group", 4}}},
+                  {"ffn", {{"no_op", true}, {"replace_with_linear", false}, {"ffn_mult", nullptr}}}},
+                 {{"attention", {{"no_op", true}, {"replace_with_linear", false}, {"n_heads_in_group", nullptr}}},
+                  {"ffn", {{"no_op", false}, {"replace_with_linear", false}, {"ffn_mult", 1.0}}}}}}})},
   };
 }
 

@@ -93,6 +93,18 @@ torch::Tensor StoredTensor(const std::string& dir, const std::string& name) {
   return at == nullptr ? torch::Tensor() : LoadTensor(*at->file, *at->info);
 }
 
+std::vector<int64_t> WrittenFfnWidths(const std::string& dir) {
+  auto model = ModelDir::Open(dir);
+  EXPECT_TRUE(model.ok()) << model.status();
+  if (!model.ok()) return {};
+  auto config = ModelConfig::Parse((*model)->config());
+  EXPECT_TRUE(config.ok()) << config.status();
+  if (!config.ok()) return {};
+  std::vector<int64_t> widths;
+  for (int b = 0; b < config->layers; ++b) widths.push_back(config->FfnOf(b));
+  return widths;
+}
+
 double TestSplitPerplexity(const std::string& dir) {
   auto model = ModelDir::Open(dir);
   EXPECT_TRUE(model.ok()) << model.status();

@@ -4,6 +4,7 @@
 // magnitudes with the survivors bit-identical, and every other tensor bit-identical.
 
 #include <string>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -20,6 +21,10 @@ void ExpectReproducibleBySeed(engine::PruneOptions options, const std::string& d
 
 // Tensor `name` as stored in the model directory `dir` (a test failure when absent).
 torch::Tensor StoredTensor(const std::string& dir, const std::string& name);
+
+// Each block's FFN width as the engine reads the config.json in `dir` (any layout: one
+// intermediate_size, Nemotron-NAS block_configs, shears_intermediate_sizes).
+std::vector<int64_t> WrittenFfnWidths(const std::string& dir);
 
 // Perplexity of the model in `dir`, read back from its files, on the KJV test split in windows of
 // 64 tokens (the first 4096), as the structured-pruning tests ask their jobs to evaluate.

@@ -169,6 +169,41 @@ TEST(Families, RopeSchedulesMatchTheirFormulas) {
   EXPECT_FALSE(torch::allclose(rotated.select(2, 1).narrow(-1, 0, 4), x.select(2, 1).narrow(-1, 0, 4)));
 }
 
+// The Nemotron-NAS layout of model_layouts.cc with block `b`'s entry replaced.
+nlohmann::json Nas(int b, const nlohmann::json& entry) {
+  for (auto layout : Layouts()) {
+    if (layout.name != "NemotronNasPerBlockShapes") continue;
+    layout.config["block_configs"][b] = entry;
+    return layout.config;
+  }
+  return {};
+}
+
+// Each block's shape from block_configs: KV heads from n_heads_in_group, the FFN width from
+// intermediate_size or from ffn_mult as NVIDIA's and vLLM's code round it, 0 for a no_op.
+TEST(Families, NemotronNasBlockConfigsGiveEachBlockItsShape) {
+  auto config = ModelConfig::Parse(Nas(0, {{"attention", {{"n_heads_in_group", 1}}}, {"ffn", {{"ffn_mult", 1.3}}}}));
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->family, Family::kLlama);
+  EXPECT_EQ(config->block_kv_heads, (std::vector<int64_t>{4, 1, 0}));
+  EXPECT_EQ(config->block_ffn, (std::vector<int64_t>{256, 0, 256})) << "int(2 · 1.3 · 32 / 3) = 27, rounded up to 256";
+  EXPECT_EQ(config->kv_heads, 4);
+  EXPECT_EQ(config->ffn, 256);
+  EXPECT_EQ(config->rope.type, RopeConfig::Type::kLlama3);
+  auto wide = Nas(0, {{"attention", {{"n_heads_in_group", 2}}}, {"ffn", {{"ffn_mult", 1.3}}}});
+  wide["hidden_size"] = 4096;
+  wide["num_attention_heads"] = 32;
+  config = ModelConfig::Parse(wide);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->block_ffn[0], 3584) << "int(2 · 1.3 · 4096 / 3) = 3549, rounded up to a multiple of 256";
+  EXPECT_EQ(config->block_kv_heads[0], 16);
+  // Without ffn_mult, intermediate_size as it is.
+  config = ModelConfig::Parse(Nas(0, {{"attention", {{"n_heads_in_group", 4}}}, {"ffn", {{"intermediate_size", 40}}}}));
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->block_ffn[0], 40);
+  EXPECT_EQ(config->block_kv_heads[0], 1);
+}
+
 TEST(Families, WhatIsNotBuiltIsRefusedNamingTheField) {
   struct Case {
     nlohmann::json config;
@@ -176,7 +211,7 @@ TEST(Families, WhatIsNotBuiltIsRefusedNamingTheField) {
   };
   const std::vector<Case> cases = {
       {{{"model_type", "mixtral"}}, "config.json: model_type 'mixtral' is not supported (supported: llama, mistral, "
-                                    "qwen2, qwen3, gemma2, gemma3_text, phi3, gpt2, opt)"},
+                                    "qwen2, qwen3, gemma2, gemma3_text, phi3, gpt2, opt, nemotron-nas)"},
       {{{"model_type", "phimoe"}}, "config.json: model_type 'phimoe' is not supported"},
       {{{"model_type", "qwen2_moe"}}, "config.json: model_type 'qwen2_moe' is not supported"},
       {{{"model_type", "qwen3_moe"}}, "config.json: model_type 'qwen3_moe' is not supported"},
@@ -209,6 +244,21 @@ TEST(Families, WhatIsNotBuiltIsRefusedNamingTheField) {
       {Config("qwen3", {{"layer_types", {"full_attention", "chunked_attention", "full_attention"}}}),
        "config.json: layer_types[1] 'chunked_attention' is not supported (supported: full_attention, "
        "sliding_attention)"},
+      {Nas(1, {{"attention", {{"replace_with_linear", true}, {"n_heads_in_group", 2}}}, {"ffn", {{"intermediate_size", 8}}}}),
+       "config.json: block_configs[1].attention.replace_with_linear is not supported (vLLM does not serve it either)"},
+      {Nas(1, {{"attention", {{"n_heads_in_group", 2}}}, {"ffn", {{"replace_with_linear", true}}}}),
+       "config.json: block_configs[1].ffn.replace_with_linear is not supported"},
+      {Nas(2, {{"attention", {{"n_heads_in_group", 3}}}, {"ffn", {{"intermediate_size", 8}}}}),
+       "config.json: block_configs[2].attention.n_heads_in_group must be a positive divisor of num_attention_heads (4)"},
+      {Nas(0, {{"attention", {{"n_heads_in_group", 2}, {"window_length", 128}}}, {"ffn", {{"intermediate_size", 8}}}}),
+       "config.json: block_configs[0].attention.window_length is not supported (full attention only)"},
+      {Nas(0, {{"attention", {{"n_heads_in_group", 2}}}, {"ffn", {{"no_op", false}}}}),
+       "config.json: block_configs[0].ffn needs a positive intermediate_size or ffn_mult"},
+      {Nas(0, {{"attention", {{"no_op", "yes"}}}, {"ffn", {{"intermediate_size", 8}}}}),
+       "config.json: block_configs[0].attention.no_op must be true or false"},
+      {Nas(0, {{"ffn", {{"intermediate_size", 8}}}}), "config.json: block_configs[0] must be an object with attention and ffn"},
+      {Config("nemotron-nas", {{"block_configs", nlohmann::json::array()}}),
+       "config.json: block_configs must list one entry for each of the 3 blocks"},
   };
   for (const auto& c : cases) {
     auto arch = MakeArchitecture(c.config);

@@ -128,13 +128,7 @@ TEST_F(PredictorSearchTest, FfnNeuronSharesPerBlockRemoveExactlyTheUniformNumber
   ASSERT_TRUE(report.ok()) << report.status();
   ASSERT_TRUE(report->search.has_value());
   const auto& search = *report->search;
-  auto config = nlohmann::json::parse(ReadFile(dir_ / "ffn/config.json").value());
-  std::vector<int64_t> widths;
-  if (config.contains("shears_intermediate_sizes")) {
-    widths = config["shears_intermediate_sizes"].get<std::vector<int64_t>>();
-  } else {
-    widths = {config["intermediate_size"].get<int64_t>(), config["intermediate_size"].get<int64_t>()};
-  }
+  const std::vector<int64_t> widths = testing::WrittenFfnWidths(dir_ / "ffn");
   ASSERT_EQ(widths.size(), 2u);
   EXPECT_EQ(widths[0] + widths[1], 2 * 176 - 2 * PrunedCount(176, 0.25)) << "the uniform number of neurons removed";
   for (int b = 0; b < 2; ++b) {

@@ -104,7 +104,8 @@ TEST(NeuronFineTune, GumSelectsAcrossBlocksAndReachesTheTargetOverall) {
   const int64_t b = Shape(dir / "out", "model.layers.1.mlp.up_proj.weight")[0];
   EXPECT_EQ(a + b, 176) << "half of the 352 neurons, wherever they were";
   auto config = nlohmann::json::parse(ReadFile(dir / "out/config.json").value());
-  if (a != b) EXPECT_EQ(config["shears_intermediate_sizes"], (std::vector<int64_t>{a, b}));
+  EXPECT_EQ(config["model_type"], a != b ? "nemotron-nas" : "llama") << "blocks of different widths: the Nemotron-NAS layout";
+  EXPECT_EQ(shears::testing::WrittenFfnWidths(dir / "out"), (std::vector<int64_t>{a, b}));
   EXPECT_NEAR(TestSplitPerplexity(dir / "out"), report->evaluation->pruned_perplexity, 1e-6);
 }
 

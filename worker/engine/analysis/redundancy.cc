@@ -37,7 +37,9 @@ std::vector<torch::Tensor> ActivationTimesGradient(const BlockRunner& runner, co
       activation.retain_grad();
     };
     arch.Block(b, runner.LoadBlock(b), x, &keep).backward(grad);
-    out[b] = (activation * activation.grad()).sum(std::vector<int64_t>{0, 1}).to(torch::kCPU, torch::kFloat64);
+    if (activation.defined()) {  // not in a block without FFN (Nemotron-NAS's no_op)
+      out[b] = (activation * activation.grad()).sum(std::vector<int64_t>{0, 1}).to(torch::kCPU, torch::kFloat64);
+    }
     grad = x.grad();
   }
   return out;
@@ -170,7 +172,7 @@ RedundancyReport MeasureRedundancy(const BlockRunner& runner, const torch::Tenso
     if (neurons) sample_inputs.push_back(hidden.slice(0, 0, sample.size(0)));
     torch::Tensor next = runner.Run(b, runner.LoadBlock(b), hidden, neurons ? &observe : nullptr);
     report.blocks.push_back({b, BlockInfluence(hidden, next)});
-    if (neurons) report.ffns.push_back(MeasureFfn(b, torch::cat(rows)));
+    if (neurons && arch.config().HasMlp(b)) report.ffns.push_back(MeasureFfn(b, torch::cat(rows)));
     hidden = next;
   }
   if (!neurons) return report;

@@ -1,6 +1,7 @@
 #pragma once
-// The compressed-tensors sparse layouts that vLLM loads (the format of vllm-project/llm-compressor),
-// written from and read back into dense model directories.
+// The compressed-tensors sparse layouts (the format of vllm-project/llm-compressor), a storage
+// format: written from and read back into dense model directories. vLLM no longer serves them
+// (docs/calibrated-methods.md says which readers do).
 //
 // A compressed weight `P.weight` [rows, cols] is stored as:
 //   sparse-bitmask:    P.shape (I64 [2]), P.compressed (the non-zero values in row-major order,

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "worker/engine/io/nemotron_nas.h"
 
 namespace shears::engine {
 namespace {
@@ -284,14 +285,18 @@ absl::Status ParseDecoderShape(const nlohmann::json& c, ModelConfig& m, int64_t 
     }
   }
   SHEARS_ASSIGN_OR_RETURN(m.hidden, PositiveInt(c, "hidden_size"));
-  SHEARS_ASSIGN_OR_RETURN(m.ffn, PositiveInt(c, "intermediate_size"));
   SHEARS_ASSIGN_OR_RETURN(m.layers, PositiveInt(c, "num_hidden_layers"));
   SHEARS_ASSIGN_OR_RETURN(m.heads, PositiveInt(c, "num_attention_heads"));
-  SHEARS_ASSIGN_OR_RETURN(m.kv_heads, OptionalInt(c, "num_key_value_heads", m.heads));
+  if (m.model_type == kNemotronNasType) {
+    SHEARS_RETURN_IF_ERROR(ParseBlockConfigs(c, m));  // each block's KV heads and FFN width
+  } else {
+    SHEARS_ASSIGN_OR_RETURN(m.ffn, PositiveInt(c, "intermediate_size"));
+    SHEARS_ASSIGN_OR_RETURN(m.kv_heads, OptionalInt(c, "num_key_value_heads", m.heads));
+  }
   SHEARS_ASSIGN_OR_RETURN(m.head_dim, OptionalInt(c, "head_dim", default_head_dim > 0 ? default_head_dim : m.hidden / m.heads));
   SHEARS_ASSIGN_OR_RETURN(m.vocab, PositiveInt(c, "vocab_size"));
   SHEARS_ASSIGN_OR_RETURN(m.rope.max_positions, OptionalInt(c, "max_position_embeddings", 0));
-  if (m.heads % m.kv_heads != 0) {
+  if (m.kv_heads > 0 && m.heads % m.kv_heads != 0) {
     return absl::InvalidArgumentError("config.json: num_attention_heads must be a multiple of num_key_value_heads");
   }
   if (m.head_dim % 2 != 0) return absl::InvalidArgumentError("config.json: the head dimension must be even for RoPE");
@@ -300,7 +305,8 @@ absl::Status ParseDecoderShape(const nlohmann::json& c, ModelConfig& m, int64_t 
   return absl::OkStatus();
 }
 
-// Llama and the families of its shape: Mistral, Qwen2 (Qwen2.5), Qwen3.
+// Llama and the families of its shape: Mistral, Qwen2 (Qwen2.5), Qwen3, and NVIDIA's Nemotron-NAS
+// (Llama's computation with each block shaped by block_configs, nemotron_nas.h).
 absl::Status ParseLlama(const nlohmann::json& c, ModelConfig& m) {
   m.family = Family::kLlama;
   // Qwen3's configuration class defaults head_dim to 128, the others to hidden / heads.
@@ -312,7 +318,7 @@ absl::Status ParseLlama(const nlohmann::json& c, ModelConfig& m) {
   } else if (m.model_type != "mistral") {
     m.qkv_bias = m.o_bias = OptionalBool(c, "attention_bias", false);
   }
-  if (m.model_type == "llama") m.mlp_bias = OptionalBool(c, "mlp_bias", false);
+  if (m.model_type == "llama" || m.model_type == kNemotronNasType) m.mlp_bias = OptionalBool(c, "mlp_bias", false);
   m.qk_norm = m.model_type == "qwen3";
   SHEARS_RETURN_IF_ERROR(ParseRope(c, m, 10000.0));
   return ParseWindows(c, m);
@@ -470,7 +476,8 @@ absl::StatusOr<ModelConfig> ModelConfig::Parse(const nlohmann::json& config) {
   if (type == config.end() || !type->is_string()) return absl::InvalidArgumentError("config.json: missing model_type");
   m.model_type = type->get<std::string>();
   absl::Status st;
-  if (m.model_type == "llama" || m.model_type == "mistral" || m.model_type == "qwen2" || m.model_type == "qwen3") {
+  if (m.model_type == "llama" || m.model_type == "mistral" || m.model_type == "qwen2" || m.model_type == "qwen3" ||
+      m.model_type == kNemotronNasType) {
     st = ParseLlama(config, m);
   } else if (m.model_type == "gemma2" || m.model_type == "gemma3_text") {
     st = ParseGemma(config, m);
@@ -484,7 +491,7 @@ absl::StatusOr<ModelConfig> ModelConfig::Parse(const nlohmann::json& config) {
     return Unsupported("model_type", Quoted(*type), kSupportedModelTypes);
   }
   if (!st.ok()) return st;
-  if (auto sizes = config.find(kFfnSizesKey); sizes != config.end()) {
+  if (auto sizes = config.find(kFfnSizesKey); sizes != config.end() && m.model_type != kNemotronNasType) {
     if (!sizes->is_array() || static_cast<int64_t>(sizes->size()) != m.layers) {
       return absl::InvalidArgumentError(
           absl::StrCat("config.json: ", kFfnSizesKey, " must list one size for each of the ", m.layers, " blocks"));
@@ -536,7 +543,7 @@ nlohmann::json ConfigWithBlocks(const nlohmann::json& config, const ModelConfig&
                                 const std::function<std::string(int)>& block_prefix) {
   nlohmann::json out = config;
   out[NumBlocksKey(parsed.family)] = kept.size();
-  for (const char* listed : {"layer_types", kFfnSizesKey}) {
+  for (const char* listed : {"layer_types", kFfnSizesKey, "block_configs"}) {
     auto it = config.find(listed);
     if (it == config.end() || !it->is_array() || static_cast<int64_t>(it->size()) != parsed.layers) continue;
     nlohmann::json entries = nlohmann::json::array();

@@ -52,14 +52,19 @@ struct RopeConfig {
 
 struct ModelConfig {
   Family family = Family::kLlama;
-  std::string model_type;  // as written: llama, mistral, qwen2, qwen3, gemma2, gemma3_text, phi3, gpt2, opt
+  std::string model_type;  // as written: one of kSupportedModelTypes
   int64_t hidden = 0;
   int64_t ffn = 0;
-  std::vector<int64_t> block_ffn;  // per block, from kFfnSizesKey; empty: every block has `ffn`
+  // Per block, from kFfnSizesKey or the Nemotron-NAS block_configs (0: the block has no FFN);
+  // empty: every block has `ffn`.
+  std::vector<int64_t> block_ffn;
   std::map<std::string, int64_t> low_rank;  // from kLowRankKey: factored weights and their ranks
   int64_t layers = 0;
   int64_t heads = 0;
   int64_t kv_heads = 0;
+  // Per block, from the Nemotron-NAS block_configs (0: the block has no attention); empty: every
+  // block has `kv_heads`.
+  std::vector<int64_t> block_kv_heads;
   int64_t head_dim = 0;
   int64_t rotary_dim = 0;  // the leading dimensions of each head that rotate (Phi-3's partial_rotary_factor)
   int64_t vocab = 0;
@@ -90,6 +95,9 @@ struct ModelConfig {
   std::string activation;
 
   int64_t FfnOf(int block) const { return block_ffn.empty() ? ffn : block_ffn[block]; }
+  int64_t KvHeadsOf(int block) const { return block_kv_heads.empty() ? kv_heads : block_kv_heads[block]; }
+  bool HasMlp(int block) const { return FfnOf(block) > 0; }
+  bool HasAttention(int block) const { return KvHeadsOf(block) > 0; }
   int64_t WindowOf(int block) const { return block_window.empty() ? 0 : block_window[block]; }
   bool SlidingOf(int block) const { return !block_sliding.empty() && block_sliding[block]; }
   const RopeConfig& RopeOf(int block) const { return sliding_rope && SlidingOf(block) ? *sliding_rope : rope; }
@@ -110,6 +118,7 @@ nlohmann::json ConfigWithBlocks(const nlohmann::json& config, const ModelConfig&
                                 const std::function<std::string(int)>& block_prefix);
 
 // The model types Shears computes, for messages.
-inline constexpr char kSupportedModelTypes[] = "llama, mistral, qwen2, qwen3, gemma2, gemma3_text, phi3, gpt2, opt";
+inline constexpr char kSupportedModelTypes[] =
+    "llama, mistral, qwen2, qwen3, gemma2, gemma3_text, phi3, gpt2, opt, nemotron-nas";
 
 }  // namespace shears::engine

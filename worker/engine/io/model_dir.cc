@@ -43,8 +43,17 @@ absl::StatusOr<std::vector<std::string>> CopySideFiles(const std::string& from, 
       "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
       "tokenizer.model",        "vocab.json",     "merges.txt",            "added_tokens.json",
   };
+  std::vector<std::string> names(std::begin(kSideFiles), std::end(kSideFiles));
+  // The Python modules config.json's auto_map names (trust_remote_code: NVIDIA's DeciLM classes)
+  // and those they import, which sit beside them.
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator(from, error)) {
+    if (entry.path().extension() == ".py" && entry.is_regular_file() && !entry.is_symlink()) {
+      names.push_back(entry.path().filename().string());
+    }
+  }
   std::vector<std::string> copied;
-  for (const char* name : kSideFiles) {
+  for (const std::string& name : names) {
     const fs::path source = fs::path(from) / name;
     if (!fs::exists(source)) continue;
     if (auto st = CopyFileAtomically(source.string(), (fs::path(to) / name).string()); !st.ok()) return st;

@@ -46,7 +46,8 @@ class ModelDir {
 // The file name part of a weight file's path.
 std::string BaseName(const std::string& path);
 // Copies the files besides config.json, the index and the weights that make a model directory
-// complete (tokenizer, generation config) from `from` to `to`; returns their names.
+// complete (tokenizer, generation config, the Python modules of a trust_remote_code config) from
+// `from` to `to`; returns their names.
 absl::StatusOr<std::vector<std::string>> CopySideFiles(const std::string& from, const std::string& to);
 
 // Writes `to`'s model.safetensors.index.json: `from`'s index with its weight_map replaced by

@@ -1,11 +1,13 @@
 #include "worker/engine/io/model_writer.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/files.h"
 #include "common/status_macros.h"
+#include "worker/engine/io/nemotron_nas.h"
 #include "worker/engine/io/tensor_io.h"
 
 namespace shears::engine {
@@ -58,6 +60,11 @@ absl::StatusOr<std::vector<std::string>> ModelWriter::Finish(const nlohmann::jso
   }
   SHEARS_ASSIGN_OR_RETURN(auto side, CopySideFiles(input_.dir(), out_dir_));
   written.insert(written.end(), side.begin(), side.end());
+  // After the input's: the configuration class of the layout written replaces an input's own.
+  for (const auto& [name, text] : LayoutFiles(config)) {
+    SHEARS_RETURN_IF_ERROR(WriteFileAtomically((fs::path(out_dir_) / name).string(), text));
+    if (std::find(written.begin(), written.end(), name) == written.end()) written.push_back(name);
+  }
   return written;
 }
 

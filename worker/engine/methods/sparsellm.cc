@@ -159,6 +159,7 @@ absl::Status SparseLlmPruning::PruneBlockLinears(BlockToPrune& block) {
     SHEARS_RETURN_IF_ERROR(PruneLinear(linear, block.target));
     linear.seconds = SecondsSince(start);
   }
+  if (mlp_linears.empty()) return absl::OkStatus();  // a block without FFN (Nemotron-NAS's no_op)
   const auto start = std::chrono::steady_clock::now();
   SHEARS_RETURN_IF_ERROR(PruneMlp(block));
   // The MLP's linears are pruned together; each is charged an equal share of the time.

@@ -12,34 +12,38 @@ std::string Llama::BlockPrefix(int block) const { return absl::StrCat("model.lay
 
 std::vector<TensorSpec> Llama::DenseBlockTensors(int block) const {
   const auto& c = config_;
-  const int64_t q = c.heads * c.head_dim, kv = c.kv_heads * c.head_dim, ffn = c.FfnOf(block);
-  std::vector<TensorSpec> out = {
-      {"input_layernorm.weight", {c.hidden}},
-      {"self_attn.q_proj.weight", {q, c.hidden}, false, true},
-      {"self_attn.k_proj.weight", {kv, c.hidden}, false, true},
-      {"self_attn.v_proj.weight", {kv, c.hidden}, false, true},
-      {"self_attn.o_proj.weight", {c.hidden, q}, false, true},
-      {"post_attention_layernorm.weight", {c.hidden}},
-      {"mlp.gate_proj.weight", {ffn, c.hidden}, false, true},
-      {"mlp.up_proj.weight", {ffn, c.hidden}, false, true},
-      {"mlp.down_proj.weight", {c.hidden, ffn}, false, true},
-  };
+  const int64_t q = c.heads * c.head_dim, kv = c.KvHeadsOf(block) * c.head_dim, ffn = c.FfnOf(block);
+  // A sublayer removed (Nemotron-NAS's no_op) takes its norm with it, as vLLM's DeciLM builds it.
   // Biases and norms exactly where the config says they are: a missing one is a broken
   // checkpoint, not a zero.
-  if (c.qkv_bias) {
-    out.push_back({"self_attn.q_proj.bias", {q}});
-    out.push_back({"self_attn.k_proj.bias", {kv}});
-    out.push_back({"self_attn.v_proj.bias", {kv}});
+  std::vector<TensorSpec> out;
+  if (c.HasAttention(block)) {
+    out = {{"input_layernorm.weight", {c.hidden}},
+           {"self_attn.q_proj.weight", {q, c.hidden}, false, true},
+           {"self_attn.k_proj.weight", {kv, c.hidden}, false, true},
+           {"self_attn.v_proj.weight", {kv, c.hidden}, false, true},
+           {"self_attn.o_proj.weight", {c.hidden, q}, false, true}};
+    if (c.qkv_bias) {
+      out.push_back({"self_attn.q_proj.bias", {q}});
+      out.push_back({"self_attn.k_proj.bias", {kv}});
+      out.push_back({"self_attn.v_proj.bias", {kv}});
+    }
+    if (c.o_bias) out.push_back({"self_attn.o_proj.bias", {c.hidden}});
+    if (c.qk_norm) {
+      out.push_back({"self_attn.q_norm.weight", {c.head_dim}});
+      out.push_back({"self_attn.k_norm.weight", {c.head_dim}});
+    }
   }
-  if (c.o_bias) out.push_back({"self_attn.o_proj.bias", {c.hidden}});
-  if (c.mlp_bias) {
-    out.push_back({"mlp.gate_proj.bias", {ffn}});
-    out.push_back({"mlp.up_proj.bias", {ffn}});
-    out.push_back({"mlp.down_proj.bias", {c.hidden}});
-  }
-  if (c.qk_norm) {
-    out.push_back({"self_attn.q_norm.weight", {c.head_dim}});
-    out.push_back({"self_attn.k_norm.weight", {c.head_dim}});
+  if (c.HasMlp(block)) {
+    out.push_back({"post_attention_layernorm.weight", {c.hidden}});
+    out.push_back({"mlp.gate_proj.weight", {ffn, c.hidden}, false, true});
+    out.push_back({"mlp.up_proj.weight", {ffn, c.hidden}, false, true});
+    out.push_back({"mlp.down_proj.weight", {c.hidden, ffn}, false, true});
+    if (c.mlp_bias) {
+      out.push_back({"mlp.gate_proj.bias", {ffn}});
+      out.push_back({"mlp.up_proj.bias", {ffn}});
+      out.push_back({"mlp.down_proj.bias", {c.hidden}});
+    }
   }
   return out;
 }
@@ -75,8 +79,8 @@ torch::Tensor Llama::SelfAttention(int index, const TensorMap& w, const torch::T
                                    const LinearInputs* observe) const {
   const auto& c = config_;
   auto q = SplitHeads(Linear(x, w, "self_attn.q_proj.weight", observe), c.heads);
-  auto k = SplitHeads(Linear(x, w, "self_attn.k_proj.weight", observe), c.kv_heads);
-  auto v = SplitHeads(Linear(x, w, "self_attn.v_proj.weight", observe), c.kv_heads);
+  auto k = SplitHeads(Linear(x, w, "self_attn.k_proj.weight", observe), c.KvHeadsOf(index));
+  auto v = SplitHeads(Linear(x, w, "self_attn.v_proj.weight", observe), c.KvHeadsOf(index));
   if (c.qk_norm) {
     q = Norm(q, w.at("self_attn.q_norm.weight"));
     k = Norm(k, w.at("self_attn.k_norm.weight"));
@@ -96,8 +100,10 @@ torch::Tensor Llama::GatedMlp(const TensorMap& w, const torch::Tensor& x, const 
 
 torch::Tensor Llama::Block(int index, const TensorMap& w, const torch::Tensor& h,
                            const LinearInputs* observe) const {
-  auto out = h + SelfAttention(index, w, Norm(h, w.at("input_layernorm.weight")), observe);
-  return out + GatedMlp(w, Norm(out, w.at("post_attention_layernorm.weight")), observe);
+  torch::Tensor out = h;
+  if (config_.HasAttention(index)) out = out + SelfAttention(index, w, Norm(out, w.at("input_layernorm.weight")), observe);
+  if (config_.HasMlp(index)) out = out + GatedMlp(w, Norm(out, w.at("post_attention_layernorm.weight")), observe);
+  return out;
 }
 
 torch::Tensor Llama::Logits(const TensorMap& outer, const torch::Tensor& h) const {

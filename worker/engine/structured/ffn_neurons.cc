@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "worker/engine/io/nemotron_nas.h"
 #include "worker/engine/methods/masks.h"
 #include "worker/engine/model/block_runner.h"
 #include "worker/engine/structured/neuron_fine_tune.h"
@@ -21,7 +22,7 @@ namespace {
 absl::StatusOr<std::vector<torch::Tensor>> KeptNeurons(const std::vector<torch::Tensor>& pruned, double sparsity) {
   std::vector<torch::Tensor> keep;
   for (size_t b = 0; b < pruned.size(); ++b) {
-    if (pruned[b].all().item<bool>()) {
+    if (pruned[b].numel() > 0 && pruned[b].all().item<bool>()) {
       return absl::InvalidArgumentError(
           absl::StrCat("target_sparsity: ", sparsity, " would remove every FFN neuron of block ", b));
     }
@@ -52,6 +53,10 @@ absl::StatusOr<PruneReport> PruneFfnNeurons(const PruneOptions& options, const P
   } else {
     std::vector<torch::Tensor> scores;
     for (int b = 0; b < blocks; ++b) {
+      if (!arch.config().HasMlp(b)) {  // a Nemotron-NAS block without FFN has no neuron to score
+        scores.push_back(torch::empty({0}));
+        continue;
+      }
       scores.push_back(options.method == Method::kRandom ? RandomScores(options.seed, b, arch.config().FfnOf(b))
                                                          : MagnitudeScores(runner.LoadBlock(b), axes));
     }
@@ -63,26 +68,22 @@ absl::StatusOr<PruneReport> PruneFfnNeurons(const PruneOptions& options, const P
   }
   SHEARS_ASSIGN_OR_RETURN(std::vector<torch::Tensor> keep, KeptNeurons(pruned, options.target_sparsity));
 
-  std::vector<int64_t> widths;
+  std::vector<BlockShape> shapes = BlockShapesOf(arch.config());
   for (int b = 0; b < blocks; ++b) {
     const int64_t before = pruned[b].numel(), after = keep[b].numel();
-    widths.push_back(after);
+    shapes[b].ffn = after;
     int64_t parameters = 0;  // of the tensors the neurons run through, each fused linear's part apart
     for (const auto& spec : arch.BlockTensors(b)) {
       if (axes.count(spec.name) != 0) parameters += c10::multiply_integers(spec.shape);
     }
-    const int64_t removed = parameters / before * (before - after);
+    const int64_t removed = before == 0 ? 0 : parameters / before * (before - after);
     report.parameters_before += parameters;
     report.parameters_after += parameters - removed;
     report.layers.push_back({arch.BlockPrefix(b) + "mlp", b, parameters, removed, -1.0, 0.0});
     if (observer.on_layer) observer.on_layer(report.layers.back());
   }
 
-  nlohmann::json config = model.config();
-  const auto [narrowest, widest] = std::minmax_element(widths.begin(), widths.end());
-  config[FfnKey(arch.config().family)] = *widest;
-  config.erase(kFfnSizesKey);
-  if (*narrowest != *widest) config[kFfnSizesKey] = widths;
+  SHEARS_ASSIGN_OR_RETURN(nlohmann::json config, ConfigWithBlockShapes(model.config(), arch.config(), shapes));
   const TensorEditor edit = [&](const std::string& name) {
     const int b = arch.BlockOf(name);
     TensorEdit e{false, name};

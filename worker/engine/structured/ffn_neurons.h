@@ -4,8 +4,8 @@
 // Without fine-tuning the neurons are scored once, by magnitude (the L2 norm of all of the
 // neuron's weights) or at random (seeded); with fine-tuning see neuron_fine_tune.h. The target
 // share of neurons goes from every block alike (uniform) or where the scores are lowest across
-// all blocks (global), which leaves blocks of different widths: config.json then lists them in
-// `shears_intermediate_sizes`, which the engine reads back.
+// all blocks (global), which leaves blocks of different widths: written in the Nemotron-NAS
+// layout for the Llama family (io/nemotron_nas.h), which vLLM serves and the engine reads back.
 
 #include <torch/torch.h>
 

@@ -48,6 +48,10 @@ absl::StatusOr<FineTunedNeurons> FineTuneNeurons(const PruneOptions& options, co
   const double uniqueness_weight =
       !gum ? 0.0 : (tune.uniqueness_weight >= 0 ? tune.uniqueness_weight : kDefaultUniquenessWeight);
   const int blocks = arch.num_blocks();
+  std::vector<int> mlp_blocks;  // those with an FFN: a Nemotron-NAS block may have none
+  for (int b = 0; b < blocks; ++b) {
+    if (arch.config().HasMlp(b)) mlp_blocks.push_back(b);
+  }
 
   FineTunedNeurons out{LoadWeights(model, arch, device), {}};
   std::optional<ModelWeights> teacher;
@@ -68,7 +72,9 @@ absl::StatusOr<FineTunedNeurons> FineTuneNeurons(const PruneOptions& options, co
     ModelWeights student{out.weights.outer, {}};
     for (int b = 0; b < blocks; ++b) {
       TensorMap block = out.weights.blocks[b];
-      for (const auto& [name, axis] : axes) block[name] = Masked(block[name], axis, keep[b]);
+      if (arch.config().HasMlp(b)) {
+        for (const auto& [name, axis] : axes) block[name] = Masked(block[name], axis, keep[b]);
+      }
       student.blocks.push_back(std::move(block));
     }
     std::vector<torch::Tensor> activations;  // each block's down-projection input, in order
@@ -83,16 +89,16 @@ absl::StatusOr<FineTunedNeurons> FineTuneNeurons(const PruneOptions& options, co
       teacher_logits = Forward(arch, *teacher, inputs);
     }
     auto loss = StudentLoss(logits, batch, teacher_logits);
-    for (size_t b = 0; b < activations.size(); ++b) {
-      loss = loss + uniqueness_weight / blocks * UniquenessPenalty(activations[b], keep[b]);
+    for (size_t i = 0; i < activations.size(); ++i) {
+      loss = loss + uniqueness_weight / blocks * UniquenessPenalty(activations[i], keep[mlp_blocks[i]]);
     }
     return loss;
   };
   if (movement) {
     problem.after_backward = [&](int64_t) {
-      for (int b = 0; b < blocks; ++b) {
+      for (int b : mlp_blocks) {
         for (const auto& [name, axis] : axes) {
-          const torch::Tensor& w = out.weights.blocks[b][name];
+          const torch::Tensor& w = out.weights.blocks[b].at(name);
           if (!w.grad().defined()) continue;
           auto moved = -(w.detach() * w.grad()).to(torch::kCPU, torch::kFloat32);
           scores[b] += moved.dim() == 1 ? moved : moved.sum(1 - axis);
@@ -104,7 +110,7 @@ absl::StatusOr<FineTunedNeurons> FineTuneNeurons(const PruneOptions& options, co
   problem.after_step = [&](int64_t step) {
     if (frozen) return;
     if (options.method == Method::kMagnitude) {
-      for (int b = 0; b < blocks; ++b) scores[b] = MagnitudeScores(out.weights.blocks[b], axes);
+      for (int b : mlp_blocks) scores[b] = MagnitudeScores(out.weights.blocks[b], axes);
     }
     const double sparsity = CubicSparsity(step + 1, train.steps, options.target_sparsity);
     out.pruned = LowestNeurons(scores, sparsity, allocation);
