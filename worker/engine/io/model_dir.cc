@@ -44,9 +44,9 @@ absl::StatusOr<std::vector<std::string>> CopySideFiles(const std::string& from, 
       "tokenizer.model",        "vocab.json",     "merges.txt",            "added_tokens.json",
   };
   std::vector<std::string> names(std::begin(kSideFiles), std::end(kSideFiles));
-  // The Python modules config.json's auto_map names (trust_remote_code: NVIDIA's DeciLM classes)
-  // and those they import, which sit beside them.
-  std::error_code error;
+  // Every Python module at the top: the remote code a trust_remote_code config's auto_map names
+  // (NVIDIA's DeciLM classes) and the modules it imports from beside it.
+  std::error_code error;  // an unreadable directory copies no module
   for (const auto& entry : fs::directory_iterator(from, error)) {
     if (entry.path().extension() == ".py" && entry.is_regular_file() && !entry.is_symlink()) {
       names.push_back(entry.path().filename().string());

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace shears::engine {
 namespace {
@@ -103,19 +104,17 @@ absl::StatusOr<bool> Flag(const nlohmann::json& object, const char* key, int64_t
 // or asks for replace_with_linear.
 absl::StatusOr<bool> IsNoOp(const nlohmann::json& section, int64_t b, const std::string& where) {
   if (!section.is_object()) return Entry(b, where + " must be an object");
-  auto no_op = Flag(section, "no_op", b, where);
-  if (!no_op.ok() || *no_op) return no_op;
-  auto linear = Flag(section, "replace_with_linear", b, where);
-  if (!linear.ok()) return linear.status();
-  if (*linear) return Entry(b, where + ".replace_with_linear is not supported (vLLM does not serve it either)");
+  SHEARS_ASSIGN_OR_RETURN(bool no_op, Flag(section, "no_op", b, where));
+  if (no_op) return true;
+  SHEARS_ASSIGN_OR_RETURN(bool linear, Flag(section, "replace_with_linear", b, where));
+  if (linear) return Entry(b, where + ".replace_with_linear is not supported (vLLM does not serve it either)");
   return false;
 }
 
 // The number of KV heads of block `b`'s attention entry (0: no_op).
 absl::StatusOr<int64_t> KvHeadsOfEntry(const nlohmann::json& attention, int64_t b, const ModelConfig& m) {
-  auto no_op = IsNoOp(attention, b, "attention");
-  if (!no_op.ok()) return no_op.status();
-  if (*no_op) return 0;
+  SHEARS_ASSIGN_OR_RETURN(bool no_op, IsNoOp(attention, b, "attention"));
+  if (no_op) return 0;
   for (const char* windowed : {"window_length", "num_sink_tokens"}) {
     if (auto it = attention.find(windowed); it != attention.end() && !it->is_null()) {
       return Entry(b, absl::StrCat("attention.", windowed, " is not supported (full attention only)"));
@@ -134,9 +133,8 @@ absl::StatusOr<int64_t> KvHeadsOfEntry(const nlohmann::json& attention, int64_t 
 // into one (int(2 · ffn_mult · hidden / 3) rounded up to a multiple of 256), else intermediate_size
 // (which vLLM reads when ffn_mult is absent).
 absl::StatusOr<int64_t> FfnOfEntry(const nlohmann::json& ffn, int64_t b, const ModelConfig& m) {
-  auto no_op = IsNoOp(ffn, b, "ffn");
-  if (!no_op.ok()) return no_op.status();
-  if (*no_op) return 0;
+  SHEARS_ASSIGN_OR_RETURN(bool no_op, IsNoOp(ffn, b, "ffn"));
+  if (no_op) return 0;
   if (auto mult = ffn.find("ffn_mult"); mult != ffn.end() && !mult->is_null()) {
     if (!mult->is_number() || !(mult->get<double>() > 0)) return Entry(b, "ffn.ffn_mult must be a positive number");
     return WidthOfFfnMult(mult->get<double>(), m.hidden);
@@ -178,12 +176,10 @@ absl::Status ParseBlockConfigs(const nlohmann::json& config, ModelConfig& m) {
       return absl::InvalidArgumentError(
           absl::StrCat("config.json: block_configs[", b, "] must be an object with attention and ffn"));
     }
-    auto kv = KvHeadsOfEntry(entry["attention"], b, m);
-    if (!kv.ok()) return kv.status();
-    auto ffn = FfnOfEntry(entry["ffn"], b, m);
-    if (!ffn.ok()) return ffn.status();
-    m.block_kv_heads.push_back(*kv);
-    m.block_ffn.push_back(*ffn);
+    SHEARS_ASSIGN_OR_RETURN(int64_t kv, KvHeadsOfEntry(entry["attention"], b, m));
+    SHEARS_ASSIGN_OR_RETURN(int64_t ffn, FfnOfEntry(entry["ffn"], b, m));
+    m.block_kv_heads.push_back(kv);
+    m.block_ffn.push_back(ffn);
   }
   m.kv_heads = *std::max_element(m.block_kv_heads.begin(), m.block_kv_heads.end());
   m.ffn = *std::max_element(m.block_ffn.begin(), m.block_ffn.end());
