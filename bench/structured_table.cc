@@ -3,9 +3,12 @@
 //  - FFN neurons removed while fine-tuning, every score with the same fine-tuning budget:
 //    magnitude, random, movement and GUM (with and without distillation);
 //  - low-rank factorization: activation-aware SVD (training-free) against FLOP (fine-tuned);
-//  - 25% of the blocks removed by Block Influence against the last blocks and random blocks.
+//  - 25% of the blocks removed by Block Influence against the last blocks and random blocks;
+//  - sublayers (attention only, MLP only, both) against whole blocks at equal parameter budgets,
+//    with the KV cache each output needs per token.
 // Each run is a separate `shears-worker run-local`; prints Markdown with the redundancy measures
 // of the dense model and of each pruned one.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -67,12 +70,45 @@ std::string FineTune(const std::string& kjv, bool distill = false) {
                       distill ? ", \"distill\": true" : "", "}");
 }
 
+// The KV cache a token takes in 16 bits in the model whose config.json is `config`: K and V of
+// each attention sublayer, KV heads × head_dim values each (the Nemotron-NAS layout's per block).
+int64_t KvCacheBytesPerToken(const nlohmann::json& config) {
+  const int64_t heads = config.value("num_attention_heads", 1);
+  const int64_t head_dim =
+      config.contains("head_dim") && config["head_dim"].is_number() ? config["head_dim"].get<int64_t>()
+                                                                      : config.value("hidden_size", 0) / heads;
+  int64_t kv_heads = 0;  // summed over the blocks
+  if (config.contains("block_configs")) {
+    for (const auto& block : config["block_configs"]) {
+      if (!block["attention"].value("no_op", false)) kv_heads += heads / block["attention"]["n_heads_in_group"].get<int64_t>();
+    }
+  } else {
+    const auto& kv = config.contains("num_key_value_heads") ? config["num_key_value_heads"] : nlohmann::json(heads);
+    kv_heads = config.value("num_hidden_layers", 0) * (kv.is_number() ? kv.get<int64_t>() : heads);
+  }
+  return 2 * kv_heads * head_dim * 2;
+}
+
+// The blocks a result removed, then its sublayers: "3, 5" or "attention 2, mlp 7".
+std::string Removed(const nlohmann::json& result) {
+  std::vector<std::string> removed;
+  for (const auto& b : result.value("removed_blocks", nlohmann::json::array())) removed.push_back(b.dump());
+  std::vector<std::string> sublayers;
+  for (const auto& r : result.value("removed_sublayers", nlohmann::json::array())) {
+    sublayers.push_back(absl::StrCat(r.value("sublayer", "?"), " ", r.value("block", 0)));
+  }
+  std::string out = removed.empty() ? "-" : absl::StrJoin(removed, ", ");
+  if (!sublayers.empty()) out = absl::StrCat("blocks ", out, "; ", absl::StrJoin(sublayers, ", "));
+  return out;
+}
+
 int Table(const std::string& build, const std::string& work, const std::string& kjv, const std::string& model,
           const std::string& title, const std::vector<Job>& jobs) {
   std::cout << "\n" << title << " (`" << model << "`):\n\n"
-            << "| job | perplexity | removed parameters | blocks removed | Block Influence after | FFN max cosine "
-               "| FFN uniqueness | FFN sensitivity | FFN effective rank | seconds |\n"
-            << "|---|---:|---:|---|---|---:|---:|---:|---:|---:|\n";
+            << "| job | perplexity | removed parameters | removed | Block Influence after | FFN max cosine "
+               "| FFN uniqueness | FFN sensitivity | FFN effective rank | KV cache per token | seconds |\n"
+            << "|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|\n";
+  const auto dense_config = nlohmann::json::parse(shears::ReadFile(model + "/config.json").value_or("{}"), nullptr, false);
   int failures = 0;
   std::string dense_line;
   for (size_t i = 0; i < jobs.size(); ++i) {
@@ -85,6 +121,8 @@ int Table(const std::string& build, const std::string& work, const std::string& 
                            "/test.txt\", \"seq_len\": 128}, \"output\": {\"uri\": \"file://", work, "/out", i, "\"}}"));
     shears::bench::Run run = shears::bench::RunWorker(build + "/worker/shears-worker", spec, work + "/scratch", log);
     nlohmann::json result = shears::bench::ReadResult(log);
+    const auto config = nlohmann::json::parse(shears::ReadFile(absl::StrCat(work, "/out", i, "/config.json")).value_or("{}"),
+                                              nullptr, false);
     std::filesystem::remove_all(absl::StrCat(work, "/out", i));
     if (run.status != 0 || !result.is_object() || !result.contains("evaluation")) {
       std::cerr << jobs[i].label << " failed; see " << log << "\n";
@@ -93,16 +131,15 @@ int Table(const std::string& build, const std::string& work, const std::string& 
     }
     if (dense_line.empty()) {
       dense_line = absl::StrCat("| dense | ", Format("%.2f", result["evaluation"]["dense_perplexity"].get<double>()),
-                                " | - | - | ", Influences(result, "dense"), " | ", FfnCells(result, "dense"), " | - |");
+                                " | - | - | ", Influences(result, "dense"), " | ", FfnCells(result, "dense"), " | ",
+                                KvCacheBytesPerToken(dense_config), " B | - |");
     }
     const double before = std::stod(result["model_parameters_before"].get<std::string>());
     const double after = std::stod(result["model_parameters_after"].get<std::string>());
-    std::vector<std::string> removed;
-    for (const auto& b : result.value("removed_blocks", nlohmann::json::array())) removed.push_back(b.dump());
     std::cout << "| " << jobs[i].label << " | " << Format("%.2f", result["evaluation"]["pruned_perplexity"].get<double>())
-              << " | " << Format("%.1f%%", 100.0 * (before - after) / before) << " of the model | "
-              << (removed.empty() ? "-" : absl::StrJoin(removed, ", ")) << " | " << Influences(result, "pruned")
-              << " | " << FfnCells(result, "pruned") << " | " << Format("%.1f", run.seconds) << " |\n";
+              << " | " << Format("%.1f%%", 100.0 * (before - after) / before) << " of the model | " << Removed(result)
+              << " | " << Influences(result, "pruned") << " | " << FfnCells(result, "pruned") << " | "
+              << KvCacheBytesPerToken(config) << " B | " << Format("%.1f", run.seconds) << " |\n";
   }
   std::cout << dense_line << "\n";
   return failures;
@@ -116,10 +153,15 @@ std::string FfnSpec(const std::string& method, const std::string& share, const s
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 5) {
-    std::cerr << "usage: structured_table BUILD_DIR WORK_DIR FFN_MODEL_DIR DEEP_MODEL_DIR\n";
+  if (argc < 5) {
+    std::cerr << "usage: structured_table BUILD_DIR WORK_DIR FFN_MODEL_DIR DEEP_MODEL_DIR [TABLE ...]\n"
+                 "tables: ffn tuned rank blocks sublayers (default: all)\n";
     return 2;
   }
+  const std::vector<std::string> only(argv + 5, argv + argc);
+  const auto wanted = [&](const std::string& table) {
+    return only.empty() || std::find(only.begin(), only.end(), table) != only.end();
+  };
   const std::string build = argv[1], work = argv[2];
   const std::string ffn_model = std::filesystem::absolute(argv[3]).string();
   const std::string deep_model = std::filesystem::absolute(argv[4]).string();
@@ -142,7 +184,8 @@ int main(int argc, char** argv) {
       }
     }
   }
-  int failures = Table(build, work, kjv, ffn_model, "FFN neurons, one-shot (no fine-tuning)", one_shot);
+  int failures = 0;
+  if (wanted("ffn")) failures += Table(build, work, kjv, ffn_model, "FFN neurons, one-shot (no fine-tuning)", one_shot);
 
   std::vector<Job> tuned = {{"dense, fine-tuned (no neuron removed)", FfnSpec("MAGNITUDE", "0", FineTune(kjv))}};
   for (const char* share : {"0.25", "0.5"}) {
@@ -153,8 +196,10 @@ int main(int argc, char** argv) {
       tuned.push_back({absl::StrCat(method, " ", share, " + distillation"), FfnSpec(method, share, FineTune(kjv, true))});
     }
   }
-  failures += Table(build, work, kjv, ffn_model, "FFN neurons pruned while fine-tuning, same budget for every score",
-                    tuned);
+  if (wanted("tuned")) {
+    failures += Table(build, work, kjv, ffn_model, "FFN neurons pruned while fine-tuning, same budget for every score",
+                      tuned);
+  }
 
   std::vector<Job> rank;
   for (const char* share : {"0.3", "0.5"}) {
@@ -163,9 +208,11 @@ int main(int argc, char** argv) {
     rank.push_back({absl::StrCat("FLOP ", share),
                     absl::StrCat(common, ", \"low_rank\": {\"algorithm\": \"LOW_RANK_FLOP\"}, ", FineTune(kjv))});
   }
-  failures += Table(build, work, kjv, ffn_model,
-                    "Low rank (target: share of the block linears' parameters; removed: share of the whole model's)",
-                    rank);
+  if (wanted("rank")) {
+    failures += Table(build, work, kjv, ffn_model,
+                      "Low rank (target: share of the block linears' parameters; removed: share of the whole model's)",
+                      rank);
+  }
 
   std::vector<Job> layers = {
       {"BLOCK_INFLUENCE 25%", "\"method\": \"METHOD_BLOCK_INFLUENCE\", \"structure\": \"STRUCTURE_LAYERS\", "
@@ -178,7 +225,30 @@ int main(int argc, char** argv) {
                       absl::StrCat("\"method\": \"METHOD_RANDOM\", \"structure\": \"STRUCTURE_LAYERS\", "
                                    "\"target_sparsity\": 0.25, \"seed\": ", seed)});
   }
-  failures += Table(build, work, kjv, deep_model, "Blocks", layers);
+  if (wanted("blocks")) failures += Table(build, work, kjv, deep_model, "Blocks", layers);
+
+  // Sublayers against blocks at the same share of the blocks' parameters (a quarter is two of the
+  // eight blocks; an eighth one block).
+  std::vector<Job> sublayers;
+  for (const char* share : {"0.125", "0.25"}) {
+    const std::string target = absl::StrCat("\"target_sparsity\": ", share);
+    sublayers.push_back({absl::StrCat("blocks, BLOCK_INFLUENCE ", share),
+                         absl::StrCat("\"method\": \"METHOD_BLOCK_INFLUENCE\", \"structure\": \"STRUCTURE_LAYERS\", ", target)});
+    for (const char* kind : {"ALL", "ATTENTION", "MLP"}) {
+      sublayers.push_back({absl::StrCat("sublayers ", kind, ", BLOCK_INFLUENCE ", share),
+                           absl::StrCat("\"method\": \"METHOD_BLOCK_INFLUENCE\", \"structure\": \"STRUCTURE_SUBLAYERS\", "
+                                        "\"sublayers\": \"SUBLAYERS_", kind, "\", ", target)});
+    }
+    sublayers.push_back({absl::StrCat("sublayers ALL, LAST_BLOCKS ", share),
+                         absl::StrCat("\"method\": \"METHOD_LAST_BLOCKS\", \"structure\": \"STRUCTURE_SUBLAYERS\", ", target)});
+    sublayers.push_back({absl::StrCat("sublayers ALL, RANDOM ", share, " (seed 0)"),
+                         absl::StrCat("\"method\": \"METHOD_RANDOM\", \"structure\": \"STRUCTURE_SUBLAYERS\", ", target)});
+  }
+  if (wanted("sublayers")) {
+    failures += Table(build, work, kjv, deep_model,
+                      "Sublayers against blocks (target: share of the blocks' parameters; removed: share of the model's)",
+                      sublayers);
+  }
   std::filesystem::remove_all(work);
   return failures == 0 ? 0 : 1;
 }

@@ -2,6 +2,8 @@
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <iomanip>
@@ -11,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/command_line.h"
@@ -28,7 +31,8 @@ constexpr char kUsage[] = R"(usage: shearsctl [global flags] COMMAND [flags]
 commands:
   create   --spec FILE | --model URI --method M (--sparsity X | --nm N:M) --output URI
            [--calibration URI [--samples N] [--seq-len T]] [--format F] [--structure S]
-           [--allocation A] [--fine-tune URI [--steps N] [--distill]] [--low-rank ALGORITHM]
+           [--allocation A] [--width-multiple N] [--sublayers K] [--fine-tune URI [--steps N] [--distill]]
+           [--low-rank ALGORITHM]
            [--search-base M [--search-configurations N] [--search-budget N]]
            [--seed N] [--label K=V ...] [--request-id ID] [--wait]
   get      JOB_ID
@@ -43,6 +47,9 @@ names: methods as magnitude or METHOD_MAGNITUDE; states as running or JOB_STATE_
 as sparse_bitmask or OUTPUT_FORMAT_SPARSE_BITMASK. --nm 2:4 sets STRUCTURE_N_M; --calibration
 draws --samples windows (default 128) of --seq-len tokens (default 2048). --fine-tune gives
 movement, GUM and FLOP their data (--steps, default 200); --low-rank is svd or flop.
+--structure sublayers removes whole attention or MLP sublayers (block_influence, last_blocks or
+random; --sublayers attention or mlp takes one kind only); --width-multiple rounds each FFN width
+kept to a multiple (64 to 256 for real models).
 --method predictor_search --search-base wanda searches per-layer sparsities (magnitude, wanda or
 sparsegpt prune each configuration; with --structure ffn_neurons and magnitude, a share of FFN
 neurons per block; --search-configurations measured, default 60; --search-budget scored by the
@@ -116,6 +123,12 @@ void PrintJob(const v1::Job& job) {
       std::cout << "perplexity dense " << std::setprecision(3) << e.dense_perplexity() << " -> pruned "
                 << e.pruned_perplexity() << " (" << e.windows() << " windows of " << e.seq_len() << " tokens of "
                 << e.dataset_uri() << ")\n";
+    }
+    if (r.removed_blocks_size() > 0) std::cout << "removed   blocks " << absl::StrJoin(r.removed_blocks(), ", ") << "\n";
+    if (r.removed_sublayers_size() > 0) {
+      std::vector<std::string> sublayers;
+      for (const auto& s : r.removed_sublayers()) sublayers.push_back(absl::StrCat(s.sublayer(), " of block ", s.block()));
+      std::cout << "removed   " << absl::StrJoin(sublayers, ", ") << "\n";
     }
     if (r.has_search()) {
       const auto& search = r.search();
@@ -227,6 +240,18 @@ int Client::Create() {
       return Usage("--allocation: unknown allocation " + *v);
     }
     spec.set_allocation(a);
+  }
+  if (auto v = cl_.Get("sublayers")) {
+    v1::Sublayers k;
+    if (!ParseEnum<v1::Sublayers>(*v, "SUBLAYERS_", v1::Sublayers_Parse, &k)) {
+      return Usage("--sublayers: unknown kind " + *v + " (all, attention or mlp)");
+    }
+    spec.set_sublayers(k);
+  }
+  if (cl_.Has("width-multiple")) {
+    auto n = cl_.GetInt("width-multiple", 0);
+    if (!n.ok()) return Usage(std::string(n.status().message()));
+    spec.set_width_multiple(static_cast<int32_t>(std::clamp<int64_t>(*n, INT32_MIN, INT32_MAX)));
   }
   if (auto v = cl_.Get("fine-tune")) {
     auto steps = cl_.GetInt("steps", 0);
@@ -437,7 +462,7 @@ int main(int argc, char** argv) {
                                 "output", "seed", "label", "request-id", "wait", "state", "page-size", "page-token",
                                 "after", "nm", "calibration", "samples", "seq-len", "format", "allocation",
                                 "fine-tune", "steps", "distill", "low-rank", "search-base", "search-configurations",
-                                "search-budget"});
+                                "search-budget", "width-multiple", "sublayers"});
       !st.ok()) {
     return Usage(std::string(st.message()));
   }

@@ -32,6 +32,7 @@ constexpr std::pair<Structure, v1::Structure> kStructures[] = {
     {Structure::kLayers, v1::STRUCTURE_LAYERS},
     {Structure::kFfnNeurons, v1::STRUCTURE_FFN_NEURONS},
     {Structure::kRank, v1::STRUCTURE_RANK},
+    {Structure::kSublayers, v1::STRUCTURE_SUBLAYERS},
 };
 
 absl::StatusOr<Structure> StructureOf(v1::Structure structure) {
@@ -42,6 +43,21 @@ absl::StatusOr<Structure> StructureOf(v1::Structure structure) {
       "spec.structure: ",
       v1::Structure_IsValid(structure) ? v1::Structure_Name(structure) : absl::StrCat("value ", structure),
       " is not supported yet"));
+}
+
+absl::StatusOr<std::optional<engine::Sublayers>> SublayersOf(v1::Sublayers sublayers) {
+  switch (sublayers) {
+    case v1::SUBLAYERS_UNSPECIFIED:
+      return std::nullopt;
+    case v1::SUBLAYERS_ALL:
+      return engine::Sublayers::kAll;
+    case v1::SUBLAYERS_ATTENTION:
+      return engine::Sublayers::kAttention;
+    case v1::SUBLAYERS_MLP:
+      return engine::Sublayers::kMlp;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("spec.sublayers: unknown value ", sublayers));
+  }
 }
 
 absl::StatusOr<engine::OutputFormat> FormatOf(v1::OutputFormat format) {
@@ -135,6 +151,8 @@ absl::StatusOr<engine::PruneOptions> EngineOptions(const v1::JobSpec& spec) {
         engine::CalibrationOptions{calib.dataset_uri(), calib.num_samples(), calib.seq_len(), calib.seed()};
   }
   options.neuron_measures = spec.neuron_measures();
+  options.width_multiple = spec.width_multiple();
+  SHEARS_ASSIGN_OR_RETURN(options.sublayers, SublayersOf(spec.sublayers()));
   if (spec.has_fine_tune()) {
     const auto& tune = spec.fine_tune();
     // A weight the caller left out is negative: the method's default.
@@ -198,6 +216,8 @@ v1::RedundancyMetrics ToProto(const engine::RedundancyReport& report, bool per_n
     auto* b = out.add_blocks();
     b->set_block(block.block);
     b->set_block_influence(block.block_influence);
+    if (block.attention_influence) b->set_attention_influence(*block.attention_influence);
+    if (block.mlp_influence) b->set_mlp_influence(*block.mlp_influence);
   }
   for (const auto& ffn : report.ffns) {
     auto* f = out.add_ffns();
@@ -219,6 +239,13 @@ v1::JobResult ResultOf(const engine::PruneReport& report, const v1::JobSpec& spe
   result.set_parameters_after(report.parameters_after);
   for (const auto& layer : report.layers) *result.add_layers() = ToProto(layer);
   for (int block : report.removed_blocks) result.add_removed_blocks(block);
+  for (const auto& removed : report.removed_sublayers) {
+    auto* r = result.add_removed_sublayers();
+    r->set_block(removed.block);
+    r->set_sublayer(removed.sublayer);
+    if (removed.influence) r->set_influence(*removed.influence);
+    r->set_parameters(removed.parameters);
+  }
   result.set_model_parameters_before(report.model_parameters_before);
   result.set_model_parameters_after(report.model_parameters_after);
   for (const auto& redundancy : report.redundancy) *result.add_redundancy() = ToProto(redundancy, /*per_neuron=*/true);

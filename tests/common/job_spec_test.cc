@@ -65,6 +65,35 @@ TEST(JobTranslation, DatasetsKeepTheirUrisAndUnsetFieldsStayUnset) {
   EXPECT_EQ(EngineOptions(spec).status().message(), "spec.allocation: unknown allocation 9");
 }
 
+TEST(JobTranslation, SublayerAndAlignmentOptionsAndTheirResultsCarryOver) {
+  v1::JobSpec spec = Valid();
+  EXPECT_FALSE(EngineOptions(spec)->sublayers.has_value());
+  EXPECT_EQ(EngineOptions(spec)->width_multiple, 0);
+  spec.set_sublayers(v1::SUBLAYERS_ATTENTION);
+  spec.set_width_multiple(256);
+  auto options = EngineOptions(spec).value();
+  EXPECT_EQ(options.sublayers, engine::Sublayers::kAttention);
+  EXPECT_EQ(options.width_multiple, 256);
+  spec.set_sublayers(static_cast<v1::Sublayers>(7));
+  EXPECT_EQ(EngineOptions(spec).status().message(), "spec.sublayers: unknown value 7");
+
+  engine::PruneReport report;
+  report.removed_sublayers = {{3, "attention", 0.01, 4128}, {5, "mlp", std::nullopt, 6176}};
+  engine::BlockRedundancy block{0, 0.2};
+  block.attention_influence = 0.05;
+  report.redundancy.push_back({"dense", {block, {1, 0.3}}, {}});
+  const v1::JobResult result = ResultOf(report, spec);
+  ASSERT_EQ(result.removed_sublayers_size(), 2);
+  EXPECT_EQ(result.removed_sublayers(0).block(), 3);
+  EXPECT_EQ(result.removed_sublayers(0).sublayer(), "attention");
+  EXPECT_DOUBLE_EQ(result.removed_sublayers(0).influence(), 0.01);
+  EXPECT_EQ(result.removed_sublayers(0).parameters(), 4128);
+  EXPECT_FALSE(result.removed_sublayers(1).has_influence()) << "measured only with calibration data";
+  EXPECT_DOUBLE_EQ(result.redundancy(0).blocks(0).attention_influence(), 0.05);
+  EXPECT_FALSE(result.redundancy(0).blocks(0).has_mlp_influence());
+  EXPECT_FALSE(result.redundancy(0).blocks(1).has_attention_influence());
+}
+
 TEST(JobSpec, EachMethodGetsItsFirstStructure) {
   for (auto [method, structure] : {std::pair{v1::METHOD_MAGNITUDE, v1::STRUCTURE_UNSTRUCTURED},
                                    {v1::METHOD_GUM, v1::STRUCTURE_FFN_NEURONS},

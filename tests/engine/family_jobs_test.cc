@@ -293,5 +293,85 @@ TEST_F(FamilyJobs, PerBlockFfnWidthsAreWrittenInTheNemotronNasLayout) {
   CheckAgainstTheReference();
 }
 
+// Sublayer removal on a Llama and on a Nemotron-NAS model, by each method: no_op sublayers in
+// the Nemotron-NAS layout (a block left empty removed), each written model evaluated by the
+// reference reader to the reported perplexity.
+TEST_F(FamilyJobs, SublayerRemovalWritesNoOpSublayersThatTheReferenceReaderEvaluates) {
+  const std::string llama = dir_ / "llama";
+  shears::testing::WriteRandomModel(llama, Config("llama", {{"num_hidden_layers", 4}}), 23);
+  for (Method method : {Method::kBlockInfluence, Method::kLastBlocks, Method::kRandom}) {
+    const std::string name = std::string("sublayers-") + (method == Method::kBlockInfluence ? "bi"
+                                                          : method == Method::kLastBlocks   ? "last"
+                                                                                            : "random");
+    // 15% of the blocks' parameters is one sublayer of this model (attention 3104, MLP 4640 of
+    // 30976), so no block is left empty and the output is the Nemotron-NAS layout.
+    PruneOptions options = Options(llama, dir_ / name, method, 0.15);
+    options.structure = Structure::kSublayers;
+    options.seed = 5;
+    Prune(name, options);
+    const PruneReport& report = reports_[name];
+    EXPECT_EQ(report.removed_sublayers.size(), 1u) << name;
+    EXPECT_EQ(WrittenConfig(dir_ / name)["architectures"], nlohmann::json::array({"DeciLMForCausalLM"})) << name;
+    const auto blocks = DeciLmBlocks(dir_ / name);
+    // What the reader sees of each kept block against what the job says it removed.
+    int64_t removed = 0;
+    for (const auto& r : report.removed_sublayers) removed += r.parameters;
+    EXPECT_EQ(report.parameters_before - report.parameters_after, removed) << name;
+    ASSERT_EQ(blocks.size(), 4 - report.removed_blocks.size()) << name;
+    for (size_t b = 0, kept = 0; b < 4; ++b) {
+      if (std::count(report.removed_blocks.begin(), report.removed_blocks.end(), b)) continue;
+      bool attention = true, mlp = true;
+      for (const auto& r : report.removed_sublayers) {
+        if (r.block == int(b)) (r.sublayer == "attention" ? attention : mlp) = false;
+      }
+      EXPECT_EQ(blocks[kept][0] > 0, attention) << name << " block " << b;
+      EXPECT_EQ(blocks[kept][1] > 0, mlp) << name << " block " << b;
+      ++kept;
+    }
+  }
+  // The Nemotron-NAS fixture (block 1 without FFN, block 2 without attention): the last blocks'
+  // sublayers go first, block 2's 256-wide FFN alone leaving block 2 empty.
+  const std::string nas = dir_ / "nas";
+  for (const auto& layout : shears::testing::Layouts()) {
+    if (layout.name == "NemotronNasPerBlockShapes") shears::testing::WriteRandomModel(nas, layout.config, 24);
+  }
+  PruneOptions options = Options(nas, dir_ / "nas-sublayers", Method::kLastBlocks, 0.5);
+  options.structure = Structure::kSublayers;
+  Prune("nas-sublayers", options);
+  EXPECT_EQ(reports_["nas-sublayers"].removed_blocks, std::vector<int>{2});
+  EXPECT_EQ(DeciLmBlocks(dir_ / "nas-sublayers"), (std::vector<std::vector<int64_t>>{{2, 48}, {1, 0}}));
+
+  // Qwen3's q/k norms have no Nemotron-NAS form: refused before any work, naming the structure.
+  const std::string qwen3 = dir_ / "qwen3";
+  shears::testing::WriteRandomModel(qwen3, Config("qwen3", nlohmann::json::object()), 25);
+  options = Options(qwen3, dir_ / "qwen3-sublayers", Method::kLastBlocks, 0.3);
+  options.structure = Structure::kSublayers;
+  auto refused = PruneModel(options, {});
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("model_type qwen3 is not one of them"), std::string::npos)
+      << refused.status();
+  CheckAgainstTheReference();
+}
+
+// Width alignment on a Nemotron-NAS model by global allocation: each kept FFN a multiple.
+TEST_F(FamilyJobs, AlignedGlobalWidthsOnANemotronNasModel) {
+  const std::string nas = dir_ / "nas";
+  for (const auto& layout : shears::testing::Layouts()) {
+    if (layout.name == "NemotronNasPerBlockShapes") shears::testing::WriteRandomModel(nas, layout.config, 26);
+  }
+  PruneOptions options = Options(nas, dir_ / "aligned", Method::kMagnitude, 0.4);
+  options.structure = Structure::kFfnNeurons;
+  options.allocation = Allocation::kGlobal;
+  options.width_multiple = 16;
+  Prune("aligned", options);
+  const auto blocks = DeciLmBlocks(dir_ / "aligned");
+  ASSERT_EQ(blocks.size(), 3u);
+  EXPECT_EQ(blocks[1][1], 0);
+  EXPECT_EQ(blocks[0][1] % 16, 0);
+  EXPECT_EQ(blocks[2][1] % 16, 0);
+  EXPECT_DOUBLE_EQ(reports_["aligned"].achieved_sparsity(), 1.0 - double(blocks[0][1] + blocks[2][1]) / (48 + 256));
+  CheckAgainstTheReference();
+}
+
 }  // namespace
 }  // namespace shears::engine

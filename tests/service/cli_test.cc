@@ -136,6 +136,40 @@ TEST_F(CliTest, CreatesFineTuningAndLowRankJobsFromFlags) {
   EXPECT_NE(bad.out.find("--low-rank: unknown algorithm qr"), std::string::npos) << bad.out;
 }
 
+TEST_F(CliTest, CreatesSublayerRemovalAndAlignedWidthJobsFromFlags) {
+  Process worker({Binary("worker/shears-worker"), "--server", address_, "--work-dir", dir_ / "work", "--poll-wait", "2s"},
+                 dir_ / "worker.log");
+  // 15% of tiny-llama's blocks is one attention sublayer; block 0's must stay (vLLM's DeciLM
+  // needs an attention first), so block 1's goes.
+  auto run = Ctl({"--server", address_, "create", "--model", "file://" + DataDir("tiny-llama"), "--method",
+                  "block_influence", "--structure", "sublayers", "--sublayers", "attention", "--sparsity", "0.15",
+                  "--calibration", "file://" + testing::KjvSplitsDir() + "/train.txt", "--samples", "4", "--seq-len",
+                  "64", "--output", "file://" + (dir_ / "sublayers"), "--wait"});
+  ASSERT_EQ(run.status, 0) << run.out;
+  const size_t at = run.out.find("created job ");
+  ASSERT_NE(at, std::string::npos) << run.out;
+  auto got = Ctl({"--server", address_, "get", run.out.substr(at + 12, run.out.find('\n', at) - at - 12)});
+  EXPECT_NE(got.out.find("removed   attention of block 1\n"), std::string::npos) << got.out;
+  const auto config = nlohmann::json::parse(ReadFile(dir_ / "sublayers/config.json").value());
+  EXPECT_EQ(config["block_configs"][1]["attention"]["no_op"], true) << config.dump();
+
+  auto aligned = Ctl({"--server", address_, "create", "--model", "file://" + DataDir("tiny-llama"), "--method",
+                      "magnitude", "--structure", "ffn_neurons", "--sparsity", "0.3", "--width-multiple", "32",
+                      "--output", "file://" + (dir_ / "aligned"), "--wait"});
+  ASSERT_EQ(aligned.status, 0) << aligned.out;
+  EXPECT_EQ(testing::WrittenFfnWidths(dir_ / "aligned"), (std::vector<int64_t>{128, 128}));  // 123 kept -> 128
+
+  auto kind = Ctl({"--server", address_, "create", "--method", "random", "--sublayers", "heads"});
+  EXPECT_EQ(kind.status, 2);
+  EXPECT_NE(kind.out.find("--sublayers: unknown kind heads (all, attention or mlp)"), std::string::npos) << kind.out;
+  auto misplaced = Ctl({"--server", address_, "create", "--model", "file://" + DataDir("tiny-llama"), "--method",
+                        "magnitude", "--sparsity", "0.3", "--width-multiple", "64", "--output",
+                        "file://" + (dir_ / "x")});
+  EXPECT_EQ(misplaced.status, 3);
+  EXPECT_NE(misplaced.out.find("width_multiple: applies to STRUCTURE_FFN_NEURONS only"), std::string::npos)
+      << misplaced.out;
+}
+
 TEST_F(CliTest, CreatesAPredictorSearchJobFromFlagsAndShowsWhatItChose) {
   Process worker({Binary("worker/shears-worker"), "--server", address_, "--work-dir", dir_ / "work", "--poll-wait", "2s"},
                  dir_ / "worker.log");

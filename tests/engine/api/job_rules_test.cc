@@ -27,12 +27,13 @@ TEST(JobRules, EveryMethodsFirstStructureIsItsDefault) {
   EXPECT_EQ(SupportedStructures(Method::kMovement), std::vector<Structure>{Structure::kFfnNeurons});
   EXPECT_EQ(SupportedStructures(Method::kGum), std::vector<Structure>{Structure::kFfnNeurons});
   EXPECT_EQ(SupportedStructures(Method::kLowRank), std::vector<Structure>{Structure::kRank});
-  EXPECT_EQ(SupportedStructures(Method::kBlockInfluence), std::vector<Structure>{Structure::kLayers});
+  EXPECT_EQ(SupportedStructures(Method::kBlockInfluence), (std::vector<Structure>{Structure::kLayers, Structure::kSublayers}));
+  EXPECT_EQ(SupportedStructures(Method::kLastBlocks), (std::vector<Structure>{Structure::kLayers, Structure::kSublayers}));
   EXPECT_EQ(SupportedStructures(Method::kPredictorSearch),
             (std::vector<Structure>{Structure::kUnstructured, Structure::kFfnNeurons}));
   EXPECT_EQ(SupportedStructures(Method::kRandom),
             (std::vector<Structure>{Structure::kUnstructured, Structure::kNM, Structure::kLayers,
-                                    Structure::kFfnNeurons}));
+                                    Structure::kFfnNeurons, Structure::kSublayers}));
 }
 
 TEST(JobRules, WhatEachMethodNeeds) {
@@ -57,6 +58,7 @@ TEST(JobRules, WhatEachMethodNeeds) {
   EXPECT_TRUE(RemovesStructures(Structure::kLayers));
   EXPECT_TRUE(RemovesStructures(Structure::kFfnNeurons));
   EXPECT_TRUE(RemovesStructures(Structure::kRank));
+  EXPECT_TRUE(RemovesStructures(Structure::kSublayers));
   EXPECT_FALSE(RemovesStructures(Structure::kUnstructured));
   EXPECT_FALSE(RemovesStructures(Structure::kNM));
 }
@@ -66,6 +68,7 @@ TEST(JobRules, NamesAreThePublicApis) {
   EXPECT_EQ(MethodName(Method::kPredictorSearch), "METHOD_PREDICTOR_SEARCH");
   EXPECT_EQ(StructureName(Structure::kNM), "STRUCTURE_N_M");
   EXPECT_EQ(StructureName(Structure::kFfnNeurons), "STRUCTURE_FFN_NEURONS");
+  EXPECT_EQ(StructureName(Structure::kSublayers), "STRUCTURE_SUBLAYERS");
 }
 
 TEST(JobRules, AValidJobPasses) {
@@ -83,6 +86,13 @@ TEST(JobRules, AValidJobPasses) {
   nm.n = 2, nm.m = 4;
   nm.format = OutputFormat::kSparse24Bitmask;
   EXPECT_TRUE(CheckJobRules(nm).ok()) << CheckJobRules(nm);
+  PruneOptions sublayers = Valid();
+  sublayers.method = Method::kBlockInfluence;
+  sublayers.structure = Structure::kSublayers;
+  EXPECT_TRUE(CheckJobRules(sublayers).ok()) << CheckJobRules(sublayers);
+  PruneOptions aligned = gum;
+  aligned.width_multiple = 256;
+  EXPECT_TRUE(CheckJobRules(aligned).ok()) << CheckJobRules(aligned);
 }
 
 TEST(JobRules, EachBrokenRuleNamesItsField) {
@@ -180,6 +190,27 @@ TEST(JobRules, EachBrokenRuleNamesItsField) {
       {[](PruneOptions& o) { o.format = OutputFormat::kSparse24Bitmask; },
        "output.format: the sparse-24-bitmask format needs 2:4 sparsity"},
       {[](PruneOptions& o) { o.allocation = Allocation::kGlobal; }, "allocation: applies to STRUCTURE_FFN_NEURONS only"},
+      {[](PruneOptions& o) { o.structure = Structure::kSublayers; },
+       "structure: STRUCTURE_SUBLAYERS is not supported with METHOD_WANDA"},
+      {[](PruneOptions& o) { o.method = Method::kBlockInfluence, o.structure = Structure::kSublayers, o.calibration.reset(); },
+       "calibration: is required by METHOD_BLOCK_INFLUENCE"},
+      {[](PruneOptions& o) {
+         o.method = Method::kLastBlocks, o.structure = Structure::kSublayers, o.format = OutputFormat::kSparseBitmask;
+       },
+       "output.format: a model with structures removed is written as OUTPUT_FORMAT_DENSE_SAFETENSORS"},
+      {[](PruneOptions& o) { o.width_multiple = 64; }, "width_multiple: applies to STRUCTURE_FFN_NEURONS only"},
+      {[](PruneOptions& o) { o.sublayers = Sublayers::kAttention; }, "sublayers: applies to STRUCTURE_SUBLAYERS only"},
+      {[](PruneOptions& o) { o.method = Method::kMagnitude, o.structure = Structure::kFfnNeurons, o.width_multiple = -8; },
+       "width_multiple: must be in [0, 65536], got -8"},
+      {[](PruneOptions& o) {
+         o.method = Method::kMagnitude, o.structure = Structure::kFfnNeurons, o.width_multiple = 1 << 20;
+       },
+       "width_multiple: must be in [0, 65536], got 1048576"},
+      {[](PruneOptions& o) {
+         o.method = Method::kPredictorSearch, o.structure = Structure::kFfnNeurons;
+         o.search.base_method = Method::kMagnitude, o.width_multiple = 64;
+       },
+       "width_multiple: the predictor search does not align the widths it searches yet"},
   };
   for (const auto& c : cases) {
     PruneOptions options = Valid();

@@ -17,6 +17,7 @@
 #include "worker/engine/model/architecture.h"
 #include "worker/engine/model/block_runner.h"
 #include "worker/engine/prune_model.h"
+#include "worker/engine/structured/neuron_scores.h"
 #include "worker/engine/text/dataset.h"
 #include "worker/engine/text/tokenizer.h"
 
@@ -152,6 +153,50 @@ TEST(FfnRedundancy, IsMeasuredOnTheDenseAndThePrunedModelWhenAsked) {
       EXPECT_GT(ffn.sensitivity.max, 0.0) << "some neuron matters to the loss";
     }
   }
+}
+
+TEST(FfnNeurons, AlignedRemovalKeepsTheNearestMultipleWithinTheWidth) {
+  EXPECT_EQ(AlignedRemoval(11008, 2752, 256), 11008 - 8192);  // Llama-2-7B at 25%: 8256 kept -> 32 x 256
+  EXPECT_EQ(AlignedRemoval(14336, 4301, 128), 14336 - 9984);  // Llama-3-8B at 30%: 10035 -> 78 x 128
+  EXPECT_EQ(AlignedRemoval(48, 47, 16), 32) << "never below one multiple";
+  EXPECT_EQ(AlignedRemoval(50, 0, 16), 2) << "never above the largest multiple within the width";
+  EXPECT_EQ(AlignedRemoval(176, 53, 16), 48);
+  EXPECT_EQ(AlignedRemoval(176, 53, 1), 53);
+  EXPECT_EQ(AlignedRemoval(176, 53, 0), 53);
+  EXPECT_EQ(AlignedRemoval(0, 0, 64), 0) << "a block without FFN";
+}
+
+// Widths aligned for tensor-parallel and quantized kernels: every kept width a multiple, the
+// achieved sparsity what the rounding gave, the model reloading with the reported perplexity.
+TEST(FfnNeurons, WidthMultipleRoundsEveryKeptWidthAndReportsWhatItGave) {
+  TempDir dir;
+  auto uniform = Options(DataDir("tiny-llama"), dir / "uniform", Method::kMagnitude, 0.3);
+  uniform.width_multiple = 16;
+  auto report = PruneModel(uniform, {});
+  ASSERT_TRUE(report.ok()) << report.status();
+  // 176 - round(0.3 x 176) = 123 kept, rounded to 128.
+  EXPECT_EQ(nlohmann::json::parse(ReadFile(dir / "uniform/config.json").value())["intermediate_size"], 128);
+  EXPECT_EQ(StoredTensor(dir / "uniform", "model.layers.1.mlp.down_proj.weight").size(1), 128);
+  EXPECT_DOUBLE_EQ(report->achieved_sparsity(), 48.0 / 176.0);
+  EXPECT_DOUBLE_EQ(TestSplitPerplexity(dir / "uniform"), report->evaluation->pruned_perplexity);
+
+  auto global = Options(DataDir("tiny-gpt2"), dir / "global", Method::kMagnitude, 0.45);
+  global.allocation = Allocation::kGlobal;
+  global.width_multiple = 32;
+  report = PruneModel(global, {});
+  ASSERT_TRUE(report.ok()) << report.status();
+  const auto widths = shears::testing::WrittenFfnWidths(dir / "global");
+  ASSERT_EQ(widths.size(), 2u);
+  for (int64_t w : widths) EXPECT_EQ(w % 32, 0) << w;
+  EXPECT_DOUBLE_EQ(report->achieved_sparsity(), 1.0 - double(widths[0] + widths[1]) / 512.0);
+  EXPECT_LE(std::abs(report->achieved_sparsity() - 0.45), 32.0 / 512.0) << "within one multiple a block";
+  EXPECT_DOUBLE_EQ(TestSplitPerplexity(dir / "global"), report->evaluation->pruned_perplexity);
+
+  auto wide = Options(DataDir("tiny-llama"), dir / "wide", Method::kMagnitude, 0.3);
+  wide.width_multiple = 256;
+  auto refused = PruneModel(wide, {});
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(refused.status().message(), "width_multiple: 256 is wider than block 0's FFN (176 neurons)");
 }
 
 TEST(FfnNeurons, RefusesTargetsThatEmptyABlockOrMethodsThatCannotScoreNeurons) {

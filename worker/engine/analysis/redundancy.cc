@@ -107,21 +107,41 @@ NeuronMeasure Summarize(const torch::Tensor& values) {
   return out;
 }
 
-double BlockInfluence(const torch::Tensor& before, const torch::Tensor& after) {
+void InfluenceMeter::Add(const torch::Tensor& before, const torch::Tensor& after) {
   // In double precision a few windows at a time (about 32 MiB of them): all 32 windows of 512
   // tokens at Llama-2-7B's width would be 537 MB a copy.
   const int64_t per_window = std::max<int64_t>(1, before.numel() / std::max<int64_t>(1, before.size(0)));
   const int64_t step = std::max<int64_t>(1, (int64_t{1} << 22) / per_window);
-  double sum = 0.0;
-  int64_t tokens = 0;
   for (int64_t i = 0; i < before.size(0); i += step) {
     const int64_t end = std::min(i + step, before.size(0));
     const auto cos = torch::cosine_similarity(before.slice(0, i, end).to(torch::kFloat64),
                                               after.slice(0, i, end).to(torch::kFloat64), /*dim=*/-1);
-    sum += cos.sum().item<double>();
-    tokens += cos.numel();
+    cosines_ += cos.sum().item<double>();
+    tokens_ += cos.numel();
   }
-  return 1.0 - sum / static_cast<double>(std::max<int64_t>(1, tokens));
+}
+
+double BlockInfluence(const torch::Tensor& before, const torch::Tensor& after) {
+  InfluenceMeter meter;
+  meter.Add(before, after);
+  return meter.value();
+}
+
+BlockRedundancy RunMeasured(const BlockRunner& runner, int b, const TensorMap& block, const torch::Tensor& hidden,
+                            torch::Tensor& next, const LinearInputs* observe) {
+  InfluenceMeter attention, mlp;
+  const SublayerStreams streams = [&](const torch::Tensor& in, const torch::Tensor& mid, const torch::Tensor& out) {
+    attention.Add(in, mid);
+    mlp.Add(mid, out);
+  };
+  next = runner.Run(b, block, hidden, observe, &streams);
+  BlockRedundancy out{b, BlockInfluence(hidden, next)};
+  const Architecture& arch = runner.arch();
+  if (arch.SplitsIntoSublayers()) {
+    if (arch.config().HasAttention(b)) out.attention_influence = attention.value();
+    if (arch.config().HasMlp(b)) out.mlp_influence = mlp.value();
+  }
+  return out;
 }
 
 FfnRedundancy MeasureFfn(int block, const torch::Tensor& activations) {
@@ -170,8 +190,8 @@ RedundancyReport MeasureRedundancy(const BlockRunner& runner, const torch::Tenso
       kept += rows.back().size(0);
     };
     if (neurons) sample_inputs.push_back(hidden.slice(0, 0, sample.size(0)));
-    torch::Tensor next = runner.Run(b, runner.LoadBlock(b), hidden, neurons ? &observe : nullptr);
-    report.blocks.push_back({b, BlockInfluence(hidden, next)});
+    torch::Tensor next;
+    report.blocks.push_back(RunMeasured(runner, b, runner.LoadBlock(b), hidden, next, neurons ? &observe : nullptr));
     if (neurons && arch.config().HasMlp(b)) report.ffns.push_back(MeasureFfn(b, torch::cat(rows)));
     hidden = next;
   }

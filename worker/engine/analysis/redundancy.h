@@ -3,6 +3,8 @@
 // Block Influence of every block, and how alike the neurons of every FFN are (the framework of
 // Santacroce et al., "What matters in the structured pruning of generative language models?").
 
+#include <algorithm>
+#include <cstdint>
 #include <string>
 
 #include <torch/torch.h>
@@ -17,6 +19,22 @@ NeuronMeasure Summarize(const torch::Tensor& values);
 
 // 1 − mean over tokens of cos(before_t, after_t), hidden states [N, T, d].
 double BlockInfluence(const torch::Tensor& before, const torch::Tensor& after);
+
+// The same gathered a batch of windows at a time.
+class InfluenceMeter {
+ public:
+  void Add(const torch::Tensor& before, const torch::Tensor& after);
+  double value() const { return 1.0 - cosines_ / static_cast<double>(std::max<int64_t>(1, tokens_)); }
+
+ private:
+  double cosines_ = 0.0;
+  int64_t tokens_ = 0;
+};
+
+// Runs block `b` (its tensors `block`) on `hidden` into `next`, measuring the block's influence
+// and, where the family's block splits into sublayers, each sublayer's.
+BlockRedundancy RunMeasured(const BlockRunner& runner, int b, const TensorMap& block, const torch::Tensor& hidden,
+                            torch::Tensor& next, const LinearInputs* observe = nullptr);
 
 // The neuron measures of one FFN from its activations A [tokens, neurons] (the down projection's
 // inputs), in single precision, without a neurons × neurons matrix; uniqueness is estimated

@@ -226,6 +226,8 @@ std::string StructureName(Structure structure) {
       return "STRUCTURE_FFN_NEURONS";
     case Structure::kRank:
       return "STRUCTURE_RANK";
+    case Structure::kSublayers:
+      return "STRUCTURE_SUBLAYERS";
   }
   return absl::StrCat("STRUCTURE_", static_cast<int>(structure));
 }
@@ -233,10 +235,11 @@ std::string StructureName(Structure structure) {
 std::vector<Structure> SupportedStructures(Method method) {
   switch (method) {
     case Method::kRandom:
-      return {Structure::kUnstructured, Structure::kNM, Structure::kLayers, Structure::kFfnNeurons};
+      return {Structure::kUnstructured, Structure::kNM, Structure::kLayers, Structure::kFfnNeurons,
+              Structure::kSublayers};
     case Method::kBlockInfluence:
     case Method::kLastBlocks:
-      return {Structure::kLayers};
+      return {Structure::kLayers, Structure::kSublayers};
     case Method::kMagnitude:
       return {Structure::kUnstructured, Structure::kNM, Structure::kFfnNeurons};
     case Method::kMovement:
@@ -280,7 +283,8 @@ bool TakesFineTuning(Method method, Structure structure, LowRankAlgorithm low_ra
 }
 
 bool RemovesStructures(Structure structure) {
-  return structure == Structure::kLayers || structure == Structure::kFfnNeurons || structure == Structure::kRank;
+  return structure == Structure::kLayers || structure == Structure::kFfnNeurons || structure == Structure::kRank ||
+         structure == Structure::kSublayers;
 }
 
 absl::Status CheckJobRules(const PruneOptions& options) {
@@ -307,6 +311,18 @@ absl::Status CheckJobRules(const PruneOptions& options) {
   if (auto st = CheckOutput(options); !st.ok()) return st;
   if (options.allocation && options.structure != Structure::kFfnNeurons) {
     return Invalid("allocation", "applies to STRUCTURE_FFN_NEURONS only");
+  }
+  if (options.sublayers && options.structure != Structure::kSublayers) {
+    return Invalid("sublayers", "applies to STRUCTURE_SUBLAYERS only");
+  }
+  if (options.width_multiple != 0) {
+    if (options.structure != Structure::kFfnNeurons) return Invalid("width_multiple", "applies to STRUCTURE_FFN_NEURONS only");
+    if (options.method == Method::kPredictorSearch) {
+      return Invalid("width_multiple", "the predictor search does not align the widths it searches yet");
+    }
+    if (!InRange(options.width_multiple, 1, kMaxWidthMultiple)) {
+      return Invalid("width_multiple", absl::StrCat("must be in [0, ", kMaxWidthMultiple, "], got ", options.width_multiple));
+    }
   }
   return absl::OkStatus();
 }

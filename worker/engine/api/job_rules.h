@@ -39,6 +39,9 @@ bool RemovesStructures(Structure structure);
 // quadratic in its length (the attention scores); past this, a job would run for days, not fail.
 inline constexpr int64_t kMaxSeqLen = 32768;
 
+// The largest JobSpec.width_multiple: wider than any FFN of a published model.
+inline constexpr int64_t kMaxWidthMultiple = 65536;
+
 // OK, or the first rule `options` breaks. Dataset paths are only checked for presence (the server
 // sees URIs there, the engine local files).
 absl::Status CheckJobRules(const PruneOptions& options);

@@ -15,12 +15,15 @@ enum class Method {
   kMagnitude, kRandom, kWanda, kSparseGpt, kSparseLlm, kBlockInfluence, kLastBlocks, kMovement, kGum, kLowRank,
   kPredictorSearch
 };
-enum class Structure { kUnstructured, kNM, kLayers, kFfnNeurons, kRank };
+enum class Structure { kUnstructured, kNM, kLayers, kFfnNeurons, kRank, kSublayers };
 
 // How structured pruning spreads the target over the blocks: the same share of each, or the
 // lowest scores across all blocks together. Unset in PruneOptions: the method's own (uniform; GUM
 // is global).
 enum class Allocation { kUniform, kGlobal };
+
+// Structure::kSublayers: the kinds of sublayer that may be removed.
+enum class Sublayers { kAll, kAttention, kMlp };
 
 // The on-disk layout of the pruned model.
 enum class OutputFormat {
@@ -114,6 +117,10 @@ struct PruneOptions {
   // FFN-neuron pruning at per-block shares (the predictor search): exactly this many neurons go
   // from each block; empty: target_sparsity spread by `allocation`.
   std::vector<int64_t> neurons_removed;
+  // Structure::kFfnNeurons: every block's kept width rounded to a multiple of this (0 or 1: none).
+  int64_t width_multiple = 0;
+  // Structure::kSublayers only; unset: kAll.
+  std::optional<Sublayers> sublayers;
   // Where per-block checkpoints go; a run finding one made from the same inputs resumes after
   // its last finished block. Empty: no checkpoints.
   std::string checkpoint_dir;

@@ -36,6 +36,18 @@ struct EvaluationReport {
 struct BlockRedundancy {
   int block = 0;  // index in the model it was measured on
   double block_influence = 0.0;
+  // The same between each sublayer's input and output, for families whose blocks add attention
+  // then the MLP to the residual stream; unset for a sublayer the block lacks.
+  std::optional<double> attention_influence;
+  std::optional<double> mlp_influence;
+};
+
+// One sublayer that sublayer removal took out.
+struct RemovedSublayer {
+  int block = 0;          // input index
+  std::string sublayer;   // "attention" or "mlp"
+  std::optional<double> influence;
+  int64_t parameters = 0;  // its tensors' (linears and norm)
 };
 
 // One number per neuron of an FFN, and its summary (events carry only the summary).
@@ -99,6 +111,7 @@ struct PruneReport {
   // Structured pruning: blocks removed (input indices), and every parameter of the model counted
   // in the files before and after.
   std::vector<int> removed_blocks;
+  std::vector<RemovedSublayer> removed_sublayers;
   int64_t model_parameters_before = 0;
   int64_t model_parameters_after = 0;
   std::vector<RedundancyReport> redundancy;

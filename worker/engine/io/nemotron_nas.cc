@@ -148,13 +148,21 @@ absl::StatusOr<int64_t> FfnOfEntry(const nlohmann::json& ffn, int64_t b, const M
 
 // Whether the Nemotron-NAS layout computes what `m`'s family computes: Llama's block with full
 // attention, q/k/v/o biases all or none, no norm on q and k.
+}  // namespace
+
 bool ExpressibleAsNemotronNas(const ModelConfig& m) {
   const bool llama_type = m.model_type == "llama" || m.model_type == "mistral" || m.model_type == kNemotronNasType;
   const bool windowed = std::any_of(m.block_window.begin(), m.block_window.end(), [](int64_t w) { return w > 0; });
   return m.family == Family::kLlama && llama_type && !windowed && !m.qk_norm && m.qkv_bias == m.o_bias;
 }
 
-}  // namespace
+absl::Status CheckServableShapes(const std::vector<BlockShape>& shapes) {
+  auto opened = std::find_if(shapes.begin(), shapes.end(), [](const BlockShape& s) { return s.kv_heads > 0 || s.ffn > 0; });
+  if (opened != shapes.end() && opened->kv_heads > 0) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "the first block that keeps a sublayer (", opened - shapes.begin(),
+      ") must keep its attention: vLLM's DeciLMForCausalLM cannot run an FFN before any attention"));
+}
 
 std::vector<BlockShape> BlockShapesOf(const ModelConfig& m) {
   std::vector<BlockShape> shapes;
@@ -219,14 +227,7 @@ absl::StatusOr<nlohmann::json> ConfigWithBlockShapes(const nlohmann::json& confi
                                                    " has no layout for removed sublayers (the Nemotron-NAS layout "
                                                    "expresses llama, and mistral without sliding windows)"));
   }
-  // vLLM's DeciLM adds a block's FFN onto the residual stream that an attention sublayer opened:
-  // an FFN before any attention, or no attention at all, fails there.
-  auto opened = std::find_if(shapes.begin(), shapes.end(), [](const BlockShape& s) { return s.kv_heads > 0 || s.ffn > 0; });
-  if (opened == shapes.end() || opened->kv_heads == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the first block that keeps a sublayer (", opened - shapes.begin(),
-        ") must keep its attention: vLLM's DeciLMForCausalLM cannot run an FFN before any attention"));
-  }
+  SHEARS_RETURN_IF_ERROR(CheckServableShapes(shapes));
   nlohmann::json blocks = nlohmann::json::array();
   for (const auto& s : shapes) {
     nlohmann::json attention = {{"no_op", s.kv_heads == 0}, {"replace_with_linear", false}};

@@ -34,6 +34,14 @@ std::vector<BlockShape> BlockShapesOf(const ModelConfig& m);
 // m.layers already read), and sets m.kv_heads and m.ffn to the largest. Fails naming the entry.
 absl::Status ParseBlockConfigs(const nlohmann::json& config, ModelConfig& m);
 
+// The family of `m` has a Nemotron-NAS form: Llama, and Mistral without sliding windows (and
+// Nemotron-NAS itself), with no biases but on all of attention's linears or none.
+bool ExpressibleAsNemotronNas(const ModelConfig& m);
+
+// vLLM's DeciLM adds a block's FFN onto the residual stream that an attention sublayer opened:
+// INVALID_ARGUMENT unless the first block that keeps a sublayer keeps its attention.
+absl::Status CheckServableShapes(const std::vector<BlockShape>& shapes);
+
 // config.json for the model `config` (parsed as `parsed`) with its blocks shaped as `shapes`:
 // - every block alike and whole: the family's own config (intermediate_size, num_key_value_heads
 //   rewritten), which stock loaders read; a Nemotron-NAS input stays in its layout;

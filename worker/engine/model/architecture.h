@@ -106,6 +106,20 @@ class Architecture {
   // may differ: a sliding window, a width). `observe`, when not null, is shown every linear's input.
   virtual torch::Tensor Block(int index, const TensorMap& block, const torch::Tensor& hidden,
                               const LinearInputs* observe) const = 0;
+  // For families whose block adds its attention and then its MLP to the residual stream (Llama's,
+  // Gemma's, Phi-3's): the block's two halves, AttentionHalf(h) the stream after the attention
+  // sublayer and MlpHalf of that the block's output, so that each sublayer's effect can be
+  // measured apart. A half the block does not have (a Nemotron-NAS no_op) passes its input
+  // through. Families whose block does not split so return an undefined tensor (the default).
+  virtual bool SplitsIntoSublayers() const { return false; }
+  virtual torch::Tensor AttentionHalf(int index, const TensorMap& block, const torch::Tensor& hidden,
+                                      const LinearInputs* observe) const {
+    return {};
+  }
+  virtual torch::Tensor MlpHalf(int index, const TensorMap& block, const torch::Tensor& hidden,
+                                const LinearInputs* observe) const {
+    return {};
+  }
   // hidden [B, T, d] -> logits [B, T, vocab]
   virtual torch::Tensor Logits(const TensorMap& outer, const torch::Tensor& hidden) const = 0;
 

@@ -23,11 +23,19 @@ TensorMap BlockRunner::LoadBlock(int block) const {
 }
 
 torch::Tensor BlockRunner::Run(int index, const TensorMap& block, const torch::Tensor& hidden,
-                               const LinearInputs* observe) const {
+                               const LinearInputs* observe, const SublayerStreams* streams) const {
   torch::NoGradGuard no_grad;
+  const bool split = streams != nullptr && arch_.SplitsIntoSublayers();
   std::vector<torch::Tensor> out;
   for (int64_t i = 0; i < hidden.size(0); i += batch_) {
-    out.push_back(arch_.Block(index, block, hidden.slice(0, i, std::min(i + batch_, hidden.size(0))), observe));
+    const auto in = hidden.slice(0, i, std::min(i + batch_, hidden.size(0)));
+    if (!split) {
+      out.push_back(arch_.Block(index, block, in, observe));
+      continue;
+    }
+    const auto mid = arch_.AttentionHalf(index, block, in, observe);
+    out.push_back(arch_.MlpHalf(index, block, mid, observe));
+    (*streams)(in, mid, out.back());
   }
   return torch::cat(out, 0);
 }

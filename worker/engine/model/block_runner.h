@@ -11,6 +11,10 @@
 
 namespace shears::engine {
 
+// A batch of a block's input, the residual stream after its attention sublayer, and its output.
+using SublayerStreams =
+    std::function<void(const torch::Tensor& input, const torch::Tensor& after_attention, const torch::Tensor& output)>;
+
 class BlockRunner {
  public:
   // `batch` windows go through a block at a time, which bounds the attention scores' memory.
@@ -24,9 +28,11 @@ class BlockRunner {
   // Block `block`'s tensors, F32 on the device, named relative to its prefix.
   TensorMap LoadBlock(int block) const;
   // hidden [N, T, d] through block `index`, whose tensors `block` holds; `observe`, when not null,
-  // sees every linear's input.
+  // sees every linear's input. `streams`, when not null and the family's block splits into its
+  // sublayers (Architecture::SplitsIntoSublayers), sees each batch's residual stream before,
+  // between and after them.
   torch::Tensor Run(int index, const TensorMap& block, const torch::Tensor& hidden,
-                    const LinearInputs* observe = nullptr) const;
+                    const LinearInputs* observe = nullptr, const SublayerStreams* streams = nullptr) const;
   // Sum of next-token negative log-likelihoods and their count, from the last hidden states.
   std::pair<double, int64_t> NextTokenLoss(const torch::Tensor& hidden, const torch::Tensor& ids) const;
   // The gradient of the mean next-token loss over `ids` with respect to the last hidden states.

@@ -12,8 +12,11 @@ class Gemma final : public Llama {
  public:
   explicit Gemma(ModelConfig config) : Llama(std::move(config)) {}
   std::vector<TensorSpec> DenseBlockTensors(int block) const override;
-  torch::Tensor Block(int index, const TensorMap& block, const torch::Tensor& hidden,
-                      const LinearInputs* observe) const override;
+  // The sandwich norms: each sublayer's output normalized before it joins the residual stream.
+  torch::Tensor AttentionHalf(int index, const TensorMap& block, const torch::Tensor& hidden,
+                              const LinearInputs* observe) const override;
+  torch::Tensor MlpHalf(int index, const TensorMap& block, const torch::Tensor& hidden,
+                        const LinearInputs* observe) const override;
 };
 
 }  // namespace shears::engine

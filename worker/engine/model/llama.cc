@@ -100,10 +100,18 @@ torch::Tensor Llama::GatedMlp(const TensorMap& w, const torch::Tensor& x, const 
 
 torch::Tensor Llama::Block(int index, const TensorMap& w, const torch::Tensor& h,
                            const LinearInputs* observe) const {
-  torch::Tensor out = h;
-  if (config_.HasAttention(index)) out = out + SelfAttention(index, w, Norm(out, w.at("input_layernorm.weight")), observe);
-  if (config_.HasMlp(index)) out = out + GatedMlp(w, Norm(out, w.at("post_attention_layernorm.weight")), observe);
-  return out;
+  return MlpHalf(index, w, AttentionHalf(index, w, h, observe), observe);
+}
+
+torch::Tensor Llama::AttentionHalf(int index, const TensorMap& w, const torch::Tensor& h,
+                                   const LinearInputs* observe) const {
+  if (!config_.HasAttention(index)) return h;
+  return h + SelfAttention(index, w, Norm(h, w.at("input_layernorm.weight")), observe);
+}
+
+torch::Tensor Llama::MlpHalf(int index, const TensorMap& w, const torch::Tensor& h, const LinearInputs* observe) const {
+  if (!config_.HasMlp(index)) return h;
+  return h + GatedMlp(w, Norm(h, w.at("post_attention_layernorm.weight")), observe);
 }
 
 torch::Tensor Llama::Logits(const TensorMap& outer, const torch::Tensor& h) const {

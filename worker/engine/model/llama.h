@@ -16,8 +16,14 @@ class Llama : public Architecture {
   std::vector<TensorSpec> OuterTensors() const override;
   MlpLayout Mlp() const override;
   torch::Tensor Embed(const TensorMap& outer, const torch::Tensor& ids) const override;
+  // MlpHalf(AttentionHalf(hidden)).
   torch::Tensor Block(int index, const TensorMap& block, const torch::Tensor& hidden,
-                      const LinearInputs* observe) const override;
+                      const LinearInputs* observe) const final;
+  bool SplitsIntoSublayers() const override { return true; }
+  torch::Tensor AttentionHalf(int index, const TensorMap& block, const torch::Tensor& hidden,
+                              const LinearInputs* observe) const override;
+  torch::Tensor MlpHalf(int index, const TensorMap& block, const torch::Tensor& hidden,
+                        const LinearInputs* observe) const override;
   torch::Tensor Logits(const TensorMap& outer, const torch::Tensor& hidden) const override;
 
  protected:

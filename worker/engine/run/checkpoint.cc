@@ -39,13 +39,21 @@ std::vector<LayerReport> LayersFromJson(const nlohmann::json& json) {
 
 nlohmann::json InfluencesToJson(const std::vector<BlockRedundancy>& blocks) {
   nlohmann::json out = nlohmann::json::array();
-  for (const auto& b : blocks) out.push_back({{"block", b.block}, {"block_influence", b.block_influence}});
+  for (const auto& b : blocks) {
+    out.push_back({{"block", b.block}, {"block_influence", b.block_influence}});
+    if (b.attention_influence) out.back()["attention_influence"] = *b.attention_influence;
+    if (b.mlp_influence) out.back()["mlp_influence"] = *b.mlp_influence;
+  }
   return out;
 }
 
 std::vector<BlockRedundancy> InfluencesFromJson(const nlohmann::json& json) {
   std::vector<BlockRedundancy> out;
-  for (const auto& b : json) out.push_back({b.at("block").get<int>(), b.at("block_influence").get<double>()});
+  for (const auto& b : json) {
+    out.push_back({b.at("block").get<int>(), b.at("block_influence").get<double>()});
+    if (b.contains("attention_influence")) out.back().attention_influence = b["attention_influence"].get<double>();
+    if (b.contains("mlp_influence")) out.back().mlp_influence = b["mlp_influence"].get<double>();
+  }
   return out;
 }
 

@@ -15,6 +15,7 @@
 #include "worker/engine/structured/ffn_neurons.h"
 #include "worker/engine/structured/layer_removal.h"
 #include "worker/engine/structured/low_rank.h"
+#include "worker/engine/structured/sublayer_removal.h"
 
 namespace shears::engine {
 namespace {
@@ -31,6 +32,8 @@ StructuredDriver DriverOf(Structure structure) {
       return PruneFfnNeurons;
     case Structure::kRank:
       return PruneLowRank;
+    case Structure::kSublayers:
+      return RemoveSublayers;
     default:
       return nullptr;
   }

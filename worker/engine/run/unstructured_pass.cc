@@ -224,15 +224,14 @@ class PruningRun {
     }
     if (calibration_.defined()) {
       torch::Tensor next;
-      {
-        auto timed = Timed(observer_, "calibrate");
-        next = runner_.Run(b, block, calibration_);
-      }
       // The calibration windows go on through the pruned model: its Block Influence is here,
       // without the pass over the pruned model that the neuron measures need.
       if (!options_.neuron_measures) {
         auto timed = Timed(observer_, "measure");
-        pruned_influence_.push_back({b, BlockInfluence(calibration_, next)});
+        pruned_influence_.push_back(RunMeasured(runner_, b, block, calibration_, next));
+      } else {
+        auto timed = Timed(observer_, "calibrate");
+        next = runner_.Run(b, block, calibration_);
       }
       calibration_ = next;
     }

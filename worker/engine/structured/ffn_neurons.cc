@@ -35,6 +35,7 @@ absl::StatusOr<std::vector<torch::Tensor>> KeptNeurons(const std::vector<torch::
 
 absl::StatusOr<PruneReport> PruneFfnNeurons(const PruneOptions& options, const PruneObserver& observer,
                                             const ModelDir& model, const Architecture& arch, torch::Device device) {
+  SHEARS_RETURN_IF_ERROR(CheckWidthMultiple(arch.config(), options.width_multiple));
   const int blocks = arch.num_blocks();
   const NeuronAxes axes = NeuronAxesOf(arch);
   BlockRunner runner(model, arch, device);
@@ -61,7 +62,8 @@ absl::StatusOr<PruneReport> PruneFfnNeurons(const PruneOptions& options, const P
                                                          : MagnitudeScores(runner.LoadBlock(b), axes));
     }
     if (options.neurons_removed.empty()) {
-      pruned = LowestNeurons(scores, options.target_sparsity, options.allocation.value_or(Allocation::kUniform));
+      pruned = LowestNeurons(scores, options.target_sparsity, options.allocation.value_or(Allocation::kUniform),
+                             options.width_multiple);
     } else {
       for (int b = 0; b < blocks; ++b) pruned.push_back(LowestEntries(scores[b], options.neurons_removed[b]));
     }

@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "worker/engine/analysis/redundancy.h"
+#include "worker/engine/io/nemotron_nas.h"
 #include "worker/engine/methods/masks.h"
 #include "worker/engine/structured/rewritten_model.h"
 #include "worker/engine/text/job_datasets.h"
@@ -20,21 +21,9 @@ namespace {
 std::vector<int> SelectBlocks(const PruneOptions& options, int blocks, int k, const RedundancyReport* dense) {
   std::vector<int> order(blocks);
   std::iota(order.begin(), order.end(), 0);
-  switch (options.method) {
-    case Method::kBlockInfluence:
-      // The least influential first; ties keep the earlier block first.
-      std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
-        return dense->blocks[a].block_influence < dense->blocks[b].block_influence;
-      });
-      break;
-    case Method::kLastBlocks:
-      std::reverse(order.begin(), order.end());
-      break;
-    default: {  // random
-      std::mt19937_64 rng(options.seed);
-      std::shuffle(order.begin(), order.end(), rng);
-    }
-  }
+  OrderForRemoval(options, order, [&](int a, int b) {
+    return dense->blocks[a].block_influence < dense->blocks[b].block_influence;
+  });
   std::vector<int> chosen(order.begin(), order.begin() + k);
   std::sort(chosen.begin(), chosen.end());
   return chosen;
@@ -60,11 +49,6 @@ absl::StatusOr<PruneReport> RemoveBlocks(const PruneOptions& options, const Prun
   report.removed_blocks = SelectBlocks(options, blocks, k, report.redundancy.empty() ? nullptr : &report.redundancy[0]);
   const std::set<int> removed(report.removed_blocks.begin(), report.removed_blocks.end());
 
-  // The kept blocks renumbered in order; everything outside the blocks unchanged.
-  std::vector<int> new_index(blocks, -1);
-  for (int b = 0, next = 0; b < blocks; ++b) {
-    if (!removed.count(b)) new_index[b] = next++;
-  }
   std::vector<int64_t> block_parameters(blocks, 0);
   for (const auto& file : model.files()) {
     for (const auto& info : file->tensors()) {
@@ -80,18 +64,19 @@ absl::StatusOr<PruneReport> RemoveBlocks(const PruneOptions& options, const Prun
     if (observer.on_layer) observer.on_layer(report.layers.back());
   }
 
+  const std::vector<BlockShape> shapes = BlockShapesOf(arch.config());
   std::vector<int> kept;
+  std::vector<BlockShape> kept_shapes;
   for (int b = 0; b < blocks; ++b) {
-    if (!removed.count(b)) kept.push_back(b);
+    if (removed.count(b)) continue;
+    kept.push_back(b);
+    kept_shapes.push_back(shapes[b]);
   }
+  // A Nemotron-NAS input may have blocks without attention; the first one kept must have it.
+  if (arch.config().model_type == kNemotronNasType) SHEARS_RETURN_IF_ERROR(CheckServableShapes(kept_shapes));
   const nlohmann::json config =
       ConfigWithBlocks(model.config(), arch.config(), kept, [&](int b) { return arch.BlockPrefix(b); });
-  const TensorEditor edit = [&](const std::string& name) {
-    const int b = arch.BlockOf(name);
-    if (b < 0) return TensorEdit{false, name};
-    if (removed.count(b)) return TensorEdit{true};
-    return TensorEdit{false, arch.BlockPrefix(new_index[b]) + name.substr(arch.BlockPrefix(b).size())};
-  };
+  const TensorEditor edit = KeepBlocks(arch, kept);
   SHEARS_RETURN_IF_ERROR(WriteAndEvaluate(options, observer, model, edit, config,
                                           absl::StrCat("removing blocks ", absl::StrJoin(report.removed_blocks, ", ")),
                                           data, runner, device, calibration, report));

@@ -113,7 +113,7 @@ absl::StatusOr<FineTunedNeurons> FineTuneNeurons(const PruneOptions& options, co
       for (int b : mlp_blocks) scores[b] = MagnitudeScores(out.weights.blocks[b], axes);
     }
     const double sparsity = CubicSparsity(step + 1, train.steps, options.target_sparsity);
-    out.pruned = LowestNeurons(scores, sparsity, allocation);
+    out.pruned = LowestNeurons(scores, sparsity, allocation, options.width_multiple);
     for (int b = 0; b < blocks; ++b) keep[b] = out.pruned[b].logical_not().to(device, torch::kFloat32);
     frozen = sparsity == options.target_sparsity;
   };

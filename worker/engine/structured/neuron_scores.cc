@@ -1,5 +1,9 @@
 #include "worker/engine/structured/neuron_scores.h"
 
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
 #include "worker/engine/methods/masks.h"
 
 namespace shears::engine {
@@ -29,19 +33,43 @@ torch::Tensor RandomScores(uint64_t seed, int index, int64_t width) {
   return at::rand({width}, generator, torch::kFloat32);
 }
 
-std::vector<torch::Tensor> LowestNeurons(const std::vector<torch::Tensor>& scores, double sparsity,
-                                         Allocation allocation) {
-  std::vector<torch::Tensor> pruned;
-  if (allocation == Allocation::kUniform) {
-    for (const auto& s : scores) pruned.push_back(LowestEntries(s, PrunedCount(s.numel(), sparsity)));
-    return pruned;
+int64_t AlignedRemoval(int64_t width, int64_t removed, int64_t multiple) {
+  if (multiple <= 1 || width == 0) return removed;
+  const int64_t most = width / multiple * multiple;
+  const int64_t kept = std::llround(double(width - removed) / double(multiple)) * multiple;
+  return width - std::clamp(kept, multiple, most);
+}
+
+absl::Status CheckWidthMultiple(const ModelConfig& config, int64_t multiple) {
+  if (multiple <= 1) return absl::OkStatus();
+  for (int b = 0; b < config.layers; ++b) {
+    if (config.HasMlp(b) && config.FfnOf(b) < multiple) {
+      return absl::InvalidArgumentError(absl::StrCat("width_multiple: ", multiple, " is wider than block ", b,
+                                                     "'s FFN (", config.FfnOf(b), " neurons)"));
+    }
   }
-  auto all = torch::cat(scores);
-  auto mask = LowestEntries(all, PrunedCount(all.numel(), sparsity));
-  int64_t at = 0;
-  for (const auto& s : scores) {
-    pruned.push_back(mask.slice(0, at, at + s.numel()));
-    at += s.numel();
+  return absl::OkStatus();
+}
+
+std::vector<torch::Tensor> LowestNeurons(const std::vector<torch::Tensor>& scores, double sparsity,
+                                         Allocation allocation, int64_t multiple) {
+  std::vector<int64_t> counts;
+  if (allocation == Allocation::kUniform) {
+    for (const auto& s : scores) counts.push_back(PrunedCount(s.numel(), sparsity));
+  } else {
+    auto all = torch::cat(scores);
+    auto mask = LowestEntries(all, PrunedCount(all.numel(), sparsity));
+    int64_t at = 0;
+    for (const auto& s : scores) {
+      counts.push_back(mask.slice(0, at, at + s.numel()).sum().item<int64_t>());
+      at += s.numel();
+    }
+  }
+  // Within a block the global choice is that block's lowest scores too (ties to the lower index
+  // in both), so choosing again per block gives the same neurons.
+  std::vector<torch::Tensor> pruned;
+  for (size_t b = 0; b < scores.size(); ++b) {
+    pruned.push_back(LowestEntries(scores[b], AlignedRemoval(scores[b].numel(), counts[b], multiple)));
   }
   return pruned;
 }

@@ -11,6 +11,8 @@
 
 #include <torch/torch.h>
 
+#include "absl/status/status.h"
+
 #include "worker/engine/api/options.h"
 #include "worker/engine/model/architecture.h"
 
@@ -25,9 +27,20 @@ torch::Tensor MagnitudeScores(const TensorMap& block, const NeuronAxes& axes);
 // Seeded uniform scores for the neurons of block `index`.
 torch::Tensor RandomScores(uint64_t seed, int index, int64_t width);
 
+// How many of a block's `width` neurons to remove so that the kept width is a multiple of
+// `multiple` (JobSpec.width_multiple): the multiple nearest to width − removed, at least one
+// multiple and at most the largest multiple within the width. `removed` as it is for multiples
+// of 0 or 1 and for FFN-less blocks (width 0); a width below the multiple is the caller's to
+// refuse (CheckWidthMultiple).
+int64_t AlignedRemoval(int64_t width, int64_t removed, int64_t multiple);
+
+// INVALID_ARGUMENT naming width_multiple when some block's FFN is narrower than it.
+absl::Status CheckWidthMultiple(const ModelConfig& config, int64_t multiple);
+
 // Per block, the neurons to remove (bool) at `sparsity`: the lowest scores of each block, or of
-// all blocks together with global allocation.
+// all blocks together with global allocation; then each block's count aligned to `multiple`
+// (AlignedRemoval), its lowest scores again.
 std::vector<torch::Tensor> LowestNeurons(const std::vector<torch::Tensor>& scores, double sparsity,
-                                         Allocation allocation);
+                                         Allocation allocation, int64_t multiple = 0);
 
 }  // namespace shears::engine

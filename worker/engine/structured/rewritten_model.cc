@@ -16,6 +16,19 @@
 
 namespace shears::engine {
 
+TensorEditor KeepBlocks(const Architecture& arch, const std::vector<int>& kept,
+                        std::function<bool(int block, const std::string& name)> drop) {
+  std::vector<int> new_index(arch.num_blocks(), -1);
+  for (size_t i = 0; i < kept.size(); ++i) new_index[kept[i]] = static_cast<int>(i);
+  return [&arch, new_index, drop = std::move(drop)](const std::string& name) {
+    const int b = arch.BlockOf(name);
+    if (b < 0) return TensorEdit{false, name};
+    const std::string local = name.substr(arch.BlockPrefix(b).size());
+    if (new_index[b] < 0 || (drop && drop(b, local))) return TensorEdit{true};
+    return TensorEdit{false, arch.BlockPrefix(new_index[b]) + local};
+  };
+}
+
 absl::StatusOr<torch::Tensor> MeasureDenseModel(const PruneOptions& options, const PruneObserver& observer,
                                                 JobDatasets& data, const BlockRunner& dense, PruneReport& report) {
   if (!options.calibration) return torch::Tensor();

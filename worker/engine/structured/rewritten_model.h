@@ -3,8 +3,11 @@
 // dropped, renamed or cut along one dimension) under an edited config.json, then read back from
 // disk and evaluated like any model, so the reported perplexity is that of the files written.
 
+#include <algorithm>
 #include <functional>
+#include <random>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -13,6 +16,7 @@
 #include "worker/engine/api/options.h"
 #include "worker/engine/api/report.h"
 #include "worker/engine/io/model_dir.h"
+#include "worker/engine/model/architecture.h"
 #include "worker/engine/model/block_runner.h"
 #include "worker/engine/text/job_datasets.h"
 
@@ -30,6 +34,31 @@ struct TensorEdit {
   std::vector<std::pair<std::string, torch::Tensor>> replacements;
 };
 using TensorEditor = std::function<TensorEdit(const std::string& name)>;
+
+// Keeps the blocks `kept` (ascending input indices), renumbered in order, and drops the others'
+// tensors; `drop`, when set, drops more tensors of the kept blocks (block, name relative to its
+// prefix). Tensors outside the blocks stay as they are.
+TensorEditor KeepBlocks(const Architecture& arch, const std::vector<int>& kept,
+                        std::function<bool(int block, const std::string& name)> drop = nullptr);
+
+// Orders `items` (in model order) as the removal methods take them: METHOD_BLOCK_INFLUENCE by
+// `less_influential` (stable: ties keep the earlier first), METHOD_LAST_BLOCKS from the end,
+// METHOD_RANDOM shuffled by the job's seed.
+template <typename T, typename Less>
+void OrderForRemoval(const PruneOptions& options, std::vector<T>& items, Less less_influential) {
+  switch (options.method) {
+    case Method::kBlockInfluence:
+      std::stable_sort(items.begin(), items.end(), less_influential);
+      break;
+    case Method::kLastBlocks:
+      std::reverse(items.begin(), items.end());
+      break;
+    default: {  // random
+      std::mt19937_64 rng(options.seed);
+      std::shuffle(items.begin(), items.end(), rng);
+    }
+  }
+}
 
 // The start of every structured method: the calibration windows when the job has them, with the
 // dense model's redundancy measured on them into `report`; an undefined tensor otherwise.
