@@ -146,10 +146,9 @@ absl::StatusOr<int64_t> FfnOfEntry(const nlohmann::json& ffn, int64_t b, const M
   return size->get<int64_t>();
 }
 
-// Whether the Nemotron-NAS layout computes what `m`'s family computes: Llama's block with full
-// attention, q/k/v/o biases all or none, no norm on q and k.
 }  // namespace
 
+// Llama's block with full attention, q/k/v/o biases all or none, no norm on q and k.
 bool ExpressibleAsNemotronNas(const ModelConfig& m) {
   const bool llama_type = m.model_type == "llama" || m.model_type == "mistral" || m.model_type == kNemotronNasType;
   const bool windowed = std::any_of(m.block_window.begin(), m.block_window.end(), [](int64_t w) { return w > 0; });

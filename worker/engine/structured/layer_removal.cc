@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <numeric>
-#include <random>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -43,9 +42,7 @@ absl::StatusOr<PruneReport> RemoveBlocks(const PruneOptions& options, const Prun
   BlockRunner runner(model, arch, device);
   PruneReport report;
   SHEARS_ASSIGN_OR_RETURN(torch::Tensor calibration, MeasureDenseModel(options, observer, data, runner, report));
-  if (!calibration.defined() && options.method == Method::kBlockInfluence) {
-    return absl::InvalidArgumentError("calibration: Block Influence is measured on calibration data");
-  }
+  // The job rules (CheckJobRules, before any driver runs) require calibration for Block Influence.
   report.removed_blocks = SelectBlocks(options, blocks, k, report.redundancy.empty() ? nullptr : &report.redundancy[0]);
   const std::set<int> removed(report.removed_blocks.begin(), report.removed_blocks.end());
 

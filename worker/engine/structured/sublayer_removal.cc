@@ -73,9 +73,7 @@ absl::StatusOr<PruneReport> RemoveSublayers(const PruneOptions& options, const P
   BlockRunner runner(model, arch, device);
   PruneReport report;
   SHEARS_ASSIGN_OR_RETURN(torch::Tensor calibration, MeasureDenseModel(options, observer, data, runner, report));
-  if (!calibration.defined() && options.method == Method::kBlockInfluence) {
-    return absl::InvalidArgumentError("calibration: Block Influence is measured on calibration data");
-  }
+  // The job rules (CheckJobRules, before any driver runs) require calibration for Block Influence.
   const std::vector<Sublayer> sublayers = SublayersOf(arch, report.redundancy.empty() ? nullptr : &report.redundancy[0]);
   for (const auto& s : sublayers) report.parameters_before += s.parameters;
   const Sublayers kinds = options.sublayers.value_or(Sublayers::kAll);
