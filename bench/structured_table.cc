@@ -5,7 +5,10 @@
 //  - low-rank factorization: activation-aware SVD (training-free) against FLOP (fine-tuned);
 //  - 25% of the blocks removed by Block Influence against the last blocks and random blocks;
 //  - sublayers (attention only, MLP only, both) against whole blocks at equal parameter budgets,
-//    with the KV cache each output needs per token.
+//    with the KV cache each output needs per token;
+//  - attention heads on an MHA model: KV groups removed alike in every block (magnitude, random,
+//    activation) against KV heads merged per block (fitted to the calibration queries, or mean
+//    pooled) and against whole attention sublayers, at 12.5% and 25% of the attention parameters.
 // Each run is a separate `shears-worker run-local`; prints Markdown with the redundancy measures
 // of the dense model and of each pruned one.
 #include <algorithm>
@@ -26,6 +29,7 @@ namespace {
 struct Job {
   std::string label;
   std::string spec;  // JSON members of the JobSpec besides the data and the output
+  bool calibrated = true;  // with the calibration windows (and the redundancy measures on them)
 };
 
 using shears::bench::Format;
@@ -115,9 +119,11 @@ int Table(const std::string& build, const std::string& work, const std::string& 
     const std::string spec = absl::StrCat(work, "/job", i, ".json"), log = absl::StrCat(work, "/job", i, ".log");
     (void)shears::WriteFileAtomically(
         spec, absl::StrCat("{\"model_uri\": \"file://", model, "\", ", jobs[i].spec,
-                           ", \"calibration\": {\"dataset_uri\": \"file://", kjv,
-                           "/train.txt\", \"num_samples\": 64, \"seq_len\": 128, \"seed\": 0}"
-                           ", \"neuron_measures\": true, \"evaluation\": {\"dataset_uri\": \"file://", kjv,
+                           !jobs[i].calibrated ? ""
+                                               : absl::StrCat(", \"calibration\": {\"dataset_uri\": \"file://", kjv,
+                                                              "/train.txt\", \"num_samples\": 64, \"seq_len\": 128, "
+                                                              "\"seed\": 0}, \"neuron_measures\": true"),
+                           ", \"evaluation\": {\"dataset_uri\": \"file://", kjv,
                            "/test.txt\", \"seq_len\": 128}, \"output\": {\"uri\": \"file://", work, "/out", i, "\"}}"));
     shears::bench::Run run = shears::bench::RunWorker(build + "/worker/shears-worker", spec, work + "/scratch", log);
     nlohmann::json result = shears::bench::ReadResult(log);
@@ -153,18 +159,19 @@ std::string FfnSpec(const std::string& method, const std::string& share, const s
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 5) {
-    std::cerr << "usage: structured_table BUILD_DIR WORK_DIR FFN_MODEL_DIR DEEP_MODEL_DIR [TABLE ...]\n"
-                 "tables: ffn tuned rank blocks sublayers (default: all)\n";
+  if (argc < 6) {
+    std::cerr << "usage: structured_table BUILD_DIR WORK_DIR FFN_MODEL_DIR DEEP_MODEL_DIR MHA_MODEL_DIR [TABLE ...]\n"
+                 "tables: ffn tuned rank blocks sublayers heads (default: all)\n";
     return 2;
   }
-  const std::vector<std::string> only(argv + 5, argv + argc);
+  const std::vector<std::string> only(argv + 6, argv + argc);
   const auto wanted = [&](const std::string& table) {
     return only.empty() || std::find(only.begin(), only.end(), table) != only.end();
   };
   const std::string build = argv[1], work = argv[2];
   const std::string ffn_model = std::filesystem::absolute(argv[3]).string();
   const std::string deep_model = std::filesystem::absolute(argv[4]).string();
+  const std::string mha_model = std::filesystem::absolute(argv[5]).string();
   std::filesystem::remove_all(work);
   const std::string kjv = work + "/kjv";
   std::filesystem::create_directories(kjv);
@@ -248,6 +255,33 @@ int main(int argc, char** argv) {
     failures += Table(build, work, kjv, deep_model,
                       "Sublayers against blocks (target: share of the blocks' parameters; removed: share of the model's)",
                       sublayers);
+  }
+
+  // Heads on the MHA model (8 blocks of 8 query and 8 KV heads; attention is a third of a block's
+  // parameters): an eighth of the attention parameters is one KV group of each block, or K/V
+  // merged where it costs least (four blocks' 8 KV heads halved, say), or one of the 8 attention
+  // sublayers (4.07% of the blocks' parameters); a quarter twice that.
+  std::vector<Job> heads;
+  for (const auto& [share, sublayer_share] : {std::pair<const char*, const char*>{"0.125", "0.0407"}, {"0.25", "0.0814"}}) {
+    const std::string target = absl::StrCat("\"structure\": \"STRUCTURE_ATTENTION_HEADS\", \"target_sparsity\": ", share);
+    for (const char* method : {"MAGNITUDE", "RANDOM", "ACTIVATION"}) {
+      heads.push_back({absl::StrCat("KV groups, ", method, " ", share, " UNIFORM"),
+                       absl::StrCat("\"method\": \"METHOD_", method, "\", ", target)});
+    }
+    for (const char* method : {"ACTIVATION", "MAGNITUDE", "RANDOM"}) {
+      heads.push_back({absl::StrCat("KV heads merged (fitted), ", method, " ", share, " GLOBAL"),
+                       absl::StrCat("\"method\": \"METHOD_", method, "\", \"allocation\": \"ALLOCATION_GLOBAL\", ", target)});
+    }
+    heads.push_back({absl::StrCat("KV heads merged (mean-pooled), MAGNITUDE ", share, " GLOBAL"),
+                     absl::StrCat("\"method\": \"METHOD_MAGNITUDE\", \"allocation\": \"ALLOCATION_GLOBAL\", ", target),
+                     false});
+    heads.push_back({absl::StrCat("attention sublayers, BLOCK_INFLUENCE (", share, " of attention)"),
+                     absl::StrCat("\"method\": \"METHOD_BLOCK_INFLUENCE\", \"structure\": \"STRUCTURE_SUBLAYERS\", "
+                                  "\"sublayers\": \"SUBLAYERS_ATTENTION\", \"target_sparsity\": ", sublayer_share)});
+  }
+  if (wanted("heads")) {
+    failures += Table(build, work, kjv, mha_model,
+                      "Attention heads (target: share of the attention parameters; removed: share of the model's)", heads);
   }
   std::filesystem::remove_all(work);
   return failures == 0 ? 0 : 1;

@@ -49,7 +49,8 @@ draws --samples windows (default 128) of --seq-len tokens (default 2048). --fine
 movement, GUM and FLOP their data (--steps, default 200); --low-rank is svd or flop.
 --structure sublayers removes whole attention or MLP sublayers (block_influence, last_blocks or
 random; --sublayers attention or mlp takes one kind only); --width-multiple rounds each FFN width
-kept to a multiple (64 to 256 for real models).
+kept to a multiple (64 to 256 for real models). --structure attention_heads removes KV groups
+(magnitude, random or activation; --allocation global merges KV heads per block instead).
 --method predictor_search --search-base wanda searches per-layer sparsities (magnitude, wanda or
 sparsegpt prune each configuration; with --structure ffn_neurons and magnitude, a share of FFN
 neurons per block; --search-configurations measured, default 60; --search-budget scored by the

@@ -24,6 +24,7 @@ constexpr std::pair<Method, v1::Method> kMethods[] = {
     {Method::kGum, v1::METHOD_GUM},
     {Method::kLowRank, v1::METHOD_LOW_RANK},
     {Method::kPredictorSearch, v1::METHOD_PREDICTOR_SEARCH},
+    {Method::kActivation, v1::METHOD_ACTIVATION},
 };
 
 constexpr std::pair<Structure, v1::Structure> kStructures[] = {
@@ -33,6 +34,7 @@ constexpr std::pair<Structure, v1::Structure> kStructures[] = {
     {Structure::kFfnNeurons, v1::STRUCTURE_FFN_NEURONS},
     {Structure::kRank, v1::STRUCTURE_RANK},
     {Structure::kSublayers, v1::STRUCTURE_SUBLAYERS},
+    {Structure::kAttentionHeads, v1::STRUCTURE_ATTENTION_HEADS},
 };
 
 absl::StatusOr<Structure> StructureOf(v1::Structure structure) {

@@ -37,10 +37,6 @@ TEST(JobTranslation, EveryPublicMethodAndStructureKeepsItsName) {
     v1::JobSpec spec = Valid();
     spec.set_structure(structure);
     auto options = EngineOptions(spec);
-    if (structure == v1::STRUCTURE_ATTENTION_HEADS) {
-      EXPECT_EQ(options.status().message(), "spec.structure: STRUCTURE_ATTENTION_HEADS is not supported yet");
-      continue;
-    }
     ASSERT_TRUE(options.ok()) << options.status();
     EXPECT_EQ(engine::StructureName(options->structure), v1::Structure_Name(structure));
     EXPECT_EQ(ToProto(options->structure), structure);

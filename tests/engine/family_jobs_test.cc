@@ -353,6 +353,48 @@ TEST_F(FamilyJobs, SublayerRemovalWritesNoOpSublayersThatTheReferenceReaderEvalu
   CheckAgainstTheReference();
 }
 
+// Attention heads: on every layout, half the KV groups of each block by their contribution to the
+// attention output, written in the family's own config with fewer heads and an explicit head_dim;
+// on a Llama with as many KV heads as query heads, KV heads merged in one block of three (the
+// Nemotron-NAS layout). The reference reads each at the reported perplexity.
+TEST_F(FamilyJobs, HeadPruningWritesFewerHeadsOrPerBlockKvHeadsThatTheReferenceEvaluates) {
+  uint64_t seed = 300;
+  for (const auto& layout : shears::testing::Layouts()) {
+    const std::string model = dir_ / layout.name;
+    shears::testing::WriteRandomModel(model, layout.config, seed++);
+    const std::string name = layout.name + "-heads";
+    PruneOptions options = Options(model, dir_ / name, Method::kActivation, 0.5);
+    options.structure = Structure::kAttentionHeads;
+    if (layout.name == "NemotronNasPerBlockShapes") {  // KV heads 2, 1 and none: merged per block
+      options.allocation = Allocation::kGlobal;
+      options.target_sparsity = 0.1;
+      Prune(name, options);
+      EXPECT_EQ(DeciLmBlocks(dir_ / name), (std::vector<std::vector<int64_t>>{{1, 48}, {1, 0}, {0, 256}}));
+      continue;
+    }
+    Prune(name, options);
+    const nlohmann::json input = layout.config, written = WrittenConfig(dir_ / name);
+    const int64_t kv = input.value("num_key_value_heads", 2);
+    EXPECT_EQ(written["num_key_value_heads"], kv / 2) << name;
+    EXPECT_EQ(written["num_attention_heads"], input["num_attention_heads"].get<int64_t>() / 2) << name;
+    EXPECT_EQ(written["head_dim"], input.value("head_dim", input["hidden_size"].get<int64_t>() / input["num_attention_heads"].get<int64_t>())) << name;
+    EXPECT_EQ(written["architectures"], input["architectures"]) << name;
+    EXPECT_NEAR(reports_[name].achieved_sparsity(), 0.5, 0.02) << name;
+  }
+  const std::string mha = dir_ / "mha";
+  shears::testing::WriteRandomModel(mha, Config("llama", {{"num_key_value_heads", 4}}), seed++);
+  PruneOptions options = Options(mha, dir_ / "mha-merged", Method::kMagnitude, 0.1);
+  options.structure = Structure::kAttentionHeads;
+  options.allocation = Allocation::kGlobal;
+  Prune("mha-merged", options);
+  const auto blocks = DeciLmBlocks(dir_ / "mha-merged");
+  ASSERT_EQ(blocks.size(), 3u);
+  int merged = 0;
+  for (const auto& b : blocks) merged += b[0] < 4;
+  EXPECT_EQ(merged, 1);
+  CheckAgainstTheReference();
+}
+
 // Width alignment on a Nemotron-NAS model by global allocation: each kept FFN a multiple.
 TEST_F(FamilyJobs, AlignedGlobalWidthsOnANemotronNasModel) {
   const std::string nas = dir_ / "nas";

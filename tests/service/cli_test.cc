@@ -136,7 +136,7 @@ TEST_F(CliTest, CreatesFineTuningAndLowRankJobsFromFlags) {
   EXPECT_NE(bad.out.find("--low-rank: unknown algorithm qr"), std::string::npos) << bad.out;
 }
 
-TEST_F(CliTest, CreatesSublayerRemovalAndAlignedWidthJobsFromFlags) {
+TEST_F(CliTest, CreatesSublayerHeadAndAlignedWidthJobsFromFlags) {
   Process worker({Binary("worker/shears-worker"), "--server", address_, "--work-dir", dir_ / "work", "--poll-wait", "2s"},
                  dir_ / "worker.log");
   // 15% of tiny-llama's blocks is one attention sublayer; block 0's must stay (vLLM's DeciLM
@@ -166,8 +166,20 @@ TEST_F(CliTest, CreatesSublayerRemovalAndAlignedWidthJobsFromFlags) {
                         "magnitude", "--sparsity", "0.3", "--width-multiple", "64", "--output",
                         "file://" + (dir_ / "x")});
   EXPECT_EQ(misplaced.status, 3);
-  EXPECT_NE(misplaced.out.find("width_multiple: applies to STRUCTURE_FFN_NEURONS only"), std::string::npos)
+  EXPECT_NE(misplaced.out.find("width_multiple: applies to STRUCTURE_FFN_NEURONS and to STRUCTURE_ATTENTION_HEADS"),
+            std::string::npos)
       << misplaced.out;
+
+  // Half of tiny-llama's KV groups (one of two) by their share of the attention output.
+  auto heads = Ctl({"--server", address_, "create", "--model", "file://" + DataDir("tiny-llama"), "--method",
+                    "activation", "--structure", "attention_heads", "--sparsity", "0.5", "--calibration",
+                    "file://" + testing::KjvSplitsDir() + "/train.txt", "--samples", "4", "--seq-len", "64",
+                    "--output", "file://" + (dir_ / "heads"), "--wait"});
+  ASSERT_EQ(heads.status, 0) << heads.out;
+  const auto fewer = nlohmann::json::parse(ReadFile(dir_ / "heads/config.json").value());
+  EXPECT_EQ(fewer["num_attention_heads"], 2) << fewer.dump();
+  EXPECT_EQ(fewer["num_key_value_heads"], 1) << fewer.dump();
+  EXPECT_EQ(fewer["head_dim"], 16) << fewer.dump();
 }
 
 TEST_F(CliTest, CreatesAPredictorSearchJobFromFlagsAndShowsWhatItChose) {

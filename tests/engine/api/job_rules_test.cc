@@ -28,6 +28,7 @@ TEST(JobRules, EveryMethodsFirstStructureIsItsDefault) {
   EXPECT_EQ(SupportedStructures(Method::kGum), std::vector<Structure>{Structure::kFfnNeurons});
   EXPECT_EQ(SupportedStructures(Method::kLowRank), std::vector<Structure>{Structure::kRank});
   EXPECT_EQ(SupportedStructures(Method::kBlockInfluence), (std::vector<Structure>{Structure::kLayers, Structure::kSublayers}));
+  EXPECT_EQ(SupportedStructures(Method::kActivation), std::vector<Structure>{Structure::kAttentionHeads});
   EXPECT_EQ(SupportedStructures(Method::kLastBlocks), (std::vector<Structure>{Structure::kLayers, Structure::kSublayers}));
   EXPECT_EQ(SupportedStructures(Method::kPredictorSearch),
             (std::vector<Structure>{Structure::kUnstructured, Structure::kFfnNeurons}));
@@ -93,6 +94,16 @@ TEST(JobRules, AValidJobPasses) {
   PruneOptions aligned = gum;
   aligned.width_multiple = 256;
   EXPECT_TRUE(CheckJobRules(aligned).ok()) << CheckJobRules(aligned);
+  for (Method method : {Method::kMagnitude, Method::kRandom, Method::kActivation}) {
+    for (Allocation allocation : {Allocation::kUniform, Allocation::kGlobal}) {
+      PruneOptions heads = Valid();
+      heads.method = method;
+      heads.structure = Structure::kAttentionHeads;
+      heads.allocation = allocation;
+      heads.width_multiple = allocation == Allocation::kUniform ? 2 : 0;
+      EXPECT_TRUE(CheckJobRules(heads).ok()) << CheckJobRules(heads);
+    }
+  }
 }
 
 TEST(JobRules, EachBrokenRuleNamesItsField) {
@@ -189,7 +200,23 @@ TEST(JobRules, EachBrokenRuleNamesItsField) {
        "output.format: a model with structures removed is written as OUTPUT_FORMAT_DENSE_SAFETENSORS"},
       {[](PruneOptions& o) { o.format = OutputFormat::kSparse24Bitmask; },
        "output.format: the sparse-24-bitmask format needs 2:4 sparsity"},
-      {[](PruneOptions& o) { o.allocation = Allocation::kGlobal; }, "allocation: applies to STRUCTURE_FFN_NEURONS only"},
+      {[](PruneOptions& o) { o.allocation = Allocation::kGlobal; },
+       "allocation: applies to STRUCTURE_FFN_NEURONS and STRUCTURE_ATTENTION_HEADS only"},
+      {[](PruneOptions& o) { o.method = Method::kActivation, o.calibration.reset(); },
+       "structure: STRUCTURE_UNSTRUCTURED is not supported with METHOD_ACTIVATION (it prunes STRUCTURE_ATTENTION_HEADS)"},
+      {[](PruneOptions& o) { o.method = Method::kActivation, o.structure = Structure::kAttentionHeads, o.calibration.reset(); },
+       "calibration: is required by METHOD_ACTIVATION"},
+      {[](PruneOptions& o) { o.structure = Structure::kAttentionHeads; },
+       "structure: STRUCTURE_ATTENTION_HEADS is not supported with METHOD_WANDA"},
+      {[](PruneOptions& o) {
+         o.method = Method::kMagnitude, o.structure = Structure::kAttentionHeads, o.fine_tune = FineTune();
+       },
+       "fine_tune: does not apply to METHOD_MAGNITUDE with STRUCTURE_ATTENTION_HEADS"},
+      {[](PruneOptions& o) {
+         o.method = Method::kMagnitude, o.structure = Structure::kAttentionHeads, o.allocation = Allocation::kGlobal;
+         o.width_multiple = 2;
+       },
+       "width_multiple: applies to STRUCTURE_FFN_NEURONS and to STRUCTURE_ATTENTION_HEADS with ALLOCATION_UNIFORM only"},
       {[](PruneOptions& o) { o.structure = Structure::kSublayers; },
        "structure: STRUCTURE_SUBLAYERS is not supported with METHOD_WANDA"},
       {[](PruneOptions& o) { o.method = Method::kBlockInfluence, o.structure = Structure::kSublayers, o.calibration.reset(); },
@@ -198,7 +225,7 @@ TEST(JobRules, EachBrokenRuleNamesItsField) {
          o.method = Method::kLastBlocks, o.structure = Structure::kSublayers, o.format = OutputFormat::kSparseBitmask;
        },
        "output.format: a model with structures removed is written as OUTPUT_FORMAT_DENSE_SAFETENSORS"},
-      {[](PruneOptions& o) { o.width_multiple = 64; }, "width_multiple: applies to STRUCTURE_FFN_NEURONS only"},
+      {[](PruneOptions& o) { o.width_multiple = 64; }, "width_multiple: applies to STRUCTURE_FFN_NEURONS and to"},
       {[](PruneOptions& o) { o.sublayers = Sublayers::kAttention; }, "sublayers: applies to STRUCTURE_SUBLAYERS only"},
       {[](PruneOptions& o) { o.method = Method::kMagnitude, o.structure = Structure::kFfnNeurons, o.width_multiple = -8; },
        "width_multiple: must be in [0, 65536], got -8"},

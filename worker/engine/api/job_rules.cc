@@ -210,6 +210,8 @@ std::string MethodName(Method method) {
       return "METHOD_LOW_RANK";
     case Method::kPredictorSearch:
       return "METHOD_PREDICTOR_SEARCH";
+    case Method::kActivation:
+      return "METHOD_ACTIVATION";
   }
   return absl::StrCat("METHOD_", static_cast<int>(method));
 }
@@ -228,6 +230,8 @@ std::string StructureName(Structure structure) {
       return "STRUCTURE_RANK";
     case Structure::kSublayers:
       return "STRUCTURE_SUBLAYERS";
+    case Structure::kAttentionHeads:
+      return "STRUCTURE_ATTENTION_HEADS";
   }
   return absl::StrCat("STRUCTURE_", static_cast<int>(structure));
 }
@@ -235,13 +239,15 @@ std::string StructureName(Structure structure) {
 std::vector<Structure> SupportedStructures(Method method) {
   switch (method) {
     case Method::kRandom:
-      return {Structure::kUnstructured, Structure::kNM, Structure::kLayers, Structure::kFfnNeurons,
-              Structure::kSublayers};
+      return {Structure::kUnstructured, Structure::kNM,        Structure::kLayers,
+              Structure::kFfnNeurons,   Structure::kSublayers, Structure::kAttentionHeads};
     case Method::kBlockInfluence:
     case Method::kLastBlocks:
       return {Structure::kLayers, Structure::kSublayers};
     case Method::kMagnitude:
-      return {Structure::kUnstructured, Structure::kNM, Structure::kFfnNeurons};
+      return {Structure::kUnstructured, Structure::kNM, Structure::kFfnNeurons, Structure::kAttentionHeads};
+    case Method::kActivation:
+      return {Structure::kAttentionHeads};
     case Method::kMovement:
     case Method::kGum:
       return {Structure::kFfnNeurons};
@@ -264,6 +270,7 @@ bool NeedsCalibration(Method method, LowRankAlgorithm low_rank) {
     case Method::kSparseLlm:
     case Method::kBlockInfluence:
     case Method::kPredictorSearch:
+    case Method::kActivation:
       return true;
     case Method::kLowRank:
       return low_rank == LowRankAlgorithm::kSvd;  // activation-aware: whitened by the inputs' Gram matrix
@@ -284,7 +291,7 @@ bool TakesFineTuning(Method method, Structure structure, LowRankAlgorithm low_ra
 
 bool RemovesStructures(Structure structure) {
   return structure == Structure::kLayers || structure == Structure::kFfnNeurons || structure == Structure::kRank ||
-         structure == Structure::kSublayers;
+         structure == Structure::kSublayers || structure == Structure::kAttentionHeads;
 }
 
 absl::Status CheckJobRules(const PruneOptions& options) {
@@ -309,14 +316,21 @@ absl::Status CheckJobRules(const PruneOptions& options) {
   }
   if (auto st = CheckEvaluation(options); !st.ok()) return st;
   if (auto st = CheckOutput(options); !st.ok()) return st;
-  if (options.allocation && options.structure != Structure::kFfnNeurons) {
-    return Invalid("allocation", "applies to STRUCTURE_FFN_NEURONS only");
+  if (options.allocation && options.structure != Structure::kFfnNeurons &&
+      options.structure != Structure::kAttentionHeads) {
+    return Invalid("allocation", "applies to STRUCTURE_FFN_NEURONS and STRUCTURE_ATTENTION_HEADS only");
   }
   if (options.sublayers && options.structure != Structure::kSublayers) {
     return Invalid("sublayers", "applies to STRUCTURE_SUBLAYERS only");
   }
   if (options.width_multiple != 0) {
-    if (options.structure != Structure::kFfnNeurons) return Invalid("width_multiple", "applies to STRUCTURE_FFN_NEURONS only");
+    const bool uniform_heads =
+        options.structure == Structure::kAttentionHeads && options.allocation.value_or(Allocation::kUniform) == Allocation::kUniform;
+    if (options.structure != Structure::kFfnNeurons && !uniform_heads) {
+      return Invalid("width_multiple",
+                     "applies to STRUCTURE_FFN_NEURONS and to STRUCTURE_ATTENTION_HEADS with ALLOCATION_UNIFORM only "
+                     "(merging KV heads per block keeps divisors of the KV heads)");
+    }
     if (options.method == Method::kPredictorSearch) {
       return Invalid("width_multiple", "the predictor search does not align the widths it searches yet");
     }

@@ -13,9 +13,9 @@ namespace shears::engine {
 
 enum class Method {
   kMagnitude, kRandom, kWanda, kSparseGpt, kSparseLlm, kBlockInfluence, kLastBlocks, kMovement, kGum, kLowRank,
-  kPredictorSearch
+  kPredictorSearch, kActivation
 };
-enum class Structure { kUnstructured, kNM, kLayers, kFfnNeurons, kRank, kSublayers };
+enum class Structure { kUnstructured, kNM, kLayers, kFfnNeurons, kRank, kSublayers, kAttentionHeads };
 
 // How structured pruning spreads the target over the blocks: the same share of each, or the
 // lowest scores across all blocks together. Unset in PruneOptions: the method's own (uniform; GUM
@@ -99,7 +99,7 @@ struct PruneOptions {
   Structure structure = Structure::kUnstructured;
   double target_sparsity = 0.0;
   int n = 0, m = 0;  // with Structure::kNM
-  std::optional<Allocation> allocation;  // STRUCTURE_FFN_NEURONS only
+  std::optional<Allocation> allocation;  // Structure::kFfnNeurons and kAttentionHeads only
   SparseLlmOptions sparsellm;
   OutputFormat format = OutputFormat::kDenseSafetensors;
   uint64_t seed = 0;
@@ -117,7 +117,8 @@ struct PruneOptions {
   // FFN-neuron pruning at per-block shares (the predictor search): exactly this many neurons go
   // from each block; empty: target_sparsity spread by `allocation`.
   std::vector<int64_t> neurons_removed;
-  // Structure::kFfnNeurons: every block's kept width rounded to a multiple of this (0 or 1: none).
+  // Structure::kFfnNeurons: every block's kept width rounded to a multiple of this (0 or 1: none);
+  // Structure::kAttentionHeads (uniform): the kept number of KV heads.
   int64_t width_multiple = 0;
   // Structure::kSublayers only; unset: kAll.
   std::optional<Sublayers> sublayers;

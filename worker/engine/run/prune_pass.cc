@@ -12,6 +12,7 @@
 #include "worker/engine/run/staging.h"
 #include "worker/engine/run/unstructured_pass.h"
 #include "worker/engine/runtime/device.h"
+#include "worker/engine/structured/attention_heads.h"
 #include "worker/engine/structured/ffn_neurons.h"
 #include "worker/engine/structured/layer_removal.h"
 #include "worker/engine/structured/low_rank.h"
@@ -34,6 +35,8 @@ StructuredDriver DriverOf(Structure structure) {
       return PruneLowRank;
     case Structure::kSublayers:
       return RemoveSublayers;
+    case Structure::kAttentionHeads:
+      return PruneAttentionHeads;
     default:
       return nullptr;
   }

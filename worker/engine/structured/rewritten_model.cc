@@ -133,8 +133,8 @@ absl::Status WriteRewrittenModel(const ModelDir& model, const Architecture& arch
         sources.emplace_back(nullptr, TensorEdit{false, name, -1, {}, t});
       }
       if (e.drop || !e.replacements.empty()) continue;
-      // A fused tensor's value is its parts as made (FusedEdit), else the input's shape, then cut.
-      std::vector<int64_t> shape = group && e.value.defined() ? e.value.sizes().vec() : info.shape;
+      // A new value (a fused tensor's parts as made, merged K/V heads) has its own shape, then cut.
+      std::vector<int64_t> shape = e.value.defined() ? e.value.sizes().vec() : info.shape;
       if (e.dim >= 0) shape[e.dim] = e.index.numel();
       report.model_parameters_after += c10::multiply_integers(shape);
       outputs.push_back({e.name, BaseName(file->path()), info.dtype, shape});
