@@ -367,7 +367,7 @@ TEST_F(FamilyJobs, HeadPruningWritesFewerHeadsOrPerBlockKvHeadsThatTheReferenceE
     options.structure = Structure::kAttentionHeads;
     if (layout.name == "NemotronNasPerBlockShapes") {  // KV heads 2, 1 and none: merged per block
       options.allocation = Allocation::kGlobal;
-      options.target_sparsity = 0.1;
+      options.target_sparsity = 0.08;  // block 0's one merge is 9.1% of the attention parameters
       Prune(name, options);
       EXPECT_EQ(DeciLmBlocks(dir_ / name), (std::vector<std::vector<int64_t>>{{1, 48}, {1, 0}, {0, 256}}));
       continue;
@@ -378,7 +378,8 @@ TEST_F(FamilyJobs, HeadPruningWritesFewerHeadsOrPerBlockKvHeadsThatTheReferenceE
     EXPECT_EQ(written["num_key_value_heads"], kv / 2) << name;
     EXPECT_EQ(written["num_attention_heads"], input["num_attention_heads"].get<int64_t>() / 2) << name;
     EXPECT_EQ(written["head_dim"], input.value("head_dim", input["hidden_size"].get<int64_t>() / input["num_attention_heads"].get<int64_t>())) << name;
-    EXPECT_EQ(written["architectures"], input["architectures"]) << name;
+    EXPECT_EQ(written["model_type"], input["model_type"]) << name;
+    EXPECT_FALSE(written.contains("block_configs")) << name;
     EXPECT_NEAR(reports_[name].achieved_sparsity(), 0.5, 0.02) << name;
   }
   const std::string mha = dir_ / "mha";

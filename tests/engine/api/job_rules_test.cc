@@ -34,7 +34,7 @@ TEST(JobRules, EveryMethodsFirstStructureIsItsDefault) {
             (std::vector<Structure>{Structure::kUnstructured, Structure::kFfnNeurons}));
   EXPECT_EQ(SupportedStructures(Method::kRandom),
             (std::vector<Structure>{Structure::kUnstructured, Structure::kNM, Structure::kLayers,
-                                    Structure::kFfnNeurons, Structure::kSublayers}));
+                                    Structure::kFfnNeurons, Structure::kSublayers, Structure::kAttentionHeads}));
 }
 
 TEST(JobRules, WhatEachMethodNeeds) {

@@ -44,7 +44,7 @@ absl::Status ForEachAttentionBlock(const BlockRunner& runner, const torch::Tenso
   torch::Tensor hidden = runner.Embed(calibration);
   for (int b = 0; b < arch.num_blocks(); ++b) {
     if (observer.on_progress) {
-      observer.on_progress("scoring", double(b) / arch.num_blocks(), absl::StrCat("attention of block ", b));
+      observer.on_progress("pruning", double(b) / arch.num_blocks(), absl::StrCat("scoring the attention of block ", b));
     }
     const TensorMap w = runner.LoadBlock(b);
     AttentionInputs in;
