@@ -57,11 +57,13 @@ std::string Influences(const nlohmann::json& result, const std::string& model) {
     if (r["model"] != model) continue;
     for (const auto& b : r["blocks"]) out.push_back(Format("%.3f", b.value("block_influence", 0.0)));
   }
-  return absl::StrJoin(out, " ");
+  return out.empty() ? "-" : absl::StrJoin(out, " ");
 }
 
-// The FFN measures of `model` as table cells: max cosine, uniqueness, sensitivity, effective rank.
+// The FFN measures of `model` as table cells: max cosine, uniqueness, sensitivity, effective rank;
+// "-" in each for a job that measured none (no calibration data).
 std::string FfnCells(const nlohmann::json& result, const std::string& model) {
+  if (Influences(result, model) == "-") return "- | - | - | -";
   return absl::StrCat(Format("%.3f", FfnMean(result, model, "/max_cosine/mean")), " | ",
                       Format("%.3f", FfnMean(result, model, "/uniqueness/mean")), " | ",
                       Format("%.2e", FfnMean(result, model, "/sensitivity/mean")), " | ",
@@ -93,8 +95,32 @@ int64_t KvCacheBytesPerToken(const nlohmann::json& config) {
   return 2 * kv_heads * head_dim * 2;
 }
 
-// The blocks a result removed, then its sublayers: "3, 5" or "attention 2, mlp 7".
-std::string Removed(const nlohmann::json& result) {
+// Each block's KV heads in a Nemotron-NAS config (0: no attention), "KV heads 8 4 8 …"; empty
+// for other layouts.
+std::string BlockKvHeads(const nlohmann::json& config) {
+  if (!config.contains("block_configs")) return "";
+  const int64_t heads = config.value("num_attention_heads", 1);
+  std::vector<int64_t> kv;
+  for (const auto& block : config["block_configs"]) {
+    const auto& attention = block["attention"];
+    kv.push_back(attention.value("no_op", false) ? 0 : heads / attention["n_heads_in_group"].get<int64_t>());
+  }
+  return absl::StrCat("KV heads ", absl::StrJoin(kv, " "));
+}
+
+// The blocks a result removed, then its sublayers: "3, 5" or "attention 2, mlp 7"; when heads
+// went (the written config has other head counts than `dense`), the heads left.
+std::string Removed(const nlohmann::json& result, const nlohmann::json& config, const nlohmann::json& dense) {
+  const bool sublayers_removed = !result.value("removed_sublayers", nlohmann::json::array()).empty();
+  if (!sublayers_removed && !BlockKvHeads(config).empty() && BlockKvHeads(dense).empty()) return BlockKvHeads(config);
+  const auto count = [](const nlohmann::json& c, const char* key) {
+    return c.contains(key) && c[key].is_number() ? c[key].get<int64_t>() : int64_t{-1};
+  };
+  if (!sublayers_removed && (count(config, "num_attention_heads") != count(dense, "num_attention_heads") ||
+                             count(config, "num_key_value_heads") != count(dense, "num_key_value_heads"))) {
+    return absl::StrCat(count(config, "num_attention_heads"), " heads, ", count(config, "num_key_value_heads"),
+                        " KV heads");
+  }
   std::vector<std::string> removed;
   for (const auto& b : result.value("removed_blocks", nlohmann::json::array())) removed.push_back(b.dump());
   std::vector<std::string> sublayers;
@@ -143,7 +169,7 @@ int Table(const std::string& build, const std::string& work, const std::string& 
     const double before = std::stod(result["model_parameters_before"].get<std::string>());
     const double after = std::stod(result["model_parameters_after"].get<std::string>());
     std::cout << "| " << jobs[i].label << " | " << Format("%.2f", result["evaluation"]["pruned_perplexity"].get<double>())
-              << " | " << Format("%.1f%%", 100.0 * (before - after) / before) << " of the model | " << Removed(result)
+              << " | " << Format("%.1f%%", 100.0 * (before - after) / before) << " of the model | " << Removed(result, config, dense_config)
               << " | " << Influences(result, "pruned") << " | " << FfnCells(result, "pruned") << " | "
               << KvCacheBytesPerToken(config) << " B | " << Format("%.1f", run.seconds) << " |\n";
   }
