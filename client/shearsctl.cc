@@ -16,7 +16,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "common/channel.h"
 #include "common/command_line.h"
+#include "common/printable_output.h"
 #include "common/proto_json.h"
 #include "common/proto_time.h"
 #include "common/rpc_limits.h"
@@ -43,6 +45,9 @@ global flags (before or after the command):
   --server HOST:PORT   default $SHEARS_SERVER or localhost:50051
   --timeout DURATION   deadline of each call (default 30s; watch: 24h)
   --json               print protobuf JSON
+  --token TOKEN        bearer token of the caller's identity (or --token-file PATH, or $SHEARS_TOKEN)
+  --tls-ca PATH        dial over TLS, trusting this PEM CA (--tls-cert/--tls-key add a client
+                       certificate for mutual TLS)
 names: methods as magnitude or METHOD_MAGNITUDE; states as running or JOB_STATE_RUNNING; formats
 as sparse_bitmask or OUTPUT_FORMAT_SPARSE_BITMASK. --nm 2:4 sets STRUCTURE_N_M; --calibration
 draws --samples windows (default 128) of --seq-len tokens (default 2048). --fine-tune gives
@@ -156,11 +161,9 @@ void PrintJob(const v1::Job& job) {
 
 class Client {
  public:
-  Client(const CommandLine& cl, std::string server, absl::Duration timeout, bool json)
-      : cl_(cl),
-        stub_(v1::Pruning::NewStub(shears::BoundedChannel(server))),
-        timeout_(timeout),
-        json_(json) {}
+  Client(const CommandLine& cl, std::shared_ptr<grpc::Channel> channel, std::string token, absl::Duration timeout,
+         bool json)
+      : cl_(cl), stub_(v1::Pruning::NewStub(std::move(channel))), token_(std::move(token)), timeout_(timeout), json_(json) {}
 
   int Create();
   int Get(const std::string& id);
@@ -169,13 +172,16 @@ class Client {
   int Watch(const std::string& id, int64_t after);
 
  private:
-  void SetDeadline(grpc::ClientContext& context, absl::Duration timeout) const {
+  // Every call has a deadline and carries the token.
+  void Prepare(grpc::ClientContext& context, absl::Duration timeout) const {
     context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    shears::AddToken(context, token_);
   }
   int Print(const google::protobuf::Message& message, void (*human)(const v1::Job&)) const;
 
   const CommandLine& cl_;
   std::unique_ptr<v1::Pruning::Stub> stub_;
+  const std::string token_;
   absl::Duration timeout_;
   bool json_;
 };
@@ -300,7 +306,7 @@ int Client::Create() {
   request.set_request_id(cl_.GetOr("request-id", ""));
 
   grpc::ClientContext context;
-  SetDeadline(context, timeout_);
+  Prepare(context, timeout_);
   v1::Job job;
   grpc::Status status = stub_->CreateJob(&context, request, &job);
   if (!status.ok()) return RpcError(status);
@@ -315,7 +321,7 @@ int Client::Get(const std::string& id) {
   v1::GetJobRequest request;
   request.set_job_id(id);
   grpc::ClientContext context;
-  SetDeadline(context, timeout_);
+  Prepare(context, timeout_);
   v1::Job job;
   grpc::Status status = stub_->GetJob(&context, request, &job);
   if (!status.ok()) return RpcError(status);
@@ -334,7 +340,7 @@ int Client::List() {
   request.set_page_size(static_cast<int32_t>(*page_size));
   request.set_page_token(cl_.GetOr("page-token", ""));
   grpc::ClientContext context;
-  SetDeadline(context, timeout_);
+  Prepare(context, timeout_);
   v1::ListJobsResponse response;
   grpc::Status status = stub_->ListJobs(&context, request, &response);
   if (!status.ok()) return RpcError(status);
@@ -356,7 +362,7 @@ int Client::Cancel(const std::string& id) {
   v1::CancelJobRequest request;
   request.set_job_id(id);
   grpc::ClientContext context;
-  SetDeadline(context, timeout_);
+  Prepare(context, timeout_);
   v1::Job job;
   grpc::Status status = stub_->CancelJob(&context, request, &job);
   if (!status.ok()) return RpcError(status);
@@ -431,7 +437,7 @@ int Client::Watch(const std::string& id, int64_t after) {
   request.set_job_id(id);
   request.set_after_sequence(after);
   grpc::ClientContext context;
-  SetDeadline(context, cl_.Has("timeout") ? timeout_ : absl::Hours(24));
+  Prepare(context, cl_.Has("timeout") ? timeout_ : absl::Hours(24));
   auto reader = stub_->WatchJob(&context, request);
   ProgressView view(json_);
   v1::JobEvent event;
@@ -440,7 +446,7 @@ int Client::Watch(const std::string& id, int64_t after) {
   if (!status.ok()) return RpcError(status);
 
   grpc::ClientContext get_context;
-  SetDeadline(get_context, timeout_);
+  Prepare(get_context, timeout_);
   v1::GetJobRequest get;
   get.set_job_id(id);
   v1::Job job;
@@ -463,7 +469,8 @@ int main(int argc, char** argv) {
                                 "output", "seed", "label", "request-id", "wait", "state", "page-size", "page-token",
                                 "after", "nm", "calibration", "samples", "seq-len", "format", "allocation",
                                 "fine-tune", "steps", "distill", "low-rank", "search-base", "search-configurations",
-                                "search-budget", "width-multiple", "sublayers"});
+                                "search-budget", "width-multiple", "sublayers", "token", "token-file", "tls-ca", "tls-cert",
+                                "tls-key"});
       !st.ok()) {
     return Usage(std::string(st.message()));
   }
@@ -473,7 +480,13 @@ int main(int argc, char** argv) {
   const std::string server = cl->GetOr("server", env_server ? env_server : "localhost:50051");
   auto timeout = cl->GetDuration("timeout", absl::Seconds(30));
   if (!timeout.ok()) return Usage(std::string(timeout.status().message()));
-  Client client(*cl, server, *timeout, cl->Has("json"));
+  auto connection = shears::ChannelFlags(*cl, server, shears::kDefaultMaxMessageBytes);
+  if (!connection.ok()) return Usage(std::string(connection.status().message()));
+  auto channel = shears::OpenChannel(*connection);
+  if (!channel.ok()) return Usage(std::string(channel.status().message()));
+  // Whatever the server or a worker put in a job reaches this terminal without escape sequences.
+  shears::PrintableOutput printable_out(std::cout), printable_err(std::cerr);
+  Client client(*cl, *channel, connection->token, *timeout, cl->Has("json"));
 
   const std::string& command = words[0];
   auto job_id = [&]() -> std::string { return words.size() > 1 ? words[1] : ""; };

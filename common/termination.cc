@@ -30,6 +30,24 @@ int WaitForTerminationSignal() {
   return sig;
 }
 
+void BlockReloadSignal() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+}
+
+int WaitForTerminationSignal(const std::function<void()>& on_reload) {
+  sigset_t signals = TerminationSignals();
+  sigaddset(&signals, SIGHUP);
+  for (;;) {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    if (sig != SIGHUP) return sig;
+    on_reload();
+  }
+}
+
 void OnTermination(std::function<void(int)> on_signal) {
   std::thread([on_signal = std::move(on_signal)] { on_signal(WaitForTerminationSignal()); }).detach();
 }

@@ -10,6 +10,10 @@ namespace shears {
 void BlockTerminationSignals();
 // Blocks until SIGINT or SIGTERM arrives; returns the signal.
 int WaitForTerminationSignal();
+// As WaitForTerminationSignal, and runs `on_reload` for each SIGHUP meanwhile (a process that
+// reloads its configuration on SIGHUP; call BlockReloadSignal first thing in main too).
+void BlockReloadSignal();
+int WaitForTerminationSignal(const std::function<void()>& on_reload);
 // Runs `on_signal` on a detached thread of its own once SIGINT or SIGTERM arrives.
 void OnTermination(std::function<void(int)> on_signal);
 

@@ -2,30 +2,34 @@
 
 #include <google/protobuf/util/message_differencer.h>
 
-#include <random>
-
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
+#include "common/random_id.h"
 #include "common/status_macros.h"
 
 namespace shears::server {
 namespace {
 
+// Version 1: jobs belong to a tenant, and request ids are unique within one.
+constexpr int kSchemaVersion = 1;
 constexpr char kSchema[] = R"sql(
 CREATE TABLE IF NOT EXISTS jobs (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,   -- creation order, and the page token
   id TEXT NOT NULL UNIQUE,
-  request_id TEXT UNIQUE,                  -- NULL when the client sent none
+  tenant TEXT NOT NULL,
+  request_id TEXT,                         -- NULL when the client sent none
   state INTEGER NOT NULL,
   job BLOB NOT NULL,                       -- serialized shears.v1.Job
   lease_id TEXT,
   worker_id TEXT,
   lease_expire_ms INTEGER,
-  last_sequence INTEGER NOT NULL DEFAULT 0
+  last_sequence INTEGER NOT NULL DEFAULT 0,
+  UNIQUE (tenant, request_id)
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, seq);
+CREATE INDEX IF NOT EXISTS jobs_by_tenant ON jobs(tenant, state, seq);
 CREATE TABLE IF NOT EXISTS events (
   job_id TEXT NOT NULL,
   sequence INTEGER NOT NULL,
@@ -34,12 +38,17 @@ CREATE TABLE IF NOT EXISTS events (
 ) WITHOUT ROWID;
 )sql";
 
-std::string RandomHex(int bytes) {
-  thread_local std::mt19937_64 rng(std::random_device{}());
-  std::string raw(static_cast<size_t>(bytes), '\0');
-  for (auto& c : raw) c = static_cast<char>(rng() & 0xff);
-  return absl::BytesToHexString(raw);
-}
+// A version 0 store (no tenants, request ids unique across the server) becomes version 1 with
+// every job in the default tenant. SQLite cannot drop a column's UNIQUE, so the table is rebuilt.
+constexpr char kMigrateFromVersion0[] = R"sql(
+ALTER TABLE jobs RENAME TO jobs_v0;
+DROP INDEX IF EXISTS jobs_by_state;
+)sql";
+constexpr char kCopyFromVersion0[] = R"sql(
+INSERT INTO jobs (seq, id, tenant, request_id, state, job, lease_id, worker_id, lease_expire_ms, last_sequence)
+  SELECT seq, id, 'default', request_id, state, job, lease_id, worker_id, lease_expire_ms, last_sequence FROM jobs_v0;
+DROP TABLE jobs_v0;
+)sql";
 
 std::string StateName(v1::JobState state) { return v1::JobState_Name(state); }
 
@@ -75,7 +84,29 @@ absl::Status JobStore::Migrate() {
   // WAL lets readers proceed during a write; FULL syncs every commit, so an acknowledged job survives
   // a power cut.
   SHEARS_RETURN_IF_ERROR(db_->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"));
-  return db_->Exec(kSchema);
+  int64_t found = 0;
+  bool has_jobs = false;
+  {  // statements finalized before the schema changes
+    Statement version(db_->get(), "PRAGMA user_version");
+    SHEARS_ASSIGN_OR_RETURN(bool row, version.Step());
+    if (row) found = version.Int(0);
+    Statement tables(db_->get(), "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'jobs'");
+    SHEARS_ASSIGN_OR_RETURN(row, tables.Step());
+    has_jobs = row && tables.Int(0) > 0;
+  }
+  if (found > kSchemaVersion) {
+    return absl::FailedPreconditionError(absl::StrCat("job store schema version ", found,
+                                                      " is newer than this server's (", kSchemaVersion, ")"));
+  }
+  const bool version0 = found == 0 && has_jobs;
+  SHEARS_RETURN_IF_ERROR(db_->Exec("BEGIN IMMEDIATE"));
+  absl::Status st = version0 ? db_->Exec(kMigrateFromVersion0) : absl::OkStatus();
+  if (st.ok()) st = db_->Exec(kSchema);
+  if (st.ok() && version0) st = db_->Exec(kCopyFromVersion0);
+  if (st.ok()) st = db_->Exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion));
+  if (st.ok()) st = db_->Exec("COMMIT");
+  if (!st.ok()) db_->Exec("ROLLBACK").IgnoreError();
+  return st;
 }
 
 void JobStore::AddListener(Listener listener) {
@@ -114,7 +145,7 @@ absl::StatusOr<T> JobStore::Transaction(Body body) {
 
 absl::StatusOr<JobStore::Row> JobStore::LoadRow(const std::string& job_id) {
   Statement q(db_->get(),
-              "SELECT seq, job, lease_id, worker_id, lease_expire_ms, last_sequence FROM jobs WHERE id = ?");
+              "SELECT seq, job, lease_id, worker_id, lease_expire_ms, last_sequence, tenant FROM jobs WHERE id = ?");
   q.Bind(1, job_id);
   SHEARS_ASSIGN_OR_RETURN(bool found, q.Step());
   if (!found) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
@@ -125,6 +156,7 @@ absl::StatusOr<JobStore::Row> JobStore::LoadRow(const std::string& job_id) {
   row.worker_id = q.Text(3);
   row.lease_expire_ms = q.Int(4);
   row.last_sequence = q.Int(5);
+  row.job.set_tenant(q.Text(6));  // the column rules: jobs migrated from version 0 have none in the record
   return row;
 }
 
@@ -187,11 +219,13 @@ absl::Status JobStore::ChangeState(Row& row, v1::JobState state, const std::stri
   return AppendEvent(row, std::move(event));
 }
 
-absl::StatusOr<JobStore::Created> JobStore::Create(const v1::JobSpec& spec, const std::string& request_id) {
+absl::StatusOr<JobStore::Created> JobStore::Create(const v1::JobSpec& spec, const std::string& request_id,
+                                                   const std::string& tenant, const std::string& creator) {
+  if (tenant.empty()) return absl::InvalidArgumentError("tenant: is required");
   return Transaction<Created>([&]() -> absl::StatusOr<Created> {
     if (!request_id.empty()) {
-      Statement q(db_->get(), "SELECT id FROM jobs WHERE request_id = ?");
-      q.Bind(1, request_id);
+      Statement q(db_->get(), "SELECT id FROM jobs WHERE tenant = ? AND request_id = ?");
+      q.Bind(1, tenant).Bind(2, request_id);
       SHEARS_ASSIGN_OR_RETURN(bool found, q.Step());
       if (found) {
         SHEARS_ASSIGN_OR_RETURN(Row existing, LoadRow(q.Text(0)));
@@ -202,19 +236,31 @@ absl::StatusOr<JobStore::Created> JobStore::Create(const v1::JobSpec& spec, cons
         return Created{existing.job, false};
       }
     }
+    if (options_.tenant_quota > 0) {
+      Statement active(db_->get(), "SELECT COUNT(*) FROM jobs WHERE tenant = ? AND state IN (?, ?)");
+      active.Bind(1, tenant).Bind(2, int64_t{v1::JOB_STATE_QUEUED}).Bind(3, int64_t{v1::JOB_STATE_RUNNING});
+      SHEARS_ASSIGN_OR_RETURN(bool counted, active.Step());
+      if (counted && active.Int(0) >= options_.tenant_quota) {
+        return absl::ResourceExhaustedError(absl::StrCat("quota: tenant ", tenant, " has ", active.Int(0),
+                                                         " queued or running jobs, as many as its quota (",
+                                                         options_.tenant_quota, ") allows"));
+      }
+    }
     Row row;
-    row.job.set_id(RandomHex(8));
+    row.job.set_id(RandomId());
     *row.job.mutable_spec() = spec;
     row.job.set_request_id(request_id);
+    row.job.set_tenant(tenant);
+    row.job.set_creator(creator);
     *row.job.mutable_create_time() = ToProtoTime(options_.clock());
-    Statement insert(db_->get(), "INSERT INTO jobs (id, request_id, state, job) VALUES (?, ?, ?, ?)");
-    insert.Bind(1, row.job.id());
+    Statement insert(db_->get(), "INSERT INTO jobs (id, tenant, request_id, state, job) VALUES (?, ?, ?, ?, ?)");
+    insert.Bind(1, row.job.id()).Bind(2, tenant);
     if (request_id.empty()) {
-      insert.BindNull(2);
+      insert.BindNull(3);
     } else {
-      insert.Bind(2, request_id);
+      insert.Bind(3, request_id);
     }
-    insert.Bind(3, int64_t{v1::JOB_STATE_QUEUED}).BindBlob(4, row.job.SerializeAsString());
+    insert.Bind(4, int64_t{v1::JOB_STATE_QUEUED}).BindBlob(5, row.job.SerializeAsString());
     SHEARS_RETURN_IF_ERROR(insert.Run());
     SHEARS_RETURN_IF_ERROR(ChangeState(row, v1::JOB_STATE_QUEUED, "job created"));
     SHEARS_RETURN_IF_ERROR(SaveRow(row));
@@ -228,7 +274,8 @@ absl::StatusOr<v1::Job> JobStore::Get(const std::string& job_id) {
   return row.job;
 }
 
-absl::StatusOr<JobStore::Page> JobStore::List(v1::JobState state, int page_size, const std::string& page_token) {
+absl::StatusOr<JobStore::Page> JobStore::List(v1::JobState state, int page_size, const std::string& page_token,
+                                              const std::string& tenant) {
   int64_t after = 0;
   if (!page_token.empty()) {
     std::string decoded;
@@ -239,8 +286,10 @@ absl::StatusOr<JobStore::Page> JobStore::List(v1::JobState state, int page_size,
   }
   absl::MutexLock lock(&mu_);
   Statement q(db_->get(),
-              "SELECT seq, job FROM jobs WHERE seq > ? AND (? = 0 OR state = ?) ORDER BY seq LIMIT ?");
-  q.Bind(1, after).Bind(2, int64_t{state}).Bind(3, int64_t{state}).Bind(4, int64_t{page_size} + 1);
+              "SELECT seq, job, tenant FROM jobs WHERE seq > ? AND (? = 0 OR state = ?) AND (? = '' OR tenant = ?) "
+              "ORDER BY seq LIMIT ?");
+  q.Bind(1, after).Bind(2, int64_t{state}).Bind(3, int64_t{state}).Bind(4, tenant).Bind(5, tenant);
+  q.Bind(6, int64_t{page_size} + 1);
   Page page;
   int64_t last_seq = 0;
   for (;;) {
@@ -252,6 +301,7 @@ absl::StatusOr<JobStore::Page> JobStore::List(v1::JobState state, int page_size,
     }
     last_seq = q.Int(0);
     if (!page.jobs.emplace_back().ParseFromString(q.Text(1))) return absl::DataLossError("corrupt job record");
+    page.jobs.back().set_tenant(q.Text(2));
   }
   return page;
 }
@@ -288,7 +338,7 @@ absl::StatusOr<std::optional<JobStore::Lease>> JobStore::LeaseNext(const std::st
     SHEARS_RETURN_IF_ERROR(ChangeState(
         row, v1::JOB_STATE_RUNNING,
         absl::StrCat("attempt ", row.job.attempt_count(), " of ", options_.max_attempts, " on worker ", worker_id)));
-    row.lease_id = RandomHex(8);
+    row.lease_id = RandomId();
     row.worker_id = worker_id;
     row.lease_expire_ms = absl::ToUnixMillis(options_.clock() + options_.lease_ttl);
     SHEARS_RETURN_IF_ERROR(SaveRow(row));

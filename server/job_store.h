@@ -26,6 +26,8 @@ struct StoreOptions {
   absl::Duration lease_ttl = absl::Seconds(30);
   // A job whose lease expires this many times fails.
   int max_attempts = 3;
+  // The most queued and running jobs one tenant may have at once (0: no limit).
+  int64_t tenant_quota = 0;
   // Injected by tests that move time by hand.
   std::function<absl::Time()> clock = absl::Now;
 };
@@ -50,15 +52,19 @@ class JobStore {
     v1::Job job;
     bool created;  // false when request_id named an existing job
   };
-  // A request_id seen before returns its job; with a different spec, ALREADY_EXISTS.
-  absl::StatusOr<Created> Create(const v1::JobSpec& spec, const std::string& request_id);
+  // A job of `tenant`, made by `creator`. A request_id the tenant used before returns its job (with
+  // a different spec, ALREADY_EXISTS); past the tenant's quota, RESOURCE_EXHAUSTED.
+  absl::StatusOr<Created> Create(const v1::JobSpec& spec, const std::string& request_id, const std::string& tenant,
+                                 const std::string& creator);
   absl::StatusOr<v1::Job> Get(const std::string& job_id);
 
   struct Page {
     std::vector<v1::Job> jobs;
     std::string next_page_token;
   };
-  absl::StatusOr<Page> List(v1::JobState state, int page_size, const std::string& page_token);
+  // `tenant` empty: every tenant's jobs.
+  absl::StatusOr<Page> List(v1::JobState state, int page_size, const std::string& page_token,
+                            const std::string& tenant = "");
   // Queued: CANCELLED at once. Running: marked, and the worker learns it at its next heartbeat.
   absl::StatusOr<v1::Job> Cancel(const std::string& job_id);
 

@@ -1,6 +1,7 @@
 // shears-server: the front service and job store.
 #include <iostream>
 
+#include "absl/strings/str_cat.h"
 #include "common/command_line.h"
 #include "common/termination.h"
 #include "server/server.h"
@@ -20,6 +21,17 @@ constexpr char kUsage[] = R"(usage: shears-server [flags]
                          (default 0s; under Kubernetes a few readiness periods)
   --max-message-bytes N  the largest request or answer taken or sent (default 16777216, 16 MiB;
                          at least 1 MiB); workers must be given the same
+  --auth-token-file PATH identities: {"tokens": [{"sha256", "principal", "tenant", "role"}], "certificates":
+                         [{"subject", ...}]}, re-read on SIGHUP (docs/security.md). Without it the
+                         server listens on loopback only and every caller is an admin
+  --tls-cert PATH        serve TLS with this PEM certificate chain (and --tls-key PATH, its key)
+  --tls-key PATH
+  --client-ca PATH       mutual TLS: clients must present a certificate this PEM CA signed
+  --tenant-quota N       the most queued and running jobs a tenant may have (default 0: no limit)
+  --audit-log PATH       append the audit lines (create, cancel, complete) here (default: stderr)
+  --health-listen HOST:PORT  also serve grpc.health.v1 alone, in plaintext, here (Kubernetes' gRPC
+                         probes speak no TLS); port 0 picks one
+  --health-port-file PATH    write the health port here once serving
 )";
 
 int Fail(const std::string& message) {
@@ -31,6 +43,7 @@ int Fail(const std::string& message) {
 
 int main(int argc, char** argv) {
   shears::BlockTerminationSignals();
+  shears::BlockReloadSignal();
   auto cl = shears::CommandLine::Parse(argc, argv, {"help"});
   if (!cl.ok()) return Fail(std::string(cl.status().message()));
   if (cl->Has("help")) {
@@ -38,7 +51,9 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (auto st = cl->CheckKnown({"listen", "db", "lease-ttl", "max-attempts", "port-file", "allow-file-root",
-                                "metrics-listen", "metrics-port-file", "drain-delay", "max-message-bytes", "help"});
+                                "metrics-listen", "metrics-port-file", "drain-delay", "max-message-bytes", "auth-token-file",
+                                "tls-cert", "tls-key", "client-ca", "tenant-quota", "audit-log", "health-listen",
+                                "health-port-file", "help"});
       !st.ok()) {
     return Fail(std::string(st.message()));
   }
@@ -55,6 +70,16 @@ int main(int argc, char** argv) {
   auto max_bytes = shears::MaxMessageBytesFlag(*cl, options.max_message_bytes);
   if (!max_bytes.ok()) return Fail(std::string(max_bytes.status().message()));
   options.max_message_bytes = *max_bytes;
+  auto quota = cl->GetInt("tenant-quota", 0);
+  if (!quota.ok()) return Fail(std::string(quota.status().message()));
+  if (*quota < 0) return Fail("--tenant-quota must not be negative");
+  options.store.tenant_quota = *quota;
+  options.auth_token_file = cl->GetOr("auth-token-file", "");
+  options.tls_cert_file = cl->GetOr("tls-cert", "");
+  options.tls_key_file = cl->GetOr("tls-key", "");
+  options.client_ca_file = cl->GetOr("client-ca", "");
+  options.audit_log_path = cl->GetOr("audit-log", "");
+  options.health_listen = cl->GetOr("health-listen", "");
   options.store.lease_ttl = *ttl;
   options.store.max_attempts = static_cast<int>(*attempts);
   options.file_roots = cl->GetAll("allow-file-root");
@@ -64,16 +89,23 @@ int main(int argc, char** argv) {
   if (!server.ok()) return Fail(std::string(server.status().message()));
   std::cout << "shears-server listening on port " << (*server)->port() << " (db " << options.db_path << ")"
             << std::endl;
+  for (const auto& warning : (*server)->warnings()) std::cout << "shears-server: warning: " << warning << std::endl;
   if ((*server)->metrics_port() != 0) {
     std::cout << "shears-server: metrics on port " << (*server)->metrics_port() << std::endl;
   }
   for (const auto& [flag, port] : {std::pair{"port-file", (*server)->port()},
-                                   std::pair{"metrics-port-file", (*server)->metrics_port()}}) {
+                                   std::pair{"metrics-port-file", (*server)->metrics_port()},
+                                   std::pair{"health-port-file", (*server)->health_port()}}) {
     auto path = cl->Get(flag);
     if (!path || port == 0) continue;
     if (auto st = shears::WritePortFile(*path, port); !st.ok()) return Fail(std::string(st.message()));
   }
-  const int sig = shears::WaitForTerminationSignal();
+  const int sig = shears::WaitForTerminationSignal([&server] {
+    const absl::Status reloaded = (*server)->ReloadIdentities();
+    std::cout << "shears-server: SIGHUP: "
+              << (reloaded.ok() ? "identities reloaded" : absl::StrCat("kept the identities in force: ", reloaded.message()))
+              << std::endl;
+  });
   std::cout << "shears-server: signal " << sig << ", draining" << std::endl;
   (*server)->Shutdown(absl::Seconds(10));
   return 0;

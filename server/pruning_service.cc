@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/job_spec.h"
 #include "common/status_macros.h"
+#include "server/auth/access.h"
 #include "server/unary.h"
 
 namespace shears::server {
@@ -16,6 +17,14 @@ constexpr int kReplayBatch = 256;
 
 absl::Status RequireJobId(const std::string& job_id) {
   return job_id.empty() ? absl::InvalidArgumentError("job_id: is required") : absl::OkStatus();
+}
+
+// The job, if `caller` may see it; another tenant's job is as absent as one never created.
+absl::StatusOr<v1::Job> VisibleJob(JobStore* store, const Identity& caller, const std::string& job_id) {
+  SHEARS_RETURN_IF_ERROR(RequireJobId(job_id));
+  auto job = store->Get(job_id);
+  if (job.ok() && !CanSee(caller, *job)) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+  return job;
 }
 
 // Streams a job's events: first those already stored after `after_sequence`, then each new one
@@ -102,24 +111,30 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent>, public
 
 grpc::ServerUnaryReactor* PruningService::CreateJob(grpc::CallbackServerContext* context,
                                                     const v1::CreateJobRequest* request, v1::Job* response) {
-  return Respond(context, [&]() -> absl::Status {
+  auto caller = authenticator_->Authenticate(*context);
+  const absl::Status outcome = [&]() -> absl::Status {
+    SHEARS_RETURN_IF_ERROR(caller.status());
+    SHEARS_RETURN_IF_ERROR(CheckRole(*authenticator_, *caller, Api::kPruning));
     if (!request->has_spec()) return absl::InvalidArgumentError("spec: is required");
     if (request->request_id().size() > 128) return absl::InvalidArgumentError("request_id: at most 128 characters");
     v1::JobSpec spec = request->spec();
     ApplySpecDefaults(spec);
     SHEARS_RETURN_IF_ERROR(ValidateSpec(spec));
     SHEARS_RETURN_IF_ERROR(CheckFileRoots(spec, file_roots_));
-    SHEARS_ASSIGN_OR_RETURN(auto created, store_->Create(spec, request->request_id()));
+    SHEARS_ASSIGN_OR_RETURN(auto created,
+                            store_->Create(spec, request->request_id(), TenantOf(*caller), caller->principal));
     *response = std::move(created.job);
     return absl::OkStatus();
-  });
+  }();
+  audit_->Record(caller.ok() ? &*caller : nullptr, "CreateJob", response->id(), outcome);
+  return FinishNow(context, outcome);
 }
 
 grpc::ServerUnaryReactor* PruningService::GetJob(grpc::CallbackServerContext* context,
                                                  const v1::GetJobRequest* request, v1::Job* response) {
   return Respond(context, [&]() -> absl::Status {
-    SHEARS_RETURN_IF_ERROR(RequireJobId(request->job_id()));
-    SHEARS_ASSIGN_OR_RETURN(*response, store_->Get(request->job_id()));
+    SHEARS_ASSIGN_OR_RETURN(Identity caller, Authorize(*authenticator_, *context, Api::kPruning));
+    SHEARS_ASSIGN_OR_RETURN(*response, VisibleJob(store_, caller, request->job_id()));
     return absl::OkStatus();
   });
 }
@@ -128,10 +143,11 @@ grpc::ServerUnaryReactor* PruningService::ListJobs(grpc::CallbackServerContext* 
                                                    const v1::ListJobsRequest* request,
                                                    v1::ListJobsResponse* response) {
   return Respond(context, [&]() -> absl::Status {
+    SHEARS_ASSIGN_OR_RETURN(Identity caller, Authorize(*authenticator_, *context, Api::kPruning));
     if (request->page_size() < 0) return absl::InvalidArgumentError("page_size: must not be negative");
     if (!v1::JobState_IsValid(request->state())) return absl::InvalidArgumentError("state: unknown job state");
     const int page_size = request->page_size() == 0 ? kDefaultPageSize : std::min(request->page_size(), kMaxPageSize);
-    SHEARS_ASSIGN_OR_RETURN(auto page, store_->List(request->state(), page_size, request->page_token()));
+    SHEARS_ASSIGN_OR_RETURN(auto page, store_->List(request->state(), page_size, request->page_token(), TenantScope(caller)));
     for (auto& job : page.jobs) *response->add_jobs() = std::move(job);
     response->set_next_page_token(page.next_page_token);
     return absl::OkStatus();
@@ -140,20 +156,26 @@ grpc::ServerUnaryReactor* PruningService::ListJobs(grpc::CallbackServerContext* 
 
 grpc::ServerUnaryReactor* PruningService::CancelJob(grpc::CallbackServerContext* context,
                                                     const v1::CancelJobRequest* request, v1::Job* response) {
-  return Respond(context, [&]() -> absl::Status {
-    SHEARS_RETURN_IF_ERROR(RequireJobId(request->job_id()));
+  auto caller = authenticator_->Authenticate(*context);
+  const absl::Status outcome = [&]() -> absl::Status {
+    SHEARS_RETURN_IF_ERROR(caller.status());
+    SHEARS_RETURN_IF_ERROR(CheckRole(*authenticator_, *caller, Api::kPruning));
+    SHEARS_RETURN_IF_ERROR(VisibleJob(store_, *caller, request->job_id()).status());
     SHEARS_ASSIGN_OR_RETURN(*response, store_->Cancel(request->job_id()));
     return absl::OkStatus();
-  });
+  }();
+  audit_->Record(caller.ok() ? &*caller : nullptr, "CancelJob", request->job_id(), outcome);
+  return FinishNow(context, outcome);
 }
 
 grpc::ServerWriteReactor<v1::JobEvent>* PruningService::WatchJob(grpc::CallbackServerContext* context,
                                                                  const v1::WatchJobRequest* request) {
-  absl::Status invalid = RequireJobId(request->job_id());
+  auto caller = Authorize(*authenticator_, *context, Api::kPruning);
+  absl::Status invalid = caller.status();
   if (invalid.ok() && request->after_sequence() < 0) {
     invalid = absl::InvalidArgumentError("after_sequence: must not be negative");
   }
-  if (invalid.ok()) invalid = store_->Get(request->job_id()).status();
+  if (invalid.ok()) invalid = VisibleJob(store_, *caller, request->job_id()).status();
   if (!invalid.ok()) {
     class Rejected final : public grpc::ServerWriteReactor<v1::JobEvent> {
      public:

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "server/auth/audit_log.h"
+#include "server/auth/authenticator.h"
 #include "server/event_hub.h"
 #include "server/job_store.h"
 #include "shears/v1/pruning.grpc.pb.h"
@@ -13,8 +15,9 @@ namespace shears::server {
 class PruningService final : public v1::Pruning::CallbackService {
  public:
   // `file_roots`: where file:// URIs may point (empty: anywhere).
-  PruningService(JobStore* store, EventHub* hub, std::vector<std::string> file_roots)
-      : store_(store), hub_(hub), file_roots_(std::move(file_roots)) {}
+  PruningService(JobStore* store, EventHub* hub, std::vector<std::string> file_roots,
+                 const Authenticator* authenticator, AuditLog* audit)
+      : store_(store), hub_(hub), file_roots_(std::move(file_roots)), authenticator_(authenticator), audit_(audit) {}
 
   grpc::ServerUnaryReactor* CreateJob(grpc::CallbackServerContext* context, const v1::CreateJobRequest* request,
                                       v1::Job* response) override;
@@ -31,6 +34,8 @@ class PruningService final : public v1::Pruning::CallbackService {
   JobStore* const store_;
   EventHub* const hub_;
   const std::vector<std::string> file_roots_;
+  const Authenticator* const authenticator_;
+  AuditLog* const audit_;
 };
 
 }  // namespace shears::server

@@ -3,13 +3,65 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/files.h"
 #include "common/status_macros.h"
 
 namespace shears::server {
+namespace {
+
+// Whether HOST:PORT names a loopback address (127.0.0.0/8, ::1 or localhost).
+bool IsLoopback(const std::string& listen) {
+  std::string host = listen.substr(0, listen.rfind(':'));
+  if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]")) host = host.substr(1, host.size() - 2);
+  return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerOptions& options) {
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key: give both or neither");
+  }
+  if (options.tls_cert_file.empty()) {
+    if (!options.client_ca_file.empty()) return absl::InvalidArgumentError("--client-ca: needs --tls-cert and --tls-key");
+    return grpc::InsecureServerCredentials();
+  }
+  grpc::SslServerCredentialsOptions ssl(options.client_ca_file.empty()
+                                            ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                            : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  for (const auto& [flag, path, into] : {std::tuple{"--tls-cert", &options.tls_cert_file, &pair.cert_chain},
+                                         std::tuple{"--tls-key", &options.tls_key_file, &pair.private_key},
+                                         std::tuple{"--client-ca", &options.client_ca_file, &ssl.pem_root_certs}}) {
+    if (path->empty()) continue;
+    auto pem = ReadFile(*path);
+    if (!pem.ok()) return absl::InvalidArgumentError(absl::StrCat(flag, " ", *path, ": ", pem.status().message()));
+    *into = std::move(*pem);
+  }
+  ssl.pem_key_cert_pairs.push_back(std::move(pair));
+  return grpc::SslServerCredentials(ssl);
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
   std::unique_ptr<Server> s(new Server());
+  if (options.auth_token_file.empty()) {
+    if (!IsLoopback(options.listen)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--listen ", options.listen,
+          ": without --auth-token-file the server serves loopback only (127.0.0.1, [::1], localhost)"));
+    }
+    s->authenticator_ = Authenticator::Open();
+    s->warnings_.push_back("no --auth-token-file: serving loopback only, and every caller is an admin");
+  } else {
+    SHEARS_ASSIGN_OR_RETURN(s->authenticator_, Authenticator::FromFile(options.auth_token_file));
+  }
+  SHEARS_ASSIGN_OR_RETURN(auto credentials, Credentials(options));
+  if (options.tls_cert_file.empty() && !IsLoopback(options.listen)) {
+    s->warnings_.push_back("no --tls-cert: tokens and jobs cross the network in plaintext");
+  }
+  SHEARS_ASSIGN_OR_RETURN(s->audit_, AuditLog::Open(options.audit_log_path));
   SHEARS_ASSIGN_OR_RETURN(s->store_, JobStore::Open(options.db_path, options.store));
   // The idle-worker count is read at scrapes, which begin after Start returns.
   s->metrics_ = std::make_shared<ServerMetrics>(s->store_.get(), [server = s.get()] {
@@ -23,8 +75,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
     if (change.job.state() == v1::JOB_STATE_QUEUED) dispatcher->Wake();
     metrics->OnJobChanged(change);
   });
-  s->pruning_ = std::make_unique<PruningService>(s->store_.get(), &s->hub_, options.file_roots);
-  s->workers_ = std::make_unique<WorkersService>(s->store_.get(), s->dispatcher_.get());
+  s->pruning_ = std::make_unique<PruningService>(s->store_.get(), &s->hub_, options.file_roots,
+                                                 s->authenticator_.get(), s->audit_.get());
+  s->workers_ = std::make_unique<WorkersService>(s->store_.get(), s->dispatcher_.get(), s->authenticator_.get(),
+                                                 s->audit_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -32,7 +86,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(s->metrics_->InterceptorFactory());
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &s->port_);
+  builder.AddListeningPort(options.listen, credentials, &s->port_);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   builder.RegisterService(s->pruning_.get());
@@ -41,6 +95,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
   if (s->grpc_ == nullptr || s->port_ == 0) {
     s->dispatcher_->Stop();
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
+  }
+  if (!options.health_listen.empty()) {
+    grpc::ServerBuilder health;
+    health.AddListeningPort(options.health_listen, grpc::InsecureServerCredentials(), &s->health_port_);
+    s->health_grpc_ = health.BuildAndStart();
+    if (s->health_grpc_ == nullptr || s->health_port_ == 0) {
+      s->Shutdown(absl::ZeroDuration());
+      return absl::UnavailableError(absl::StrCat("cannot listen on --health-listen ", options.health_listen));
+    }
   }
   if (!options.metrics_listen.empty()) {
     auto endpoint = MetricsEndpoint::Start(options.metrics_listen, s->metrics_);
@@ -52,18 +115,30 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
   }
   // Set last, so that a server that fails to start does not wait out a drain.
   s->drain_delay_ = options.drain_delay;
-  s->grpc_->GetHealthCheckService()->SetServingStatus(true);
+  for (grpc::Server* server : {s->grpc_.get(), s->health_grpc_.get()}) {
+    if (server != nullptr) server->GetHealthCheckService()->SetServingStatus(true);
+  }
   return s;
 }
 
 void Server::Shutdown(absl::Duration grace) {
   if (stopped_) return;
   stopped_ = true;
-  grpc_->GetHealthCheckService()->SetServingStatus(false);
+  if (grpc_ == nullptr) {  // Start failed before it served
+    if (dispatcher_ != nullptr) dispatcher_->Stop();
+    return;
+  }
+  for (grpc::Server* server : {grpc_.get(), health_grpc_.get()}) {
+    if (server != nullptr) server->GetHealthCheckService()->SetServingStatus(false);
+  }
   absl::SleepFor(drain_delay_);
   dispatcher_->Stop();
   grpc_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(grace));
   grpc_->Wait();
+  if (health_grpc_ != nullptr) {
+    health_grpc_->Shutdown(std::chrono::system_clock::now());
+    health_grpc_->Wait();
+  }
 }
 
 Server::~Server() { Shutdown(absl::Seconds(1)); }

@@ -11,6 +11,8 @@
 #include "absl/status/statusor.h"
 #include "common/metrics_endpoint.h"
 #include "common/rpc_limits.h"
+#include "server/auth/audit_log.h"
+#include "server/auth/authenticator.h"
 #include "server/event_hub.h"
 #include "server/job_store.h"
 #include "server/lease_dispatcher.h"
@@ -31,6 +33,19 @@ struct ServerOptions {
   absl::Duration drain_delay = absl::ZeroDuration();
   // The largest request or answer taken or sent (--max-message-bytes).
   int max_message_bytes = kDefaultMaxMessageBytes;
+  // Identities (--auth-token-file; authenticator.h has its format). Empty: the server is open, and
+  // listens on loopback only.
+  std::string auth_token_file;
+  // TLS (--tls-cert, --tls-key: PEM files); with client_ca_file also mutual TLS, every client
+  // presenting a certificate that CA signed. Empty: plaintext.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string client_ca_file;
+  // Where the audit lines go (--audit-log); empty: standard error.
+  std::string audit_log_path;
+  // HOST:PORT of a plaintext port that serves grpc.health.v1 alone (--health-listen): Kubernetes'
+  // gRPC probes speak no TLS. Empty: none.
+  std::string health_listen;
 };
 
 class Server {
@@ -39,15 +54,24 @@ class Server {
   ~Server();
 
   int port() const { return port_; }
+  // 0 without --health-listen.
+  int health_port() const { return health_port_; }
   // 0 when metrics are not served.
   int metrics_port() const { return metrics_endpoint_ ? metrics_endpoint_->port() : 0; }
   // Marks the server NOT_SERVING, keeps answering for the drain delay, answers waiting workers, and
   // stops after in-flight calls finish or `grace` passes.
   void Shutdown(absl::Duration grace);
+  // Re-reads the identity file (SIGHUP); the identities in force stay when it is invalid.
+  absl::Status ReloadIdentities() { return authenticator_->Reload(); }
+  // What the operator should know at start: an open server, plaintext beyond loopback.
+  const std::vector<std::string>& warnings() const { return warnings_; }
 
  private:
   Server() = default;
   std::unique_ptr<JobStore> store_;
+  std::unique_ptr<Authenticator> authenticator_;
+  std::unique_ptr<AuditLog> audit_;
+  std::vector<std::string> warnings_;
   std::shared_ptr<ServerMetrics> metrics_;
   std::unique_ptr<MetricsEndpoint> metrics_endpoint_;
   EventHub hub_;
@@ -55,7 +79,9 @@ class Server {
   std::unique_ptr<PruningService> pruning_;
   std::unique_ptr<WorkersService> workers_;
   std::unique_ptr<grpc::Server> grpc_;
+  std::unique_ptr<grpc::Server> health_grpc_;  // --health-listen
   int port_ = 0;
+  int health_port_ = 0;
   absl::Duration drain_delay_;
   bool stopped_ = false;
 };

@@ -7,6 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
 #include "shears/v1/job.pb.h"
+#include "shears/v1/pruning.pb.h"
+#include "shears/v1/workers.pb.h"
 
 namespace shears::server {
 namespace {
@@ -19,12 +21,23 @@ const Histogram::BucketBoundaries kQueueWaitBuckets = {0.1, 0.5, 1, 5, 15, 30, 6
 const Histogram::BucketBoundaries kRunBuckets = {1,    5,    15,   30,    60,    120,   300,
                                                  600, 1200, 1800, 3600, 7200, 14400, 28800, 86400};
 
-// The services whose methods may appear as label values; any other path a client invents is
-// counted under "other" so that it cannot grow the label set.
-const std::set<std::string>& KnownServices() {
-  static const auto* services = new std::set<std::string>{
-      "shears.v1.Pruning", "shears.v1.Workers", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"};
-  return *services;
+// The methods that may appear as label values, "service/method"; any other path a client invents
+// (an unknown service, or an unknown method of a known one) is counted under "other" so that it
+// cannot grow the label set.
+bool IsKnownMethod(const std::string& service, const std::string& method) {
+  static const auto* known = [] {
+    auto* names = new std::set<std::string>{"grpc.health.v1.Health/Check", "grpc.health.v1.Health/Watch",
+                                            "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"};
+    // Through a message of each file, so that the descriptors are linked in whoever counts.
+    for (const auto* descriptor : {v1::CreateJobRequest::descriptor()->file()->FindServiceByName("Pruning"),
+                                   v1::LeaseJobRequest::descriptor()->file()->FindServiceByName("Workers")}) {
+      for (int i = 0; i < descriptor->method_count(); ++i) {
+        names->insert(absl::StrCat(descriptor->full_name(), "/", descriptor->method(i)->name()));
+      }
+    }
+    return names;
+  }();
+  return known->count(absl::StrCat(service, "/", method)) > 0;
 }
 
 // "METHOD_WANDA" -> "wanda", "JOB_STATE_SUCCEEDED" -> "succeeded".
@@ -166,7 +179,7 @@ void ServerMetrics::CountRpc(const char* full_method, grpc::StatusCode code) {
   const size_t slash = path.rfind('/');
   std::string service = slash == std::string::npos || slash == 0 ? "" : path.substr(1, slash - 1);
   std::string method = slash == std::string::npos ? "" : path.substr(slash + 1);
-  if (KnownServices().count(service) == 0) service = method = "other";
+  if (!IsKnownMethod(service, method)) service = method = "other";
   static const char* const kCodes[] = {"OK",
                                        "CANCELLED",
                                        "UNKNOWN",

@@ -32,10 +32,12 @@ class ServerMetrics final : public prometheus::Collectable {
 
   std::vector<prometheus::MetricFamily> Collect() const override;
 
+  // Counts one answered call of "/package.Service/Method" (what the interceptor calls).
+  void CountRpc(const char* full_method, grpc::StatusCode code);
+
  private:
   class Interceptor;
   class InterceptorFactoryImpl;
-  void CountRpc(const char* full_method, grpc::StatusCode code);
 
   JobStore* const store_;
   const std::function<int()> idle_workers_;

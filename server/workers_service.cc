@@ -4,6 +4,7 @@
 
 #include "common/proto_time.h"
 #include "common/status_macros.h"
+#include "server/auth/access.h"
 #include "server/unary.h"
 
 namespace shears::server {
@@ -24,6 +25,9 @@ absl::Status RequireLease(const std::string& job_id, const std::string& lease_id
 grpc::ServerUnaryReactor* WorkersService::LeaseJob(grpc::CallbackServerContext* context,
                                                    const v1::LeaseJobRequest* request,
                                                    v1::LeaseJobResponse* response) {
+  if (auto caller = Authorize(*authenticator_, *context, Api::kWorkers); !caller.ok()) {
+    return FinishNow(context, caller.status());
+  }
   if (request->worker_id().empty()) {
     return FinishNow(context, absl::InvalidArgumentError("worker_id: is required"));
   }
@@ -37,6 +41,7 @@ grpc::ServerUnaryReactor* WorkersService::Heartbeat(grpc::CallbackServerContext*
                                                     const v1::HeartbeatRequest* request,
                                                     v1::HeartbeatResponse* response) {
   return Respond(context, [&]() -> absl::Status {
+    SHEARS_RETURN_IF_ERROR(Authorize(*authenticator_, *context, Api::kWorkers).status());
     SHEARS_RETURN_IF_ERROR(RequireLease(request->job_id(), request->lease_id()));
     SHEARS_ASSIGN_OR_RETURN(bool cancel, store_->Heartbeat(request->job_id(), request->lease_id()));
     response->set_cancel_requested(cancel);
@@ -48,6 +53,7 @@ grpc::ServerUnaryReactor* WorkersService::ReportEvents(grpc::CallbackServerConte
                                                        const v1::ReportEventsRequest* request,
                                                        v1::ReportEventsResponse* response) {
   return Respond(context, [&]() -> absl::Status {
+    SHEARS_RETURN_IF_ERROR(Authorize(*authenticator_, *context, Api::kWorkers).status());
     SHEARS_RETURN_IF_ERROR(RequireLease(request->job_id(), request->lease_id()));
     std::vector<v1::JobEvent> events(request->events().begin(), request->events().end());
     SHEARS_ASSIGN_OR_RETURN(int64_t last, store_->AppendEvents(request->job_id(), request->lease_id(), events));
@@ -59,16 +65,19 @@ grpc::ServerUnaryReactor* WorkersService::ReportEvents(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* WorkersService::CompleteJob(grpc::CallbackServerContext* context,
                                                       const v1::CompleteJobRequest* request,
                                                       v1::CompleteJobResponse*) {
-  return Respond(context, [&]() -> absl::Status {
-    SHEARS_RETURN_IF_ERROR(RequireLease(request->job_id(), request->lease_id()));
-    return store_->Complete(*request);
-  });
+  auto caller = authenticator_->Authenticate(*context);
+  absl::Status outcome = caller.ok() ? CheckRole(*authenticator_, *caller, Api::kWorkers) : caller.status();
+  if (outcome.ok()) outcome = RequireLease(request->job_id(), request->lease_id());
+  if (outcome.ok()) outcome = store_->Complete(*request);
+  audit_->Record(caller.ok() ? &*caller : nullptr, "CompleteJob", request->job_id(), outcome);
+  return FinishNow(context, outcome);
 }
 
 grpc::ServerUnaryReactor* WorkersService::ReleaseJob(grpc::CallbackServerContext* context,
                                                      const v1::ReleaseJobRequest* request,
                                                      v1::ReleaseJobResponse*) {
   return Respond(context, [&]() -> absl::Status {
+    SHEARS_RETURN_IF_ERROR(Authorize(*authenticator_, *context, Api::kWorkers).status());
     SHEARS_RETURN_IF_ERROR(RequireLease(request->job_id(), request->lease_id()));
     return store_->Release(request->job_id(), request->lease_id());
   });

@@ -1,6 +1,8 @@
 #pragma once
 // shears.v1.Workers: the internal protocol workers dial in with.
 
+#include "server/auth/audit_log.h"
+#include "server/auth/authenticator.h"
 #include "server/job_store.h"
 #include "server/lease_dispatcher.h"
 #include "shears/v1/workers.grpc.pb.h"
@@ -9,7 +11,8 @@ namespace shears::server {
 
 class WorkersService final : public v1::Workers::CallbackService {
  public:
-  WorkersService(JobStore* store, LeaseDispatcher* dispatcher) : store_(store), dispatcher_(dispatcher) {}
+  WorkersService(JobStore* store, LeaseDispatcher* dispatcher, const Authenticator* authenticator, AuditLog* audit)
+      : store_(store), dispatcher_(dispatcher), authenticator_(authenticator), audit_(audit) {}
 
   grpc::ServerUnaryReactor* LeaseJob(grpc::CallbackServerContext* context, const v1::LeaseJobRequest* request,
                                      v1::LeaseJobResponse* response) override;
@@ -26,6 +29,8 @@ class WorkersService final : public v1::Workers::CallbackService {
  private:
   JobStore* const store_;
   LeaseDispatcher* const dispatcher_;
+  const Authenticator* const authenticator_;
+  AuditLog* const audit_;
 };
 
 }  // namespace shears::server

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "common/channel.h"
 #include "common/command_line.h"
 #include "common/files.h"
 #include "common/job_spec.h"
@@ -45,6 +46,11 @@ constexpr char kUsage[] = R"(usage: shears-worker --server HOST:PORT [flags]
                        Set it below the container's memory limit, which kills the whole worker
   --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks one)
   --metrics-port-file PATH    write the metrics port here once serving
+  --token-file PATH    the bearer token the worker calls the server with (or --token, or
+                       $SHEARS_TOKEN); its identity needs the worker role
+  --tls-ca PATH        dial the server over TLS, trusting this PEM CA
+  --tls-cert PATH      mutual TLS: the worker's certificate (and --tls-key PATH, its key)
+  --tls-key PATH
 )";
 
 int Fail(const std::string& message) {
@@ -142,7 +148,7 @@ int main(int argc, char** argv) {
   if (auto st = cl->CheckKnown({"server", "spec", "device", "threads", "work-dir", "worker-id", "poll-wait",
                                 "max-message-bytes", "job-id", "model", "file",
                                 "allow-file-root", "cache-max-bytes", "s3-part-bytes", "max-tensor-memory", "metrics-listen",
-                                "metrics-port-file", "help"});
+                                "metrics-port-file", "token", "token-file", "tls-ca", "tls-cert", "tls-key", "help"});
       !st.ok()) {
     return Fail(absl::StrCat(st.message(), "\n", kUsage));
   }
@@ -185,6 +191,12 @@ int main(int argc, char** argv) {
   auto max_bytes = shears::MaxMessageBytesFlag(*cl, options.max_message_bytes);
   if (!max_bytes.ok()) return Fail(std::string(max_bytes.status().message()));
   options.max_message_bytes = *max_bytes;
+  auto connection = shears::ChannelFlags(*cl, options.server, options.max_message_bytes);
+  if (!connection.ok()) return Fail(std::string(connection.status().message()));
+  auto channel = shears::OpenChannel(*connection);
+  if (!channel.ok()) return Fail(std::string(channel.status().message()));
+  options.channel = *channel;
+  options.token = connection->token;
   auto metrics = std::make_shared<shears::worker::WorkerMetrics>(device);
   options.metrics = metrics.get();
   options.storage.counters = metrics->Counters();

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "common/channel.h"
 #include "common/proto_time.h"
 #include "common/rpc_status.h"
 #include "worker/event_batches.h"
@@ -34,11 +35,14 @@ grpc::Status WithRetries(Call call) {
 
 Worker::Worker(WorkerOptions options)
     : options_(std::move(options)),
-      stub_(v1::Workers::NewStub(BoundedChannel(options_.server, options_.max_message_bytes))) {}
+      stub_(v1::Workers::NewStub(options_.channel != nullptr
+                                     ? options_.channel
+                                     : BoundedChannel(options_.server, options_.max_message_bytes))) {}
 
 std::unique_ptr<grpc::ClientContext> Worker::Context(absl::Duration timeout) const {
   auto context = std::make_unique<grpc::ClientContext>();
   context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  AddToken(*context, options_.token);
   return context;
 }
 

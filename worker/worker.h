@@ -27,6 +27,9 @@ struct WorkerOptions {
   absl::Duration poll_wait = absl::Seconds(20);
   absl::Duration rpc_timeout = absl::Seconds(10);
   int max_message_bytes = kDefaultMaxMessageBytes;  // --max-message-bytes, as the server's
+  // The connection to `server` (common/channel.h: TLS, client certificate); null: plaintext.
+  std::shared_ptr<grpc::Channel> channel;
+  std::string token;  // sent with every call; empty: none
   WorkerMetrics* metrics = nullptr;  // told of each job; may be null
 };
 

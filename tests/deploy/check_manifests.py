@@ -198,11 +198,29 @@ def check_workloads(name, docs, build_dir, tagged):
                 if a.startswith("--") and a[2:].split("=", 1)[0] not in known:
                     fail(cw, f"{command} has no flag {a.split('=', 1)[0]}")
             if command in ("shears-server", "shears-worker"):
-                grpc_port = port_of(flag_value(args, "listen"))
+                # Kubernetes' gRPC probes speak no TLS: a TLS server is probed on its plaintext
+                # health-only port (--health-listen), a plaintext one on its --listen port.
+                health = flag_value(args, "health-listen")
+                grpc_port = port_of(health if health is not None else flag_value(args, "listen"))
                 for probe_name in ("readinessProbe", "livenessProbe"):
                     probe = c.get(probe_name, {}).get("grpc")
                     if probe and ports.get(probe["port"], probe["port"]) != grpc_port:
-                        fail(cw, f"{probe_name} probes port {probe['port']}, the server listens on {grpc_port}")
+                        fail(cw, f"{probe_name} probes port {probe['port']}, the server serves health on {grpc_port}")
+                    if probe and health is None and flag_value(args, "tls-cert") is not None:
+                        fail(cw, f"{probe_name} probes the TLS port in plaintext; give --health-listen")
+            if command == "shears-server":
+                # Off loopback the server refuses to start without identities, and serves them in
+                # plaintext without TLS.
+                for needed in ("auth-token-file", "tls-cert", "tls-key"):
+                    if flag_value(args, needed) is None:
+                        fail(cw, f"the server listens beyond loopback without --{needed}")
+            if command in ("shears-worker", "shearsctl") and any(a.startswith("--server=") for a in args):
+                env_names = env | {e.get("name") for e in c.get("envFrom", []) if isinstance(e, dict)}
+                if flag_value(args, "tls-ca") is None:
+                    fail(cw, f"{command} dials the server without --tls-ca")
+                if not any(flag_value(args, f) is not None for f in ("token", "token-file")) and \
+                        "SHEARS_TOKEN" not in env_names:
+                    fail(cw, f"{command} sends no token (--token-file, --token or SHEARS_TOKEN)")
                 metrics = port_of(flag_value(args, "metrics-listen"))
                 if metrics is not None and ports.get("metrics") != metrics:
                     fail(cw, f"port 'metrics' is {ports.get('metrics')}, --metrics-listen binds {metrics}")

@@ -48,35 +48,35 @@ class JobStoreTest : public ::testing::Test {
 };
 
 TEST_F(JobStoreTest, CreateIsIdempotentByRequestId) {
-  auto first = store_->Create(Spec(), "req-1");
+  auto first = store_->Create(Spec(), "req-1", "team-a", "alice");
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_TRUE(first->created);
-  auto again = store_->Create(Spec(), "req-1");
+  auto again = store_->Create(Spec(), "req-1", "team-a", "alice");
   ASSERT_TRUE(again.ok());
   EXPECT_FALSE(again->created);
   EXPECT_EQ(again->job.id(), first->job.id());
   EXPECT_EQ(store_->List(v1::JOB_STATE_UNSPECIFIED, 100, "")->jobs.size(), 1u);
 
-  auto conflicting = store_->Create(Spec(0.7), "req-1");
+  auto conflicting = store_->Create(Spec(0.7), "req-1", "team-a", "alice");
   EXPECT_EQ(conflicting.status().code(), absl::StatusCode::kAlreadyExists);
-  auto other = store_->Create(Spec(), "req-2");
+  auto other = store_->Create(Spec(), "req-2", "team-a", "alice");
   EXPECT_NE(other->job.id(), first->job.id());
-  auto anonymous1 = store_->Create(Spec(), "");
-  auto anonymous2 = store_->Create(Spec(), "");
+  auto anonymous1 = store_->Create(Spec(), "", "team-a", "alice");
+  auto anonymous2 = store_->Create(Spec(), "", "team-a", "alice");
   EXPECT_NE(anonymous1->job.id(), anonymous2->job.id());
 }
 
 TEST_F(JobStoreTest, JobsSurviveReopening) {
-  auto created = store_->Create(Spec(), "req-1");
+  auto created = store_->Create(Spec(), "req-1", "team-a", "alice");
   Reopen();
   auto job = store_->Get(created->job.id());
   ASSERT_TRUE(job.ok());
   EXPECT_EQ(job->state(), v1::JOB_STATE_QUEUED);
-  EXPECT_EQ(store_->Create(Spec(), "req-1")->job.id(), created->job.id());
+  EXPECT_EQ(store_->Create(Spec(), "req-1", "team-a", "alice")->job.id(), created->job.id());
 }
 
 TEST_F(JobStoreTest, ExpiredLeaseRequeuesThenFailsAfterMaxAttempts) {
-  const std::string id = store_->Create(Spec(), "")->job.id();
+  const std::string id = store_->Create(Spec(), "", "team-a", "alice")->job.id();
   auto lease = store_->LeaseNext("w1");
   ASSERT_TRUE(lease.ok() && lease->has_value());
   EXPECT_EQ((*lease)->job.attempt_count(), 1);
@@ -110,7 +110,7 @@ TEST_F(JobStoreTest, ExpiredLeaseRequeuesThenFailsAfterMaxAttempts) {
 }
 
 TEST_F(JobStoreTest, EventsAreSequencedWithoutGaps) {
-  const std::string id = store_->Create(Spec(), "")->job.id();
+  const std::string id = store_->Create(Spec(), "", "team-a", "alice")->job.id();
   auto lease = store_->LeaseNext("w1").value().value();
   v1::JobEvent progress;
   progress.mutable_progress()->set_stage("pruning");
@@ -141,8 +141,8 @@ TEST_F(JobStoreTest, EventsAreSequencedWithoutGaps) {
 }
 
 TEST_F(JobStoreTest, CancelQueuedAtOnceAndRunningThroughHeartbeat) {
-  const std::string running = store_->Create(Spec(), "")->job.id();
-  const std::string queued = store_->Create(Spec(), "")->job.id();
+  const std::string running = store_->Create(Spec(), "", "team-a", "alice")->job.id();
+  const std::string queued = store_->Create(Spec(), "", "team-a", "alice")->job.id();
   auto lease = store_->LeaseNext("w1").value().value();
   ASSERT_EQ(lease.job.id(), running) << "oldest first";
   EXPECT_EQ(store_->Cancel(queued)->state(), v1::JOB_STATE_CANCELLED);
@@ -163,7 +163,7 @@ TEST_F(JobStoreTest, CancelQueuedAtOnceAndRunningThroughHeartbeat) {
 }
 
 TEST_F(JobStoreTest, ReleaseRequeuesWithoutCountingTheAttempt) {
-  const std::string id = store_->Create(Spec(), "")->job.id();
+  const std::string id = store_->Create(Spec(), "", "team-a", "alice")->job.id();
   auto lease = store_->LeaseNext("w1").value().value();
   ASSERT_TRUE(store_->Release(id, lease.lease_id).ok());
   auto job = store_->Get(id);
@@ -174,7 +174,7 @@ TEST_F(JobStoreTest, ReleaseRequeuesWithoutCountingTheAttempt) {
 
 TEST_F(JobStoreTest, ListPagesAndFiltersByState) {
   std::vector<std::string> ids;
-  for (int i = 0; i < 5; ++i) ids.push_back(store_->Create(Spec(), "")->job.id());
+  for (int i = 0; i < 5; ++i) ids.push_back(store_->Create(Spec(), "", "team-a", "alice")->job.id());
   store_->Cancel(ids[1]).IgnoreError();
   std::vector<std::string> seen;
   std::string token;
@@ -196,7 +196,7 @@ TEST_F(JobStoreTest, ListPagesAndFiltersByState) {
 TEST_F(JobStoreTest, ListenersHearEveryCommittedChangeWithTheStateBefore) {
   std::vector<JobStore::Change> heard;
   store_->AddListener([&](const JobStore::Change& change) { heard.push_back(change); });
-  const std::string id = store_->Create(Spec(), "")->job.id();
+  const std::string id = store_->Create(Spec(), "", "team-a", "alice")->job.id();
   auto lease = store_->LeaseNext("w1");
   ASSERT_TRUE(lease.ok() && lease->has_value());
   ASSERT_TRUE(store_->AppendEvents(id, (*lease)->lease_id, {Progress(0.5)}).ok());
@@ -212,7 +212,7 @@ TEST_F(JobStoreTest, ListenersHearEveryCommittedChangeWithTheStateBefore) {
 }
 
 TEST_F(JobStoreTest, CensusCountsJobsByStateAndTheWorkersHoldingLeases) {
-  for (int i = 0; i < 4; ++i) ASSERT_TRUE(store_->Create(Spec(), "").ok());
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(store_->Create(Spec(), "", "team-a", "alice").ok());
   ASSERT_TRUE(store_->LeaseNext("w1").ok());
   ASSERT_TRUE(store_->LeaseNext("w1").ok());
   ASSERT_TRUE(store_->LeaseNext("w2").ok());
@@ -222,6 +222,89 @@ TEST_F(JobStoreTest, CensusCountsJobsByStateAndTheWorkersHoldingLeases) {
   EXPECT_EQ(census->jobs[v1::JOB_STATE_RUNNING], 3);
   EXPECT_EQ(census->jobs.count(v1::JOB_STATE_SUCCEEDED), 0u);
   EXPECT_EQ(census->busy_workers, 2);
+}
+
+
+TEST_F(JobStoreTest, RequestIdsAndListsAreScopedByTenant) {
+  auto a = store_->Create(Spec(), "nightly", "team-a", "alice");
+  auto b = store_->Create(Spec(0.7), "nightly", "team-b", "bob");
+  ASSERT_TRUE(a.ok() && b.ok()) << b.status();
+  EXPECT_TRUE(b->created) << "team-b's request id is its own, whatever team-a sent";
+  EXPECT_EQ(a->job.tenant(), "team-a");
+  EXPECT_EQ(a->job.creator(), "alice");
+  EXPECT_EQ(store_->Get(b->job.id())->tenant(), "team-b");
+  const auto ids = [&](const std::string& tenant) {
+    std::vector<std::string> out;
+    const auto page = store_->List(v1::JOB_STATE_UNSPECIFIED, 100, "", tenant).value();
+    for (const auto& job : page.jobs) out.push_back(job.id());
+    return out;
+  };
+  EXPECT_EQ(ids("team-a"), std::vector<std::string>{a->job.id()});
+  EXPECT_EQ(ids("team-b"), std::vector<std::string>{b->job.id()});
+  EXPECT_EQ(ids(""), (std::vector<std::string>{a->job.id(), b->job.id()}));
+  EXPECT_EQ(store_->Create(Spec(), "", "", "nobody").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(JobStoreTest, QuotaCountsATenantsQueuedAndRunningJobs) {
+  store_.reset();
+  StoreOptions options;
+  options.tenant_quota = 2;
+  store_ = JobStore::Open(dir_ / "quota.db", options).value();
+  ASSERT_TRUE(store_->Create(Spec(), "", "team-a", "alice").ok());
+  ASSERT_TRUE(store_->LeaseNext("w1").ok());  // one running
+  const std::string queued = store_->Create(Spec(), "", "team-a", "alice")->job.id();
+  auto over = store_->Create(Spec(), "", "team-a", "alice");
+  EXPECT_EQ(over.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(over.status().message(), "quota: tenant team-a has 2 queued or running jobs, as many as its quota (2) allows");
+  EXPECT_TRUE(store_->Create(Spec(), "", "team-b", "bob").ok());
+  ASSERT_TRUE(store_->Cancel(queued).ok());
+  EXPECT_TRUE(store_->Create(Spec(), "", "team-a", "alice").ok());
+}
+
+// A store written before tenants existed opens with every job in the default tenant, its request
+// ids still answering, and its events intact.
+TEST_F(JobStoreTest, AVersion0StoreMigratesIntoTheDefaultTenant) {
+  store_.reset();
+  const std::string path = dir_ / "v0.db";
+  {
+    auto db = Database::Open(path).value();
+    ASSERT_TRUE(db->Exec(R"sql(
+      CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, request_id TEXT UNIQUE,
+        state INTEGER NOT NULL, job BLOB NOT NULL, lease_id TEXT, worker_id TEXT, lease_expire_ms INTEGER,
+        last_sequence INTEGER NOT NULL DEFAULT 0);
+      CREATE INDEX jobs_by_state ON jobs(state, seq);
+      CREATE TABLE events (job_id TEXT NOT NULL, sequence INTEGER NOT NULL, event BLOB NOT NULL,
+        PRIMARY KEY (job_id, sequence)) WITHOUT ROWID;)sql").ok());
+    v1::Job job;
+    job.set_id("00000000000000aa");
+    job.set_state(v1::JOB_STATE_QUEUED);
+    *job.mutable_spec() = Spec();
+    Statement insert(db->get(), "INSERT INTO jobs (id, request_id, state, job, last_sequence) VALUES (?, ?, ?, ?, 1)");
+    insert.Bind(1, job.id()).Bind(2, std::string("old-req")).Bind(3, int64_t{v1::JOB_STATE_QUEUED});
+    insert.BindBlob(4, job.SerializeAsString());
+    ASSERT_TRUE(insert.Run().ok());
+    v1::JobEvent event;
+    event.mutable_state_change()->set_state(v1::JOB_STATE_QUEUED);
+    Statement log(db->get(), "INSERT INTO events (job_id, sequence, event) VALUES (?, 1, ?)");
+    log.Bind(1, job.id()).BindBlob(2, event.SerializeAsString());
+    ASSERT_TRUE(log.Run().ok());
+  }
+  store_ = JobStore::Open(path, StoreOptions()).value();
+  auto job = store_->Get("00000000000000aa");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->tenant(), "default");
+  EXPECT_EQ(store_->Create(Spec(), "old-req", "default", "")->job.id(), "00000000000000aa");
+  EXPECT_TRUE(store_->Create(Spec(), "old-req", "team-a", "alice")->created);
+  EXPECT_EQ(Events("00000000000000aa").size(), 1u);
+  // The next event continues the old log.
+  auto lease = store_->LeaseNext("w1");
+  ASSERT_TRUE(lease.ok() && lease->has_value());
+  EXPECT_EQ((*lease)->job.id(), "00000000000000aa");
+  EXPECT_EQ(Events("00000000000000aa").back().sequence(), 2);
+  // Opening again is no second migration.
+  store_.reset();
+  store_ = JobStore::Open(path, StoreOptions()).value();
+  EXPECT_EQ(store_->List(v1::JOB_STATE_UNSPECIFIED, 100, "", "default")->jobs.size(), 1u);
 }
 
 }  // namespace

@@ -30,7 +30,7 @@ class ServerMetricsTest : public ::testing::Test {
     spec.set_method(method);
     spec.set_target_sparsity(0.5);
     spec.mutable_output()->set_uri("file:///out");
-    return store_->Create(spec, "")->job.id();
+    return store_->Create(spec, "", "default", "")->job.id();
   }
 
   // A counter's or gauge's value, or a histogram's count (name_count) or sum (name_sum); -1 when the
@@ -118,6 +118,20 @@ TEST_F(ServerMetricsTest, AJobCancelledInTheQueueNeverRan) {
   ASSERT_TRUE(store_->Cancel(id).ok());
   EXPECT_EQ(Value("shears_jobs_finished_total", {{"method", "random"}, {"outcome", "cancelled"}}), 1);
   EXPECT_EQ(Value("shears_job_run_seconds_count", {{"method", "random"}, {"outcome", "cancelled"}}), 0);
+}
+
+
+// A caller can send any path; only the methods the server has become label values.
+TEST_F(ServerMetricsTest, RpcLabelsNameOnlyMethodsTheServerHas) {
+  metrics_->CountRpc("/shears.v1.Pruning/CreateJob", grpc::StatusCode::OK);
+  metrics_->CountRpc("/shears.v1.Pruning/Invented1", grpc::StatusCode::UNIMPLEMENTED);
+  metrics_->CountRpc("/shears.v1.Pruning/Invented2", grpc::StatusCode::UNIMPLEMENTED);
+  metrics_->CountRpc("/made.up.Service/X", grpc::StatusCode::UNIMPLEMENTED);
+  metrics_->CountRpc("/grpc.health.v1.Health/Check", grpc::StatusCode::OK);
+  EXPECT_EQ(Value("shears_grpc_requests_total", {{"service", "shears.v1.Pruning"}, {"method", "CreateJob"}, {"code", "OK"}}), 1);
+  EXPECT_EQ(Value("shears_grpc_requests_total", {{"service", "other"}, {"method", "other"}, {"code", "UNIMPLEMENTED"}}), 3);
+  EXPECT_EQ(Value("shears_grpc_requests_total", {{"service", "shears.v1.Pruning"}, {"method", "Invented1"}, {"code", "UNIMPLEMENTED"}}), -1);
+  EXPECT_EQ(Value("shears_grpc_requests_total", {{"service", "grpc.health.v1.Health"}, {"method", "Check"}, {"code", "OK"}}), 1);
 }
 
 }  // namespace

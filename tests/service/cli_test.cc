@@ -10,6 +10,7 @@
 #include "tests/support/process.h"
 #include "tests/support/pruned_model_checks.h"
 #include "tests/support/references.h"
+#include "tests/support/test_identities.h"
 #include "tests/support/test_util.h"
 
 namespace shears {
@@ -22,27 +23,36 @@ using testing::Process;
 using testing::RunCommand;
 using testing::TempDir;
 
+// As deployed: the server on TLS with identities; shearsctl and the example clients call it as
+// alice, a client of team-a, and workers with the worker token.
 class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    server_ = testing::StartServer(dir_.path());
-    ASSERT_FALSE(server_.address.empty()) << server_.process->Log();
-    address_ = server_.address;
+    secure_ = testing::StartSecureServer(dir_.path());
+    ASSERT_TRUE(secure_.error.empty()) << secure_.error;
+    address_ = secure_.server.address;
   }
 
   testing::Output Ctl(std::vector<std::string> args) {
-    args.insert(args.begin(), Binary("client/shearsctl"));
+    args.insert(args.begin(), {Binary("client/shearsctl"), "--tls-ca", secure_.certs.ca, "--token", testing::kAliceToken});
     return RunCommand(args, dir_ / "ctl.log");
+  }
+  // A worker of this server, with `flags`.
+  std::unique_ptr<Process> StartWorker(const std::vector<std::string>& flags = {}) {
+    std::vector<std::string> argv = {Binary("worker/shears-worker"), "--server", address_, "--tls-ca",
+                                     secure_.certs.ca, "--token-file", secure_.worker_token, "--work-dir",
+                                     dir_ / "work", "--poll-wait", "2s"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    return std::make_unique<Process>(argv, dir_ / "worker.log");
   }
 
   TempDir dir_;
   std::string address_;
-  testing::ServerProcess server_;
+  testing::SecureServer secure_;
 };
 
 TEST_F(CliTest, CreateWaitGetListWithGlobalFlagsAnywhere) {
-  Process worker({Binary("worker/shears-worker"), "--server", address_, "--work-dir", dir_ / "work", "--poll-wait", "2s"},
-                 dir_ / "worker.log");
+  auto worker = StartWorker();
   const std::string model = "file://" + DataDir("tiny-llama");
   const std::string out = dir_ / "out";
   // Global flag before the command.
@@ -90,8 +100,7 @@ TEST_F(CliTest, CreateWaitGetListWithGlobalFlagsAnywhere) {
 }
 
 TEST_F(CliTest, CreatesACalibratedNMJobWithCompressedOutputFromFlags) {
-  Process worker({Binary("worker/shears-worker"), "--server", address_, "--work-dir", dir_ / "work", "--poll-wait", "2s"},
-                 dir_ / "worker.log");
+  auto worker = StartWorker();
   const std::string out = dir_ / "out";
   auto run = Ctl({"--server", address_, "create", "--model", "file://" + DataDir("tiny-llama"), "--method", "wanda",
                   "--nm", "2:4", "--calibration", "file://" + testing::KjvSplitsDir() + "/train.txt", "--samples", "8",
@@ -108,8 +117,7 @@ TEST_F(CliTest, CreatesACalibratedNMJobWithCompressedOutputFromFlags) {
 }
 
 TEST_F(CliTest, CreatesFineTuningAndLowRankJobsFromFlags) {
-  Process worker({Binary("worker/shears-worker"), "--server", address_, "--work-dir", dir_ / "work", "--poll-wait", "2s"},
-                 dir_ / "worker.log");
+  auto worker = StartWorker();
   const std::string train = "file://" + testing::KjvSplitsDir() + "/train.txt";
   auto gum = Ctl({"--server", address_, "--json", "create", "--model", "file://" + DataDir("tiny-llama"), "--method",
                   "gum", "--sparsity", "0.25", "--fine-tune", train, "--steps", "4", "--distill", "--output",
@@ -137,8 +145,7 @@ TEST_F(CliTest, CreatesFineTuningAndLowRankJobsFromFlags) {
 }
 
 TEST_F(CliTest, CreatesSublayerHeadAndAlignedWidthJobsFromFlags) {
-  Process worker({Binary("worker/shears-worker"), "--server", address_, "--work-dir", dir_ / "work", "--poll-wait", "2s"},
-                 dir_ / "worker.log");
+  auto worker = StartWorker();
   // 15% of tiny-llama's blocks is one attention sublayer; block 0's must stay (vLLM's DeciLM
   // needs an attention first), so block 1's goes.
   auto run = Ctl({"--server", address_, "create", "--model", "file://" + DataDir("tiny-llama"), "--method",
@@ -183,8 +190,7 @@ TEST_F(CliTest, CreatesSublayerHeadAndAlignedWidthJobsFromFlags) {
 }
 
 TEST_F(CliTest, CreatesAPredictorSearchJobFromFlagsAndShowsWhatItChose) {
-  Process worker({Binary("worker/shears-worker"), "--server", address_, "--work-dir", dir_ / "work", "--poll-wait", "2s"},
-                 dir_ / "worker.log");
+  auto worker = StartWorker();
   auto run = Ctl({"--server", address_, "create", "--model", "file://" + DataDir("tiny-llama"), "--method",
                   "predictor_search", "--search-base", "wanda", "--search-configurations", "12", "--search-budget",
                   "100", "--sparsity", "0.5", "--calibration", "file://" + testing::KjvSplitsDir() + "/train.txt",
@@ -209,13 +215,13 @@ TEST_F(CliTest, CreatesAPredictorSearchJobFromFlagsAndShowsWhatItChose) {
 }
 
 TEST_F(CliTest, ThePythonClientGeneratedFromTheProtosCreatesWatchesAndReadsAJob) {
-  Process worker({Binary("worker/shears-worker"), "--server", address_, "--work-dir", dir_ / "work", "--poll-wait", "2s"},
-                 dir_ / "worker.log");
+  auto worker = StartWorker();
   const std::string client = std::string(SHEARS_SOURCE_DIR) + "/client/python";
   auto generated = testing::RunCommand({"/bin/bash", client + "/generate.sh", dir_ / "py"}, dir_ / "generate.log");
   ASSERT_EQ(generated.status, 0) << generated.out;
   setenv("PYTHONPATH", (dir_ / "py").c_str(), 1);
-  auto run = testing::RunCommand({"/usr/bin/python3", client + "/shears_example.py", "--server", address_, "--model",
+  auto run = testing::RunCommand({"/usr/bin/python3", client + "/shears_example.py", "--server", address_, "--tls-ca",
+                                  secure_.certs.ca, "--token", testing::kAliceToken, "--model",
                                   "file://" + DataDir("tiny-llama"), "--sparsity", "0.5", "--output",
                                   "file://" + (dir_ / "py-out")},
                                  dir_ / "client.log");
@@ -228,14 +234,16 @@ TEST_F(CliTest, ThePythonClientGeneratedFromTheProtosCreatesWatchesAndReadsAJob)
 }
 
 TEST_F(CliTest, TheNodeClientLoadingTheProtosCreatesWatchesAndReadsAJob) {
-  Process worker({Binary("worker/shears-worker"), "--server", address_, "--work-dir", dir_ / "work", "--poll-wait", "2s"},
-                 dir_ / "worker.log");
+  auto worker = StartWorker();
   setenv("NODE_PATH", (std::string(SHEARS_BINARY_DIR) + "/peers/node_modules").c_str(), 1);
   const std::string example = std::string(SHEARS_SOURCE_DIR) + "/client/node/shears_example.js";
-  auto run = testing::RunCommand({"/usr/bin/env", "node", example, "--server", address_, "--model", "file://" + DataDir("tiny-llama"), "--sparsity",
-                                  "0.5", "--output", "file://" + (dir_ / "node-out")},
+  setenv("SHEARS_TOKEN", testing::kAliceToken, 1);  // the Node example reads it when no --token is given
+  auto run = testing::RunCommand({"/usr/bin/env", "node", example, "--server", address_, "--tls-ca", secure_.certs.ca,
+                                  "--model", "file://" + DataDir("tiny-llama"), "--sparsity", "0.5", "--output",
+                                  "file://" + (dir_ / "node-out")},
                                  dir_ / "client.log");
   unsetenv("NODE_PATH");
+  unsetenv("SHEARS_TOKEN");
   ASSERT_EQ(run.status, 0) << run.out;
   EXPECT_NE(run.out.find("JOB_STATE_SUCCEEDED"), std::string::npos) << run.out;
   EXPECT_NE(run.out.find("achieved sparsity 0.5000"), std::string::npos) << run.out;

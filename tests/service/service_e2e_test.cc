@@ -16,6 +16,7 @@
 #include "common/sha256.h"
 #include "shears/v1/pruning.grpc.pb.h"
 #include "shears/v1/workers.grpc.pb.h"
+#include "tests/support/health_check.h"
 #include "tests/support/http_peer.h"
 #include "tests/support/model_builders.h"
 #include "tests/support/process.h"
@@ -31,8 +32,12 @@ namespace {
 namespace fs = std::filesystem;
 using testing::Binary;
 using testing::DataDir;
+using testing::HealthCheck;
+using testing::kNotServing;
+using testing::kServing;
 using testing::Process;
 using testing::TempDir;
+using testing::ToString;
 
 constexpr auto kStartTimeout = std::chrono::seconds(30);
 
@@ -854,36 +859,6 @@ TEST_F(ServiceTest, QueuedJobIsCancelledAtOnceAndJobsSurviveRestart) {
   Watch(job.id());
   EXPECT_EQ(Get(job.id()).state(), v1::JOB_STATE_SUCCEEDED);
 }
-
-std::string ToString(const grpc::ByteBuffer& buffer) {
-  std::vector<grpc::Slice> slices;
-  (void)buffer.Dump(&slices);
-  std::string out;
-  for (const auto& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  return out;
-}
-
-// Health and reflection, spoken in raw protobuf bytes: the project has no generated code for them,
-// and an operator's tools (grpc_health_probe, grpcurl) have none of ours.
-
-// grpc.health.v1.Health/Check of the whole server: the HealthCheckResponse bytes ("\x08\x01"
-// SERVING, "\x08\x02" NOT_SERVING), or the call's error.
-std::string HealthCheck(const std::string& address) {
-  grpc::GenericStub stub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  grpc::Slice empty("");  // HealthCheckRequest{service: ""} encodes to no bytes
-  grpc::ByteBuffer request(&empty, 1);
-  grpc::ByteBuffer response;
-  std::promise<grpc::Status> done;
-  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
-                 [&](grpc::Status st) { done.set_value(st); });
-  grpc::Status st = done.get_future().get();
-  return st.ok() ? ToString(response) : "error: " + st.error_message();
-}
-
-const std::string kServing("\x08\x01", 2);
-const std::string kNotServing("\x08\x02", 2);
 
 TEST_F(ServiceTest, HealthSaysServingAndReflectionListsTheApi) {
   EXPECT_EQ(HealthCheck(address_), kServing);
