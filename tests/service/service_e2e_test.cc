@@ -12,6 +12,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <nlohmann/json.hpp>
 
+#include "common/channel.h"
 #include "common/files.h"
 #include "common/sha256.h"
 #include "shears/v1/pruning.grpc.pb.h"
@@ -22,6 +23,7 @@
 #include "tests/support/process.h"
 #include "tests/support/pruned_model_checks.h"
 #include "tests/support/s3_peer.h"
+#include "tests/support/test_identities.h"
 #include "tests/support/test_util.h"
 #include "worker/engine/io/model_dir.h"
 #include "worker/storage/filesystem_factory.h"
@@ -45,18 +47,28 @@ class ServiceTest : public ::testing::Test {
  protected:
   void SetUp() override { StartServer("30s"); }
 
+  // As deployed: TLS, identities (this test calls as alice, a client of team-a, and as the worker),
+  // and the plaintext health port.
   void StartServer(const std::string& lease_ttl) {
-    auto server = testing::StartServer(dir_.path(), {"--lease-ttl", lease_ttl, "--max-attempts", "3"});
-    server_ = std::move(server.process);
-    ASSERT_FALSE(server.address.empty()) << server_->Log();
-    address_ = server.address;
-    auto channel = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
-    pruning_ = v1::Pruning::NewStub(channel);
-    workers_ = v1::Workers::NewStub(channel);
+    unlink((dir_ / "health.port").c_str());
+    secure_ = testing::StartSecureServer(dir_.path(), {"--lease-ttl", lease_ttl, "--max-attempts", "3", "--health-listen",
+                                                       "127.0.0.1:0", "--health-port-file", dir_ / "health.port"});
+    ASSERT_TRUE(secure_.error.empty()) << secure_.error;
+    server_ = std::move(secure_.server.process);
+    address_ = secure_.server.address;
+    const std::string health_port = testing::WaitForFile(dir_ / "health.port", kStartTimeout);
+    health_address_ = "127.0.0.1:" + health_port.substr(0, health_port.find('\n'));
+    ChannelOptions options;
+    options.target = address_;
+    options.tls_ca_file = secure_.certs.ca;
+    channel_ = OpenChannel(options).value();
+    pruning_ = v1::Pruning::NewStub(channel_);
+    workers_ = v1::Workers::NewStub(channel_);
   }
 
   void StartWorker(const std::vector<std::string>& flags = {}) {
-    std::vector<std::string> argv = {Binary("worker/shears-worker"), "--server", address_, "--threads", "2",
+    std::vector<std::string> argv = {Binary("worker/shears-worker"), "--server", address_, "--tls-ca", secure_.certs.ca,
+                                     "--token-file", secure_.worker_token, "--threads", "2",
                                      "--work-dir", dir_ / "work", "--poll-wait", "2s", "--worker-id", "test-worker"};
     argv.insert(argv.end(), flags.begin(), flags.end());
     worker_ = std::make_unique<Process>(argv, dir_ / "worker.log");
@@ -78,9 +90,11 @@ class ServiceTest : public ::testing::Test {
         << "a multipart upload is aborted, not completed";
   }
 
-  std::unique_ptr<grpc::ClientContext> Context(int seconds = 30) {
+  // A call as `token`'s identity.
+  std::unique_ptr<grpc::ClientContext> Context(int seconds = 30, const char* token = testing::kAliceToken) {
     auto c = std::make_unique<grpc::ClientContext>();
     c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+    AddToken(*c, token);
     return c;
   }
 
@@ -163,6 +177,9 @@ class ServiceTest : public ::testing::Test {
   std::unique_ptr<Process> worker_;
   std::unique_ptr<v1::Pruning::Stub> pruning_;
   std::unique_ptr<v1::Workers::Stub> workers_;
+  testing::SecureServer secure_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::string health_address_;
 };
 
 TEST_F(ServiceTest, MagnitudeJobRunsToSucceededAndPublishesThePrunedModel) {
@@ -815,7 +832,7 @@ TEST_F(ServiceTest, ExpiredLeaseGoesBackToTheQueueAndAnotherWorkerFinishesIt) {
   lease.set_worker_id("silent-worker");
   lease.mutable_wait()->set_seconds(5);
   v1::LeaseJobResponse leased;
-  ASSERT_TRUE(workers_->LeaseJob(Context().get(), lease, &leased).ok());
+  ASSERT_TRUE(workers_->LeaseJob(Context(30, testing::kWorkerToken).get(), lease, &leased).ok());
   ASSERT_EQ(leased.job().id(), job.id());
 
   StartWorker();
@@ -828,7 +845,7 @@ TEST_F(ServiceTest, ExpiredLeaseGoesBackToTheQueueAndAnotherWorkerFinishesIt) {
   heartbeat.set_job_id(job.id());
   heartbeat.set_lease_id(leased.lease_id());
   v1::HeartbeatResponse response;
-  EXPECT_EQ(workers_->Heartbeat(Context().get(), heartbeat, &response).error_code(),
+  EXPECT_EQ(workers_->Heartbeat(Context(30, testing::kWorkerToken).get(), heartbeat, &response).error_code(),
             grpc::StatusCode::FAILED_PRECONDITION);
   bool saw_expiry = false;
   for (const auto& e : Watch(job.id())) {
@@ -861,9 +878,8 @@ TEST_F(ServiceTest, QueuedJobIsCancelledAtOnceAndJobsSurviveRestart) {
 }
 
 TEST_F(ServiceTest, HealthSaysServingAndReflectionListsTheApi) {
-  EXPECT_EQ(HealthCheck(address_), kServing);
-  auto channel = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
-  grpc::GenericStub stub(channel);
+  EXPECT_EQ(HealthCheck(health_address_), kServing);
+  grpc::GenericStub stub(channel_);
   grpc::CompletionQueue cq;
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
