@@ -50,8 +50,14 @@ absl::Status ValidateUris(const v1::JobSpec& spec) {
   if (const auto out = ParseUri(spec.output().uri()); IsReadOnlyScheme(out->scheme)) {
     return Invalid("output.uri", absl::StrCat(out->scheme, ":// can be read from but not written to"));
   }
-  if (absl::StripSuffix(spec.output().uri(), "/") == absl::StripSuffix(spec.model_uri(), "/")) {
-    return Invalid("output.uri", "must differ from model_uri, or the input model would be overwritten");
+  // Spelled any way (`<model>/.`, a trailing slash, a file inside it), an output that overlaps an
+  // input would overwrite what the job reads.
+  auto inputs = DatasetUris(spec);
+  inputs.emplace(inputs.begin(), "model_uri", spec.model_uri());
+  for (const auto& [field, uri] : inputs) {
+    if (UrisOverlap(spec.output().uri(), uri)) {
+      return Invalid("output.uri", absl::StrCat("overlaps ", field, " (", uri, "): the job would overwrite what it reads"));
+    }
   }
   return absl::OkStatus();
 }

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 
 namespace shears {
 
@@ -37,6 +38,32 @@ absl::StatusOr<std::string> LocalPath(const std::string& uri) {
     return absl::InvalidArgumentError(absl::StrCat("'", uri, "': file URIs need an absolute path"));
   }
   return parsed->rest;
+}
+
+std::string CanonicalUri(const std::string& uri) {
+  auto parsed = ParseUri(uri);
+  if (!parsed.ok()) return uri;
+  // An s3:// or hf:// "path" starts with its bucket or repository; only file:// paths are rooted.
+  const bool rooted = parsed->scheme == "file";
+  std::vector<std::string> kept;
+  for (absl::string_view part : absl::StrSplit(parsed->rest, '/', absl::SkipEmpty())) {
+    if (part == ".") continue;
+    if (part == "..") {
+      if (!kept.empty()) kept.pop_back();
+      continue;
+    }
+    kept.emplace_back(part);
+  }
+  return absl::StrCat(parsed->scheme, "://", rooted ? "/" : "", absl::StrJoin(kept, "/"));
+}
+
+bool UrisOverlap(const std::string& a, const std::string& b) {
+  const std::string x = CanonicalUri(a), y = CanonicalUri(b);
+  const auto inside = [](const std::string& outer, const std::string& inner) {
+    if (inner.size() < outer.size() || inner.compare(0, outer.size(), outer) != 0) return false;
+    return inner.size() == outer.size() || outer.back() == '/' || inner[outer.size()] == '/';
+  };
+  return inside(x, y) || inside(y, x);
 }
 
 absl::Status CheckFileRoots(const std::string& uri, const std::vector<std::string>& roots) {

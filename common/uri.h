@@ -26,6 +26,13 @@ std::string SupportedSchemes();
 // The local path of a file:// URI (or a bare absolute path).
 absl::StatusOr<std::string> LocalPath(const std::string& uri);
 
+// The URI in one spelling: a bare path as file://, and `.`, `..`, repeated and trailing slashes of
+// its path gone ("file:///m/./a/../" -> "file:///m"). The text as it was when it does not parse.
+std::string CanonicalUri(const std::string& uri);
+// Whether two URIs name the same place or one lies inside the other, compared canonically by whole
+// path components: file:///m overlaps file:///m/out but not file:///model.
+bool UrisOverlap(const std::string& a, const std::string& b);
+
 // PERMISSION_DENIED unless the file:// URI's path, with `..` and symbolic links resolved, lies
 // within one of `roots`. No roots: every local path is allowed. Other schemes pass.
 absl::Status CheckFileRoots(const std::string& uri, const std::vector<std::string>& roots);

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
 #include "common/random_id.h"
+#include "common/uri.h"
 #include "common/status_macros.h"
 
 namespace shears::server {
@@ -26,6 +27,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   worker_id TEXT,
   lease_expire_ms INTEGER,
   last_sequence INTEGER NOT NULL DEFAULT 0,
+  output_uri TEXT,                         -- canonical; no two jobs that have not ended overlap
   UNIQUE (tenant, request_id)
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, seq);
@@ -47,6 +49,7 @@ DROP INDEX IF EXISTS jobs_by_state;
 constexpr char kCopyFromVersion0[] = R"sql(
 INSERT INTO jobs (seq, id, tenant, request_id, state, job, lease_id, worker_id, lease_expire_ms, last_sequence)
   SELECT seq, id, 'default', request_id, state, job, lease_id, worker_id, lease_expire_ms, last_sequence FROM jobs_v0;
+-- output_uri stays NULL for jobs that had ended; JobStore::Migrate fills it for the others.
 DROP TABLE jobs_v0;
 )sql";
 
@@ -103,10 +106,32 @@ absl::Status JobStore::Migrate() {
   absl::Status st = version0 ? db_->Exec(kMigrateFromVersion0) : absl::OkStatus();
   if (st.ok()) st = db_->Exec(kSchema);
   if (st.ok() && version0) st = db_->Exec(kCopyFromVersion0);
+  if (st.ok() && version0) st = FillOutputUris();
   if (st.ok()) st = db_->Exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion));
   if (st.ok()) st = db_->Exec("COMMIT");
   if (!st.ok()) db_->Exec("ROLLBACK").IgnoreError();
   return st;
+}
+
+absl::Status JobStore::FillOutputUris() {
+  std::vector<std::pair<std::string, std::string>> outputs;  // id, canonical output
+  {
+    Statement q(db_->get(), "SELECT id, job FROM jobs WHERE state IN (?, ?)");
+    q.Bind(1, int64_t{v1::JOB_STATE_QUEUED}).Bind(2, int64_t{v1::JOB_STATE_RUNNING});
+    for (;;) {
+      SHEARS_ASSIGN_OR_RETURN(bool row, q.Step());
+      if (!row) break;
+      v1::Job job;
+      if (!job.ParseFromString(q.Text(1))) return absl::DataLossError(absl::StrCat("job ", q.Text(0), ": corrupt record"));
+      outputs.emplace_back(q.Text(0), CanonicalUri(job.spec().output().uri()));
+    }
+  }
+  for (const auto& [id, output] : outputs) {
+    Statement update(db_->get(), "UPDATE jobs SET output_uri = ? WHERE id = ?");
+    update.Bind(1, output).Bind(2, id);
+    SHEARS_RETURN_IF_ERROR(update.Run());
+  }
+  return absl::OkStatus();
 }
 
 void JobStore::AddListener(Listener listener) {
@@ -246,6 +271,20 @@ absl::StatusOr<JobStore::Created> JobStore::Create(const v1::JobSpec& spec, cons
                                                          options_.tenant_quota, ") allows"));
       }
     }
+    // Two jobs that have not ended may not write into each other's output; the transaction makes
+    // the check and the insert one step, so two creations cannot both pass it.
+    const std::string output = CanonicalUri(spec.output().uri());
+    Statement active(db_->get(), "SELECT id, tenant, output_uri FROM jobs WHERE state IN (?, ?) AND output_uri IS NOT NULL");
+    active.Bind(1, int64_t{v1::JOB_STATE_QUEUED}).Bind(2, int64_t{v1::JOB_STATE_RUNNING});
+    for (;;) {
+      SHEARS_ASSIGN_OR_RETURN(bool found, active.Step());
+      if (!found) break;
+      if (!UrisOverlap(output, active.Text(2))) continue;
+      // Another tenant's job is named by nothing that would let its id be probed.
+      const std::string whose = active.Text(1) == tenant ? absl::StrCat("job ", active.Text(0)) : "another tenant's job";
+      return absl::FailedPreconditionError(absl::StrCat("spec.output.uri: ", output, " overlaps the output of ", whose,
+                                                        ", which has not ended"));
+    }
     Row row;
     row.job.set_id(RandomId());
     *row.job.mutable_spec() = spec;
@@ -253,8 +292,9 @@ absl::StatusOr<JobStore::Created> JobStore::Create(const v1::JobSpec& spec, cons
     row.job.set_tenant(tenant);
     row.job.set_creator(creator);
     *row.job.mutable_create_time() = ToProtoTime(options_.clock());
-    Statement insert(db_->get(), "INSERT INTO jobs (id, tenant, request_id, state, job) VALUES (?, ?, ?, ?, ?)");
-    insert.Bind(1, row.job.id()).Bind(2, tenant);
+    Statement insert(db_->get(),
+                     "INSERT INTO jobs (id, tenant, request_id, state, job, output_uri) VALUES (?, ?, ?, ?, ?, ?)");
+    insert.Bind(1, row.job.id()).Bind(2, tenant).Bind(6, output);
     if (request_id.empty()) {
       insert.BindNull(3);
     } else {

@@ -53,7 +53,8 @@ class JobStore {
     bool created;  // false when request_id named an existing job
   };
   // A job of `tenant`, made by `creator`. A request_id the tenant used before returns its job (with
-  // a different spec, ALREADY_EXISTS); past the tenant's quota, RESOURCE_EXHAUSTED.
+  // a different spec, ALREADY_EXISTS); past the tenant's quota, RESOURCE_EXHAUSTED; an output that
+  // overlaps the output of a job that has not ended, FAILED_PRECONDITION.
   absl::StatusOr<Created> Create(const v1::JobSpec& spec, const std::string& request_id, const std::string& tenant,
                                  const std::string& creator);
   absl::StatusOr<v1::Job> Get(const std::string& job_id);
@@ -100,6 +101,8 @@ class JobStore {
 
   JobStore(std::unique_ptr<Database> db, StoreOptions options);
   absl::Status Migrate();
+  // Sets output_uri for the queued and running jobs of a store migrated from version 0.
+  absl::Status FillOutputUris() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs `body` in one IMMEDIATE transaction under the lock, then tells the listeners.
   template <typename T, typename Body>
   absl::StatusOr<T> Transaction(Body body) ABSL_LOCKS_EXCLUDED(mu_);

@@ -12,6 +12,7 @@
 #include "common/proto_json.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "common/uri.h"
 #include "worker/engine/prune_model.h"
 #include "worker/storage/filesystem_factory.h"
 
@@ -98,13 +99,51 @@ std::string Manifest(const v1::JobSpec& spec, const std::string& job_id, const v
       .dump(2);
 }
 
+// The fence (RunContext::confirm_lease), if any.
+absl::Status ConfirmLease(const RunContext& context, const char* before) {
+  if (!context.confirm_lease) return absl::OkStatus();
+  absl::Status st = context.confirm_lease();
+  if (st.ok()) return st;
+  return absl::AbortedError(absl::StrCat("not ", before, ": ", st.message()));
+}
+
 }  // namespace
+
+absl::Status CheckLocalPaths(const v1::JobSpec& spec, const std::string& work_dir) {
+  std::vector<std::pair<std::string, std::string>> uris = {{"model_uri", spec.model_uri()}};
+  if (spec.has_calibration()) uris.emplace_back("calibration.dataset_uri", spec.calibration().dataset_uri());
+  if (spec.has_evaluation()) uris.emplace_back("evaluation.dataset_uri", spec.evaluation().dataset_uri());
+  if (spec.has_fine_tune()) uris.emplace_back("fine_tune.dataset_uri", spec.fine_tune().dataset_uri());
+  uris.emplace_back("output.uri", spec.output().uri());
+  std::error_code ec;
+  const std::string work = absl::StrCat("file://", fs::weakly_canonical(work_dir, ec).string());
+  std::vector<std::pair<std::string, std::string>> resolved;  // field, file:// URI with links followed
+  for (const auto& [field, uri] : uris) {
+    auto path = LocalPath(uri);
+    if (!path.ok()) continue;  // not a local file
+    resolved.emplace_back(field, absl::StrCat("file://", fs::weakly_canonical(*path, ec).string()));
+    if (UrisOverlap(resolved.back().second, work)) {
+      return absl::FailedPreconditionError(absl::StrCat("spec.", field, ": ", uri, " lies in the worker's work directory (",
+                                                        work_dir, "), which holds its download cache and other jobs' files"));
+    }
+  }
+  if (resolved.empty() || resolved.back().first != "output.uri") return absl::OkStatus();
+  for (size_t i = 0; i + 1 < resolved.size(); ++i) {
+    if (UrisOverlap(resolved.back().second, resolved[i].second)) {
+      return absl::FailedPreconditionError(absl::StrCat("spec.output.uri: ", resolved.back().second, " overlaps ",
+                                                        resolved[i].first, " (", resolved[i].second,
+                                                        ") once symbolic links are followed"));
+    }
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& context) {
   auto emit = [&](const v1::JobEvent& event) {
     if (context.on_event) context.on_event(event);
   };
   SHEARS_ASSIGN_OR_RETURN(engine::PruneOptions options, EngineOptions(spec));
+  SHEARS_RETURN_IF_ERROR(CheckLocalPaths(spec, context.work_dir));
   options.device = context.device;
   const auto download_start = std::chrono::steady_clock::now();
 
@@ -178,6 +217,7 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
   // A manifest vouches for complete data: an earlier attempt's goes before any file is replaced,
   // the new one after every file is in place.
   const std::string manifest_uri = JoinUri(spec.output().uri(), kManifestFile);
+  SHEARS_RETURN_IF_ERROR(ConfirmLease(context, "publishing"));
   SHEARS_RETURN_IF_ERROR(out_fs->Delete(manifest_uri));
   // The model's files first; the report, which lists them, next; the manifest last.
   for (const auto& name : report->files) {
@@ -200,6 +240,9 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
   SHEARS_ASSIGN_OR_RETURN(*result.add_artifacts(), Publish(*out_fs, report_path, result.report_uri()));
   const std::string manifest_path = (fs::path(scratch) / kManifestFile).string();
   SHEARS_RETURN_IF_ERROR(WriteFileAtomically(manifest_path, Manifest(spec, context.job_id, result)));
+  // The lease, renewed by this confirmation, holds for a lease TTL after it: far longer than the
+  // few kilobytes of the manifest take.
+  SHEARS_RETURN_IF_ERROR(ConfirmLease(context, "writing the manifest"));
   SHEARS_ASSIGN_OR_RETURN(*result.add_artifacts(), Publish(*out_fs, manifest_path, manifest_uri));
   RemoveAll(scratch).IgnoreError();
   KeepSummaries(result);

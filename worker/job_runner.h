@@ -21,7 +21,16 @@ struct RunContext {
   std::function<void(const v1::JobEvent&)> on_event;
   // Polled between blocks; true stops the run with CANCELLED.
   std::function<bool()> cancelled;
+  // The publishing fence: asked before the attempt touches the output's manifest (deleting an
+  // earlier one, writing its own). An error (the lease went to another attempt) stops the attempt
+  // there, so a stale attempt never writes a manifest. Unset: no fence (run-local).
+  std::function<absl::Status()> confirm_lease;
 };
+
+// The job's file:// URIs as this worker resolves them (symbolic links followed): none may lie in
+// `work_dir` (the download cache and the jobs' scratch, which other jobs read), and the output may
+// not overlap an input. FAILED_PRECONDITION naming the field.
+absl::Status CheckLocalPaths(const v1::JobSpec& spec, const std::string& work_dir);
 
 absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& context);
 

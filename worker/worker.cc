@@ -125,6 +125,20 @@ void Worker::RunLeased(const v1::LeaseJobResponse& lease) {
   context.storage = options_.storage;
   context.device = options_.device;
   context.cancelled = [&] { return cancel_requested || lease_lost || stopping_; };
+  // The fence: a heartbeat answered now says the lease is still this attempt's (and renews it).
+  context.confirm_lease = [&]() -> absl::Status {
+    if (lease_lost) return absl::AbortedError("the lease went to another attempt");
+    v1::HeartbeatRequest request;
+    request.set_job_id(job.id());
+    request.set_lease_id(lease.lease_id());
+    v1::HeartbeatResponse response;
+    grpc::Status st = WithRetries([&] { return stub_->Heartbeat(Context(options_.rpc_timeout).get(), request, &response); });
+    if (st.ok()) return absl::OkStatus();
+    if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION || st.error_code() == grpc::StatusCode::NOT_FOUND) {
+      lease_lost = true;
+    }
+    return absl::AbortedError(absl::StrCat("the lease could not be confirmed: ", st.error_message()));
+  };
   EventBatches events([&](const std::vector<v1::JobEvent>& batch) {
     if (lease_lost) return;
     v1::ReportEventsRequest request;

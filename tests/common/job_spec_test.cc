@@ -7,6 +7,7 @@
 #include <string>
 
 #include "common/job_translation.h"
+#include "common/uri.h"
 #include "worker/engine/api/job_rules.h"
 
 namespace shears {
@@ -134,10 +135,35 @@ TEST(JobSpec, FieldsOnlyTheProtoHasAreCheckedHere) {
   spec = Valid();
   (*spec.mutable_labels())[std::string(64, 'k')] = "v";
   EXPECT_EQ(ValidateSpec(spec).message().rfind("spec.labels: ", 0), 0u);
+  // The output may not overlap an input however it is spelled (issue 18: `<model>/.` rewrote the
+  // input model).
+  for (const char* output : {"file:///models/tiny/", "file:///models/tiny/.", "file:///models/./tiny",
+                             "file:///models/tiny/out", "file:///models", "/models/x/../tiny", "file:////models//tiny"}) {
+    spec = Valid();
+    spec.mutable_output()->set_uri(output);
+    EXPECT_EQ(ValidateSpec(spec).message(),
+              "spec.output.uri: overlaps model_uri (file:///models/tiny): the job would overwrite what it reads")
+        << output;
+  }
   spec = Valid();
-  spec.mutable_output()->set_uri("file:///models/tiny/");
+  spec.mutable_output()->set_uri("file:///models/tiny-pruned");
+  EXPECT_TRUE(ValidateSpec(spec).ok()) << "a sibling whose name starts alike is no overlap";
+  spec.mutable_calibration()->set_dataset_uri("file:///models/tiny-pruned/calib.txt");
+  spec.mutable_calibration()->set_num_samples(8);
+  spec.mutable_calibration()->set_seq_len(16);
   EXPECT_EQ(ValidateSpec(spec).message(),
-            "spec.output.uri: must differ from model_uri, or the input model would be overwritten");
+            "spec.output.uri: overlaps calibration.dataset_uri (file:///models/tiny-pruned/calib.txt): the job would "
+            "overwrite what it reads");
+}
+
+TEST(Uris, CanonicalFormsAndOverlaps) {
+  EXPECT_EQ(CanonicalUri("/m/./a/../b//"), "file:///m/b");
+  EXPECT_EQ(CanonicalUri("file:///../m"), "file:///m");
+  EXPECT_EQ(CanonicalUri("s3://bucket//models/./m/"), "s3://bucket/models/m");
+  EXPECT_TRUE(UrisOverlap("s3://b/out", "s3://b/out/model.safetensors"));
+  EXPECT_FALSE(UrisOverlap("s3://b/out", "s3://b/out2"));
+  EXPECT_FALSE(UrisOverlap("s3://b/out", "file:///b/out"));
+  EXPECT_TRUE(UrisOverlap("file:///", "file:///anything"));
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
+#include "common/uri.h"
 #include "tests/support/test_util.h"
 
 namespace shears::server {
@@ -29,7 +31,8 @@ class JobStoreTest : public ::testing::Test {
     spec.set_model_uri("file:///models/m");
     spec.set_method(v1::METHOD_MAGNITUDE);
     spec.set_target_sparsity(sparsity);
-    spec.mutable_output()->set_uri("file:///out");
+    // Each job its own output: two jobs that have not ended may not share one.
+    spec.mutable_output()->set_uri(absl::StrCat("file:///out/", outputs_++));
     return spec;
   }
 
@@ -45,13 +48,15 @@ class JobStoreTest : public ::testing::Test {
   TempDir dir_;
   absl::Time now_ = absl::FromUnixSeconds(1'800'000'000);
   std::unique_ptr<JobStore> store_;
+  int outputs_ = 0;
 };
 
 TEST_F(JobStoreTest, CreateIsIdempotentByRequestId) {
-  auto first = store_->Create(Spec(), "req-1", "team-a", "alice");
+  const v1::JobSpec spec = Spec();
+  auto first = store_->Create(spec, "req-1", "team-a", "alice");
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_TRUE(first->created);
-  auto again = store_->Create(Spec(), "req-1", "team-a", "alice");
+  auto again = store_->Create(spec, "req-1", "team-a", "alice");
   ASSERT_TRUE(again.ok());
   EXPECT_FALSE(again->created);
   EXPECT_EQ(again->job.id(), first->job.id());
@@ -67,12 +72,13 @@ TEST_F(JobStoreTest, CreateIsIdempotentByRequestId) {
 }
 
 TEST_F(JobStoreTest, JobsSurviveReopening) {
-  auto created = store_->Create(Spec(), "req-1", "team-a", "alice");
+  const v1::JobSpec spec = Spec();
+  auto created = store_->Create(spec, "req-1", "team-a", "alice");
   Reopen();
   auto job = store_->Get(created->job.id());
   ASSERT_TRUE(job.ok());
   EXPECT_EQ(job->state(), v1::JOB_STATE_QUEUED);
-  EXPECT_EQ(store_->Create(Spec(), "req-1", "team-a", "alice")->job.id(), created->job.id());
+  EXPECT_EQ(store_->Create(spec, "req-1", "team-a", "alice")->job.id(), created->job.id());
 }
 
 TEST_F(JobStoreTest, ExpiredLeaseRequeuesThenFailsAfterMaxAttempts) {
@@ -266,6 +272,7 @@ TEST_F(JobStoreTest, QuotaCountsATenantsQueuedAndRunningJobs) {
 TEST_F(JobStoreTest, AVersion0StoreMigratesIntoTheDefaultTenant) {
   store_.reset();
   const std::string path = dir_ / "v0.db";
+  const v1::JobSpec old_spec = Spec();
   {
     auto db = Database::Open(path).value();
     ASSERT_TRUE(db->Exec(R"sql(
@@ -278,7 +285,7 @@ TEST_F(JobStoreTest, AVersion0StoreMigratesIntoTheDefaultTenant) {
     v1::Job job;
     job.set_id("00000000000000aa");
     job.set_state(v1::JOB_STATE_QUEUED);
-    *job.mutable_spec() = Spec();
+    *job.mutable_spec() = old_spec;
     Statement insert(db->get(), "INSERT INTO jobs (id, request_id, state, job, last_sequence) VALUES (?, ?, ?, ?, 1)");
     insert.Bind(1, job.id()).Bind(2, std::string("old-req")).Bind(3, int64_t{v1::JOB_STATE_QUEUED});
     insert.BindBlob(4, job.SerializeAsString());
@@ -293,7 +300,11 @@ TEST_F(JobStoreTest, AVersion0StoreMigratesIntoTheDefaultTenant) {
   auto job = store_->Get("00000000000000aa");
   ASSERT_TRUE(job.ok()) << job.status();
   EXPECT_EQ(job->tenant(), "default");
-  EXPECT_EQ(store_->Create(Spec(), "old-req", "default", "")->job.id(), "00000000000000aa");
+  EXPECT_EQ(store_->Create(old_spec, "old-req", "default", "")->job.id(), "00000000000000aa");
+  // Its output is held like any other job's that has not ended.
+  v1::JobSpec inside = Spec();
+  inside.mutable_output()->set_uri(old_spec.output().uri() + "/nested");
+  EXPECT_EQ(store_->Create(inside, "", "default", "").status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(store_->Create(Spec(), "old-req", "team-a", "alice")->created);
   EXPECT_EQ(Events("00000000000000aa").size(), 1u);
   // The next event continues the old log.
@@ -305,6 +316,35 @@ TEST_F(JobStoreTest, AVersion0StoreMigratesIntoTheDefaultTenant) {
   store_.reset();
   store_ = JobStore::Open(path, StoreOptions()).value();
   EXPECT_EQ(store_->List(v1::JOB_STATE_UNSPECIFIED, 100, "", "default")->jobs.size(), 1u);
+}
+
+
+// Two jobs that have not ended cannot write into each other's output, however the URI is spelled;
+// once one ends, its output is free.
+TEST_F(JobStoreTest, AnOutputIsHeldUntilItsJobEnds) {
+  v1::JobSpec first = Spec();
+  first.mutable_output()->set_uri("s3://bucket/models/out");
+  const std::string id = store_->Create(first, "", "team-a", "alice")->job.id();
+  for (const char* output : {"s3://bucket/models/out/", "s3://bucket/models/out/sub", "s3://bucket/models",
+                             "s3://bucket//models/./out"}) {
+    v1::JobSpec second = Spec();
+    second.mutable_output()->set_uri(output);
+    auto mine = store_->Create(second, "", "team-a", "alice");
+    EXPECT_EQ(mine.status().code(), absl::StatusCode::kFailedPrecondition) << output;
+    EXPECT_EQ(mine.status().message(), absl::StrCat("spec.output.uri: ", CanonicalUri(output),
+                                                    " overlaps the output of job ", id, ", which has not ended"));
+    auto theirs = store_->Create(second, "", "team-b", "bob");
+    EXPECT_EQ(theirs.status().message(), absl::StrCat("spec.output.uri: ", CanonicalUri(output),
+                                                      " overlaps the output of another tenant's job, which has not ended"))
+        << "another tenant's job id is not told";
+  }
+  v1::JobSpec sibling = Spec();
+  sibling.mutable_output()->set_uri("s3://bucket/models/out2");
+  EXPECT_TRUE(store_->Create(sibling, "", "team-b", "bob").ok());
+  ASSERT_TRUE(store_->Cancel(id).ok());
+  v1::JobSpec again = Spec();
+  again.mutable_output()->set_uri("s3://bucket/models/out");
+  EXPECT_TRUE(store_->Create(again, "", "team-b", "bob").ok());
 }
 
 }  // namespace

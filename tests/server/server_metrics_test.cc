@@ -5,6 +5,7 @@
 
 #include <map>
 
+#include "absl/strings/str_cat.h"
 #include "tests/support/test_util.h"
 
 namespace shears::server {
@@ -29,7 +30,7 @@ class ServerMetricsTest : public ::testing::Test {
     spec.set_model_uri("file:///m");
     spec.set_method(method);
     spec.set_target_sparsity(0.5);
-    spec.mutable_output()->set_uri("file:///out");
+    spec.mutable_output()->set_uri(absl::StrCat("file:///out/", ++outputs_));  // each its own
     return store_->Create(spec, "", "default", "")->job.id();
   }
 
@@ -54,6 +55,7 @@ class ServerMetricsTest : public ::testing::Test {
   TempDir dir_;
   absl::Time now_ = absl::FromUnixSeconds(1'800'000'000);
   int idle_workers_ = 0;
+  int outputs_ = 0;
   std::unique_ptr<JobStore> store_;
   std::shared_ptr<ServerMetrics> metrics_;
 };

@@ -9,6 +9,7 @@
 #include <thread>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/channel.h"
 #include "common/files.h"
@@ -74,13 +75,19 @@ class SecurityTest : public ::testing::Test {
     spec.set_model_uri("file:///models/m");
     spec.set_method(v1::METHOD_MAGNITUDE);
     spec.set_target_sparsity(0.5);
-    spec.mutable_output()->set_uri("file:///tmp/shears-security-test-out");
+    static int outputs = 0;  // each job its own: two that have not ended may not share one
+    spec.mutable_output()->set_uri(absl::StrCat("file:///tmp/shears-security-test-out/", ++outputs));
     return spec;
   }
 
   grpc::Status Create(const std::string& token, v1::Job* job, const std::string& request_id = "") {
     v1::CreateJobRequest request;
     *request.mutable_spec() = Spec();
+    // A repeated request sends the same spec, so its output is named by the caller and the request.
+    if (!request_id.empty()) {
+      request.mutable_spec()->mutable_output()->set_uri(
+          absl::StrCat("file:///tmp/shears-security-test-out/", token, "-", request_id));
+    }
     request.set_request_id(request_id);
     return Pruning()->CreateJob(As(token).get(), request, job);
   }
@@ -439,6 +446,52 @@ TEST_F(SecurityTest, TheHealthPortAnswersPlaintextProbesAndNothingElse) {
   v1::CreateJobRequest request;
   *request.mutable_spec() = Spec();
   EXPECT_EQ(plain->CreateJob(As(kAlice).get(), request, &job).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+}
+
+
+// Outputs that would clobber: the input spelled `<model>/.`, another running job's output, and the
+// worker's own download cache (the attacks), each refused before a byte is written.
+TEST_F(SecurityTest, OutputsCannotClobberInputsOtherJobsOrTheWorkersCache) {
+  Start();
+  const auto create = [&](const std::string& token, const std::string& model, const std::string& output, v1::Job* job) {
+    v1::CreateJobRequest request;
+    *request.mutable_spec() = Spec();
+    request.mutable_spec()->set_model_uri(model);
+    request.mutable_spec()->mutable_output()->set_uri(output);
+    return Pruning()->CreateJob(As(token).get(), request, job);
+  };
+  v1::Job job;
+  const std::string model = "file://" + DataDir("tiny-llama");
+  const grpc::Status dot = create(kAlice, model, model + "/.", &job);
+  EXPECT_EQ(dot.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(dot.error_message().find("spec.output.uri: overlaps model_uri"), std::string::npos) << dot.error_message();
+
+  ASSERT_TRUE(create(kAlice, model, "file://" + (dir_ / "shared-out"), &job).ok());
+  const grpc::Status taken = create(kBob, model, "file://" + (dir_ / "shared-out/inner"), &job);
+  EXPECT_EQ(taken.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(taken.error_message().find("overlaps the output of another tenant's job, which has not ended"),
+            std::string::npos)
+      << taken.error_message();
+
+  // The worker refuses an output in its work directory, where its download cache lies.
+  const std::string work = dir_ / "work";
+  v1::Job poisoned;
+  ASSERT_TRUE(create(kBob, model, "file://" + work + "/cache/0123456789abcdef01234567", &poisoned).ok());
+  v1::CancelJobRequest cancel;  // alice's job out of the worker's way
+  cancel.set_job_id(job.id());
+  ASSERT_TRUE(Pruning()->CancelJob(As(kAlice).get(), cancel, &job).ok());
+  Process worker({Binary("worker/shears-worker"), "--server", server_.address, "--work-dir", work, "--poll-wait", "1s",
+                  "--tls-ca", certs_.ca, "--token-file", secure_.worker_token},
+                 dir_ / "worker.log");
+  v1::Job seen;
+  for (int i = 0; i < 300 && Get(kBob, poisoned.id(), &seen).ok() && seen.state() != v1::JOB_STATE_FAILED; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(seen.state(), v1::JOB_STATE_FAILED) << worker.Log();
+  EXPECT_NE(seen.error().find("spec.output.uri: file://" + work + "/cache/0123456789abcdef01234567 lies in the "
+                              "worker's work directory"),
+            std::string::npos)
+      << seen.error();
 }
 
 }  // namespace

@@ -7,9 +7,13 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "absl/strings/str_cat.h"
+#include "common/files.h"
 #include "common/sha256.h"
 
 namespace shears::worker {
@@ -46,6 +50,36 @@ int64_t DirectoryBytes(const fs::path& dir) {
   return total;
 }
 
+// What `.complete` records of an entry's directory: each regular file's relative path, size and
+// SHA-256, in path order. Anything but regular files and directories is an error.
+absl::StatusOr<nlohmann::json> Record(const fs::path& dir) {
+  std::map<std::string, nlohmann::json> files;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    const std::string name = it->path().lexically_relative(dir).string();  // links not followed
+    if (name == kComplete) continue;
+    const auto status = it->symlink_status(ec);
+    if (fs::is_directory(status)) continue;
+    if (!fs::is_regular_file(status)) return absl::DataLossError(absl::StrCat(name, " is not a regular file"));
+    auto digest = Sha256File(it->path().string());
+    if (!digest.ok()) return digest.status();
+    files[name] = {{"size", static_cast<int64_t>(it->file_size(ec))}, {"sha256", *digest}};
+  }
+  if (ec) return absl::InternalError(absl::StrCat(dir.string(), ": ", ec.message()));
+  nlohmann::json out = nlohmann::json::object();
+  for (auto& [name, file] : files) out[name] = std::move(file);
+  return out;
+}
+
+// Whether the entry's files are exactly what `.complete` recorded when they were fetched.
+bool Intact(const fs::path& entry, const std::string& key) {
+  auto recorded = nlohmann::json::parse(ReadFile((entry / kComplete).string()).value_or(""), nullptr, false);
+  if (!recorded.is_object() || recorded.value("key", "") != key || !recorded.contains("files")) return false;
+  auto now = Record(entry);
+  return now.ok() && *now == recorded["files"];
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> DownloadCache::Get(const std::string& key,
@@ -57,8 +91,9 @@ absl::StatusOr<std::string> DownloadCache::Get(const std::string& key,
   const fs::path entry = fs::path(root_) / Sha256Hex(key).substr(0, 24);
   FileLock lock(entry.string() + ".lock", /*wait=*/true);
   if (!lock.held()) return absl::InternalError(absl::StrCat("cannot lock cache entry ", entry.string()));
-  if (hit != nullptr) *hit = fs::exists(entry / kComplete);
-  if (fs::exists(entry / kComplete)) {
+  const bool intact = fs::exists(entry / kComplete) && Intact(entry, key);
+  if (hit != nullptr) *hit = intact;
+  if (intact) {
     fs::last_write_time(entry / kComplete, fs::file_time_type::clock::now(), ec);  // recently used
     return entry.string();
   }
@@ -70,7 +105,12 @@ absl::StatusOr<std::string> DownloadCache::Get(const std::string& key,
     fs::remove_all(partial, ec);
     return st;
   }
-  std::ofstream(partial / kComplete) << key << "\n";
+  auto files = Record(partial);
+  if (!files.ok()) {
+    fs::remove_all(partial, ec);
+    return absl::Status(files.status().code(), absl::StrCat("cache entry for ", key, ": ", files.status().message()));
+  }
+  std::ofstream(partial / kComplete) << nlohmann::json{{"key", key}, {"files", *files}}.dump() << "\n";
   fs::rename(partial, entry, ec);
   if (ec) return absl::InternalError(absl::StrCat("cache ", entry.string(), ": ", ec.message()));
   Evict(entry.string());

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <thread>
 #include <nlohmann/json.hpp>
 
@@ -197,6 +198,53 @@ TEST(DownloadCache, EvictsTheLeastRecentlyUsedEntriesPastItsBound) {
   EXPECT_EQ(failed.status().code(), absl::StatusCode::kUnavailable);
   ASSERT_TRUE(cache.Get("d", fill(10), &hit).ok());
   EXPECT_FALSE(hit) << "a failed fetch leaves nothing behind";
+}
+
+// The attack of issue 18: a job wrote its output over another team's cache entry, whose next job
+// pruned the wrong model. An entry is used only as it was fetched.
+TEST(DownloadCache, AnEntryChangedSinceItsFetchIsFetchedAgain) {
+  TempDir dir;
+  DownloadCache cache(dir / "cache", int64_t{1} << 30);
+  int fetches = 0;
+  auto fetch = [&](const std::string& d) {
+    ++fetches;
+    fs::create_directories(d + "/sub");
+    std::ofstream(d + "/model.safetensors", std::ios::binary) << "the real weights";
+    std::ofstream(d + "/sub/tokenizer.json") << "{}";
+    return absl::OkStatus();
+  };
+  auto entry = cache.Get("hf://org/model@main", fetch);
+  ASSERT_TRUE(entry.ok()) << entry.status();
+  bool hit = false;
+  ASSERT_TRUE(cache.Get("hf://org/model@main", fetch, &hit).ok());
+  EXPECT_TRUE(hit);
+  EXPECT_EQ(fetches, 1);
+  const std::vector<std::function<void()>> tamperings = {
+      [&] { std::ofstream(*entry + "/model.safetensors", std::ios::binary) << "the wrong weight"; },  // same size
+      [&] { std::ofstream(*entry + "/extra.json") << "{}"; },
+      [&] {
+        fs::remove(*entry + "/sub/tokenizer.json");
+        fs::create_symlink("/etc/hostname", *entry + "/sub/tokenizer.json");
+      },
+      [&] { fs::remove(*entry + "/model.safetensors"); },
+  };
+  for (size_t i = 0; i < tamperings.size(); ++i) {
+    tamperings[i]();
+    auto again = cache.Get("hf://org/model@main", fetch, &hit);
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_FALSE(hit) << "tampering " << i;
+    EXPECT_EQ(fetches, static_cast<int>(i) + 2) << "tampering " << i;
+    EXPECT_EQ(ReadFile(*again + "/model.safetensors").value(), "the real weights");
+    EXPECT_FALSE(fs::exists(*again + "/extra.json"));
+    EXPECT_FALSE(fs::is_symlink(*again + "/sub/tokenizer.json"));
+  }
+  // A fetch that leaves a link behind is refused, not cached.
+  auto linked = cache.Get("hf://org/linked@main", [](const std::string& d) {
+    fs::create_symlink("/etc/hostname", d + "/config.json");
+    return absl::OkStatus();
+  });
+  EXPECT_EQ(linked.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(linked.status().message().find("config.json is not a regular file"), std::string::npos) << linked.status();
 }
 
 TEST(S3, PutsAndFetchesObjectsAndPrefixes) {
