@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/job_translation.h"
 #include "common/uri.h"
@@ -89,6 +90,20 @@ absl::Status CheckFileRoots(const v1::JobSpec& spec, const std::vector<std::stri
     if (absl::Status st = CheckFileRoots(uri, roots); !st.ok()) {
       return absl::PermissionDeniedError(absl::StrCat("spec.", field, ": ", st.message()));
     }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckUriPolicy(const v1::JobSpec& spec, const TenantUriPolicy& policy) {
+  auto uris = DatasetUris(spec);
+  uris.emplace(uris.begin(), "model_uri", spec.model_uri());
+  uris.emplace_back("output.uri", spec.output().uri());
+  for (const auto& [field, uri] : uris) {
+    if (policy.Allows(uri)) continue;
+    return absl::PermissionDeniedError(absl::StrCat("spec.", field, ": '", uri, "' is outside tenant ", policy.tenant,
+                                                    "'s URI policy (allowed: ",
+                                                    policy.allow.empty() ? "nothing" : absl::StrJoin(policy.allow, ", "),
+                                                    ")"));
   }
   return absl::OkStatus();
 }

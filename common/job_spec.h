@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/uri_policy.h"
 #include "shears/v1/job.pb.h"
 
 namespace shears {
@@ -20,5 +21,7 @@ absl::Status ValidateSpec(const v1::JobSpec& spec);
 // PERMISSION_DENIED naming the field when a file:// URI of the spec lies outside `roots` (the
 // operator's --allow-file-root; none: every local path).
 absl::Status CheckFileRoots(const v1::JobSpec& spec, const std::vector<std::string>& roots);
+// PERMISSION_DENIED naming the first field whose URI the tenant's policy does not allow.
+absl::Status CheckUriPolicy(const v1::JobSpec& spec, const TenantUriPolicy& policy);
 
 }  // namespace shears

@@ -27,6 +27,9 @@ constexpr char kUsage[] = R"(usage: shears-server [flags]
   --tls-cert PATH        serve TLS with this PEM certificate chain (and --tls-key PATH, its key)
   --tls-key PATH
   --client-ca PATH       mutual TLS: clients must present a certificate this PEM CA signed
+  --uri-policy PATH      which URIs each tenant's jobs may name: {"tenants": {"team-a": {"allow": [URI
+                         prefixes], "private_networks": false}, "*": {...}}}, re-read on SIGHUP
+                         (docs/security.md); the workers take the same file
   --tenant-quota N       the most queued and running jobs a tenant may have (default 0: no limit)
   --audit-log PATH       append the audit lines (create, cancel, complete) here (default: stderr)
   --health-listen HOST:PORT  also serve grpc.health.v1 alone, in plaintext, here (Kubernetes' gRPC
@@ -53,7 +56,7 @@ int main(int argc, char** argv) {
   if (auto st = cl->CheckKnown({"listen", "db", "lease-ttl", "max-attempts", "port-file", "allow-file-root",
                                 "metrics-listen", "metrics-port-file", "drain-delay", "max-message-bytes", "auth-token-file",
                                 "tls-cert", "tls-key", "client-ca", "tenant-quota", "audit-log", "health-listen",
-                                "health-port-file", "help"});
+                                "health-port-file", "uri-policy", "help"});
       !st.ok()) {
     return Fail(std::string(st.message()));
   }
@@ -80,6 +83,7 @@ int main(int argc, char** argv) {
   options.client_ca_file = cl->GetOr("client-ca", "");
   options.audit_log_path = cl->GetOr("audit-log", "");
   options.health_listen = cl->GetOr("health-listen", "");
+  options.uri_policy_path = cl->GetOr("uri-policy", "");
   options.store.lease_ttl = *ttl;
   options.store.max_attempts = static_cast<int>(*attempts);
   options.file_roots = cl->GetAll("allow-file-root");
@@ -101,9 +105,10 @@ int main(int argc, char** argv) {
     if (auto st = shears::WritePortFile(*path, port); !st.ok()) return Fail(std::string(st.message()));
   }
   const int sig = shears::WaitForTerminationSignal([&server] {
-    const absl::Status reloaded = (*server)->ReloadIdentities();
+    const absl::Status reloaded = (*server)->Reload();
     std::cout << "shears-server: SIGHUP: "
-              << (reloaded.ok() ? "identities reloaded" : absl::StrCat("kept the identities in force: ", reloaded.message()))
+              << (reloaded.ok() ? "identities and URI policy reloaded"
+                                : absl::StrCat("kept what was in force: ", reloaded.message()))
               << std::endl;
   });
   std::cout << "shears-server: signal " << sig << ", draining" << std::endl;

@@ -121,6 +121,7 @@ grpc::ServerUnaryReactor* PruningService::CreateJob(grpc::CallbackServerContext*
     ApplySpecDefaults(spec);
     SHEARS_RETURN_IF_ERROR(ValidateSpec(spec));
     SHEARS_RETURN_IF_ERROR(CheckFileRoots(spec, file_roots_));
+    SHEARS_RETURN_IF_ERROR(uri_policies_->Check(spec, TenantOf(*caller)));
     SHEARS_ASSIGN_OR_RETURN(auto created,
                             store_->Create(spec, request->request_id(), TenantOf(*caller), caller->principal));
     *response = std::move(created.job);

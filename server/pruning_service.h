@@ -6,6 +6,7 @@
 
 #include "server/auth/audit_log.h"
 #include "server/auth/authenticator.h"
+#include "server/auth/uri_policies.h"
 #include "server/event_hub.h"
 #include "server/job_store.h"
 #include "shears/v1/pruning.grpc.pb.h"
@@ -16,8 +17,13 @@ class PruningService final : public v1::Pruning::CallbackService {
  public:
   // `file_roots`: where file:// URIs may point (empty: anywhere).
   PruningService(JobStore* store, EventHub* hub, std::vector<std::string> file_roots,
-                 const Authenticator* authenticator, AuditLog* audit)
-      : store_(store), hub_(hub), file_roots_(std::move(file_roots)), authenticator_(authenticator), audit_(audit) {}
+                 const Authenticator* authenticator, const UriPolicies* uri_policies, AuditLog* audit)
+      : store_(store),
+        hub_(hub),
+        file_roots_(std::move(file_roots)),
+        authenticator_(authenticator),
+        uri_policies_(uri_policies),
+        audit_(audit) {}
 
   grpc::ServerUnaryReactor* CreateJob(grpc::CallbackServerContext* context, const v1::CreateJobRequest* request,
                                       v1::Job* response) override;
@@ -35,6 +41,7 @@ class PruningService final : public v1::Pruning::CallbackService {
   EventHub* const hub_;
   const std::vector<std::string> file_roots_;
   const Authenticator* const authenticator_;
+  const UriPolicies* const uri_policies_;
   AuditLog* const audit_;
 };
 

@@ -61,6 +61,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
   if (options.tls_cert_file.empty() && !IsLoopback(options.listen)) {
     s->warnings_.push_back("no --tls-cert: tokens and jobs cross the network in plaintext");
   }
+  SHEARS_ASSIGN_OR_RETURN(s->uri_policies_, UriPolicies::Open(options.uri_policy_path));
+  if (options.uri_policy_path.empty() && !options.auth_token_file.empty()) {
+    s->warnings_.push_back("no --uri-policy: every tenant's jobs may name any URI the workers reach");
+  }
   SHEARS_ASSIGN_OR_RETURN(s->audit_, AuditLog::Open(options.audit_log_path));
   SHEARS_ASSIGN_OR_RETURN(s->store_, JobStore::Open(options.db_path, options.store));
   // The idle-worker count is read at scrapes, which begin after Start returns.
@@ -76,7 +80,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
     metrics->OnJobChanged(change);
   });
   s->pruning_ = std::make_unique<PruningService>(s->store_.get(), &s->hub_, options.file_roots,
-                                                 s->authenticator_.get(), s->audit_.get());
+                                                 s->authenticator_.get(), s->uri_policies_.get(), s->audit_.get());
   s->workers_ = std::make_unique<WorkersService>(s->store_.get(), s->dispatcher_.get(), s->authenticator_.get(),
                                                  s->audit_.get());
 
@@ -139,6 +143,12 @@ void Server::Shutdown(absl::Duration grace) {
     health_grpc_->Shutdown(std::chrono::system_clock::now());
     health_grpc_->Wait();
   }
+}
+
+absl::Status Server::Reload() {
+  absl::Status identities = authenticator_->Reload();
+  absl::Status policy = uri_policies_->Reload();
+  return identities.ok() ? policy : identities;
 }
 
 Server::~Server() { Shutdown(absl::Seconds(1)); }

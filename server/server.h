@@ -13,6 +13,7 @@
 #include "common/rpc_limits.h"
 #include "server/auth/audit_log.h"
 #include "server/auth/authenticator.h"
+#include "server/auth/uri_policies.h"
 #include "server/event_hub.h"
 #include "server/job_store.h"
 #include "server/lease_dispatcher.h"
@@ -43,6 +44,8 @@ struct ServerOptions {
   std::string client_ca_file;
   // Where the audit lines go (--audit-log); empty: standard error.
   std::string audit_log_path;
+  // Which URIs each tenant's jobs may name (--uri-policy; common/uri_policy.h). Empty: any.
+  std::string uri_policy_path;
   // HOST:PORT of a plaintext port that serves grpc.health.v1 alone (--health-listen): Kubernetes'
   // gRPC probes speak no TLS. Empty: none.
   std::string health_listen;
@@ -61,8 +64,9 @@ class Server {
   // Marks the server NOT_SERVING, keeps answering for the drain delay, answers waiting workers, and
   // stops after in-flight calls finish or `grace` passes.
   void Shutdown(absl::Duration grace);
-  // Re-reads the identity file (SIGHUP); the identities in force stay when it is invalid.
-  absl::Status ReloadIdentities() { return authenticator_->Reload(); }
+  // Re-reads the identity file and the URI policy (SIGHUP); what is in force stays when a file is
+  // invalid.
+  absl::Status Reload();
   // What the operator should know at start: an open server, plaintext beyond loopback.
   const std::vector<std::string>& warnings() const { return warnings_; }
 
@@ -70,6 +74,7 @@ class Server {
   Server() = default;
   std::unique_ptr<JobStore> store_;
   std::unique_ptr<Authenticator> authenticator_;
+  std::unique_ptr<UriPolicies> uri_policies_;
   std::unique_ptr<AuditLog> audit_;
   std::vector<std::string> warnings_;
   std::shared_ptr<ServerMetrics> metrics_;

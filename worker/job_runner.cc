@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/files.h"
+#include "common/job_spec.h"
 #include "common/job_translation.h"
 #include "common/proto_json.h"
 #include "common/sha256.h"
@@ -143,6 +144,9 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
     if (context.on_event) context.on_event(event);
   };
   SHEARS_ASSIGN_OR_RETURN(engine::PruneOptions options, EngineOptions(spec));
+  // The server checked the tenant's policy at CreateJob; the worker checks its own copy before a
+  // byte moves, so a server without one (or an older one) cannot send it anywhere.
+  if (context.storage.policy != nullptr) SHEARS_RETURN_IF_ERROR(CheckUriPolicy(spec, *context.storage.policy));
   SHEARS_RETURN_IF_ERROR(CheckLocalPaths(spec, context.work_dir));
   options.device = context.device;
   const auto download_start = std::chrono::steady_clock::now();

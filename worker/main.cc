@@ -46,6 +46,11 @@ constexpr char kUsage[] = R"(usage: shears-worker --server HOST:PORT [flags]
                        Set it below the container's memory limit, which kills the whole worker
   --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks one)
   --metrics-port-file PATH    write the metrics port here once serving
+  --uri-policy PATH    which URIs each tenant's jobs may name (the server's file; docs/security.md),
+                       checked again here before a byte moves
+  --tenant-credentials PATH  each tenant's storage keys ({"tenants": {"team-a": {"aws_access_key_id",
+                       "aws_secret_access_key", "aws_session_token", "aws_region", "aws_endpoint_url",
+                       "hf_token"}}}): a job uses its tenant's only, never the worker's environment
   --token-file PATH    the bearer token the worker calls the server with (or --token, or
                        $SHEARS_TOKEN); its identity needs the worker role
   --tls-ca PATH        dial the server over TLS, trusting this PEM CA
@@ -148,7 +153,8 @@ int main(int argc, char** argv) {
   if (auto st = cl->CheckKnown({"server", "spec", "device", "threads", "work-dir", "worker-id", "poll-wait",
                                 "max-message-bytes", "job-id", "model", "file",
                                 "allow-file-root", "cache-max-bytes", "s3-part-bytes", "max-tensor-memory", "metrics-listen",
-                                "metrics-port-file", "token", "token-file", "tls-ca", "tls-cert", "tls-key", "help"});
+                                "metrics-port-file", "token", "token-file", "tls-ca", "tls-cert", "tls-key", "uri-policy",
+                                "tenant-credentials", "help"});
       !st.ok()) {
     return Fail(absl::StrCat(st.message(), "\n", kUsage));
   }
@@ -197,6 +203,16 @@ int main(int argc, char** argv) {
   if (!channel.ok()) return Fail(std::string(channel.status().message()));
   options.channel = *channel;
   options.token = connection->token;
+  if (auto path = cl->Get("uri-policy")) {
+    auto policy = shears::UriPolicy::Load(*path);
+    if (!policy.ok()) return Fail(std::string(policy.status().message()));
+    options.uri_policy = std::move(*policy);
+  }
+  if (auto path = cl->Get("tenant-credentials")) {
+    auto credentials = shears::worker::LoadTenantCredentials(*path);
+    if (!credentials.ok()) return Fail(std::string(credentials.status().message()));
+    options.tenant_credentials = std::move(*credentials);
+  }
   auto metrics = std::make_shared<shears::worker::WorkerMetrics>(device);
   options.metrics = metrics.get();
   options.storage.counters = metrics->Counters();

@@ -123,6 +123,21 @@ void Worker::RunLeased(const v1::LeaseJobResponse& lease) {
   context.job_id = job.id();
   context.work_dir = options_.work_dir;
   context.storage = options_.storage;
+  // The job's tenant's policy and keys, and nobody else's.
+  absl::Status tenant_storage = absl::OkStatus();
+  if (options_.uri_policy.has_value()) {
+    auto policy = options_.uri_policy->For(job.tenant());
+    if (policy.ok()) {
+      context.storage.policy = std::make_shared<const TenantUriPolicy>(std::move(*policy));
+    } else {
+      tenant_storage = policy.status();
+    }
+  }
+  if (options_.tenant_credentials.has_value()) {
+    auto found = options_.tenant_credentials->find(job.tenant());
+    context.storage.credentials =
+        found != options_.tenant_credentials->end() ? found->second : StorageCredentials{};
+  }
   context.device = options_.device;
   context.cancelled = [&] { return cancel_requested || lease_lost || stopping_; };
   // The fence: a heartbeat answered now says the lease is still this attempt's (and renews it).
@@ -153,7 +168,8 @@ void Worker::RunLeased(const v1::LeaseJobResponse& lease) {
     if (options_.metrics != nullptr) options_.metrics->OnEvent(event);
     if (!lease_lost) events.Add(event);
   };
-  absl::StatusOr<v1::JobResult> result = RunJob(job.spec(), context);
+  absl::StatusOr<v1::JobResult> result =
+      tenant_storage.ok() ? RunJob(job.spec(), context) : absl::StatusOr<v1::JobResult>(tenant_storage);
   events.Flush();  // the events go before the outcome
   finished.Notify();
   heartbeat.join();

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <grpcpp/grpcpp.h>
@@ -13,7 +14,9 @@
 #include "absl/time/time.h"
 #include "common/rpc_limits.h"
 #include "shears/v1/workers.grpc.pb.h"
+#include "common/uri_policy.h"
 #include "worker/storage/filesystem.h"
+#include "worker/storage/tenant_credentials.h"
 #include "worker/worker_metrics.h"
 
 namespace shears::worker {
@@ -30,6 +33,10 @@ struct WorkerOptions {
   // The connection to `server` (common/channel.h: TLS, client certificate); null: plaintext.
   std::shared_ptr<grpc::Channel> channel;
   std::string token;  // sent with every call; empty: none
+  // Which URIs each tenant's jobs may name (--uri-policy); unset: any.
+  std::optional<UriPolicy> uri_policy;
+  // Each tenant's storage keys (--tenant-credentials); unset: the worker's environment for all.
+  std::optional<TenantCredentials> tenant_credentials;
   WorkerMetrics* metrics = nullptr;  // told of each job; may be null
 };
 

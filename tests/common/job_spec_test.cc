@@ -8,6 +8,7 @@
 
 #include "common/job_translation.h"
 #include "common/uri.h"
+#include "common/uri_policy.h"
 #include "worker/engine/api/job_rules.h"
 
 namespace shears {
@@ -164,6 +165,46 @@ TEST(Uris, CanonicalFormsAndOverlaps) {
   EXPECT_FALSE(UrisOverlap("s3://b/out", "s3://b/out2"));
   EXPECT_FALSE(UrisOverlap("s3://b/out", "file:///b/out"));
   EXPECT_TRUE(UrisOverlap("file:///", "file:///anything"));
+}
+
+
+TEST(UriPolicy, PrefixesByWholeComponentsADefaultTenantAndClearErrors) {
+  auto policy = UriPolicy::Parse(R"({"tenants": {
+      "team-a": {"allow": ["file:///data/team-a/", "s3://models/team-a", "hf://meta-llama", "https://data.example.com"],
+                 "private_networks": true},
+      "*": {"allow": ["hf://"]}}})");
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  const TenantUriPolicy a = policy->For("team-a").value();
+  EXPECT_TRUE(a.private_networks);
+  for (const char* uri : {"file:///data/team-a/m", "/data/team-a/x/../y", "s3://models/team-a", "s3://models/team-a/m/",
+                          "hf://meta-llama/Llama-2-7b@main", "https://data.example.com/c4.txt"}) {
+    EXPECT_TRUE(a.Allows(uri)) << uri;
+  }
+  for (const char* uri : {"file:///data/team-a-2/m", "/data/team-a/../team-b/m", "s3://models/team-a2", "s3://models",
+                          "hf://meta-llama-evil/x", "https://data.example.com.evil.net/x", "http://data.example.com/x"}) {
+    EXPECT_FALSE(a.Allows(uri)) << uri;
+  }
+  EXPECT_EQ(a.FileRoots(), std::vector<std::string>{"/data/team-a"});
+  const TenantUriPolicy other = policy->For("team-z").value();
+  EXPECT_EQ(other.tenant, "team-z");
+  EXPECT_TRUE(other.Allows("hf://anyone/model"));
+  EXPECT_FALSE(other.private_networks);
+  auto none = UriPolicy::Parse(R"({"tenants": {"team-a": {"allow": []}}})")->For("team-b");
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(none.status().message(), "tenant team-b has no URI policy: it may name no URI");
+  EXPECT_EQ(UriPolicy::Parse(R"({"tenants": {"a": {"allow": ["gopher://x"]}}})").status().message(),
+            "tenants.a.allow: 'gopher://x' is not a URI of a supported scheme (file, s3, http, https, hf)");
+  EXPECT_EQ(UriPolicy::Parse(R"({"tenants": {"a": {}}})").status().message(),
+            "tenants.a.allow: a list of URI prefixes is required");
+
+  v1::JobSpec spec = Valid();
+  spec.set_model_uri("file:///data/team-a/m");
+  spec.mutable_output()->set_uri("s3://models/team-b/out");
+  EXPECT_EQ(CheckUriPolicy(spec, a).message(),
+            "spec.output.uri: 's3://models/team-b/out' is outside tenant team-a's URI policy (allowed: "
+            "file:///data/team-a, s3://models/team-a, hf://meta-llama, https://data.example.com)");
+  spec.mutable_output()->set_uri("s3://models/team-a/out");
+  EXPECT_TRUE(CheckUriPolicy(spec, a).ok());
 }
 
 }  // namespace

@@ -211,9 +211,11 @@ def check_workloads(name, docs, build_dir, tagged):
             if command == "shears-server":
                 # Off loopback the server refuses to start without identities, and serves them in
                 # plaintext without TLS.
-                for needed in ("auth-token-file", "tls-cert", "tls-key"):
+                for needed in ("auth-token-file", "tls-cert", "tls-key", "uri-policy"):
                     if flag_value(args, needed) is None:
                         fail(cw, f"the server listens beyond loopback without --{needed}")
+            if command == "shears-worker" and flag_value(args, "uri-policy") is None:
+                fail(cw, "the worker runs jobs without --uri-policy")
             if command in ("shears-worker", "shearsctl") and any(a.startswith("--server=") for a in args):
                 env_names = env | {e.get("name") for e in c.get("envFrom", []) if isinstance(e, dict)}
                 if flag_value(args, "tls-ca") is None:

@@ -3,10 +3,12 @@
 
 Serves ROOT on 127.0.0.1 (port 0: a free one, written to --port-file), answers Range requests
 ("bytes=N-" and "bytes=N-M"), and logs every request as "METHOD PATH RANGE" to --log, one per
-line, so tests can count what was fetched. Faults, each for the first requests of a path:
+line (with " AUTHORIZATION" after it when the request has that header), so tests can count what
+was fetched and with which credentials. Faults, each for the first requests of a path:
   --cut PATH:N    send the full Content-Length but only the first N bytes, then close (once)
   --fail PATH:K   answer 503 to the first K requests
   --ignore-range PATH  answer every request for PATH with the whole file (200), as some servers do
+  --redirect PATH=URL  answer every request for PATH with a 302 to URL (absolute or relative)
 """
 import argparse
 import http.server
@@ -22,7 +24,9 @@ def main():
     parser.add_argument("--cut", action="append", default=[])
     parser.add_argument("--fail", action="append", default=[])
     parser.add_argument("--ignore-range", action="append", default=[])
+    parser.add_argument("--redirect", action="append", default=[])
     args = parser.parse_args()
+    redirects = dict(r.split("=", 1) for r in args.redirect)
     cuts = {p: int(n) for p, n in (c.rsplit(":", 1) for c in args.cut)}
     fails = {p: int(k) for p, k in (f.rsplit(":", 1) for f in args.fail)}
     lock = threading.Lock()
@@ -43,7 +47,14 @@ def main():
             path = self.path.split("?", 1)[0]
             with lock:
                 with open(args.log, "a") as log:
-                    log.write(f"{self.command} {path} {self.headers.get('Range', '-')}\n")
+                    auth = self.headers.get("Authorization")
+                    log.write(f"{self.command} {path} {self.headers.get('Range', '-')}{' ' + auth if auth else ''}\n")
+                if path in redirects:
+                    self.send_response(302)
+                    self.send_header("Location", redirects[path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if fails.get(path, 0) > 0:
                     fails[path] -= 1
                     self.send_response(503)

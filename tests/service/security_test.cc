@@ -262,7 +262,7 @@ TEST_F(SecurityTest, SighupReloadsIdentitiesAndKeepsThemWhenTheFileIsBroken) {
   // A broken file on the next reload: what was in force stays, and the log says why.
   ASSERT_TRUE(WriteFileAtomically(dir_ / "identities.json", "{\"tokens\": [{\"sha256\": \"abc\"}]}").ok());
   server_.process->Signal(SIGHUP);
-  const std::string said = "kept the identities in force: --auth-token-file " + (dir_ / "identities.json") +
+  const std::string said = "kept what was in force: --auth-token-file " + (dir_ / "identities.json") +
                            ": tokens[0].principal: is required";
   const auto logged = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (server_.process->Log().find(said) == std::string::npos && std::chrono::steady_clock::now() < logged) {
@@ -492,6 +492,67 @@ TEST_F(SecurityTest, OutputsCannotClobberInputsOtherJobsOrTheWorkersCache) {
                               "worker's work directory"),
             std::string::npos)
       << seen.error();
+}
+
+
+// Workers read whatever URI a client named, with the workers' credentials. Under --uri-policy the
+// server refuses a URI outside the caller's tenant's prefixes, a tenant without a policy names
+// nothing, and a worker with the policy refuses such a job itself (a server without the file).
+TEST_F(SecurityTest, EachTenantNamesOnlyTheUrisItsPolicyAllows) {
+  const std::string model = DataDir("tiny-llama");
+  ASSERT_TRUE(WriteFileAtomically(dir_ / "policy.json",
+                                  nlohmann::json{{"tenants",
+                                                  {{"team-a", {{"allow", {"file://" + model, "file://" + (dir_ / "team-a")}}}}}}}
+                                      .dump())
+                  .ok());
+  Start({"--uri-policy", dir_ / "policy.json"});
+  const auto create = [&](const std::string& token, const std::string& model_uri, const std::string& output) {
+    v1::CreateJobRequest request;
+    *request.mutable_spec() = Spec();
+    request.mutable_spec()->set_model_uri(model_uri);
+    request.mutable_spec()->mutable_output()->set_uri(output);
+    v1::Job job;
+    return Pruning()->CreateJob(As(token).get(), request, &job);
+  };
+  EXPECT_TRUE(create(kAlice, "file://" + model, "file://" + (dir_ / "team-a/out")).ok());
+  const grpc::Status outside = create(kAlice, "file:///etc", "file://" + (dir_ / "team-a/out2"));
+  EXPECT_EQ(outside.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_NE(outside.error_message().find("spec.model_uri: 'file:///etc' is outside tenant team-a's URI policy"),
+            std::string::npos)
+      << outside.error_message();
+  EXPECT_EQ(create(kAlice, "file://" + model, "s3://anything/out").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  const grpc::Status unlisted = create(kBob, "file://" + model, "file://" + (dir_ / "team-b/out"));
+  EXPECT_EQ(unlisted.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_NE(unlisted.error_message().find("tenant team-b has no URI policy"), std::string::npos)
+      << unlisted.error_message();
+}
+
+TEST_F(SecurityTest, AWorkerWithThePolicyRefusesAJobOutsideItBeforeAByteMoves) {
+  const std::string model = DataDir("tiny-llama");
+  ASSERT_TRUE(WriteFileAtomically(dir_ / "policy.json",
+                                  nlohmann::json{{"tenants", {{"team-a", {{"allow", {"file://" + (dir_ / "team-a")}}}}}}}
+                                      .dump())
+                  .ok());
+  Start();  // a server without the policy
+  v1::Job job;
+  v1::CreateJobRequest request;
+  *request.mutable_spec() = Spec();
+  request.mutable_spec()->set_model_uri("file://" + model);
+  request.mutable_spec()->mutable_output()->set_uri("file://" + (dir_ / "team-a/out"));
+  ASSERT_TRUE(Pruning()->CreateJob(As(kAlice).get(), request, &job).ok());
+  Process worker({Binary("worker/shears-worker"), "--server", server_.address, "--work-dir", dir_ / "work", "--poll-wait",
+                  "1s", "--tls-ca", certs_.ca, "--token-file", secure_.worker_token, "--uri-policy", dir_ / "policy.json"},
+                 dir_ / "worker.log");
+  v1::Job seen;
+  for (int i = 0; i < 300 && Get(kAlice, job.id(), &seen).ok() && seen.state() != v1::JOB_STATE_FAILED; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(seen.state(), v1::JOB_STATE_FAILED) << worker.Log();
+  EXPECT_NE(seen.error().find("spec.model_uri: 'file://" + model + "' is outside tenant team-a's URI policy"),
+            std::string::npos)
+      << seen.error();
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "team-a/out"));
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "work/jobs/" + job.id())) << "no download, no scratch";
 }
 
 }  // namespace

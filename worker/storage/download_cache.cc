@@ -88,10 +88,11 @@ absl::StatusOr<std::string> DownloadCache::Get(const std::string& key,
   std::error_code ec;
   fs::create_directories(root_, ec);
   if (ec) return absl::InternalError(absl::StrCat("cache ", root_, ": ", ec.message()));
-  const fs::path entry = fs::path(root_) / Sha256Hex(key).substr(0, 24);
+  const std::string scoped = scope_.empty() ? key : absl::StrCat(key, " (credentials ", scope_, ")");
+  const fs::path entry = fs::path(root_) / Sha256Hex(scoped).substr(0, 24);
   FileLock lock(entry.string() + ".lock", /*wait=*/true);
   if (!lock.held()) return absl::InternalError(absl::StrCat("cannot lock cache entry ", entry.string()));
-  const bool intact = fs::exists(entry / kComplete) && Intact(entry, key);
+  const bool intact = fs::exists(entry / kComplete) && Intact(entry, scoped);
   if (hit != nullptr) *hit = intact;
   if (intact) {
     fs::last_write_time(entry / kComplete, fs::file_time_type::clock::now(), ec);  // recently used
@@ -110,7 +111,7 @@ absl::StatusOr<std::string> DownloadCache::Get(const std::string& key,
     fs::remove_all(partial, ec);
     return absl::Status(files.status().code(), absl::StrCat("cache entry for ", key, ": ", files.status().message()));
   }
-  std::ofstream(partial / kComplete) << nlohmann::json{{"key", key}, {"files", *files}}.dump() << "\n";
+  std::ofstream(partial / kComplete) << nlohmann::json{{"key", scoped}, {"files", *files}}.dump() << "\n";
   fs::rename(partial, entry, ec);
   if (ec) return absl::InternalError(absl::StrCat("cache ", entry.string(), ": ", ec.message()));
   Evict(entry.string());

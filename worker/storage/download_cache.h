@@ -18,7 +18,10 @@ namespace shears::worker {
 
 class DownloadCache {
  public:
-  DownloadCache(std::string root, int64_t max_bytes) : root_(std::move(root)), max_bytes_(max_bytes) {}
+  // `scope` keeps apart entries fetched with different credentials (StorageCredentials::Fingerprint):
+  // a model one team's keys fetched is no hit for a job with other keys, or none.
+  DownloadCache(std::string root, int64_t max_bytes, std::string scope = "")
+      : root_(std::move(root)), max_bytes_(max_bytes), scope_(std::move(scope)) {}
 
   // The directory of `key`'s entry. Unless it is complete and intact, `fetch` fills a fresh
   // directory first (a failed fetch leaves nothing behind). `hit` says whether the entry was there
@@ -31,6 +34,7 @@ class DownloadCache {
 
   std::string root_;
   int64_t max_bytes_;
+  std::string scope_;
 };
 
 }  // namespace shears::worker

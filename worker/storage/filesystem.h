@@ -8,16 +8,35 @@
 //   s3://bucket/key    any S3-compatible store, read and written.
 
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/uri_policy.h"
 #include "worker/storage/http_client.h"
 
 namespace shears::worker {
 
+// A tenant's storage credentials (--tenant-credentials): used for its jobs instead of the
+// worker's environment, so that a job reaches only what its own team's keys reach.
+struct StorageCredentials {
+  std::string aws_access_key_id, aws_secret_access_key, aws_session_token;
+  std::string aws_region, aws_endpoint_url;  // empty: the worker's environment's
+  std::string hf_token;
+  // Tells entries fetched with other credentials apart in the download cache: a private model
+  // one team's token fetched is not another team's cache hit.
+  std::string Fingerprint() const;
+};
+
 struct StorageOptions {
   std::vector<std::string> allowed_file_roots;  // empty: any local path
+  // The job's tenant's URI policy (--uri-policy); null: none. Its file:// prefixes confine local
+  // paths further, its private_networks and prefixes guard http(s) connections and redirects.
+  std::shared_ptr<const TenantUriPolicy> policy;
+  // The job's tenant's credentials; unset: the worker's environment (AWS_*, HF_TOKEN).
+  std::optional<StorageCredentials> credentials;
   std::string cache_dir;                        // downloads land here, kept for later jobs
   int64_t cache_max_bytes = int64_t{100} << 30;
   RetryPolicy retry;

@@ -11,10 +11,14 @@ namespace shears::worker {
 absl::StatusOr<std::unique_ptr<FileSystem>> FileSystemFor(const std::string& uri, const StorageOptions& options) {
   auto parsed = ParseUri(uri);
   if (!parsed.ok()) return parsed.status();
-  if (parsed->scheme == "file") return std::make_unique<LocalFileSystem>(options.allowed_file_roots);
+  if (parsed->scheme == "file") {
+    return std::make_unique<LocalFileSystem>(options.allowed_file_roots,
+                                             options.policy != nullptr ? options.policy->FileRoots()
+                                                                       : std::vector<std::string>());
+  }
   if (parsed->scheme == "http" || parsed->scheme == "https") return std::make_unique<HttpFileSystem>(options);
   if (parsed->scheme == "hf") return std::make_unique<HubFileSystem>(options);
-  if (parsed->scheme == "s3") return std::make_unique<S3FileSystem>(options, S3Config::FromEnvironment());
+  if (parsed->scheme == "s3") return std::make_unique<S3FileSystem>(options, S3Config::For(options.credentials));
   return absl::InvalidArgumentError(absl::StrCat("'", uri, "': scheme '", parsed->scheme,
                                                  "' is not supported (supported: ", SupportedSchemes(), ")"));
 }

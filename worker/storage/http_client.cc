@@ -1,6 +1,9 @@
 #include "worker/storage/http_client.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <cstring>
@@ -31,6 +34,9 @@ void GlobalInit() {
 // One attempt's state, filled by libcurl's callbacks.
 struct Attempt {
   CURL* curl = nullptr;
+  const UrlGuard* guard = nullptr;
+  bool redirecting = false;  // the response whose headers arrive is a 3xx
+  std::string refused;       // why the guard stopped the transfer; empty: it did not
   std::string part;  // the file `out` writes
   std::ofstream* out = nullptr;
   Sha256* digest = nullptr;
@@ -67,6 +73,7 @@ size_t OnHeader(char* data, size_t size, size_t count, void* user) {
     a->content_length = -1;  // a new response (after a redirect)
     a->etag.clear();
     const size_t space = line.find(' ');
+    a->redirecting = space != absl::string_view::npos && absl::StartsWith(line.substr(space + 1), "3");
     if (a->out != nullptr && a->offset > 0 && space != absl::string_view::npos &&
         absl::StartsWith(line.substr(space + 1), "200")) {
       // The server ignored the range and sends the whole file: start the file and digest over.
@@ -84,8 +91,77 @@ size_t OnHeader(char* data, size_t size, size_t count, void* user) {
     if (absl::SimpleAtoi(value, &length)) a->content_length = length;
   } else if (key == "etag") {
     a->etag = std::string(absl::StripSuffix(absl::StripPrefix(absl::StripPrefix(value, "W/"), "\""), "\""));
+  } else if (key == "location" && a->redirecting && a->guard != nullptr && a->guard->allowed) {
+    // Where the redirect leads, resolved against the URL that answered it.
+    char* current = nullptr;
+    curl_easy_getinfo(a->curl, CURLINFO_EFFECTIVE_URL, &current);
+    std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> url(curl_url(), curl_url_cleanup);
+    char* target = nullptr;
+    const std::string location(value);
+    if (current == nullptr || curl_url_set(url.get(), CURLUPART_URL, current, 0) != CURLUE_OK ||
+        curl_url_set(url.get(), CURLUPART_URL, location.c_str(), 0) != CURLUE_OK ||
+        curl_url_get(url.get(), CURLUPART_URL, &target, 0) != CURLUE_OK) {
+      a->refused = absl::StrCat("a redirect to '", location, "' that cannot be read");
+      return 0;
+    }
+    const std::string resolved(target);
+    curl_free(target);
+    if (!a->guard->allowed(resolved)) {
+      a->refused = absl::StrCat("a redirect to ", resolved, ", outside the URI policy");
+      return 0;  // curl stops the transfer
+    }
   }
   return n;
+}
+
+// Whether `address` is loopback, private or link-local (or unspecified).
+bool IsPrivate(const sockaddr* address) {
+  if (address->sa_family == AF_INET) {
+    const uint32_t ip = ntohl(reinterpret_cast<const sockaddr_in*>(address)->sin_addr.s_addr);
+    const auto in = [ip](uint32_t net, int bits) { return (ip >> (32 - bits)) == (net >> (32 - bits)); };
+    return in(0x7f000000, 8) || in(0x0a000000, 8) || in(0xac100000, 12) || in(0xc0a80000, 16) ||
+           in(0xa9fe0000, 16) || in(0x00000000, 8) || in(0x64400000, 10);  // 100.64/10: carrier-grade NAT
+  }
+  if (address->sa_family == AF_INET6) {
+    const in6_addr& ip = reinterpret_cast<const sockaddr_in6*>(address)->sin6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(&ip)) {
+      sockaddr_in v4{};
+      v4.sin_family = AF_INET;
+      std::memcpy(&v4.sin_addr, ip.s6_addr + 12, 4);
+      return IsPrivate(reinterpret_cast<const sockaddr*>(&v4));
+    }
+    return IN6_IS_ADDR_LOOPBACK(&ip) || IN6_IS_ADDR_UNSPECIFIED(&ip) || IN6_IS_ADDR_LINKLOCAL(&ip) ||
+           (ip.s6_addr[0] & 0xfe) == 0xfc;  // fc00::/7, unique local
+  }
+  return true;  // anything else is no public Internet address
+}
+
+// Opens each connection's socket, unless the guard refuses its address: the check is on the
+// address curl is about to connect to, so a name that resolves differently later (DNS
+// rebinding) is caught as well.
+curl_socket_t OnOpenSocket(void* user, curlsocktype, curl_sockaddr* address) {
+  auto* a = static_cast<Attempt*>(user);
+  if (a->guard != nullptr && !a->guard->private_networks && IsPrivate(&address->addr)) {
+    char host[INET6_ADDRSTRLEN] = "?";
+    const void* ip = address->family == AF_INET6
+                         ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in6*>(&address->addr)->sin6_addr)
+                         : static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(&address->addr)->sin_addr);
+    inet_ntop(address->family, ip, host, sizeof host);
+    a->refused = absl::StrCat("a connection to ", host, ", a loopback, private or link-local address, which the URI "
+                              "policy does not allow (private_networks)");
+    return CURL_SOCKET_BAD;
+  }
+  return socket(address->family, address->socktype, address->protocol);
+}
+
+// Puts `a` (and the client's guard) in the way of every connection and redirect of `c`.
+void Guard(CURL* c, Attempt& a, const UrlGuard& guard) {
+  a.curl = c;
+  a.guard = &guard;
+  curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, OnOpenSocket);
+  curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &a);
+  // Redirects stay on HTTP(S), however many the guard allows.
+  curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 }
 
 int OnTransfer(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
@@ -165,8 +241,8 @@ size_t AppendBody(char* data, size_t size, size_t count, void* user) {
 
 }  // namespace
 
-HttpClient::HttpClient(RetryPolicy retry, TransferCounters counters)
-    : retry_(retry), counters_(std::move(counters)) {
+HttpClient::HttpClient(RetryPolicy retry, TransferCounters counters, UrlGuard guard)
+    : retry_(retry), counters_(std::move(counters)), guard_(std::move(guard)) {
   GlobalInit();
 }
 
@@ -207,7 +283,7 @@ absl::StatusOr<Downloaded> HttpClient::Download(const std::string& url, const st
     for (const auto& h : headers) list = curl_slist_append(list, h.c_str());
     std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> header_list(list, curl_slist_free_all);
     CURL* c = curl.get();
-    a.curl = c;
+    Guard(c, a, guard_);
     CommonOptions(c, url, list);
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, OnBody);
@@ -225,6 +301,10 @@ absl::StatusOr<Downloaded> HttpClient::Download(const std::string& url, const st
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     out.close();
+    if (!a.refused.empty()) {
+      fs::remove(part, ec);
+      return absl::PermissionDeniedError(absl::StrCat("GET ", url, ": refused ", a.refused));
+    }
     have = a.offset + a.received;
     if (!a.etag.empty()) etag = a.etag;
     const bool complete = code == CURLE_OK && (status == 200 || status == 206) &&
@@ -271,6 +351,7 @@ absl::StatusOr<HttpResponse> HttpClient::Send(const HttpRequest& request) const 
       body.text = &request.body;
       body.left = static_cast<int64_t>(request.body.size());
     }
+    Guard(c, a, guard_);
     CommonOptions(c, request.url, list);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, AppendBody);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &response.body);
@@ -290,6 +371,9 @@ absl::StatusOr<HttpResponse> HttpClient::Send(const HttpRequest& request) const 
     const CURLcode code = curl_easy_perform(c);
     Count(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &response.status);
+    if (!a.refused.empty()) {
+      return absl::PermissionDeniedError(absl::StrCat(request.method, " ", request.url, ": refused ", a.refused));
+    }
     if (code == CURLE_OK && response.status >= 200 && response.status < 300) {
       response.etag = a.etag.empty() ? "" : absl::StrCat("\"", a.etag, "\"");
       response.content_length = a.content_length;

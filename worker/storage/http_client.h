@@ -65,9 +65,17 @@ struct TransferCounters {
   std::function<void(int64_t bytes)> uploaded;
 };
 
+// What transfers for URIs a job named may reach (its tenant's URI policy, common/uri_policy.h):
+// every connection's address is checked as it opens (a redirect's and a re-resolved name's too), and
+// every redirect's target before it is followed. A refusal is PERMISSION_DENIED, never retried.
+struct UrlGuard {
+  bool private_networks = true;  // loopback, private (RFC 1918, fc00::/7) and link-local addresses
+  std::function<bool(const std::string& url)> allowed;  // redirect targets; null: any
+};
+
 class HttpClient {
  public:
-  explicit HttpClient(RetryPolicy retry = {}, TransferCounters counters = {});
+  explicit HttpClient(RetryPolicy retry = {}, TransferCounters counters = {}, UrlGuard guard = {});
 
   // Downloads `url` into `path`, through `path`.part renamed when complete. A transfer that breaks
   // resumes from the bytes received with a Range request; the digest covers the whole file.
@@ -88,6 +96,7 @@ class HttpClient {
 
   RetryPolicy retry_;
   TransferCounters counters_;
+  UrlGuard guard_;
 };
 
 }  // namespace shears::worker

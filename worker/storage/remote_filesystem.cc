@@ -40,8 +40,27 @@ constexpr const char* kTokenizerFiles[] = {"tokenizer.json", "tokenizer.model", 
 
 }  // namespace
 
-ReadOnlyRemoteFileSystem::ReadOnlyRemoteFileSystem(const StorageOptions& options)
-    : client_(options.retry, options.counters), cache_((fs::path(options.cache_dir) / "cache").string(), options.cache_max_bytes) {}
+// The tenant's URI policy over the connections and redirects of URLs a job named.
+UrlGuard GuardOf(const StorageOptions& options) {
+  UrlGuard guard;
+  if (options.policy == nullptr) return guard;
+  guard.private_networks = options.policy->private_networks;
+  guard.allowed = [policy = options.policy](const std::string& url) { return policy->Allows(url); };
+  return guard;
+}
+
+ReadOnlyRemoteFileSystem::ReadOnlyRemoteFileSystem(const StorageOptions& options, UrlGuard guard)
+    : client_(options.retry, options.counters, std::move(guard)),
+      cache_((fs::path(options.cache_dir) / "cache").string(), options.cache_max_bytes,
+             options.credentials ? options.credentials->Fingerprint() : ""),
+      hf_token_(options.credentials ? options.credentials->hf_token : "") {}
+
+HttpFileSystem::HttpFileSystem(const StorageOptions& options) : ReadOnlyRemoteFileSystem(options, GuardOf(options)) {}
+
+// The Hub endpoint is the operator's (HF_ENDPOINT), and redirects to its CDN are its own: no guard.
+HubFileSystem::HubFileSystem(const StorageOptions& options) : ReadOnlyRemoteFileSystem(options, UrlGuard{}) {
+  use_environment_token_ = !options.credentials.has_value();
+}
 
 absl::Status ReadOnlyRemoteFileSystem::Put(const std::string&, const std::string& uri) { return ReadOnly(uri); }
 absl::Status ReadOnlyRemoteFileSystem::Delete(const std::string& uri) { return ReadOnly(uri); }
@@ -93,9 +112,9 @@ absl::StatusOr<std::string> HubFileSystem::Localize(const std::string& uri, cons
   const std::string endpoint(
       absl::StripSuffix(env_endpoint != nullptr && *env_endpoint ? env_endpoint : "https://huggingface.co", "/"));
   std::vector<std::string> headers;
-  if (const char* token = std::getenv("HF_TOKEN"); token != nullptr && *token) {
-    headers.push_back(absl::StrCat("Authorization: Bearer ", token));
-  }
+  const char* env_token = use_environment_token_ ? std::getenv("HF_TOKEN") : nullptr;
+  const std::string token = env_token != nullptr ? env_token : hf_token_;
+  if (!token.empty()) headers.push_back(absl::StrCat("Authorization: Bearer ", token));
   auto fetch = [&](const std::string& dir) -> absl::Status {
     auto get = [&](const std::string& file) {
       return client_.Download(absl::StrCat(endpoint, "/", repo, "/resolve/", revision, "/", file), headers,

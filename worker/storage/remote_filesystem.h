@@ -13,7 +13,7 @@ namespace shears::worker {
 // What both share: the client, the cache, and refusing writes.
 class ReadOnlyRemoteFileSystem : public FileSystem {
  public:
-  explicit ReadOnlyRemoteFileSystem(const StorageOptions& options);
+  ReadOnlyRemoteFileSystem(const StorageOptions& options, UrlGuard guard);
   absl::Status Put(const std::string& local_path, const std::string& uri) final;
   absl::Status Delete(const std::string& uri) final;
   // A web server has no listing; the Hub scheme names whole repositories, which Localize fetches.
@@ -24,12 +24,15 @@ class ReadOnlyRemoteFileSystem : public FileSystem {
  protected:
   HttpClient client_;
   DownloadCache cache_;
+  std::string hf_token_;  // the tenant's (StorageOptions::credentials)
 };
 
 // http:// and https://: the file at the URL.
+// Guarded by the job's tenant's URI policy (StorageOptions::policy): no connection to a private
+// address unless it allows them, no redirect out of its prefixes.
 class HttpFileSystem final : public ReadOnlyRemoteFileSystem {
  public:
-  using ReadOnlyRemoteFileSystem::ReadOnlyRemoteFileSystem;
+  explicit HttpFileSystem(const StorageOptions& options);
   absl::StatusOr<std::string> Localize(const std::string& uri, const ProgressFn& progress) override;
   absl::StatusOr<FileInfo> Stat(const std::string& uri) override;  // HEAD
   absl::StatusOr<std::string> ReadRange(const std::string& uri, int64_t offset, int64_t length) override;
@@ -41,8 +44,12 @@ class HttpFileSystem final : public ReadOnlyRemoteFileSystem {
 // HF_TOKEN as a bearer token when set. HF_ENDPOINT defaults to https://huggingface.co.
 class HubFileSystem final : public ReadOnlyRemoteFileSystem {
  public:
-  using ReadOnlyRemoteFileSystem::ReadOnlyRemoteFileSystem;
+  // With the tenant's credentials, their hf_token (none: anonymous); else HF_TOKEN.
+  explicit HubFileSystem(const StorageOptions& options);
   absl::StatusOr<std::string> Localize(const std::string& uri, const ProgressFn& progress) override;
+
+ private:
+  bool use_environment_token_ = true;
 };
 
 }  // namespace shears::worker

@@ -83,10 +83,25 @@ S3Config S3Config::FromEnvironment() {
   return c;
 }
 
+S3Config S3Config::For(const std::optional<StorageCredentials>& credentials) {
+  S3Config c = FromEnvironment();
+  if (!credentials.has_value()) return c;
+  c.access_key = credentials->aws_access_key_id;
+  c.secret_key = credentials->aws_secret_access_key;
+  c.session_token = credentials->aws_session_token;
+  if (!credentials->aws_region.empty()) c.region = credentials->aws_region;
+  if (!credentials->aws_endpoint_url.empty()) {
+    c.endpoint = std::string(absl::StripSuffix(credentials->aws_endpoint_url, "/"));
+    c.path_style = Env("SHEARS_S3_ADDRESSING", "path") == "path";
+  }
+  return c;
+}
+
 S3FileSystem::S3FileSystem(const StorageOptions& options, S3Config config)
     : config_(std::move(config)),
       client_(options.retry, options.counters),
-      cache_((fs::path(options.cache_dir) / "cache").string(), options.cache_max_bytes),
+      cache_((fs::path(options.cache_dir) / "cache").string(), options.cache_max_bytes,
+             options.credentials ? options.credentials->Fingerprint() : ""),
       part_bytes_(options.s3_part_bytes) {}
 
 std::string S3FileSystem::Url(const std::string& bucket, const std::string& key, const std::string& query) const {

@@ -25,6 +25,9 @@ struct S3Config {
   std::string endpoint;  // scheme://host[:port], no trailing slash
   bool path_style = false;
   static S3Config FromEnvironment();
+  // A tenant's keys (--tenant-credentials) over the environment's region and endpoint; without
+  // them, FromEnvironment.
+  static S3Config For(const std::optional<StorageCredentials>& credentials);
 };
 
 class S3FileSystem final : public FileSystem {

@@ -21,7 +21,9 @@
 #include "tests/support/test_util.h"
 #include "worker/storage/download_cache.h"
 #include "worker/storage/filesystem_factory.h"
+#include "worker/storage/local_filesystem.h"
 #include "worker/storage/s3_filesystem.h"
+#include "worker/storage/tenant_credentials.h"
 
 namespace shears::worker {
 namespace {
@@ -245,6 +247,121 @@ TEST(DownloadCache, AnEntryChangedSinceItsFetchIsFetchedAgain) {
   });
   EXPECT_EQ(linked.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(linked.status().message().find("config.json is not a regular file"), std::string::npos) << linked.status();
+}
+
+// --- a tenant's policy and keys in the storage layer (issue 18) --------------------------------
+
+std::shared_ptr<const TenantUriPolicy> Policy(std::vector<std::string> allow, bool private_networks) {
+  auto policy = std::make_shared<TenantUriPolicy>();
+  policy->tenant = "team-a";
+  for (const auto& prefix : allow) policy->allow.push_back(CanonicalUri(prefix));
+  policy->private_networks = private_networks;
+  return policy;
+}
+
+// Workers reached internal services through any http:// address a client named. Under a policy
+// without private_networks, a loopback address is refused as the connection opens; with it, a
+// redirect is followed only to where the policy allows.
+TEST(UriPolicyInStorage, HttpConnectionsAndRedirectsStayWithinTheTenantsPolicy) {
+  TempDir dir;
+  fs::create_directories(dir / "www/other");
+  std::ofstream(dir / "www/data.bin", std::ios::binary) << "public data";
+  std::ofstream(dir / "www/other/secret.bin", std::ios::binary) << "internal secret";
+  HttpPeer peer(dir / "www", dir.path(), {"--redirect", "/jump=/other/secret.bin", "--redirect", "/inside=/data.bin"});
+  StorageOptions options = Options(dir / "work");
+  options.policy = Policy({peer.url()}, /*private_networks=*/false);
+  auto refused = (*FileSystemFor(peer.url() + "/data.bin", options))->Localize(peer.url() + "/data.bin", {});
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_NE(refused.status().message().find("refused a connection to 127.0.0.1, a loopback, private or link-local "
+                                            "address"),
+            std::string::npos)
+      << refused.status();
+  EXPECT_TRUE(peer.Requests().empty()) << "nothing reached the address";
+
+  options.policy = Policy({peer.url() + "/data.bin", peer.url() + "/inside", peer.url() + "/jump"}, true);
+  auto storage = *FileSystemFor(peer.url() + "/inside", options);
+  auto inside = storage->Localize(peer.url() + "/inside", {});
+  ASSERT_TRUE(inside.ok()) << inside.status();
+  EXPECT_EQ(ReadFile(*inside).value(), "public data");
+  auto jump = storage->Localize(peer.url() + "/jump", {});
+  EXPECT_EQ(jump.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_NE(jump.status().message().find(absl::StrCat("refused a redirect to ", peer.url(),
+                                                      "/other/secret.bin, outside the URI policy")),
+            std::string::npos)
+      << jump.status();
+  for (const auto& r : peer.Requests()) EXPECT_EQ(r.find("/other/secret.bin"), std::string::npos) << r;
+}
+
+// A model directory inside the allowed roots held a link to a file outside them, and the engine read
+// it (and copied side files through such links into the output).
+TEST(UriPolicyInStorage, ALinkInsideAModelDirectoryMayNotLeadOutOfTheRoots) {
+  TempDir dir;
+  fs::create_directories(dir / "allowed/team-a/model");
+  fs::create_directories(dir / "allowed/team-b");
+  std::ofstream(dir / "allowed/team-a/model/config.json") << "{}";
+  std::ofstream(dir / "secret.json") << "{\"key\": \"the operator's\"}";
+  fs::create_symlink(dir / "allowed/team-a/model/config.json", dir / "allowed/team-a/model/inside.json");
+  LocalFileSystem roots({dir / "allowed"});
+  EXPECT_TRUE(roots.Localize("file://" + (dir / "allowed/team-a/model"), {}).ok()) << "a link within the roots is fine";
+  fs::create_symlink(dir / "secret.json", dir / "allowed/team-a/model/special_tokens_map.json");
+  auto out = roots.Localize("file://" + (dir / "allowed/team-a/model"), {});
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_NE(out.status().message().find("special_tokens_map.json is a symbolic link to " + (dir / "secret.json") +
+                                        ", outside the allowed file roots"),
+            std::string::npos)
+      << out.status();
+  // A tenant's own file:// prefixes confine it further than the operator's roots.
+  fs::remove(dir / "allowed/team-a/model/special_tokens_map.json");
+  StorageOptions options = Options(dir / "work");
+  options.allowed_file_roots = {dir / "allowed"};
+  options.policy = Policy({"file://" + (dir / "allowed/team-b")}, false);
+  auto other_team = (*FileSystemFor("file:///x", options))->Localize("file://" + (dir / "allowed/team-a/model"), {});
+  EXPECT_EQ(other_team.status().code(), absl::StatusCode::kPermissionDenied);
+}
+
+// A job uses its tenant's keys, never the worker's; a private model one team's token fetched is no
+// cache hit for another.
+TEST(UriPolicyInStorage, AJobUsesItsTenantsTokenAndItsOwnCacheEntries) {
+  TempDir dir;
+  HubLayout(dir / "hub", "org/private", "main");
+  HttpPeer peer(dir / "hub", dir.path());
+  setenv("HF_ENDPOINT", peer.url().c_str(), 1);
+  setenv("HF_TOKEN", "hf_the_workers_own", 1);
+  StorageOptions team_a = Options(dir / "work");
+  team_a.credentials = StorageCredentials{};
+  team_a.credentials->hf_token = "hf_team_a";
+  ASSERT_TRUE((*FileSystemFor("hf://org/private", team_a))->Localize("hf://org/private", {}).ok());
+  const size_t fetched = peer.Requests().size();
+  for (const auto& r : peer.Requests()) EXPECT_NE(r.find(" Bearer hf_team_a"), std::string::npos) << r;
+  StorageOptions team_b = Options(dir / "work");
+  team_b.credentials = StorageCredentials{};  // named in no entry: anonymous
+  ASSERT_TRUE((*FileSystemFor("hf://org/private", team_b))->Localize("hf://org/private", {}).ok());
+  ASSERT_EQ(peer.Requests().size(), 2 * fetched) << "team-b's job fetched for itself instead of hitting team-a's entry";
+  for (size_t i = fetched; i < peer.Requests().size(); ++i) {
+    EXPECT_EQ(peer.Requests()[i].find("Bearer"), std::string::npos) << "not the worker's HF_TOKEN: " << peer.Requests()[i];
+  }
+  unsetenv("HF_TOKEN");
+  unsetenv("HF_ENDPOINT");
+
+  // S3: the tenant's keys over the environment's endpoint.
+  setenv("AWS_ACCESS_KEY_ID", "worker-key", 1);
+  setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1", 1);
+  StorageCredentials keys;
+  keys.aws_access_key_id = "team-a-key";
+  keys.aws_secret_access_key = "team-a-secret";
+  const S3Config config = S3Config::For(keys);
+  EXPECT_EQ(config.access_key, "team-a-key");
+  EXPECT_EQ(config.secret_key, "team-a-secret");
+  EXPECT_EQ(config.endpoint, "http://127.0.0.1:1");
+  EXPECT_EQ(S3Config::For(std::nullopt).access_key, "worker-key");
+  unsetenv("AWS_ACCESS_KEY_ID");
+  unsetenv("AWS_ENDPOINT_URL");
+
+  auto parsed = ParseTenantCredentials(R"({"tenants": {"team-a": {"hf_token": "x", "aws_region": "eu"}}})");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->at("team-a").hf_token, "x");
+  EXPECT_EQ(ParseTenantCredentials(R"({"tenants": {"team-a": {"hf_tokn": "x"}}})").status().message(),
+            "tenants.team-a.hf_tokn: unknown field");
 }
 
 TEST(S3, PutsAndFetchesObjectsAndPrefixes) {
