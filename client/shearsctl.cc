@@ -486,7 +486,7 @@ int main(int argc, char** argv) {
   if (!channel.ok()) return Usage(std::string(channel.status().message()));
   // Whatever the server or a worker put in a job reaches this terminal without escape sequences.
   shears::PrintableOutput printable_out(std::cout), printable_err(std::cerr);
-  Client client(*cl, *channel, connection->token, *timeout, cl->Has("json"));
+  Client client(*cl, *channel, connection->token.Get(), *timeout, cl->Has("json"));
 
   const std::string& command = words[0];
   auto job_id = [&]() -> std::string { return words.size() > 1 ? words[1] : ""; };

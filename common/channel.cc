@@ -1,12 +1,67 @@
 #include "common/channel.h"
 
 #include <cstdlib>
+#include <filesystem>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
 
 namespace shears {
+
+struct BearerToken::State {
+  std::string path;  // empty: fixed
+  mutable absl::Mutex mu;
+  mutable std::string token ABSL_GUARDED_BY(mu);
+  mutable std::filesystem::file_time_type read_at ABSL_GUARDED_BY(mu);
+};
+
+namespace {
+
+absl::StatusOr<std::string> ReadToken(const std::string& path) {
+  auto text = ReadFile(path);
+  if (!text.ok()) return absl::InvalidArgumentError(absl::StrCat("--token-file ", path, ": ", text.status().message()));
+  std::string token(absl::StripAsciiWhitespace(*text));
+  if (token.empty()) return absl::InvalidArgumentError(absl::StrCat("--token-file ", path, ": empty"));
+  return token;
+}
+
+}  // namespace
+
+BearerToken::BearerToken(std::string token) : state_(std::make_shared<State>()) {
+  absl::MutexLock lock(&state_->mu);
+  state_->token = std::move(token);
+}
+
+absl::StatusOr<BearerToken> BearerToken::FromFile(std::string path) {
+  BearerToken out;
+  out.state_ = std::make_shared<State>();
+  out.state_->path = std::move(path);
+  std::error_code ec;
+  const auto modified = std::filesystem::last_write_time(out.state_->path, ec);
+  auto token = ReadToken(out.state_->path);
+  if (!token.ok()) return token.status();
+  absl::MutexLock lock(&out.state_->mu);
+  out.state_->token = std::move(*token);
+  out.state_->read_at = modified;
+  return out;
+}
+
+std::string BearerToken::Get() const {
+  if (state_ == nullptr) return "";
+  absl::MutexLock lock(&state_->mu);
+  if (!state_->path.empty()) {
+    std::error_code ec;
+    const auto modified = std::filesystem::last_write_time(state_->path, ec);
+    if (!ec && modified != state_->read_at) {
+      if (auto token = ReadToken(state_->path); token.ok()) {
+        state_->token = std::move(*token);
+        state_->read_at = modified;
+      }
+    }
+  }
+  return state_->token;
+}
 
 absl::StatusOr<ChannelOptions> ChannelFlags(const CommandLine& cl, std::string target, int max_message_bytes) {
   ChannelOptions options;
@@ -22,14 +77,13 @@ absl::StatusOr<ChannelOptions> ChannelFlags(const CommandLine& cl, std::string t
     return absl::InvalidArgumentError("--tls-cert: needs --tls-ca, the CA of the server's certificate");
   }
   if (auto token = cl.Get("token")) {
-    options.token = *token;
+    options.token = BearerToken(*token);
   } else if (auto file = cl.Get("token-file")) {
-    auto text = ReadFile(*file);
-    if (!text.ok()) return absl::InvalidArgumentError(absl::StrCat("--token-file ", *file, ": ", text.status().message()));
-    options.token = std::string(absl::StripAsciiWhitespace(*text));
-    if (options.token.empty()) return absl::InvalidArgumentError(absl::StrCat("--token-file ", *file, ": empty"));
+    auto token = BearerToken::FromFile(*file);
+    if (!token.ok()) return token.status();
+    options.token = std::move(*token);
   } else if (const char* env = std::getenv("SHEARS_TOKEN"); env != nullptr) {
-    options.token = env;
+    options.token = BearerToken(env);
   }
   return options;
 }

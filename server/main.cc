@@ -24,6 +24,11 @@ constexpr char kUsage[] = R"(usage: shears-server [flags]
   --auth-token-file PATH identities: {"tokens": [{"sha256", "principal", "tenant", "role"}], "certificates":
                          [{"subject", ...}]}, re-read on SIGHUP (docs/security.md). Without it the
                          server listens on loopback only and every caller is an admin
+  --jwt-jwks PATH        also take JWTs as bearer tokens (RS256, ES256), signed by a key of this JWKS
+                         file (re-read on SIGHUP), with --jwt-issuer ISS and --jwt-audience AUD;
+                         their "sub" is mapped by the identity file's "jwt_subjects"
+  --jwt-issuer ISS
+  --jwt-audience AUD
   --tls-cert PATH        serve TLS with this PEM certificate chain (and --tls-key PATH, its key)
   --tls-key PATH
   --client-ca PATH       mutual TLS: clients must present a certificate this PEM CA signed
@@ -56,7 +61,7 @@ int main(int argc, char** argv) {
   if (auto st = cl->CheckKnown({"listen", "db", "lease-ttl", "max-attempts", "port-file", "allow-file-root",
                                 "metrics-listen", "metrics-port-file", "drain-delay", "max-message-bytes", "auth-token-file",
                                 "tls-cert", "tls-key", "client-ca", "tenant-quota", "audit-log", "health-listen",
-                                "health-port-file", "uri-policy", "help"});
+                                "health-port-file", "uri-policy", "jwt-jwks", "jwt-issuer", "jwt-audience", "help"});
       !st.ok()) {
     return Fail(std::string(st.message()));
   }
@@ -84,6 +89,9 @@ int main(int argc, char** argv) {
   options.audit_log_path = cl->GetOr("audit-log", "");
   options.health_listen = cl->GetOr("health-listen", "");
   options.uri_policy_path = cl->GetOr("uri-policy", "");
+  options.jwt.jwks_file = cl->GetOr("jwt-jwks", "");
+  options.jwt.issuer = cl->GetOr("jwt-issuer", "");
+  options.jwt.audience = cl->GetOr("jwt-audience", "");
   options.store.lease_ttl = *ttl;
   options.store.max_attempts = static_cast<int>(*attempts);
   options.file_roots = cl->GetAll("allow-file-root");

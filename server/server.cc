@@ -47,6 +47,9 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const Serve
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
   std::unique_ptr<Server> s(new Server());
   if (options.auth_token_file.empty()) {
+    if (!options.jwt.jwks_file.empty()) {
+      return absl::InvalidArgumentError("--jwt-jwks: needs --auth-token-file, whose jwt_subjects name the callers");
+    }
     if (!IsLoopback(options.listen)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--listen ", options.listen,
@@ -55,7 +58,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
     s->authenticator_ = Authenticator::Open();
     s->warnings_.push_back("no --auth-token-file: serving loopback only, and every caller is an admin");
   } else {
-    SHEARS_ASSIGN_OR_RETURN(s->authenticator_, Authenticator::FromFile(options.auth_token_file));
+    std::unique_ptr<JwtVerifier> jwt;
+    if (!options.jwt.jwks_file.empty() || !options.jwt.issuer.empty() || !options.jwt.audience.empty()) {
+      SHEARS_ASSIGN_OR_RETURN(jwt, JwtVerifier::Open(options.jwt));
+    }
+    SHEARS_ASSIGN_OR_RETURN(s->authenticator_, Authenticator::FromFile(options.auth_token_file, std::move(jwt)));
   }
   SHEARS_ASSIGN_OR_RETURN(auto credentials, Credentials(options));
   if (options.tls_cert_file.empty() && !IsLoopback(options.listen)) {

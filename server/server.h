@@ -37,6 +37,9 @@ struct ServerOptions {
   // Identities (--auth-token-file; authenticator.h has its format). Empty: the server is open, and
   // listens on loopback only.
   std::string auth_token_file;
+  // JWTs taken as bearer tokens too (--jwt-jwks, --jwt-issuer, --jwt-audience), their "sub" named in
+  // the identity file's jwt_subjects. Empty jwks_file: none.
+  JwtOptions jwt;
   // TLS (--tls-cert, --tls-key: PEM files); with client_ca_file also mutual TLS, every client
   // presenting a certificate that CA signed. Empty: plaintext.
   std::string tls_cert_file;

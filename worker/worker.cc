@@ -42,7 +42,7 @@ Worker::Worker(WorkerOptions options)
 std::unique_ptr<grpc::ClientContext> Worker::Context(absl::Duration timeout) const {
   auto context = std::make_unique<grpc::ClientContext>();
   context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  AddToken(*context, options_.token);
+  AddToken(*context, options_.token.Get());
   return context;
 }
 

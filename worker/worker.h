@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "common/rpc_limits.h"
 #include "shears/v1/workers.grpc.pb.h"
+#include "common/channel.h"
 #include "common/uri_policy.h"
 #include "worker/storage/filesystem.h"
 #include "worker/storage/tenant_credentials.h"
@@ -32,7 +33,7 @@ struct WorkerOptions {
   int max_message_bytes = kDefaultMaxMessageBytes;  // --max-message-bytes, as the server's
   // The connection to `server` (common/channel.h: TLS, client certificate); null: plaintext.
   std::shared_ptr<grpc::Channel> channel;
-  std::string token;  // sent with every call; empty: none
+  BearerToken token;  // sent with every call (re-read when its file changes); empty: none
   // Which URIs each tenant's jobs may name (--uri-policy); unset: any.
   std::optional<UriPolicy> uri_policy;
   // Each tenant's storage keys (--tenant-credentials); unset: the worker's environment for all.

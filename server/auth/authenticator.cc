@@ -61,7 +61,8 @@ absl::StatusOr<Identities> ParseIdentities(const std::string& text) {
   Identities identities;
   for (const auto& [list, key_field, map] :
        {std::tuple{"tokens", "sha256", &identities.by_token_sha256},
-        std::tuple{"certificates", "subject", &identities.by_certificate_subject}}) {
+        std::tuple{"certificates", "subject", &identities.by_certificate_subject},
+        std::tuple{"jwt_subjects", "subject", &identities.by_jwt_subject}}) {
     if (!json.contains(list)) continue;
     if (!json[list].is_array()) return absl::InvalidArgumentError(absl::StrCat(list, ": not an array"));
     for (size_t i = 0; i < json[list].size(); ++i) {
@@ -79,17 +80,19 @@ absl::StatusOr<Identities> ParseIdentities(const std::string& text) {
       }
     }
   }
-  if (identities.by_token_sha256.empty() && identities.by_certificate_subject.empty()) {
-    return absl::InvalidArgumentError("no identities: give \"tokens\" or \"certificates\"");
+  if (identities.by_token_sha256.empty() && identities.by_certificate_subject.empty() &&
+      identities.by_jwt_subject.empty()) {
+    return absl::InvalidArgumentError("no identities: give \"tokens\", \"certificates\" or \"jwt_subjects\"");
   }
   return identities;
 }
 
 std::unique_ptr<Authenticator> Authenticator::Open() { return std::unique_ptr<Authenticator>(new Authenticator("")); }
 
-absl::StatusOr<std::unique_ptr<Authenticator>> Authenticator::FromFile(std::string path) {
+absl::StatusOr<std::unique_ptr<Authenticator>> Authenticator::FromFile(std::string path,
+                                                                      std::unique_ptr<JwtVerifier> jwt) {
   if (path.empty()) return absl::InvalidArgumentError("--auth-token-file: empty path");
-  std::unique_ptr<Authenticator> authenticator(new Authenticator(std::move(path)));
+  std::unique_ptr<Authenticator> authenticator(new Authenticator(std::move(path), std::move(jwt)));
   if (absl::Status st = authenticator->Reload(); !st.ok()) return st;
   return authenticator;
 }
@@ -101,6 +104,9 @@ absl::Status Authenticator::Reload() {
   auto identities = ParseIdentities(*text);
   if (!identities.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--auth-token-file ", path_, ": ", identities.status().message()));
+  }
+  if (jwt_ != nullptr) {
+    if (absl::Status st = jwt_->Reload(); !st.ok()) return st;
   }
   auto fresh = std::make_shared<const Identities>(std::move(*identities));
   absl::MutexLock lock(&mu_);
@@ -122,9 +128,18 @@ absl::StatusOr<Identity> Authenticator::Authenticate(const grpc::ServerContextBa
     if (value.size() <= kScheme.size() || !absl::StartsWithIgnoreCase(value, kScheme)) {
       return absl::UnauthenticatedError("authorization: expected \"Bearer <token>\"");
     }
-    const auto found = identities->by_token_sha256.find(Sha256Hex(std::string(value.substr(kScheme.size()))));
-    if (found == identities->by_token_sha256.end()) return absl::UnauthenticatedError("authorization: unknown token");
-    return found->second;
+    const absl::string_view token = value.substr(kScheme.size());
+    const auto found = identities->by_token_sha256.find(Sha256Hex(std::string(token)));
+    if (found != identities->by_token_sha256.end()) return found->second;
+    if (jwt_ == nullptr || !LooksLikeJwt(token)) return absl::UnauthenticatedError("authorization: unknown token");
+    auto subject = jwt_->Verify(token);
+    if (!subject.ok()) return absl::UnauthenticatedError(absl::StrCat("authorization: ", subject.status().message()));
+    const auto named = identities->by_jwt_subject.find(*subject);
+    if (named == identities->by_jwt_subject.end()) {
+      return absl::UnauthenticatedError(
+          absl::StrCat("authorization: JWT subject \"", *subject, "\" is not in the identity file"));
+    }
+    return named->second;
   }
   // Under mutual TLS the handshake has verified the certificate against --client-ca; its subject
   // names the identity.

@@ -20,6 +20,7 @@
 #include "tests/support/process.h"
 #include "tests/support/test_certificates.h"
 #include "tests/support/test_identities.h"
+#include "tests/support/test_jwt.h"
 #include "tests/support/test_util.h"
 
 namespace shears {
@@ -553,6 +554,35 @@ TEST_F(SecurityTest, AWorkerWithThePolicyRefusesAJobOutsideItBeforeAByteMoves) {
       << seen.error();
   EXPECT_FALSE(std::filesystem::exists(dir_ / "team-a/out"));
   EXPECT_FALSE(std::filesystem::exists(dir_ / "work/jobs/" + job.id())) << "no download, no scratch";
+}
+
+
+// Kubernetes projected service-account tokens: JWTs of the cluster's issuer for the audience
+// "shears", their subject mapped by the identity file.
+TEST_F(SecurityTest, JwtsOfTheConfiguredIssuerNameTheirSubjectsIdentity) {
+  testing::TestSigningKey cluster("RS256", "cluster-key");
+  ASSERT_TRUE(WriteFileAtomically(dir_ / "jwks.json", nlohmann::json{{"keys", nlohmann::json::array({cluster.Jwk()})}}.dump()).ok());
+  Start({"--jwt-jwks", dir_ / "jwks.json", "--jwt-issuer", "https://kubernetes.default.svc", "--jwt-audience", "shears"});
+  const auto token = [&](const std::string& subject, const std::string& audience = "shears") {
+    const int64_t now = absl::ToUnixSeconds(absl::Now());
+    return cluster.Sign({{"iss", "https://kubernetes.default.svc"}, {"aud", {audience}}, {"sub", subject},
+                         {"exp", now + 600}, {"iat", now}});
+  };
+  v1::LeaseJobResponse lease;
+  EXPECT_TRUE(Lease(token("system:serviceaccount:shears:shears-worker"), &lease).ok());
+  v1::Job job;
+  ASSERT_TRUE(Create(token("system:serviceaccount:team-a:pipeline"), &job).ok());
+  EXPECT_EQ(job.tenant(), "team-a");
+  EXPECT_EQ(job.creator(), "team-a-pipeline");
+  const grpc::Status stranger = Lease(token("system:serviceaccount:default:default"), &lease);
+  EXPECT_EQ(stranger.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_NE(stranger.error_message().find("JWT subject \"system:serviceaccount:default:default\" is not in the "
+                                          "identity file"),
+            std::string::npos)
+      << stranger.error_message();
+  const grpc::Status vault = Lease(token("system:serviceaccount:shears:shears-worker", "vault"), &lease);
+  EXPECT_EQ(vault.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_NE(vault.error_message().find("JWT: audience is not shears"), std::string::npos) << vault.error_message();
 }
 
 }  // namespace

@@ -804,7 +804,8 @@ TEST_F(ServiceTest, BrokenModelsFailTheJobAndTheWorkerTakesTheNext) {
   std::vector<std::string> ids;
   for (const auto& [path, message] : broken) {
     v1::Job job;
-    ASSERT_TRUE(Create(Spec(path, dir_ / "never"), &job).ok());
+    // Each its own output: two jobs that have not ended may not share one.
+    ASSERT_TRUE(Create(Spec(path, dir_ / ("never" + std::to_string(ids.size()))), &job).ok());
     ids.push_back(job.id());
   }
   v1::Job good;
@@ -818,7 +819,7 @@ TEST_F(ServiceTest, BrokenModelsFailTheJobAndTheWorkerTakesTheNext) {
   }
   Watch(good.id());
   EXPECT_EQ(Get(good.id()).state(), v1::JOB_STATE_SUCCEEDED) << worker_->Log();
-  EXPECT_FALSE(fs::exists(dir_ / "never"));
+  for (size_t i = 0; i < broken.size(); ++i) EXPECT_FALSE(fs::exists(dir_ / ("never" + std::to_string(i))));
   testing::ExpectMagnitudePruned(DataDir("tiny-gpt2"), dir_ / "good", 0.5);
 }
 

@@ -34,7 +34,11 @@ inline nlohmann::json TestIdentities(bool with_carol = false) {
                            TokenEntry(kRootToken, "root", "", "admin")};
   if (with_carol) tokens.push_back(TokenEntry(kCarolToken, "carol", "team-a", "client"));
   return {{"tokens", tokens},
-          {"certificates", {{{"subject", "CN=worker-1"}, {"principal", "worker-1"}, {"role", "worker"}}}}};
+          {"certificates", {{{"subject", "CN=worker-1"}, {"principal", "worker-1"}, {"role", "worker"}}}},
+          {"jwt_subjects",
+           {{{"subject", "system:serviceaccount:shears:shears-worker"}, {"principal", "shears-worker"}, {"role", "worker"}},
+            {{"subject", "system:serviceaccount:team-a:pipeline"}, {"principal", "team-a-pipeline"}, {"tenant", "team-a"},
+             {"role", "client"}}}}};
 }
 
 // A shears-server as deployed: TLS, identities, an audit log, all in `dir`.
