@@ -96,13 +96,11 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> OpenChannel(const ChannelOptions&
     return grpc::CreateCustomChannel(options.target, grpc::InsecureChannelCredentials(), args);
   }
   grpc::SslCredentialsOptions ssl;
-  for (const auto& [flag, path, into] : {std::tuple{"--tls-ca", &options.tls_ca_file, &ssl.pem_root_certs},
-                                         std::tuple{"--tls-cert", &options.tls_cert_file, &ssl.pem_cert_chain},
-                                         std::tuple{"--tls-key", &options.tls_key_file, &ssl.pem_private_key}}) {
-    if (path->empty()) continue;
-    auto pem = ReadFile(*path);
-    if (!pem.ok()) return absl::InvalidArgumentError(absl::StrCat(flag, " ", *path, ": ", pem.status().message()));
-    *into = std::move(*pem);
+  if (absl::Status st = ReadFlagFiles({{"--tls-ca", options.tls_ca_file, &ssl.pem_root_certs},
+                                       {"--tls-cert", options.tls_cert_file, &ssl.pem_cert_chain},
+                                       {"--tls-key", options.tls_key_file, &ssl.pem_private_key}});
+      !st.ok()) {
+    return st;
   }
   return grpc::CreateCustomChannel(options.target, grpc::SslCredentials(ssl), args);
 }

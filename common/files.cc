@@ -60,6 +60,16 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return ss.str();
 }
 
+absl::Status ReadFlagFiles(std::initializer_list<FlagFile> files) {
+  for (const FlagFile& file : files) {
+    if (file.path.empty()) continue;
+    auto text = ReadFile(file.path);
+    if (!text.ok()) return absl::InvalidArgumentError(absl::StrCat(file.flag, " ", file.path, ": ", text.status().message()));
+    *file.contents = std::move(*text);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status WriteFileAtomically(const std::string& path, const std::string& contents) {
   return WriteThroughTemp(path, [&](int fd, const std::string& tmp) {
     return WriteAll(fd, contents.data(), contents.size(), tmp);

@@ -1,6 +1,7 @@
 #pragma once
 // Local-file helpers with absl::Status errors that name the path.
 
+#include <initializer_list>
 #include <string>
 
 #include "absl/status/status.h"
@@ -9,6 +10,14 @@
 namespace shears {
 
 absl::StatusOr<std::string> ReadFile(const std::string& path);
+// A file a command-line flag names, and where its contents go.
+struct FlagFile {
+  const char* flag;  // "--tls-cert"
+  const std::string& path;  // empty: the flag was not given, and nothing is read
+  std::string* contents;
+};
+// Reads each given file; INVALID_ARGUMENT naming the flag and the path for one that cannot be.
+absl::Status ReadFlagFiles(std::initializer_list<FlagFile> files);
 // Writes to a temporary file beside `path`, syncs it, then renames it into place, so a reader
 // sees the old contents or the new, never a mix.
 absl::Status WriteFileAtomically(const std::string& path, const std::string& contents);

@@ -30,14 +30,9 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const Serve
                                             ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
                                             : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
-  for (const auto& [flag, path, into] : {std::tuple{"--tls-cert", &options.tls_cert_file, &pair.cert_chain},
-                                         std::tuple{"--tls-key", &options.tls_key_file, &pair.private_key},
-                                         std::tuple{"--client-ca", &options.client_ca_file, &ssl.pem_root_certs}}) {
-    if (path->empty()) continue;
-    auto pem = ReadFile(*path);
-    if (!pem.ok()) return absl::InvalidArgumentError(absl::StrCat(flag, " ", *path, ": ", pem.status().message()));
-    *into = std::move(*pem);
-  }
+  SHEARS_RETURN_IF_ERROR(ReadFlagFiles({{"--tls-cert", options.tls_cert_file, &pair.cert_chain},
+                                        {"--tls-key", options.tls_key_file, &pair.private_key},
+                                        {"--client-ca", options.client_ca_file, &ssl.pem_root_certs}}));
   ssl.pem_key_cert_pairs.push_back(std::move(pair));
   return grpc::SslServerCredentials(ssl);
 }

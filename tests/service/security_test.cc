@@ -110,6 +110,26 @@ class SecurityTest : public ::testing::Test {
     return Workers()->LeaseJob(As(token).get(), request, response);
   }
 
+  // A worker of this server, with its token, working in `work`.
+  std::unique_ptr<Process> StartWorker(const std::string& work, const std::vector<std::string>& flags = {}) {
+    std::vector<std::string> argv = {Binary("worker/shears-worker"), "--server", server_.address, "--work-dir", work,
+                                     "--poll-wait", "1s", "--tls-ca", certs_.ca, "--token-file", secure_.worker_token};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    return std::make_unique<Process>(argv, dir_ / "worker.log");
+  }
+  // The job as `token` sees it once it has ended, or after 30 s.
+  v1::Job WaitUntilEnded(const std::string& token, const std::string& id) {
+    v1::Job job;
+    for (int i = 0; i < 300 && Get(token, id, &job).ok(); ++i) {
+      if (job.state() == v1::JOB_STATE_SUCCEEDED || job.state() == v1::JOB_STATE_FAILED ||
+          job.state() == v1::JOB_STATE_CANCELLED) {
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return job;
+  }
+
   std::vector<nlohmann::json> AuditLines() {
     std::vector<nlohmann::json> lines;
     for (absl::string_view line : absl::StrSplit(ReadFile(secure_.audit_log).value_or(""), '\n', absl::SkipEmpty())) {
@@ -375,9 +395,7 @@ TEST_F(SecurityTest, WithoutIdentitiesTheServerServesLoopbackOnly) {
 // shearsctl over TLS with its token; the job runs and its owner reads it.
 TEST_F(SecurityTest, WorkerAndShearsctlDoTheirJobsOverTlsWithTokens) {
   Start();
-  Process worker({Binary("worker/shears-worker"), "--server", server_.address, "--work-dir", dir_ / "work",
-                  "--poll-wait", "2s", "--threads", "2", "--tls-ca", certs_.ca, "--token-file", secure_.worker_token},
-                 dir_ / "worker.log");
+  auto worker = StartWorker(dir_ / "work", {"--threads", "2"});
   const auto ctl = [&](std::vector<std::string> args) {
     args.insert(args.begin(), {Binary("client/shearsctl"), "--server", server_.address, "--tls-ca", certs_.ca});
     return RunCommand(args, dir_ / "ctl.log");
@@ -387,7 +405,7 @@ TEST_F(SecurityTest, WorkerAndShearsctlDoTheirJobsOverTlsWithTokens) {
   ASSERT_EQ(created.status, 0) << created.out;
   const std::string id = nlohmann::json::parse(created.out)["id"];
   auto watched = ctl({"watch", id, "--token", kAlice});
-  EXPECT_EQ(watched.status, 0) << watched.out << worker.Log();
+  EXPECT_EQ(watched.status, 0) << watched.out << worker->Log();
   auto got = ctl({"get", "--json", "--token", kAlice, id});
   ASSERT_EQ(got.status, 0) << got.out;
   auto job = nlohmann::json::parse(got.out);
@@ -481,14 +499,9 @@ TEST_F(SecurityTest, OutputsCannotClobberInputsOtherJobsOrTheWorkersCache) {
   v1::CancelJobRequest cancel;  // alice's job out of the worker's way
   cancel.set_job_id(job.id());
   ASSERT_TRUE(Pruning()->CancelJob(As(kAlice).get(), cancel, &job).ok());
-  Process worker({Binary("worker/shears-worker"), "--server", server_.address, "--work-dir", work, "--poll-wait", "1s",
-                  "--tls-ca", certs_.ca, "--token-file", secure_.worker_token},
-                 dir_ / "worker.log");
-  v1::Job seen;
-  for (int i = 0; i < 300 && Get(kBob, poisoned.id(), &seen).ok() && seen.state() != v1::JOB_STATE_FAILED; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  EXPECT_EQ(seen.state(), v1::JOB_STATE_FAILED) << worker.Log();
+  auto worker = StartWorker(work);
+  const v1::Job seen = WaitUntilEnded(kBob, poisoned.id());
+  EXPECT_EQ(seen.state(), v1::JOB_STATE_FAILED) << worker->Log();
   EXPECT_NE(seen.error().find("spec.output.uri: file://" + work + "/cache/0123456789abcdef01234567 lies in the "
                               "worker's work directory"),
             std::string::npos)
@@ -541,14 +554,9 @@ TEST_F(SecurityTest, AWorkerWithThePolicyRefusesAJobOutsideItBeforeAByteMoves) {
   request.mutable_spec()->set_model_uri("file://" + model);
   request.mutable_spec()->mutable_output()->set_uri("file://" + (dir_ / "team-a/out"));
   ASSERT_TRUE(Pruning()->CreateJob(As(kAlice).get(), request, &job).ok());
-  Process worker({Binary("worker/shears-worker"), "--server", server_.address, "--work-dir", dir_ / "work", "--poll-wait",
-                  "1s", "--tls-ca", certs_.ca, "--token-file", secure_.worker_token, "--uri-policy", dir_ / "policy.json"},
-                 dir_ / "worker.log");
-  v1::Job seen;
-  for (int i = 0; i < 300 && Get(kAlice, job.id(), &seen).ok() && seen.state() != v1::JOB_STATE_FAILED; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  EXPECT_EQ(seen.state(), v1::JOB_STATE_FAILED) << worker.Log();
+  auto worker = StartWorker(dir_ / "work", {"--uri-policy", dir_ / "policy.json"});
+  const v1::Job seen = WaitUntilEnded(kAlice, job.id());
+  EXPECT_EQ(seen.state(), v1::JOB_STATE_FAILED) << worker->Log();
   EXPECT_NE(seen.error().find("spec.model_uri: 'file://" + model + "' is outside tenant team-a's URI policy"),
             std::string::npos)
       << seen.error();
