@@ -92,6 +92,11 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> OpenChannel(const ChannelOptions&
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(options.max_message_bytes);
   args.SetMaxSendMessageSize(options.max_message_bytes);
+  // gRPC's reconnect backoff grows to two minutes by default: a worker would find a restarted server
+  // only after its leases' grace had run out. (The minimum is left alone: gRPC also takes it as the
+  // least time a connection attempt, TLS handshake included, may take.)
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, kMaxReconnectBackoffMs);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kMaxReconnectBackoffMs);
   if (options.tls_ca_file.empty()) {
     return grpc::CreateCustomChannel(options.target, grpc::InsecureChannelCredentials(), args);
   }

@@ -44,6 +44,9 @@ struct ChannelOptions {
 // the file read again when it changes).
 absl::StatusOr<ChannelOptions> ChannelFlags(const CommandLine& cl, std::string target, int max_message_bytes);
 
+// The longest a client waits between two tries to reach a server that went away.
+inline constexpr int kMaxReconnectBackoffMs = 2000;
+
 absl::StatusOr<std::shared_ptr<grpc::Channel>> OpenChannel(const ChannelOptions& options);
 
 // Adds the token to one call. The metadata goes by hand rather than as call credentials, which

@@ -79,7 +79,19 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& path
   SHEARS_ASSIGN_OR_RETURN(auto db, Database::Open(path));
   std::unique_ptr<JobStore> store(new JobStore(std::move(db), std::move(options)));
   SHEARS_RETURN_IF_ERROR(store->Migrate());
+  // Two TTLs: one for a worker's heartbeat interval (a third of it) and its reconnection (two
+  // seconds at most between tries, common/channel.h), with room to spare.
+  SHEARS_RETURN_IF_ERROR(store->GraceRunningLeases(store->options_.clock() + 2 * store->options_.lease_ttl));
   return store;
+}
+
+absl::Status JobStore::GraceRunningLeases(absl::Time until) {
+  absl::MutexLock lock(&mu_);
+  // The server was not there to take heartbeats; whether each worker still runs its job is for
+  // its next heartbeat (every third of a TTL) to say.
+  Statement q(db_->get(), "UPDATE jobs SET lease_expire_ms = MAX(lease_expire_ms, ?) WHERE state = ?");
+  q.Bind(1, absl::ToUnixMillis(until)).Bind(2, int64_t{v1::JOB_STATE_RUNNING});
+  return q.Run();
 }
 
 absl::Status JobStore::Migrate() {
@@ -438,7 +450,7 @@ absl::Status JobStore::Complete(const v1::CompleteJobRequest& request) {
       .status();
 }
 
-absl::Status JobStore::Release(const std::string& job_id, const std::string& lease_id) {
+absl::Status JobStore::Release(const std::string& job_id, const std::string& lease_id, const std::string& why) {
   return Transaction<bool>([&]() -> absl::StatusOr<bool> {
            SHEARS_ASSIGN_OR_RETURN(Row row, LoadLeased(job_id, lease_id));
            const std::string worker = row.worker_id;
@@ -447,7 +459,8 @@ absl::Status JobStore::Release(const std::string& job_id, const std::string& lea
              SHEARS_RETURN_IF_ERROR(ChangeState(row, v1::JOB_STATE_CANCELLED, "cancelled; worker shut down"));
            } else {
              SHEARS_RETURN_IF_ERROR(
-                 ChangeState(row, v1::JOB_STATE_QUEUED, absl::StrCat("worker ", worker, " shut down and gave the job back")));
+                 ChangeState(row, v1::JOB_STATE_QUEUED,
+                             why.empty() ? absl::StrCat("worker ", worker, " shut down and gave the job back") : why));
            }
            SHEARS_RETURN_IF_ERROR(SaveRow(row));
            return true;

@@ -44,6 +44,8 @@ class JobStore {
   // Called after each committed change, outside the store's lock.
   using Listener = std::function<void(const Change& change)>;
 
+  // Every lease that was running when the store closed gets two lease TTLs from now before it can
+  // expire: workers that heartbeated through a server restart keep their jobs.
   static absl::StatusOr<std::unique_ptr<JobStore>> Open(const std::string& path, StoreOptions options);
   void AddListener(Listener listener);
   const StoreOptions& options() const { return options_; }
@@ -81,8 +83,9 @@ class JobStore {
   absl::StatusOr<int64_t> AppendEvents(const std::string& job_id, const std::string& lease_id,
                                        const std::vector<v1::JobEvent>& events);
   absl::Status Complete(const v1::CompleteJobRequest& request);
-  // Back to the queue; the attempt does not count.
-  absl::Status Release(const std::string& job_id, const std::string& lease_id);
+  // Back to the queue; the attempt does not count. `why` goes in the state change (default: the
+  // worker shut down and gave the job back).
+  absl::Status Release(const std::string& job_id, const std::string& lease_id, const std::string& why = "");
   // Requeues (or fails, after max_attempts) every running job whose lease has expired.
   absl::StatusOr<int> ExpireLeases();
 
@@ -101,6 +104,8 @@ class JobStore {
 
   JobStore(std::unique_ptr<Database> db, StoreOptions options);
   absl::Status Migrate();
+  // Moves every running lease's expiry to at least `until`.
+  absl::Status GraceRunningLeases(absl::Time until);
   // Sets output_uri for the queued and running jobs of a store migrated from version 0.
   absl::Status FillOutputUris() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs `body` in one IMMEDIATE transaction under the lock, then tells the listeners.

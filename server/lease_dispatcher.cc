@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <iostream>
 
+#include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
 #include "common/rpc_status.h"
 
@@ -104,6 +105,17 @@ std::deque<LeaseDispatcher::Waiter> LeaseDispatcher::Dispatch(std::deque<Waiter>
       auto lease = store_->LeaseNext(w.worker_id);
       if (!lease.ok()) {
         Finish(w, ToGrpcStatus(lease.status()));
+        continue;
+      }
+      if (lease->has_value() && w.context->IsCancelled()) {
+        // The caller went away while the lease was made: the job goes straight back, its attempt
+        // uncounted, rather than waiting out a lease nobody holds.
+        if (auto st = store_->Release((*lease)->job.id(), (*lease)->lease_id,
+                                      absl::StrCat("worker ", w.worker_id, " stopped waiting before the lease reached it"));
+            !st.ok()) {
+          std::cerr << "shears-server: giving back a lease nobody took: " << st << "\n";
+        }
+        Finish(w, grpc::Status::CANCELLED);
         continue;
       }
       if (lease->has_value()) {

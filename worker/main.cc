@@ -46,6 +46,9 @@ constexpr char kUsage[] = R"(usage: shears-worker --server HOST:PORT [flags]
                        Set it below the container's memory limit, which kills the whole worker
   --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks one)
   --metrics-port-file PATH    write the metrics port here once serving
+  --outage-patience DURATION  how long events and a job's outcome keep retrying a server that
+                       does not answer (default 15m); the server gives running leases a lease TTL
+                       of grace when it restarts, so the job goes on where it was
   --uri-policy PATH    which URIs each tenant's jobs may name (the server's file; docs/security.md),
                        checked again here before a byte moves
   --tenant-credentials PATH  each tenant's storage keys ({"tenants": {"team-a": {"aws_access_key_id",
@@ -154,7 +157,7 @@ int main(int argc, char** argv) {
                                 "max-message-bytes", "job-id", "model", "file",
                                 "allow-file-root", "cache-max-bytes", "s3-part-bytes", "max-tensor-memory", "metrics-listen",
                                 "metrics-port-file", "token", "token-file", "tls-ca", "tls-cert", "tls-key", "uri-policy",
-                                "tenant-credentials", "help"});
+                                "tenant-credentials", "outage-patience", "help"});
       !st.ok()) {
     return Fail(absl::StrCat(st.message(), "\n", kUsage));
   }
@@ -194,6 +197,9 @@ int main(int argc, char** argv) {
   auto poll = cl->GetDuration("poll-wait", options.poll_wait);
   if (!poll.ok()) return Fail(std::string(poll.status().message()));
   options.poll_wait = *poll;
+  auto patience = cl->GetDuration("outage-patience", options.outage_patience);
+  if (!patience.ok()) return Fail(std::string(patience.status().message()));
+  options.outage_patience = *patience;
   auto max_bytes = shears::MaxMessageBytesFlag(*cl, options.max_message_bytes);
   if (!max_bytes.ok()) return Fail(std::string(max_bytes.status().message()));
   options.max_message_bytes = *max_bytes;

@@ -16,18 +16,20 @@ namespace {
 
 void Log(const std::string& message) { std::cerr << "shears-worker: " << message << std::endl; }
 
-// Retries a call that failed for a reason that may pass (the server restarting, a network blip),
-// so that a finished job's outcome is not lost to one dropped packet.
+// Retries a call that failed for a reason that may pass (the server restarting, a network blip)
+// with backoff, for as long as `patience` says: a report or an outcome outlives a server outage
+// instead of being dropped after a few seconds.
 template <typename Call>
-grpc::Status WithRetries(Call call) {
+grpc::Status WithRetries(Call call, const std::function<bool(absl::Duration waited)>& patience) {
+  const absl::Time start = absl::Now();
   absl::Duration backoff = absl::Milliseconds(200);
-  for (int attempt = 1;; ++attempt) {
+  for (;;) {
     grpc::Status st = call();
     const bool transient = st.error_code() == grpc::StatusCode::UNAVAILABLE ||
                            st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
-    if (!transient || attempt == 5) return st;
+    if (!transient || !patience(absl::Now() - start)) return st;
     absl::SleepFor(backoff);
-    backoff *= 2;
+    backoff = std::min(backoff * 2, absl::Seconds(5));
   }
 }
 
@@ -42,6 +44,10 @@ Worker::Worker(WorkerOptions options)
 std::unique_ptr<grpc::ClientContext> Worker::Context(absl::Duration timeout) const {
   auto context = std::make_unique<grpc::ClientContext>();
   context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  // A call made while the server is away waits (to its deadline) for the connection instead of
+  // failing at once: waiting calls are what make gRPC try to reconnect, so a worker finds a
+  // restarted server within its reconnect backoff, well inside the grace its leases get.
+  context->set_wait_for_ready(true);
   AddToken(*context, options_.token.Get());
   return context;
 }
@@ -114,10 +120,18 @@ void Worker::RunLeased(const v1::LeaseJobResponse& lease) {
                  st.error_code() == grpc::StatusCode::NOT_FOUND) {
         Log(absl::StrCat("job ", job.id(), ": lease lost: ", st.error_message()));
         lease_lost = true;
+      } else {
+        Log(absl::StrCat("job ", job.id(), ": heartbeat: ", st.error_message(), "; trying again"));
       }
     }
   });
 
+  // How long a report or the outcome waits out a server that does not answer: the server gives
+  // running leases a TTL's grace when it comes back, so until it does the lease may still be ours.
+  // A worker told to stop (SIGTERM, within Kubernetes' grace period) waits less.
+  const auto patience = [this](absl::Duration waited) {
+    return waited < (stopping_ ? kStoppingPatience : options_.outage_patience);
+  };
   if (options_.metrics != nullptr) options_.metrics->JobStarted();
   RunContext context;
   context.job_id = job.id();
@@ -147,7 +161,8 @@ void Worker::RunLeased(const v1::LeaseJobResponse& lease) {
     request.set_job_id(job.id());
     request.set_lease_id(lease.lease_id());
     v1::HeartbeatResponse response;
-    grpc::Status st = WithRetries([&] { return stub_->Heartbeat(Context(options_.rpc_timeout).get(), request, &response); });
+    grpc::Status st =
+        WithRetries([&] { return stub_->Heartbeat(Context(options_.rpc_timeout).get(), request, &response); }, patience);
     if (st.ok()) return absl::OkStatus();
     if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION || st.error_code() == grpc::StatusCode::NOT_FOUND) {
       lease_lost = true;
@@ -161,7 +176,8 @@ void Worker::RunLeased(const v1::LeaseJobResponse& lease) {
     request.set_lease_id(lease.lease_id());
     for (const auto& event : batch) *request.add_events() = event;
     v1::ReportEventsResponse response;
-    grpc::Status st = WithRetries([&] { return stub_->ReportEvents(Context(options_.rpc_timeout).get(), request, &response); });
+    grpc::Status st = WithRetries(
+        [&] { return stub_->ReportEvents(Context(options_.rpc_timeout).get(), request, &response); }, patience);
     if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION) lease_lost = true;
   });
   context.on_event = [&](const v1::JobEvent& event) {
@@ -191,7 +207,8 @@ void Worker::RunLeased(const v1::LeaseJobResponse& lease) {
     release.set_job_id(job.id());
     release.set_lease_id(lease.lease_id());
     v1::ReleaseJobResponse ignored;
-    st = WithRetries([&] { return stub_->ReleaseJob(Context(options_.rpc_timeout).get(), release, &ignored); });
+    st = WithRetries([&] { return stub_->ReleaseJob(Context(options_.rpc_timeout).get(), release, &ignored); },
+                     patience);
     Log(absl::StrCat("job ", job.id(), ": given back to the queue"));
     ended("released");
   } else {
@@ -213,7 +230,8 @@ void Worker::RunLeased(const v1::LeaseJobResponse& lease) {
       ended("failed");
     }
     v1::CompleteJobResponse ignored;
-    st = WithRetries([&] { return stub_->CompleteJob(Context(options_.rpc_timeout).get(), request, &ignored); });
+    st = WithRetries([&] { return stub_->CompleteJob(Context(options_.rpc_timeout).get(), request, &ignored); },
+                     patience);
     Log(absl::StrCat("job ", job.id(), ": ",
                      result.ok() ? "succeeded" : absl::StrCat("ended: ", result.status().ToString())));
   }

@@ -30,6 +30,9 @@ struct WorkerOptions {
   StorageOptions storage;
   absl::Duration poll_wait = absl::Seconds(20);
   absl::Duration rpc_timeout = absl::Seconds(10);
+  // How long events, the publishing fence and the outcome keep retrying a server that does not
+  // answer (--outage-patience) before the worker gives up on them.
+  absl::Duration outage_patience = absl::Minutes(15);
   int max_message_bytes = kDefaultMaxMessageBytes;  // --max-message-bytes, as the server's
   // The connection to `server` (common/channel.h: TLS, client certificate); null: plaintext.
   std::shared_ptr<grpc::Channel> channel;
@@ -43,6 +46,9 @@ struct WorkerOptions {
 
 class Worker {
  public:
+  // The patience of a worker told to stop, well inside Kubernetes' grace period.
+  static constexpr absl::Duration kStoppingPatience = absl::Seconds(20);
+
   explicit Worker(WorkerOptions options);
   // Returns after Stop(): the running job, if any, is given back to the queue first.
   void Run();

@@ -347,5 +347,23 @@ TEST_F(JobStoreTest, AnOutputIsHeldUntilItsJobEnds) {
   EXPECT_TRUE(store_->Create(again, "", "team-b", "bob").ok());
 }
 
+
+// The server down longer than a lease's time to live: on restart a running lease is not expired at
+// once (which burned a healthy worker's attempt), but gets two TTLs for the worker's next heartbeat.
+TEST_F(JobStoreTest, ARestartGivesRunningLeasesOneTtlOfGrace) {
+  const std::string id = store_->Create(Spec(), "", "team-a", "alice")->job.id();
+  auto lease = store_->LeaseNext("w1");
+  ASSERT_TRUE(lease.ok() && lease->has_value());
+  now_ += absl::Seconds(60);  // the server was down six TTLs
+  Reopen();
+  EXPECT_EQ(store_->ExpireLeases().value(), 0);
+  now_ += absl::Seconds(15);  // within two TTLs
+  EXPECT_EQ(store_->ExpireLeases().value(), 0);
+  EXPECT_TRUE(store_->Heartbeat(id, (*lease)->lease_id).ok()) << "the worker's heartbeat finds its lease";
+  now_ += absl::Seconds(11);
+  EXPECT_EQ(store_->ExpireLeases().value(), 1) << "a worker that does not come back loses it after the grace";
+  EXPECT_EQ(store_->Get(id)->attempt_count(), 1);
+}
+
 }  // namespace
 }  // namespace shears::server

@@ -49,10 +49,12 @@ class ServiceTest : public ::testing::Test {
 
   // As deployed: TLS, identities (this test calls as alice, a client of team-a, and as the worker),
   // and the plaintext health port.
-  void StartServer(const std::string& lease_ttl) {
+  // `port` 0: any free one.
+  void StartServer(const std::string& lease_ttl, int port = 0) {
     unlink((dir_ / "health.port").c_str());
     secure_ = testing::StartSecureServer(dir_.path(), {"--lease-ttl", lease_ttl, "--max-attempts", "3", "--health-listen",
-                                                       "127.0.0.1:0", "--health-port-file", dir_ / "health.port"});
+                                                       "127.0.0.1:0", "--health-port-file", dir_ / "health.port",
+                                                       "--listen", absl::StrCat("127.0.0.1:", port)});
     ASSERT_TRUE(secure_.error.empty()) << secure_.error;
     server_ = std::move(secure_.server.process);
     address_ = secure_.server.address;
@@ -942,6 +944,43 @@ TEST_F(ServiceTest, RunningJobIsCancelledThroughTheHeartbeat) {
   EXPECT_LT(layers, kSlowBlocks * 7) << "the worker stopped before the end";
   EXPECT_FALSE(fs::exists(dir_ / "out/shears_report.json"));
   EXPECT_EQ(done.error(), "cancelled by request") << "the worker stopped and said so, not a lapsed lease";
+}
+
+// The bad day: the server killed (-9) while a job runs and down for longer than a lease's
+// time to live. The worker goes on pruning, keeps its reports and heartbeats until the server is
+// back; the restarted server gives the lease a TTL of grace; the job ends on its first attempt with
+// every layer's event, the sequence without a gap.
+TEST_F(ServiceTest, AServerKilledMidJobComesBackAndTheAttemptGoesOn) {
+  server_.reset();
+  StartServer("2s");
+  const int port = std::stoi(address_.substr(address_.rfind(':') + 1));
+  testing::WriteSyntheticLlama(dir_ / "slow", kSlowBlocks, 256, 704);
+  StartWorker();
+  v1::Job job;
+  ASSERT_TRUE(Create(Spec(dir_ / "slow", dir_ / "out"), &job).ok());
+  {
+    v1::WatchJobRequest request;
+    request.set_job_id(job.id());
+    auto context = Context(120);
+    auto reader = pruning_->WatchJob(context.get(), request);
+    v1::JobEvent event;
+    while (reader->Read(&event) && !event.has_layer()) {
+    }
+    context->TryCancel();
+  }
+  EXPECT_EQ(server_->Stop(SIGKILL), 128 + SIGKILL);
+  std::this_thread::sleep_for(std::chrono::seconds(5));  // two and a half TTLs
+  StartServer("2s", port);
+  const auto events = Watch(job.id());
+  const v1::Job done = Get(job.id());
+  EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error() << worker_->Log();
+  EXPECT_EQ(done.attempt_count(), 1) << "no attempt burned by the restart\n" << worker_->Log();
+  int layers = 0;
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].sequence(), static_cast<int64_t>(i) + 1);
+    layers += events[i].has_layer();
+  }
+  EXPECT_EQ(layers, done.result().layers_size()) << "every layer's event arrived, the outage's included";
 }
 
 TEST_F(ServiceTest, WorkerGivesItsJobBackOnSigterm) {

@@ -2,6 +2,7 @@
 // The identities the service tests run with: two teams' clients, a worker and an admin, each with a
 // bearer token, and a worker named by its client certificate (test_certificates.h).
 
+#include <filesystem>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -52,7 +53,13 @@ struct SecureServer {
 };
 inline SecureServer StartSecureServer(const std::string& dir, const std::vector<std::string>& flags = {}) {
   SecureServer s;
-  s.certs = MakeTestCertificates(dir);
+  // A restarted server keeps its certificates: its clients trust the CA they were given.
+  if (std::filesystem::exists(dir + "/server.pem")) {
+    s.certs = {dir + "/ca.pem",     dir + "/server.pem",   dir + "/server.key",   dir + "/client.pem",
+               dir + "/client.key", dir + "/stranger.pem", dir + "/stranger.key", ""};
+  } else {
+    s.certs = MakeTestCertificates(dir);
+  }
   s.identities = dir + "/identities.json";
   s.worker_token = dir + "/worker.token";
   s.audit_log = dir + "/audit.log";
