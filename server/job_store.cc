@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   worker_id TEXT,
   lease_expire_ms INTEGER,
   last_sequence INTEGER NOT NULL DEFAULT 0,
+  last_batch INTEGER NOT NULL DEFAULT 0,   -- the lease's last event batch applied (ReportEvents.batch)
   output_uri TEXT,                         -- canonical; no two jobs that have not ended overlap
   UNIQUE (tenant, request_id)
 );
@@ -68,6 +69,7 @@ struct JobStore::Row {
   std::string worker_id;
   int64_t lease_expire_ms = 0;
   int64_t last_sequence = 0;
+  int64_t last_batch = 0;  // of the current lease
 };
 
 JobStore::JobStore(std::unique_ptr<Database> db, StoreOptions options)
@@ -182,7 +184,8 @@ absl::StatusOr<T> JobStore::Transaction(Body body) {
 
 absl::StatusOr<JobStore::Row> JobStore::LoadRow(const std::string& job_id) {
   Statement q(db_->get(),
-              "SELECT seq, job, lease_id, worker_id, lease_expire_ms, last_sequence, tenant FROM jobs WHERE id = ?");
+              "SELECT seq, job, lease_id, worker_id, lease_expire_ms, last_sequence, tenant, last_batch FROM jobs "
+              "WHERE id = ?");
   q.Bind(1, job_id);
   SHEARS_ASSIGN_OR_RETURN(bool found, q.Step());
   if (!found) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
@@ -194,20 +197,21 @@ absl::StatusOr<JobStore::Row> JobStore::LoadRow(const std::string& job_id) {
   row.lease_expire_ms = q.Int(4);
   row.last_sequence = q.Int(5);
   row.job.set_tenant(q.Text(6));  // the column rules: jobs migrated from version 0 have none in the record
+  row.last_batch = q.Int(7);
   return row;
 }
 
 absl::Status JobStore::SaveRow(const Row& row) {
   Statement q(db_->get(),
               "UPDATE jobs SET state = ?, job = ?, lease_id = ?, worker_id = ?, lease_expire_ms = ?, "
-              "last_sequence = ? WHERE id = ?");
+              "last_sequence = ?, last_batch = ? WHERE id = ?");
   q.Bind(1, static_cast<int64_t>(row.job.state())).BindBlob(2, row.job.SerializeAsString());
   if (row.lease_id.empty()) {
     q.BindNull(3).BindNull(4).BindNull(5);
   } else {
     q.Bind(3, row.lease_id).Bind(4, row.worker_id).Bind(5, row.lease_expire_ms);
   }
-  q.Bind(6, row.last_sequence).Bind(7, row.job.id());
+  q.Bind(6, row.last_sequence).Bind(7, row.last_batch).Bind(8, row.job.id());
   return q.Run();
 }
 
@@ -391,6 +395,7 @@ absl::StatusOr<std::optional<JobStore::Lease>> JobStore::LeaseNext(const std::st
         row, v1::JOB_STATE_RUNNING,
         absl::StrCat("attempt ", row.job.attempt_count(), " of ", options_.max_attempts, " on worker ", worker_id)));
     row.lease_id = RandomId();
+    row.last_batch = 0;  // the new lease numbers its batches from 1
     row.worker_id = worker_id;
     row.lease_expire_ms = absl::ToUnixMillis(options_.clock() + options_.lease_ttl);
     SHEARS_RETURN_IF_ERROR(SaveRow(row));
@@ -408,9 +413,11 @@ absl::StatusOr<bool> JobStore::Heartbeat(const std::string& job_id, const std::s
 }
 
 absl::StatusOr<int64_t> JobStore::AppendEvents(const std::string& job_id, const std::string& lease_id,
-                                               const std::vector<v1::JobEvent>& events) {
+                                               const std::vector<v1::JobEvent>& events, int64_t batch) {
   return Transaction<int64_t>([&]() -> absl::StatusOr<int64_t> {
     SHEARS_ASSIGN_OR_RETURN(Row row, LoadLeased(job_id, lease_id));
+    if (batch > 0 && batch <= row.last_batch) return row.last_sequence;  // applied already
+    if (batch > 0) row.last_batch = batch;
     for (const auto& event : events) {
       if (event.has_state_change()) {
         return absl::InvalidArgumentError("events: workers report progress and layers, not state changes");

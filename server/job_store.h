@@ -79,9 +79,10 @@ class JobStore {
   absl::StatusOr<std::optional<Lease>> LeaseNext(const std::string& worker_id);
   // Renews the lease; returns whether cancellation was requested.
   absl::StatusOr<bool> Heartbeat(const std::string& job_id, const std::string& lease_id);
-  // Returns the last sequence number assigned.
+  // Returns the last sequence number assigned. `batch` (1, 2, ... within the lease; 0: none): a
+  // batch applied already changes nothing, so a retried call cannot log its events twice.
   absl::StatusOr<int64_t> AppendEvents(const std::string& job_id, const std::string& lease_id,
-                                       const std::vector<v1::JobEvent>& events);
+                                       const std::vector<v1::JobEvent>& events, int64_t batch = 0);
   absl::Status Complete(const v1::CompleteJobRequest& request);
   // Back to the queue; the attempt does not count. `why` goes in the state change (default: the
   // worker shut down and gave the job back).

@@ -56,7 +56,7 @@ grpc::ServerUnaryReactor* WorkersService::ReportEvents(grpc::CallbackServerConte
     SHEARS_RETURN_IF_ERROR(Authorize(*authenticator_, *context, Api::kWorkers).status());
     SHEARS_RETURN_IF_ERROR(RequireLease(request->job_id(), request->lease_id()));
     std::vector<v1::JobEvent> events(request->events().begin(), request->events().end());
-    SHEARS_ASSIGN_OR_RETURN(int64_t last, store_->AppendEvents(request->job_id(), request->lease_id(), events));
+    SHEARS_ASSIGN_OR_RETURN(int64_t last, store_->AppendEvents(request->job_id(), request->lease_id(), events, request->batch()));
     response->set_last_sequence(last);
     return absl::OkStatus();
   });

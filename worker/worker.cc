@@ -169,11 +169,13 @@ void Worker::RunLeased(const v1::LeaseJobResponse& lease) {
     }
     return absl::AbortedError(absl::StrCat("the lease could not be confirmed: ", st.error_message()));
   };
+  int64_t batches = 0;  // numbered, so that a retry after a lost answer is not applied twice
   EventBatches events([&](const std::vector<v1::JobEvent>& batch) {
     if (lease_lost) return;
     v1::ReportEventsRequest request;
     request.set_job_id(job.id());
     request.set_lease_id(lease.lease_id());
+    request.set_batch(++batches);
     for (const auto& event : batch) *request.add_events() = event;
     v1::ReportEventsResponse response;
     grpc::Status st = WithRetries(

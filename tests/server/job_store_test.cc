@@ -365,5 +365,22 @@ TEST_F(JobStoreTest, ARestartGivesRunningLeasesOneTtlOfGrace) {
   EXPECT_EQ(store_->Get(id)->attempt_count(), 1);
 }
 
+
+// A ReportEvents call whose answer was lost (the server restarted after committing) is retried by
+// the worker; the numbered batch is applied once.
+TEST_F(JobStoreTest, ARetriedEventBatchIsAppliedOnce) {
+  const std::string id = store_->Create(Spec(), "", "team-a", "alice")->job.id();
+  auto lease = store_->LeaseNext("w1");
+  ASSERT_TRUE(lease.ok() && lease->has_value());
+  const std::string lease_id = (*lease)->lease_id;
+  EXPECT_EQ(store_->AppendEvents(id, lease_id, {Progress(0.1), Progress(0.2)}, 1).value(), 4);
+  EXPECT_EQ(store_->AppendEvents(id, lease_id, {Progress(0.1), Progress(0.2)}, 1).value(), 4) << "the retry";
+  Reopen();
+  EXPECT_EQ(store_->AppendEvents(id, lease_id, {Progress(0.1), Progress(0.2)}, 1).value(), 4) << "after a restart";
+  EXPECT_EQ(store_->AppendEvents(id, lease_id, {Progress(0.3)}, 2).value(), 5);
+  EXPECT_EQ(Events(id).size(), 5u);
+  EXPECT_EQ(store_->AppendEvents(id, lease_id, {Progress(0.4)}, 0).value(), 6) << "unnumbered: always applied";
+}
+
 }  // namespace
 }  // namespace shears::server
