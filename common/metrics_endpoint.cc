@@ -5,9 +5,11 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include <prometheus/text_serializer.h>
@@ -21,6 +23,7 @@ namespace shears {
 namespace {
 
 constexpr int kReadTimeoutMs = 5000;
+constexpr int kWriteTimeoutMs = 5000;
 constexpr size_t kMaxRequestBytes = 16 * 1024;
 
 absl::Status ListenError(const std::string& listen, const std::string& why) {
@@ -94,6 +97,12 @@ MetricsEndpoint::~MetricsEndpoint() {
     (void)!write(wake_[1], &stop, 1);
   }
   thread_.join();
+  {
+    // Connections still open are cut short; their threads finish at once.
+    absl::MutexLock lock(&connections_->mu);
+    for (int fd : connections_->open) shutdown(fd, SHUT_RDWR);
+    connections_->mu.Await(absl::Condition(+[](std::set<int>* open) { return open->empty(); }, &connections_->open));
+  }
   close(listen_fd_);
   for (int fd : wake_) {
     if (fd >= 0) close(fd);
@@ -110,18 +119,36 @@ void MetricsEndpoint::Serve() {
     if (fds[1].revents != 0) return;
     const int client = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (client < 0) continue;
-    Answer(client);
-    close(client);
+    // The answer cannot wait longer than its deadline for a client that reads slowly.
+    const timeval send_timeout = {kWriteTimeoutMs / 1000, 0};
+    setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof send_timeout);
+    {
+      absl::MutexLock lock(&connections_->mu);
+      if (static_cast<int>(connections_->open.size()) >= kMaxConnections) {
+        WriteAll(client, Response("503 Service Unavailable", "text/plain", "too many scrapes at once\n"));
+        close(client);
+        continue;
+      }
+      connections_->open.insert(client);
+    }
+    std::thread([this, connections = connections_, client] {
+      Answer(client);  // `this` outlives it: the destructor waits for the connection to leave the set
+      absl::MutexLock lock(&connections->mu);
+      connections->open.erase(client);
+      close(client);
+    }).detach();
   }
 }
 
 void MetricsEndpoint::Answer(int fd) const {
-  // The request line and headers; a client that sends nothing for 5 s is dropped.
+  // The request line and headers, within 5 s of the connection however they trickle in.
   std::string request;
   char buffer[4096];
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kReadTimeoutMs);
   while (!absl::StrContains(request, "\r\n\r\n") && request.size() < kMaxRequestBytes) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     pollfd in = {fd, POLLIN, 0};
-    if (poll(&in, 1, kReadTimeoutMs) <= 0) return;
+    if (left.count() <= 0 || poll(&in, 1, static_cast<int>(left.count())) <= 0) return;
     const ssize_t n = recv(fd, buffer, sizeof buffer, 0);
     if (n <= 0) return;
     request.append(buffer, static_cast<size_t>(n));
