@@ -53,9 +53,7 @@ absl::Status ValidateUris(const v1::JobSpec& spec) {
   }
   // Spelled any way (`<model>/.`, a trailing slash, a file inside it), an output that overlaps an
   // input would overwrite what the job reads.
-  auto inputs = DatasetUris(spec);
-  inputs.emplace(inputs.begin(), "model_uri", spec.model_uri());
-  for (const auto& [field, uri] : inputs) {
+  for (const auto& [field, uri] : InputUris(spec)) {
     if (UrisOverlap(spec.output().uri(), uri)) {
       return Invalid("output.uri", absl::StrCat("overlaps ", field, " (", uri, "): the job would overwrite what it reads"));
     }
@@ -94,9 +92,14 @@ absl::Status CheckFileRoots(const v1::JobSpec& spec, const std::vector<std::stri
   return absl::OkStatus();
 }
 
-absl::Status CheckUriPolicy(const v1::JobSpec& spec, const TenantUriPolicy& policy) {
+std::vector<std::pair<std::string, std::string>> InputUris(const v1::JobSpec& spec) {
   auto uris = DatasetUris(spec);
   uris.emplace(uris.begin(), "model_uri", spec.model_uri());
+  return uris;
+}
+
+absl::Status CheckUriPolicy(const v1::JobSpec& spec, const TenantUriPolicy& policy) {
+  auto uris = InputUris(spec);
   uris.emplace_back("output.uri", spec.output().uri());
   for (const auto& [field, uri] : uris) {
     if (policy.Allows(uri)) continue;

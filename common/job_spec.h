@@ -5,6 +5,7 @@
 // on the spec translated (job_translation.h).
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -18,6 +19,9 @@ void ApplySpecDefaults(v1::JobSpec& spec);
 // INVALID_ARGUMENT naming the field (e.g. "spec.target_sparsity: ...") for anything this build
 // cannot run.
 absl::Status ValidateSpec(const v1::JobSpec& spec);
+// The URIs a job reads, by the field that names them: "model_uri", then each dataset's
+// ("calibration.dataset_uri", ...).
+std::vector<std::pair<std::string, std::string>> InputUris(const v1::JobSpec& spec);
 // PERMISSION_DENIED naming the field when a file:// URI of the spec lies outside `roots` (the
 // operator's --allow-file-root; none: every local path).
 absl::Status CheckFileRoots(const v1::JobSpec& spec, const std::vector<std::string>& roots);

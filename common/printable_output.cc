@@ -1,29 +1,16 @@
 #include "common/printable_output.h"
 
+#include <sstream>
+
 namespace shears {
 namespace {
 
-// Whether `c`, following `previous`, is kept; C1 controls are the two bytes 0xC2 0x80..0x9F, of
-// which the 0xC2 was held back until the second byte showed what it starts.
+// C0 controls but newline and tab, and DEL, are single bytes; C1 controls are the two bytes 0xC2
+// 0x80..0x9F, of which the filter holds the 0xC2 back until the next byte shows what it starts.
 bool IsC0OrDel(unsigned char c) { return (c < 0x20 && c != '\n' && c != '\t') || c == 0x7f; }
 bool IsC1Second(unsigned char c) { return c >= 0x80 && c <= 0x9f; }
 
 }  // namespace
-
-std::string PrintableText(const std::string& text) {
-  std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size(); ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (IsC0OrDel(c)) continue;
-    if (c == 0xc2 && i + 1 < text.size() && IsC1Second(static_cast<unsigned char>(text[i + 1]))) {
-      ++i;
-      continue;
-    }
-    out.push_back(static_cast<char>(c));
-  }
-  return out;
-}
 
 class PrintableOutput::Filter final : public std::streambuf {
  public:
@@ -60,6 +47,15 @@ class PrintableOutput::Filter final : public std::streambuf {
   std::streambuf* const sink_;
   bool held_c2_ = false;
 };
+
+std::string PrintableText(const std::string& text) {
+  std::ostringstream out;
+  {
+    PrintableOutput filter(out);
+    out << text;
+  }
+  return out.str();
+}
 
 PrintableOutput::PrintableOutput(std::ostream& stream)
     : stream_(stream), original_(stream.rdbuf()), filter_(new Filter(original_)) {

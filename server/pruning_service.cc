@@ -111,24 +111,21 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent>, public
 
 grpc::ServerUnaryReactor* PruningService::CreateJob(grpc::CallbackServerContext* context,
                                                     const v1::CreateJobRequest* request, v1::Job* response) {
-  auto caller = authenticator_->Authenticate(*context);
-  const absl::Status outcome = [&]() -> absl::Status {
-    SHEARS_RETURN_IF_ERROR(caller.status());
-    SHEARS_RETURN_IF_ERROR(CheckRole(*authenticator_, *caller, Api::kPruning));
-    if (!request->has_spec()) return absl::InvalidArgumentError("spec: is required");
-    if (request->request_id().size() > 128) return absl::InvalidArgumentError("request_id: at most 128 characters");
-    v1::JobSpec spec = request->spec();
-    ApplySpecDefaults(spec);
-    SHEARS_RETURN_IF_ERROR(ValidateSpec(spec));
-    SHEARS_RETURN_IF_ERROR(CheckFileRoots(spec, file_roots_));
-    SHEARS_RETURN_IF_ERROR(uri_policies_->Check(spec, TenantOf(*caller)));
-    SHEARS_ASSIGN_OR_RETURN(auto created,
-                            store_->Create(spec, request->request_id(), TenantOf(*caller), caller->principal));
-    *response = std::move(created.job);
-    return absl::OkStatus();
-  }();
-  audit_->Record(caller.ok() ? &*caller : nullptr, "CreateJob", response->id(), outcome);
-  return FinishNow(context, outcome);
+  return RespondAudited(
+      context, *authenticator_, Api::kPruning, *audit_, "CreateJob", [&] { return response->id(); },
+      [&](const Identity& caller) -> absl::Status {
+        if (!request->has_spec()) return absl::InvalidArgumentError("spec: is required");
+        if (request->request_id().size() > 128) return absl::InvalidArgumentError("request_id: at most 128 characters");
+        v1::JobSpec spec = request->spec();
+        ApplySpecDefaults(spec);
+        SHEARS_RETURN_IF_ERROR(ValidateSpec(spec));
+        SHEARS_RETURN_IF_ERROR(CheckFileRoots(spec, file_roots_));
+        SHEARS_RETURN_IF_ERROR(uri_policies_->Check(spec, TenantOf(caller)));
+        SHEARS_ASSIGN_OR_RETURN(auto created,
+                                store_->Create(spec, request->request_id(), TenantOf(caller), caller.principal));
+        *response = std::move(created.job);
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* PruningService::GetJob(grpc::CallbackServerContext* context,
@@ -157,16 +154,13 @@ grpc::ServerUnaryReactor* PruningService::ListJobs(grpc::CallbackServerContext* 
 
 grpc::ServerUnaryReactor* PruningService::CancelJob(grpc::CallbackServerContext* context,
                                                     const v1::CancelJobRequest* request, v1::Job* response) {
-  auto caller = authenticator_->Authenticate(*context);
-  const absl::Status outcome = [&]() -> absl::Status {
-    SHEARS_RETURN_IF_ERROR(caller.status());
-    SHEARS_RETURN_IF_ERROR(CheckRole(*authenticator_, *caller, Api::kPruning));
-    SHEARS_RETURN_IF_ERROR(VisibleJob(store_, *caller, request->job_id()).status());
-    SHEARS_ASSIGN_OR_RETURN(*response, store_->Cancel(request->job_id()));
-    return absl::OkStatus();
-  }();
-  audit_->Record(caller.ok() ? &*caller : nullptr, "CancelJob", request->job_id(), outcome);
-  return FinishNow(context, outcome);
+  return RespondAudited(
+      context, *authenticator_, Api::kPruning, *audit_, "CancelJob", [&] { return request->job_id(); },
+      [&](const Identity& caller) -> absl::Status {
+        SHEARS_RETURN_IF_ERROR(VisibleJob(store_, caller, request->job_id()).status());
+        SHEARS_ASSIGN_OR_RETURN(*response, store_->Cancel(request->job_id()));
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerWriteReactor<v1::JobEvent>* PruningService::WatchJob(grpc::CallbackServerContext* context,

@@ -65,12 +65,11 @@ grpc::ServerUnaryReactor* WorkersService::ReportEvents(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* WorkersService::CompleteJob(grpc::CallbackServerContext* context,
                                                       const v1::CompleteJobRequest* request,
                                                       v1::CompleteJobResponse*) {
-  auto caller = authenticator_->Authenticate(*context);
-  absl::Status outcome = caller.ok() ? CheckRole(*authenticator_, *caller, Api::kWorkers) : caller.status();
-  if (outcome.ok()) outcome = RequireLease(request->job_id(), request->lease_id());
-  if (outcome.ok()) outcome = store_->Complete(*request);
-  audit_->Record(caller.ok() ? &*caller : nullptr, "CompleteJob", request->job_id(), outcome);
-  return FinishNow(context, outcome);
+  return RespondAudited(context, *authenticator_, Api::kWorkers, *audit_, "CompleteJob",
+                        [&] { return request->job_id(); }, [&](const Identity&) -> absl::Status {
+                          SHEARS_RETURN_IF_ERROR(RequireLease(request->job_id(), request->lease_id()));
+                          return store_->Complete(*request);
+                        });
 }
 
 grpc::ServerUnaryReactor* WorkersService::ReleaseJob(grpc::CallbackServerContext* context,

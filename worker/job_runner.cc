@@ -111,10 +111,7 @@ absl::Status ConfirmLease(const RunContext& context, const char* before) {
 }  // namespace
 
 absl::Status CheckLocalPaths(const v1::JobSpec& spec, const std::string& work_dir) {
-  std::vector<std::pair<std::string, std::string>> uris = {{"model_uri", spec.model_uri()}};
-  if (spec.has_calibration()) uris.emplace_back("calibration.dataset_uri", spec.calibration().dataset_uri());
-  if (spec.has_evaluation()) uris.emplace_back("evaluation.dataset_uri", spec.evaluation().dataset_uri());
-  if (spec.has_fine_tune()) uris.emplace_back("fine_tune.dataset_uri", spec.fine_tune().dataset_uri());
+  auto uris = InputUris(spec);
   uris.emplace_back("output.uri", spec.output().uri());
   std::error_code ec;
   const std::string work = absl::StrCat("file://", fs::weakly_canonical(work_dir, ec).string());

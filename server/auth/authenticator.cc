@@ -18,7 +18,8 @@ absl::StatusOr<Role> ParseRole(const std::string& name) {
   return absl::InvalidArgumentError(absl::StrCat("role: \"", name, "\" is not client, worker or admin"));
 }
 
-// One entry of "tokens" or "certificates": its key (`key_field`) and the identity it names.
+// One entry of "tokens", "certificates" or "jwt_subjects": its key (`key_field`) and the identity it
+// names.
 absl::StatusOr<std::pair<std::string, Identity>> ParseEntry(const nlohmann::json& entry, const char* key_field) {
   if (!entry.is_object()) return absl::InvalidArgumentError("not an object");
   const auto text = [&](const char* field) -> std::string {

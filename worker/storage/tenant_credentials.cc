@@ -1,6 +1,8 @@
 #include "worker/storage/tenant_credentials.h"
 
-#include <set>
+#include <algorithm>
+#include <iterator>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -8,6 +10,18 @@
 #include "common/files.h"
 
 namespace shears::worker {
+namespace {
+
+// The fields of a tenant's entry, and where each goes.
+constexpr std::pair<const char*, std::string StorageCredentials::*> kFields[] = {
+    {"aws_access_key_id", &StorageCredentials::aws_access_key_id},
+    {"aws_secret_access_key", &StorageCredentials::aws_secret_access_key},
+    {"aws_session_token", &StorageCredentials::aws_session_token},
+    {"aws_region", &StorageCredentials::aws_region},
+    {"aws_endpoint_url", &StorageCredentials::aws_endpoint_url},
+    {"hf_token", &StorageCredentials::hf_token}};
+
+}  // namespace
 
 absl::StatusOr<TenantCredentials> ParseTenantCredentials(const std::string& text) {
   const auto json = nlohmann::json::parse(text, nullptr, false);
@@ -18,22 +32,16 @@ absl::StatusOr<TenantCredentials> ParseTenantCredentials(const std::string& text
   for (const auto& [tenant, entry] : json["tenants"].items()) {
     if (!entry.is_object()) return absl::InvalidArgumentError(absl::StrCat("tenants.", tenant, ": not an object"));
     StorageCredentials c;
-    for (const auto& [field, into] :
-         {std::pair{"aws_access_key_id", &c.aws_access_key_id}, std::pair{"aws_secret_access_key", &c.aws_secret_access_key},
-          std::pair{"aws_session_token", &c.aws_session_token}, std::pair{"aws_region", &c.aws_region},
-          std::pair{"aws_endpoint_url", &c.aws_endpoint_url}, std::pair{"hf_token", &c.hf_token}}) {
-      if (!entry.contains(field)) continue;
-      if (!entry[field].is_string()) {
-        return absl::InvalidArgumentError(absl::StrCat("tenants.", tenant, ".", field, ": not a string"));
-      }
-      *into = entry[field].get<std::string>();
-    }
     for (const auto& [field, value] : entry.items()) {
-      static const std::set<std::string> kKnown = {"aws_access_key_id", "aws_secret_access_key", "aws_session_token",
-                                                   "aws_region",        "aws_endpoint_url",      "hf_token"};
-      if (kKnown.count(field) == 0) {
+      const auto* known = std::find_if(std::begin(kFields), std::end(kFields),
+                                       [&field = field](const auto& f) { return field == f.first; });
+      if (known == std::end(kFields)) {
         return absl::InvalidArgumentError(absl::StrCat("tenants.", tenant, ".", field, ": unknown field"));
       }
+      if (!value.is_string()) {
+        return absl::InvalidArgumentError(absl::StrCat("tenants.", tenant, ".", field, ": not a string"));
+      }
+      c.*(known->second) = value.get<std::string>();
     }
     out[tenant] = std::move(c);
   }
