@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/job_translation.h"
+#include "common/limits.h"
 #include "common/uri.h"
 #include "worker/engine/api/job_rules.h"
 
@@ -72,8 +73,33 @@ absl::Status ValidateProtoOnlyFields(const v1::JobSpec& spec) {
   if (tune.has_uniqueness_weight() && !(tune.uniqueness_weight() >= 0.0 && std::isfinite(tune.uniqueness_weight()))) {
     return Invalid("fine_tune.uniqueness_weight", "must be a non-negative number");
   }
+  return absl::OkStatus();
+}
+
+// The bounds of common/limits.h, checked before anything else looks at the spec.
+absl::Status ValidateSizes(const v1::JobSpec& spec) {
+  if (const size_t bytes = spec.ByteSizeLong(); bytes > kMaxSpecBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("spec: ", bytes, " bytes, more than the limit of ", kMaxSpecBytes));
+  }
+  auto uris = InputUris(spec);
+  uris.emplace_back("output.uri", spec.output().uri());
+  for (const auto& [field, uri] : uris) {
+    if (uri.size() > kMaxUriBytes) {
+      return Invalid(field, absl::StrCat(uri.size(), " bytes, more than the limit of ", kMaxUriBytes));
+    }
+  }
+  if (spec.labels_size() > kMaxLabels) {
+    return Invalid("labels", absl::StrCat(spec.labels_size(), " labels, more than the limit of ", kMaxLabels));
+  }
   for (const auto& [key, value] : spec.labels()) {
-    if (key.empty() || key.size() > 63) return Invalid("labels", absl::StrCat("key '", key, "' must be 1-63 characters"));
+    if (key.empty() || key.size() > kMaxLabelKeyBytes) {
+      return Invalid("labels", absl::StrCat("key '", key.substr(0, kMaxLabelKeyBytes), key.size() > kMaxLabelKeyBytes ? "..." : "",
+                                            "' must be 1-", kMaxLabelKeyBytes, " bytes"));
+    }
+    if (value.size() > kMaxLabelValueBytes) {
+      return Invalid(absl::StrCat("labels[", key, "]"), absl::StrCat(value.size(), " bytes, more than the limit of ",
+                                                                    kMaxLabelValueBytes));
+    }
   }
   return absl::OkStatus();
 }
@@ -124,6 +150,7 @@ void ApplySpecDefaults(v1::JobSpec& spec) {
 }
 
 absl::Status ValidateSpec(const v1::JobSpec& spec) {
+  if (auto st = ValidateSizes(spec); !st.ok()) return st;
   if (auto st = ValidateUri("model_uri", spec.model_uri()); !st.ok()) return st;
   auto options = EngineOptions(spec);
   if (!options.ok()) return options.status();

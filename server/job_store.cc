@@ -5,6 +5,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/limits.h"
 #include "common/proto_time.h"
 #include "common/random_id.h"
 #include "common/uri.h"
@@ -14,7 +15,8 @@ namespace shears::server {
 namespace {
 
 // Version 1: jobs belong to a tenant, and request ids are unique within one.
-constexpr int kSchemaVersion = 1;
+// Version 2: ended jobs keep their end time in a column, for retention.
+constexpr int kSchemaVersion = 2;
 constexpr char kSchema[] = R"sql(
 CREATE TABLE IF NOT EXISTS jobs (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,   -- creation order, and the page token
@@ -29,9 +31,11 @@ CREATE TABLE IF NOT EXISTS jobs (
   last_sequence INTEGER NOT NULL DEFAULT 0,
   last_batch INTEGER NOT NULL DEFAULT 0,   -- the lease's last event batch applied (ReportEvents.batch)
   output_uri TEXT,                         -- canonical; no two jobs that have not ended overlap
+  end_ms INTEGER,                          -- when an ended job ended; NULL before (retention)
   UNIQUE (tenant, request_id)
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, seq);
+CREATE INDEX IF NOT EXISTS jobs_by_end ON jobs(end_ms) WHERE end_ms IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_by_tenant ON jobs(tenant, state, seq);
 CREATE TABLE IF NOT EXISTS events (
   job_id TEXT NOT NULL,
@@ -53,6 +57,8 @@ INSERT INTO jobs (seq, id, tenant, request_id, state, job, lease_id, worker_id, 
 -- output_uri stays NULL for jobs that had ended; JobStore::Migrate fills it for the others.
 DROP TABLE jobs_v0;
 )sql";
+// Version 1 to 2: the column before the schema's index on it; JobStore::Migrate fills it.
+constexpr char kMigrateFromVersion1[] = "ALTER TABLE jobs ADD COLUMN end_ms INTEGER;";
 
 std::string StateName(v1::JobState state) { return v1::JobState_Name(state); }
 
@@ -77,14 +83,25 @@ JobStore::JobStore(std::unique_ptr<Database> db, StoreOptions options)
 
 absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& path, StoreOptions options) {
   if (options.max_attempts < 1) return absl::InvalidArgumentError("max_attempts must be at least 1");
+  if (options.max_crashes < 1) return absl::InvalidArgumentError("max_crashes must be at least 1");
   if (options.lease_ttl <= absl::ZeroDuration()) return absl::InvalidArgumentError("lease_ttl must be positive");
   SHEARS_ASSIGN_OR_RETURN(auto db, Database::Open(path));
   std::unique_ptr<JobStore> store(new JobStore(std::move(db), std::move(options)));
   SHEARS_RETURN_IF_ERROR(store->Migrate());
+  if (store->options_.max_db_bytes > 0) SHEARS_RETURN_IF_ERROR(store->LimitSize(store->options_.max_db_bytes));
   // Two TTLs: one for a worker's heartbeat interval (a third of it) and its reconnection (two
   // seconds at most between tries, common/channel.h), with room to spare.
   SHEARS_RETURN_IF_ERROR(store->GraceRunningLeases(store->options_.clock() + 2 * store->options_.lease_ttl));
   return store;
+}
+
+absl::Status JobStore::LimitSize(int64_t bytes) {
+  absl::MutexLock lock(&mu_);
+  Statement page_size(db_->get(), "PRAGMA page_size");
+  SHEARS_ASSIGN_OR_RETURN(bool row, page_size.Step());
+  if (!row || page_size.Int(0) <= 0) return absl::InternalError("sqlite: no page size");
+  // SQLite keeps at least the pages it has; past the count, writes fail as on a full disk.
+  return db_->Exec(absl::StrCat("PRAGMA max_page_count = ", std::max<int64_t>(1, bytes / page_size.Int(0))));
 }
 
 absl::Status JobStore::GraceRunningLeases(absl::Time until) {
@@ -116,11 +133,14 @@ absl::Status JobStore::Migrate() {
                                                       " is newer than this server's (", kSchemaVersion, ")"));
   }
   const bool version0 = found == 0 && has_jobs;
+  const bool version1 = found == 1;
   SHEARS_RETURN_IF_ERROR(db_->Exec("BEGIN IMMEDIATE"));
   absl::Status st = version0 ? db_->Exec(kMigrateFromVersion0) : absl::OkStatus();
+  if (st.ok() && version1) st = db_->Exec(kMigrateFromVersion1);
   if (st.ok()) st = db_->Exec(kSchema);
   if (st.ok() && version0) st = db_->Exec(kCopyFromVersion0);
   if (st.ok() && version0) st = FillOutputUris();
+  if (st.ok() && (version0 || version1)) st = FillEndTimes();
   if (st.ok()) st = db_->Exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion));
   if (st.ok()) st = db_->Exec("COMMIT");
   if (!st.ok()) db_->Exec("ROLLBACK").IgnoreError();
@@ -143,6 +163,27 @@ absl::Status JobStore::FillOutputUris() {
   for (const auto& [id, output] : outputs) {
     Statement update(db_->get(), "UPDATE jobs SET output_uri = ? WHERE id = ?");
     update.Bind(1, output).Bind(2, id);
+    SHEARS_RETURN_IF_ERROR(update.Run());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status JobStore::FillEndTimes() {
+  std::vector<std::pair<std::string, int64_t>> ends;  // id, end time
+  {
+    Statement q(db_->get(), "SELECT id, job FROM jobs WHERE state IN (?, ?, ?)");
+    q.Bind(1, int64_t{v1::JOB_STATE_SUCCEEDED}).Bind(2, int64_t{v1::JOB_STATE_FAILED}).Bind(3, int64_t{v1::JOB_STATE_CANCELLED});
+    for (;;) {
+      SHEARS_ASSIGN_OR_RETURN(bool row, q.Step());
+      if (!row) break;
+      v1::Job job;
+      if (!job.ParseFromString(q.Text(1))) return absl::DataLossError(absl::StrCat("job ", q.Text(0), ": corrupt record"));
+      ends.emplace_back(q.Text(0), absl::ToUnixMillis(FromProtoTime(job.end_time())));
+    }
+  }
+  for (const auto& [id, end] : ends) {
+    Statement update(db_->get(), "UPDATE jobs SET end_ms = ? WHERE id = ?");
+    update.Bind(1, end).Bind(2, id);
     SHEARS_RETURN_IF_ERROR(update.Run());
   }
   return absl::OkStatus();
@@ -204,14 +245,19 @@ absl::StatusOr<JobStore::Row> JobStore::LoadRow(const std::string& job_id) {
 absl::Status JobStore::SaveRow(const Row& row) {
   Statement q(db_->get(),
               "UPDATE jobs SET state = ?, job = ?, lease_id = ?, worker_id = ?, lease_expire_ms = ?, "
-              "last_sequence = ?, last_batch = ? WHERE id = ?");
+              "last_sequence = ?, last_batch = ?, end_ms = ? WHERE id = ?");
   q.Bind(1, static_cast<int64_t>(row.job.state())).BindBlob(2, row.job.SerializeAsString());
   if (row.lease_id.empty()) {
     q.BindNull(3).BindNull(4).BindNull(5);
   } else {
     q.Bind(3, row.lease_id).Bind(4, row.worker_id).Bind(5, row.lease_expire_ms);
   }
-  q.Bind(6, row.last_sequence).Bind(7, row.last_batch).Bind(8, row.job.id());
+  q.Bind(6, row.last_sequence).Bind(7, row.last_batch).Bind(9, row.job.id());
+  if (IsTerminal(row.job.state())) {
+    q.Bind(8, absl::ToUnixMillis(FromProtoTime(row.job.end_time())));
+  } else {
+    q.BindNull(8);
+  }
   return q.Run();
 }
 
@@ -348,6 +394,7 @@ absl::StatusOr<JobStore::Page> JobStore::List(v1::JobState state, int page_size,
   q.Bind(6, int64_t{page_size} + 1);
   Page page;
   int64_t last_seq = 0;
+  size_t bytes = 0;
   for (;;) {
     SHEARS_ASSIGN_OR_RETURN(bool row, q.Step());
     if (!row) break;
@@ -355,9 +402,20 @@ absl::StatusOr<JobStore::Page> JobStore::List(v1::JobState state, int page_size,
       page.next_page_token = absl::WebSafeBase64Escape(absl::StrCat("seq:", last_seq));
       break;
     }
+    v1::Job job;
+    if (!job.ParseFromString(q.Text(1))) return absl::DataLossError("corrupt job record");
+    job.set_tenant(q.Text(2));
+    // Summaries: the per-layer and per-block lists stay with GetJob.
+    job.mutable_result()->clear_layers();
+    job.mutable_result()->clear_redundancy();
+    if (!job.result().ByteSizeLong()) job.clear_result();
+    bytes += job.ByteSizeLong();
+    if (bytes > kMaxListPageBytes && !page.jobs.empty()) {
+      page.next_page_token = absl::WebSafeBase64Escape(absl::StrCat("seq:", last_seq));
+      break;
+    }
     last_seq = q.Int(0);
-    if (!page.jobs.emplace_back().ParseFromString(q.Text(1))) return absl::DataLossError("corrupt job record");
-    page.jobs.back().set_tenant(q.Text(2));
+    page.jobs.push_back(std::move(job));
   }
   return page;
 }
@@ -417,10 +475,20 @@ absl::StatusOr<int64_t> JobStore::AppendEvents(const std::string& job_id, const 
   return Transaction<int64_t>([&]() -> absl::StatusOr<int64_t> {
     SHEARS_ASSIGN_OR_RETURN(Row row, LoadLeased(job_id, lease_id));
     if (batch > 0 && batch <= row.last_batch) return row.last_sequence;  // applied already
+    if (row.last_sequence + static_cast<int64_t>(events.size()) > kMaxEventsPerJob) {
+      return absl::ResourceExhaustedError(absl::StrCat("events: job ", job_id, " has ", row.last_sequence,
+                                                       " events; a job keeps at most ", kMaxEventsPerJob));
+    }
+    if (batch > row.last_batch + 1) {
+      v1::JobEvent gap;
+      gap.mutable_report_gap()->set_first_batch(row.last_batch + 1);
+      gap.mutable_report_gap()->set_last_batch(batch - 1);
+      SHEARS_RETURN_IF_ERROR(AppendEvent(row, std::move(gap)));
+    }
     if (batch > 0) row.last_batch = batch;
     for (const auto& event : events) {
-      if (event.has_state_change()) {
-        return absl::InvalidArgumentError("events: workers report progress and layers, not state changes");
+      if (event.has_state_change() || event.has_report_gap()) {
+        return absl::InvalidArgumentError("events: workers report progress and layers, not state changes or gaps");
       }
       if (event.has_progress()) *row.job.mutable_progress() = event.progress();
       SHEARS_RETURN_IF_ERROR(AppendEvent(row, event));
@@ -448,8 +516,25 @@ absl::Status JobStore::Complete(const v1::CompleteJobRequest& request) {
              case v1::CompleteJobRequest::kCancelled:
                SHEARS_RETURN_IF_ERROR(ChangeState(row, v1::JOB_STATE_CANCELLED, "cancelled by request"));
                break;
+             case v1::CompleteJobRequest::kCrash: {
+               // A poison job (one that aborts LibTorch, or needs more memory than a worker has)
+               // reaches at most max_crashes workers.
+               row.job.set_crash_count(row.job.crash_count() + 1);
+               const std::string why = absl::StrCat("attempt ", row.job.attempt_count(), " crashed (crash ",
+                                                    row.job.crash_count(), " of at most ", options_.max_crashes,
+                                                    ") on worker ", row.worker_id, ": ", request.crash());
+               v1::JobState next = v1::JOB_STATE_QUEUED;
+               if (row.job.cancel_requested()) {
+                 next = v1::JOB_STATE_CANCELLED;
+               } else if (row.job.crash_count() >= options_.max_crashes ||
+                          row.job.attempt_count() >= options_.max_attempts) {
+                 next = v1::JOB_STATE_FAILED;
+               }
+               SHEARS_RETURN_IF_ERROR(ChangeState(row, next, why));
+               break;
+             }
              default:
-               return absl::InvalidArgumentError("outcome: one of result, error or cancelled is required");
+               return absl::InvalidArgumentError("outcome: one of result, error, cancelled or crash is required");
            }
            SHEARS_RETURN_IF_ERROR(SaveRow(row));
            return true;
@@ -499,6 +584,30 @@ absl::StatusOr<int> JobStore::ExpireLeases() {
       SHEARS_RETURN_IF_ERROR(SaveRow(row));
     }
     return static_cast<int>(expired.size());
+  });
+}
+
+absl::StatusOr<int> JobStore::DeleteEndedBefore(absl::Time cutoff, int limit) {
+  return Transaction<int>([&]() -> absl::StatusOr<int> {
+    std::vector<std::string> ids;
+    {
+      Statement q(db_->get(), "SELECT id FROM jobs WHERE end_ms IS NOT NULL AND end_ms < ? ORDER BY end_ms LIMIT ?");
+      q.Bind(1, absl::ToUnixMillis(cutoff)).Bind(2, int64_t{limit});
+      for (;;) {
+        SHEARS_ASSIGN_OR_RETURN(bool found, q.Step());
+        if (!found) break;
+        ids.push_back(q.Text(0));
+      }
+    }
+    for (const auto& id : ids) {
+      Statement events(db_->get(), "DELETE FROM events WHERE job_id = ?");
+      events.Bind(1, id);
+      SHEARS_RETURN_IF_ERROR(events.Run());
+      Statement job(db_->get(), "DELETE FROM jobs WHERE id = ?");
+      job.Bind(1, id);
+      SHEARS_RETURN_IF_ERROR(job.Run());
+    }
+    return static_cast<int>(ids.size());
   });
 }
 

@@ -26,8 +26,13 @@ struct StoreOptions {
   absl::Duration lease_ttl = absl::Seconds(30);
   // A job whose lease expires this many times fails.
   int max_attempts = 3;
+  // A job whose engine process crashed this many times fails (CompleteJobRequest.crash) instead of
+  // crashing another worker; below it, a crash sends the job back to the queue.
+  int max_crashes = 2;
   // The most queued and running jobs one tenant may have at once (0: no limit).
   int64_t tenant_quota = 0;
+  // The store's size bound (0: the disk's): past it, writes are UNAVAILABLE as on a full disk.
+  int64_t max_db_bytes = 0;
   // Injected by tests that move time by hand.
   std::function<absl::Time()> clock = absl::Now;
 };
@@ -65,7 +70,8 @@ class JobStore {
     std::vector<v1::Job> jobs;
     std::string next_page_token;
   };
-  // `tenant` empty: every tenant's jobs.
+  // `tenant` empty: every tenant's jobs. Summaries: result.layers and result.redundancy are left
+  // out (Get has them), and a page ends early at kMaxListPageBytes.
   absl::StatusOr<Page> List(v1::JobState state, int page_size, const std::string& page_token,
                             const std::string& tenant = "");
   // Queued: CANCELLED at once. Running: marked, and the worker learns it at its next heartbeat.
@@ -80,7 +86,8 @@ class JobStore {
   // Renews the lease; returns whether cancellation was requested.
   absl::StatusOr<bool> Heartbeat(const std::string& job_id, const std::string& lease_id);
   // Returns the last sequence number assigned. `batch` (1, 2, ... within the lease; 0: none): a
-  // batch applied already changes nothing, so a retried call cannot log its events twice.
+  // batch applied already changes nothing, so a retried call cannot log its events twice, and
+  // numbers skipped are logged as a ReportGap. Past kMaxEventsPerJob, RESOURCE_EXHAUSTED.
   absl::StatusOr<int64_t> AppendEvents(const std::string& job_id, const std::string& lease_id,
                                        const std::vector<v1::JobEvent>& events, int64_t batch = 0);
   absl::Status Complete(const v1::CompleteJobRequest& request);
@@ -89,6 +96,10 @@ class JobStore {
   absl::Status Release(const std::string& job_id, const std::string& lease_id, const std::string& why = "");
   // Requeues (or fails, after max_attempts) every running job whose lease has expired.
   absl::StatusOr<int> ExpireLeases();
+
+  // Deletes up to `limit` jobs that ended before `cutoff`, with their events (retention); returns
+  // how many. One short transaction: callers loop while it returns `limit`.
+  absl::StatusOr<int> DeleteEndedBefore(absl::Time cutoff, int limit);
 
   absl::StatusOr<std::vector<v1::JobEvent>> EventsAfter(const std::string& job_id, int64_t after_sequence,
                                                         int limit);
@@ -105,10 +116,13 @@ class JobStore {
 
   JobStore(std::unique_ptr<Database> db, StoreOptions options);
   absl::Status Migrate();
+  absl::Status LimitSize(int64_t bytes);
   // Moves every running lease's expiry to at least `until`.
   absl::Status GraceRunningLeases(absl::Time until);
   // Sets output_uri for the queued and running jobs of a store migrated from version 0.
   absl::Status FillOutputUris() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sets end_ms for the ended jobs of a store migrated from version 0 or 1.
+  absl::Status FillEndTimes() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs `body` in one IMMEDIATE transaction under the lock, then tells the listeners.
   template <typename T, typename Body>
   absl::StatusOr<T> Transaction(Body body) ABSL_LOCKS_EXCLUDED(mu_);

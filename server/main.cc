@@ -13,7 +13,13 @@ constexpr char kUsage[] = R"(usage: shears-server [flags]
   --db PATH              SQLite job store (default shears.db)
   --lease-ttl DURATION   a job's lease lapses this long after the last heartbeat (default 30s)
   --max-attempts N       a job whose lease lapses N times fails (default 3)
+  --max-crashes N        a job whose engine process crashed N times (an abort, a segfault, the OOM
+                         killer) fails instead of reaching another worker (default 2)
   --port-file PATH       write the bound port here once serving
+  --retention DURATION   ended jobs and their events are deleted this long after they ended
+                         (default 720h, 30 days; 0s keeps them)
+  --max-db-bytes N       the job store's size bound (default 0: the disk's); past it, as on a full
+                         disk, writes answer UNAVAILABLE (workers retry) until retention frees room
   --allow-file-root DIR  file:// URIs must lie under DIR (repeatable; none given: anywhere)
   --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks one)
   --metrics-port-file PATH    write the metrics port here once serving
@@ -58,7 +64,7 @@ int main(int argc, char** argv) {
     std::cout << kUsage;
     return 0;
   }
-  if (auto st = cl->CheckKnown({"listen", "db", "lease-ttl", "max-attempts", "port-file", "allow-file-root",
+  if (auto st = cl->CheckKnown({"listen", "db", "lease-ttl", "max-attempts", "max-crashes", "retention", "max-db-bytes", "port-file", "allow-file-root",
                                 "metrics-listen", "metrics-port-file", "drain-delay", "max-message-bytes", "auth-token-file",
                                 "tls-cert", "tls-key", "client-ca", "tenant-quota", "audit-log", "health-listen",
                                 "health-port-file", "uri-policy", "jwt-jwks", "jwt-issuer", "jwt-audience", "help"});
@@ -72,6 +78,18 @@ int main(int argc, char** argv) {
   auto attempts = cl->GetInt("max-attempts", options.store.max_attempts);
   if (!ttl.ok()) return Fail(std::string(ttl.status().message()));
   if (!attempts.ok()) return Fail(std::string(attempts.status().message()));
+  auto crashes = cl->GetInt("max-crashes", options.store.max_crashes);
+  if (!crashes.ok()) return Fail(std::string(crashes.status().message()));
+  if (*crashes < 1) return Fail("--max-crashes must be at least 1");
+  options.store.max_crashes = static_cast<int>(*crashes);
+  auto retention = cl->GetDuration("retention", options.retention);
+  if (!retention.ok()) return Fail(std::string(retention.status().message()));
+  if (*retention < absl::ZeroDuration()) return Fail("--retention must not be negative");
+  options.retention = *retention;
+  auto db_bytes = cl->GetInt("max-db-bytes", 0);
+  if (!db_bytes.ok()) return Fail(std::string(db_bytes.status().message()));
+  if (*db_bytes < 0) return Fail("--max-db-bytes must not be negative");
+  options.store.max_db_bytes = *db_bytes;
   auto drain = cl->GetDuration("drain-delay", options.drain_delay);
   if (!drain.ok()) return Fail(std::string(drain.status().message()));
   options.drain_delay = *drain;

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/job_spec.h"
+#include "common/limits.h"
 #include "common/status_macros.h"
 #include "server/auth/access.h"
 #include "server/unary.h"
@@ -115,7 +116,9 @@ grpc::ServerUnaryReactor* PruningService::CreateJob(grpc::CallbackServerContext*
       context, *authenticator_, Api::kPruning, *audit_, "CreateJob", [&] { return response->id(); },
       [&](const Identity& caller) -> absl::Status {
         if (!request->has_spec()) return absl::InvalidArgumentError("spec: is required");
-        if (request->request_id().size() > 128) return absl::InvalidArgumentError("request_id: at most 128 characters");
+        if (request->request_id().size() > kMaxRequestIdBytes) {
+          return absl::InvalidArgumentError(absl::StrCat("request_id: at most ", kMaxRequestIdBytes, " bytes"));
+        }
         v1::JobSpec spec = request->spec();
         ApplySpecDefaults(spec);
         SHEARS_RETURN_IF_ERROR(ValidateSpec(spec));

@@ -81,6 +81,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
     if (change.job.state() == v1::JOB_STATE_QUEUED) dispatcher->Wake();
     metrics->OnJobChanged(change);
   });
+  if (options.retention > absl::ZeroDuration()) {
+    s->retention_ = std::make_unique<Retention>(s->store_.get(), options.retention,
+                                                [metrics = s->metrics_.get()](int n) { metrics->OnJobsDeleted(n); });
+  }
   s->pruning_ = std::make_unique<PruningService>(s->store_.get(), &s->hub_, options.file_roots,
                                                  s->authenticator_.get(), s->uri_policies_.get(), s->audit_.get());
   s->workers_ = std::make_unique<WorkersService>(s->store_.get(), s->dispatcher_.get(), s->authenticator_.get(),

@@ -17,6 +17,7 @@
 #include "server/event_hub.h"
 #include "server/job_store.h"
 #include "server/lease_dispatcher.h"
+#include "server/retention.h"
 #include "server/pruning_service.h"
 #include "server/server_metrics.h"
 #include "server/workers_service.h"
@@ -27,6 +28,8 @@ struct ServerOptions {
   std::string listen = "0.0.0.0:50051";  // port 0 picks a free one
   std::string db_path = "shears.db";
   StoreOptions store;
+  // Ended jobs and their events are deleted this long after they ended (--retention); zero: kept.
+  absl::Duration retention = absl::Hours(30 * 24);
   std::vector<std::string> file_roots;  // --allow-file-root; empty: file:// may name any path
   std::string metrics_listen;           // HOST:PORT of /metrics; empty: not served
   // How long Shutdown keeps answering, health NOT_SERVING, before it stops taking calls: time for
@@ -84,6 +87,7 @@ class Server {
   std::unique_ptr<MetricsEndpoint> metrics_endpoint_;
   EventHub hub_;
   std::unique_ptr<LeaseDispatcher> dispatcher_;
+  std::unique_ptr<Retention> retention_;
   std::unique_ptr<PruningService> pruning_;
   std::unique_ptr<WorkersService> workers_;
   std::unique_ptr<grpc::Server> grpc_;

@@ -122,6 +122,11 @@ ServerMetrics::ServerMetrics(JobStore* store, std::function<int()> idle_workers)
                           .Help("Leases taken back because their worker stopped heartbeating")
                           .Register(*registry_)
                           .Add({})),
+      deleted_(prometheus::BuildCounter()
+                   .Name("shears_jobs_deleted_total")
+                   .Help("Ended jobs deleted with their events after the retention period (--retention)")
+                   .Register(*registry_)
+                   .Add({})),
       workers_(prometheus::BuildGauge()
                    .Name("shears_workers")
                    .Help("Connected workers: idle (in a long poll for a job) or busy (holding a lease)")
@@ -172,6 +177,8 @@ void ServerMetrics::OnJobChanged(const JobStore::Change& change) {
 }
 
 void ServerMetrics::OnLeasesExpired(int count) { lease_expiries_.Increment(count); }
+
+void ServerMetrics::OnJobsDeleted(int count) { deleted_.Increment(count); }
 
 void ServerMetrics::CountRpc(const char* full_method, grpc::StatusCode code) {
   // "/package.Service/Method"

@@ -27,6 +27,7 @@ class ServerMetrics final : public prometheus::Collectable {
   // Counts creations, retries and outcomes and times queue waits and runs from the store's changes.
   void OnJobChanged(const JobStore::Change& change);
   void OnLeasesExpired(int count);
+  void OnJobsDeleted(int count);
   // Counts every RPC the server answers by service, method and status code.
   std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> InterceptorFactory();
 
@@ -49,6 +50,7 @@ class ServerMetrics final : public prometheus::Collectable {
   prometheus::Family<prometheus::Histogram>& run_time_;
   prometheus::Family<prometheus::Counter>& retries_;
   prometheus::Counter& lease_expiries_;
+  prometheus::Counter& deleted_;
   prometheus::Family<prometheus::Gauge>& workers_;
   prometheus::Family<prometheus::Counter>& rpcs_;
 };

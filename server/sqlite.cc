@@ -32,13 +32,30 @@ Statement& Statement::BindNull(int index) {
   return *this;
 }
 
+absl::Status SqliteError(int rc, const std::string& message) {
+  switch (rc & 0xff) {  // the primary code of an extended one
+    case SQLITE_CONSTRAINT:
+      return absl::AlreadyExistsError(message);
+    case SQLITE_FULL:
+      // A full disk (or the store's --max-db-bytes) passes once retention or an operator frees
+      // room: the caller retries, a worker keeps its outcome.
+      return absl::UnavailableError(absl::StrCat("the job store is full (", message,
+                                                 "); try again once there is room"));
+    case SQLITE_IOERR:
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return absl::UnavailableError(absl::StrCat("the job store could not write (", message, "); try again"));
+    default:
+      return absl::InternalError(absl::StrCat("sqlite: ", message));
+  }
+}
+
 absl::StatusOr<bool> Statement::Step() {
   if (prepare_rc_ != SQLITE_OK) return absl::InternalError(absl::StrCat("sqlite prepare: ", sqlite3_errmsg(db_)));
   const int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
-  if (rc == SQLITE_CONSTRAINT) return absl::AlreadyExistsError(sqlite3_errmsg(db_));
-  return absl::InternalError(absl::StrCat("sqlite: ", sqlite3_errmsg(db_)));
+  return SqliteError(rc, sqlite3_errmsg(db_));
 }
 
 absl::Status Statement::Run() {
@@ -72,10 +89,10 @@ Database::~Database() { sqlite3_close(db_); }
 
 absl::Status Database::Exec(const std::string& sql) {
   char* err = nullptr;
-  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+  if (const int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err); rc != SQLITE_OK) {
     std::string msg = err ? err : "unknown error";
     sqlite3_free(err);
-    return absl::InternalError(absl::StrCat("sqlite: ", msg));
+    return SqliteError(rc, msg);
   }
   return absl::OkStatus();
 }

@@ -11,6 +11,10 @@
 
 namespace shears::server {
 
+// An SQLite result code as a status: a full store or a failed write is UNAVAILABLE (retried by
+// callers), a constraint ALREADY_EXISTS, anything else INTERNAL.
+absl::Status SqliteError(int rc, const std::string& message);
+
 class Statement {
  public:
   Statement(sqlite3* db, const char* sql);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
+#include "common/limits.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "server/auth/access.h"
@@ -55,6 +57,11 @@ grpc::ServerUnaryReactor* WorkersService::ReportEvents(grpc::CallbackServerConte
   return Respond(context, [&]() -> absl::Status {
     SHEARS_RETURN_IF_ERROR(Authorize(*authenticator_, *context, Api::kWorkers).status());
     SHEARS_RETURN_IF_ERROR(RequireLease(request->job_id(), request->lease_id()));
+    if (request->events_size() > kMaxEventsPerCall) {
+      return absl::InvalidArgumentError(absl::StrCat("events: ", request->events_size(),
+                                                     " in one call, more than the limit of ", kMaxEventsPerCall));
+    }
+    if (request->batch() < 0) return absl::InvalidArgumentError("batch: must not be negative");
     std::vector<v1::JobEvent> events(request->events().begin(), request->events().end());
     SHEARS_ASSIGN_OR_RETURN(int64_t last, store_->AppendEvents(request->job_id(), request->lease_id(), events, request->batch()));
     response->set_last_sequence(last);

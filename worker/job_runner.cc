@@ -53,6 +53,19 @@ absl::StatusOr<std::string> Localize(const std::string& field, const std::string
   return *path;
 }
 
+// A dataset of the spec made local, no larger than the worker allows: the engine reads its text
+// whole.
+absl::StatusOr<std::string> LocalizeDataset(const std::string& field, const std::string& uri, const RunContext& context) {
+  SHEARS_ASSIGN_OR_RETURN(std::string path, Localize(field, uri, context));
+  std::error_code ec;
+  const auto bytes = static_cast<int64_t>(fs::file_size(path, ec));
+  if (!ec && context.max_dataset_bytes > 0 && bytes > context.max_dataset_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(field, ": ", bytes, " bytes, more than the worker's limit of ",
+                                                     context.max_dataset_bytes, " (--max-dataset-bytes)"));
+  }
+  return path;
+}
+
 // Publishes a file of the scratch directory, which is removed afterwards: moved where the scheme
 // can. `sha256` is the digest the engine computed as it wrote the file, or empty to hash it here.
 absl::StatusOr<v1::Artifact> Publish(FileSystem& fs, const std::string& local, const std::string& uri,
@@ -136,6 +149,20 @@ absl::Status CheckLocalPaths(const v1::JobSpec& spec, const std::string& work_di
   return absl::OkStatus();
 }
 
+absl::StatusOr<StorageOptions> TenantStorage(StorageOptions base, const std::optional<UriPolicy>& policy,
+                                             const std::optional<TenantCredentials>& credentials,
+                                             const std::string& tenant) {
+  if (policy.has_value()) {
+    SHEARS_ASSIGN_OR_RETURN(auto own, policy->For(tenant));
+    base.policy = std::make_shared<const TenantUriPolicy>(std::move(own));
+  }
+  if (credentials.has_value()) {
+    auto found = credentials->find(tenant);
+    base.credentials = found != credentials->end() ? found->second : StorageCredentials{};
+  }
+  return base;
+}
+
 absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& context) {
   auto emit = [&](const v1::JobEvent& event) {
     if (context.on_event) context.on_event(event);
@@ -158,15 +185,15 @@ absl::StatusOr<v1::JobResult> RunJob(const v1::JobSpec& spec, const RunContext& 
   // The datasets' URIs become the local files the engine reads.
   if (options.evaluation) {
     SHEARS_ASSIGN_OR_RETURN(options.evaluation->path,
-                            Localize("evaluation.dataset_uri", spec.evaluation().dataset_uri(), context));
+                            LocalizeDataset("evaluation.dataset_uri", spec.evaluation().dataset_uri(), context));
   }
   if (options.calibration) {
     SHEARS_ASSIGN_OR_RETURN(options.calibration->path,
-                            Localize("calibration.dataset_uri", spec.calibration().dataset_uri(), context));
+                            LocalizeDataset("calibration.dataset_uri", spec.calibration().dataset_uri(), context));
   }
   if (options.fine_tune) {
     SHEARS_ASSIGN_OR_RETURN(options.fine_tune->path,
-                            Localize("fine_tune.dataset_uri", spec.fine_tune().dataset_uri(), context));
+                            LocalizeDataset("fine_tune.dataset_uri", spec.fine_tune().dataset_uri(), context));
   }
 
   const double download_seconds = Since(download_start);

@@ -1,4 +1,5 @@
 // shears-worker: leases pruning jobs from shears-server, or runs one job from a file.
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -15,8 +16,10 @@
 #include "common/job_spec.h"
 #include "common/metrics_endpoint.h"
 #include "common/proto_json.h"
+#include "common/status_macros.h"
 #include "common/termination.h"
 #include "worker/engine/runtime/runtime.h"
+#include "worker/attempt/engine_main.h"
 #include "worker/engine/tokenize.h"
 #include "worker/job_runner.h"
 #include "worker/worker.h"
@@ -26,6 +29,7 @@ namespace {
 constexpr char kUsage[] = R"(usage: shears-worker --server HOST:PORT [flags]
        shears-worker run-local --spec SPEC.json [flags]
        shears-worker tokenize --model DIR [--file TEXT]   (stdin without --file)
+  (shears-worker attempt [flags] is the engine process the worker starts for each job, over a pipe)
   --server HOST:PORT   shears-server to lease jobs from
   --spec PATH          run-local: a JobSpec in protobuf JSON
   --device DEV         cpu, cuda or cuda:N (default: cuda:0 when available, else cpu)
@@ -39,6 +43,9 @@ constexpr char kUsage[] = R"(usage: shears-worker --server HOST:PORT [flags]
   --file PATH          tokenize: the text to encode; prints {"tokenizer", "note", "ids"} as JSON
   --allow-file-root DIR file:// URIs must lie under DIR (repeatable; none given: anywhere)
   --cache-max-bytes N  bound of the download cache in the work dir (default 100 GiB)
+  --max-download-bytes N  the largest file a job may fetch over the network (default: the cache's
+                       bound); a larger one fails the job naming the limit
+  --max-dataset-bytes N  the largest calibration, evaluation or fine-tuning file (default 16 GiB)
   --s3-part-bytes N    s3:// uploads larger than this go up in parts of this size (default 8 MiB;
                        AWS wants at least 5 MiB)
   --max-tensor-memory N  bytes the engine's large CPU tensors may hold at once (default 0: no
@@ -93,8 +100,7 @@ void PrintEvent(const shears::v1::JobEvent& event) {
   }
 }
 
-int RunLocal(const shears::CommandLine& cl, const std::string& device, const std::string& work_dir,
-             const shears::worker::StorageOptions& storage) {
+int RunLocal(const shears::CommandLine& cl, const shears::worker::EngineSettings& settings) {
   auto path = cl.Get("spec");
   if (!path) return Fail("run-local needs --spec SPEC.json");
   shears::v1::JobSpec spec;
@@ -105,9 +111,10 @@ int RunLocal(const shears::CommandLine& cl, const std::string& device, const std
   shears::worker::RunContext context;
   // A stable --job-id lets a re-run after a crash resume from the checkpoint in --work-dir.
   context.job_id = cl.GetOr("job-id", absl::StrCat("local-", getpid()));
-  context.work_dir = work_dir;
-  context.storage = storage;
-  context.device = device;
+  context.work_dir = settings.work_dir;
+  context.storage = settings.storage;
+  context.device = settings.device;
+  context.max_dataset_bytes = settings.max_dataset_bytes;
   context.on_event = PrintEvent;
   static std::atomic<bool> stop{false};
   shears::OnTermination([](int sig) {
@@ -122,6 +129,39 @@ int RunLocal(const shears::CommandLine& cl, const std::string& device, const std
   }
   std::cout << shears::ToJson(*result);
   return 0;
+}
+
+// The engine's settings from the flags: the worker reads them once to check them, and each engine
+// process reads them again (the policy and credential files included, so a rotated key is used
+// from the next attempt on).
+absl::StatusOr<shears::worker::EngineSettings> EngineSettingsFrom(const shears::CommandLine& cl) {
+  shears::worker::EngineSettings settings;
+  settings.device = cl.GetOr("device", shears::engine::DefaultDevice());
+  auto threads = cl.GetInt("threads", std::max(1u, std::thread::hardware_concurrency()));
+  if (!threads.ok()) return threads.status();
+  auto tensor_memory = cl.GetInt("max-tensor-memory", 0);
+  if (!tensor_memory.ok()) return tensor_memory.status();
+  SHEARS_RETURN_IF_ERROR(
+      shears::engine::ConfigureRuntime(static_cast<int>(*threads), settings.device, *tensor_memory));
+  settings.work_dir = cl.GetOr("work-dir", "/tmp/shears-worker");
+  auto& storage = settings.storage;
+  storage.allowed_file_roots = cl.GetAll("allow-file-root");
+  storage.cache_dir = settings.work_dir;
+  SHEARS_ASSIGN_OR_RETURN(storage.cache_max_bytes, cl.GetInt("cache-max-bytes", storage.cache_max_bytes));
+  SHEARS_ASSIGN_OR_RETURN(storage.s3_part_bytes, cl.GetInt("s3-part-bytes", storage.s3_part_bytes));
+  SHEARS_ASSIGN_OR_RETURN(storage.max_download_bytes, cl.GetInt("max-download-bytes", storage.cache_max_bytes));
+  SHEARS_ASSIGN_OR_RETURN(settings.max_dataset_bytes, cl.GetInt("max-dataset-bytes", settings.max_dataset_bytes));
+  if (storage.max_download_bytes < 1 || settings.max_dataset_bytes < 1) {
+    return absl::InvalidArgumentError("--max-download-bytes and --max-dataset-bytes must be positive");
+  }
+  if (storage.s3_part_bytes < 1024) return absl::InvalidArgumentError("--s3-part-bytes must be at least 1024");
+  if (auto path = cl.Get("uri-policy")) {
+    SHEARS_ASSIGN_OR_RETURN(settings.uri_policy, shears::UriPolicy::Load(*path));
+  }
+  if (auto path = cl.Get("tenant-credentials")) {
+    SHEARS_ASSIGN_OR_RETURN(settings.tenant_credentials, shears::worker::LoadTenantCredentials(*path));
+  }
+  return settings;
 }
 
 // The ids Shears gives a text, as JSON, for checking against another tokenizer.
@@ -147,6 +187,8 @@ int Tokenize(const shears::CommandLine& cl) {
 
 int main(int argc, char** argv) {
   shears::BlockTerminationSignals();
+  // A pipe whose engine process died answers EPIPE instead of ending the worker.
+  signal(SIGPIPE, SIG_IGN);
   auto cl = shears::CommandLine::Parse(argc, argv, {"help"});
   if (!cl.ok()) return Fail(std::string(cl.status().message()));
   if (cl->Has("help")) {
@@ -155,7 +197,7 @@ int main(int argc, char** argv) {
   }
   if (auto st = cl->CheckKnown({"server", "spec", "device", "threads", "work-dir", "worker-id", "poll-wait",
                                 "max-message-bytes", "job-id", "model", "file",
-                                "allow-file-root", "cache-max-bytes", "s3-part-bytes", "max-tensor-memory", "metrics-listen",
+                                "allow-file-root", "cache-max-bytes", "max-download-bytes", "max-dataset-bytes", "s3-part-bytes", "max-tensor-memory", "metrics-listen",
                                 "metrics-port-file", "token", "token-file", "tls-ca", "tls-cert", "tls-key", "uri-policy",
                                 "tenant-credentials", "outage-patience", "help"});
       !st.ok()) {
@@ -163,27 +205,10 @@ int main(int argc, char** argv) {
   }
   const auto& words = cl->words();
   if (!words.empty() && words[0] == "tokenize") return Tokenize(*cl);
-  const std::string device = cl->GetOr("device", shears::engine::DefaultDevice());
-  auto threads = cl->GetInt("threads", std::max(1u, std::thread::hardware_concurrency()));
-  if (!threads.ok()) return Fail(std::string(threads.status().message()));
-  auto tensor_memory = cl->GetInt("max-tensor-memory", 0);
-  if (!tensor_memory.ok()) return Fail(std::string(tensor_memory.status().message()));
-  if (auto st = shears::engine::ConfigureRuntime(static_cast<int>(*threads), device, *tensor_memory); !st.ok()) {
-    return Fail(std::string(st.message()));
-  }
-  const std::string work_dir = cl->GetOr("work-dir", "/tmp/shears-worker");
-  shears::worker::StorageOptions storage;
-  storage.allowed_file_roots = cl->GetAll("allow-file-root");
-  storage.cache_dir = work_dir;
-  auto cache_bytes = cl->GetInt("cache-max-bytes", storage.cache_max_bytes);
-  if (!cache_bytes.ok()) return Fail(std::string(cache_bytes.status().message()));
-  storage.cache_max_bytes = *cache_bytes;
-  auto part_bytes = cl->GetInt("s3-part-bytes", storage.s3_part_bytes);
-  if (!part_bytes.ok()) return Fail(std::string(part_bytes.status().message()));
-  if (*part_bytes < 1024) return Fail("--s3-part-bytes must be at least 1024");
-  storage.s3_part_bytes = *part_bytes;
-
-  if (!words.empty() && words[0] == "run-local") return RunLocal(*cl, device, work_dir, storage);
+  auto settings = EngineSettingsFrom(*cl);
+  if (!settings.ok()) return Fail(std::string(settings.status().message()));
+  if (!words.empty() && words[0] == "run-local") return RunLocal(*cl, *settings);
+  if (!words.empty() && words[0] == "attempt") shears::worker::ServeAttempt(*settings);
   if (!words.empty()) return Fail(absl::StrCat("unknown command '", words[0], "'\n", kUsage));
 
   shears::worker::WorkerOptions options;
@@ -191,9 +216,11 @@ int main(int argc, char** argv) {
   if (!server) return Fail(absl::StrCat("--server is required\n", kUsage));
   options.server = *server;
   options.worker_id = cl->GetOr("worker-id", DefaultWorkerId());
-  options.device = device;
-  options.work_dir = work_dir;
-  options.storage = storage;
+  options.device = settings->device;
+  options.work_dir = settings->work_dir;
+  // Each attempt in an engine process of its own, configured by this worker's flags.
+  options.engine_argv = {argv[0], "attempt"};
+  options.engine_argv.insert(options.engine_argv.end(), argv + 1, argv + argc);
   auto poll = cl->GetDuration("poll-wait", options.poll_wait);
   if (!poll.ok()) return Fail(std::string(poll.status().message()));
   options.poll_wait = *poll;
@@ -209,17 +236,7 @@ int main(int argc, char** argv) {
   if (!channel.ok()) return Fail(std::string(channel.status().message()));
   options.channel = *channel;
   options.token = connection->token;
-  if (auto path = cl->Get("uri-policy")) {
-    auto policy = shears::UriPolicy::Load(*path);
-    if (!policy.ok()) return Fail(std::string(policy.status().message()));
-    options.uri_policy = std::move(*policy);
-  }
-  if (auto path = cl->Get("tenant-credentials")) {
-    auto credentials = shears::worker::LoadTenantCredentials(*path);
-    if (!credentials.ok()) return Fail(std::string(credentials.status().message()));
-    options.tenant_credentials = std::move(*credentials);
-  }
-  auto metrics = std::make_shared<shears::worker::WorkerMetrics>(device);
+  auto metrics = std::make_shared<shears::worker::WorkerMetrics>(settings->device);
   options.metrics = metrics.get();
   options.storage.counters = metrics->Counters();
   std::unique_ptr<shears::MetricsEndpoint> endpoint;
@@ -238,7 +255,7 @@ int main(int argc, char** argv) {
     std::cerr << "shears-worker: signal " << sig << ", stopping" << std::endl;
     worker.Stop();
   });
-  std::cerr << "shears-worker " << options.worker_id << ": serving " << options.server << " on " << device
+  std::cerr << "shears-worker " << options.worker_id << ": serving " << options.server << " on " << settings->device
             << std::endl;
   worker.Run();
   return 0;

@@ -8,8 +8,10 @@
 #include "common/channel.h"
 #include "common/proto_time.h"
 #include "common/rpc_status.h"
+#include "worker/attempt/engine_process.h"
 #include "worker/event_batches.h"
 #include "worker/job_runner.h"
+#include "worker/outbox.h"
 
 namespace shears::worker {
 namespace {
@@ -20,17 +22,24 @@ void Log(const std::string& message) { std::cerr << "shears-worker: " << message
 // with backoff, for as long as `patience` says: a report or an outcome outlives a server outage
 // instead of being dropped after a few seconds.
 template <typename Call>
-grpc::Status WithRetries(Call call, const std::function<bool(absl::Duration waited)>& patience) {
+grpc::Status WithRetries(const std::string& what, Call call, const Worker::Patience& patience) {
   const absl::Time start = absl::Now();
   absl::Duration backoff = absl::Milliseconds(200);
-  for (;;) {
+  for (int tries = 1;; ++tries) {
     grpc::Status st = call();
     const bool transient = st.error_code() == grpc::StatusCode::UNAVAILABLE ||
                            st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
     if (!transient || !patience(absl::Now() - start)) return st;
+    if (tries == 1) Log(absl::StrCat(what, ": ", st.error_message(), "; trying again"));
     absl::SleepFor(backoff);
     backoff = std::min(backoff * 2, absl::Seconds(5));
   }
+}
+
+// The server answered: it took the report, or refused it for a reason that will not pass (the
+// lease is gone, a limit). An outage that outlasted the patience is no answer.
+bool Answered(const grpc::Status& st) {
+  return st.error_code() != grpc::StatusCode::UNAVAILABLE && st.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED;
 }
 
 }  // namespace
@@ -61,6 +70,7 @@ void Worker::Stop() {
 void Worker::Run() {
   absl::Duration backoff = absl::Milliseconds(200);
   while (!stopping_) {
+    DeliverLeftovers();
     v1::LeaseJobRequest request;
     request.set_worker_id(options_.worker_id);
     *request.mutable_wait() = ToProtoDuration(options_.poll_wait);
@@ -129,32 +139,14 @@ void Worker::RunLeased(const v1::LeaseJobResponse& lease) {
   // How long a report or the outcome waits out a server that does not answer: the server gives
   // running leases a TTL's grace when it comes back, so until it does the lease may still be ours.
   // A worker told to stop (SIGTERM, within Kubernetes' grace period) waits less.
-  const auto patience = [this](absl::Duration waited) {
+  const Patience patience = [this](absl::Duration waited) {
     return waited < (stopping_ ? kStoppingPatience : options_.outage_patience);
   };
   if (options_.metrics != nullptr) options_.metrics->JobStarted();
+  // What the engine process is served with: its events, the fence, cancellation, byte counts.
   RunContext context;
-  context.job_id = job.id();
-  context.work_dir = options_.work_dir;
-  context.storage = options_.storage;
-  // The job's tenant's policy and keys, and nobody else's.
-  absl::Status tenant_storage = absl::OkStatus();
-  if (options_.uri_policy.has_value()) {
-    auto policy = options_.uri_policy->For(job.tenant());
-    if (policy.ok()) {
-      context.storage.policy = std::make_shared<const TenantUriPolicy>(std::move(*policy));
-    } else {
-      tenant_storage = policy.status();
-    }
-  }
-  if (options_.tenant_credentials.has_value()) {
-    auto found = options_.tenant_credentials->find(job.tenant());
-    context.storage.credentials =
-        found != options_.tenant_credentials->end() ? found->second : StorageCredentials{};
-  }
-  context.device = options_.device;
+  context.storage.counters = options_.storage.counters;
   context.cancelled = [&] { return cancel_requested || lease_lost || stopping_; };
-  // The fence: a heartbeat answered now says the lease is still this attempt's (and renews it).
   context.confirm_lease = [&]() -> absl::Status {
     if (lease_lost) return absl::AbortedError("the lease went to another attempt");
     v1::HeartbeatRequest request;
@@ -162,82 +154,175 @@ void Worker::RunLeased(const v1::LeaseJobResponse& lease) {
     request.set_lease_id(lease.lease_id());
     v1::HeartbeatResponse response;
     grpc::Status st =
-        WithRetries([&] { return stub_->Heartbeat(Context(options_.rpc_timeout).get(), request, &response); }, patience);
+        WithRetries(absl::StrCat("job ", job.id(), ": confirming the lease"),
+                    [&] { return stub_->Heartbeat(Context(options_.rpc_timeout).get(), request, &response); }, patience);
     if (st.ok()) return absl::OkStatus();
     if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION || st.error_code() == grpc::StatusCode::NOT_FOUND) {
       lease_lost = true;
     }
     return absl::AbortedError(absl::StrCat("the lease could not be confirmed: ", st.error_message()));
   };
+  // Every report goes through the outbox first: what the server has not taken when this worker
+  // dies is delivered when it starts again.
+  Outbox outbox(options_.work_dir, job.id(), lease.lease_id());
+  std::atomic<bool> outbox_failed{false};
   int64_t batches = 0;  // numbered, so that a retry after a lost answer is not applied twice
+  std::atomic<bool> events_refused{false};
   EventBatches events([&](const std::vector<v1::JobEvent>& batch) {
-    if (lease_lost) return;
+    if (lease_lost || events_refused) return;
     v1::ReportEventsRequest request;
     request.set_job_id(job.id());
     request.set_lease_id(lease.lease_id());
     request.set_batch(++batches);
     for (const auto& event : batch) *request.add_events() = event;
-    v1::ReportEventsResponse response;
-    grpc::Status st = WithRetries(
-        [&] { return stub_->ReportEvents(Context(options_.rpc_timeout).get(), request, &response); }, patience);
-    if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION) lease_lost = true;
+    outbox.AddBatch(request).IgnoreError();
+    const grpc::Status st = SendBatch(request, patience);
+    if (Answered(st)) outbox.Done(request.batch()).IgnoreError();
+    if (st.ok()) return;
+    if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+      lease_lost = true;
+    } else if (st.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+      // The job's log is full: the outcome still goes, later events would be refused too.
+      if (!events_refused.exchange(true)) {
+        Log(absl::StrCat("job ", job.id(), ": events refused from here on: ", st.error_message()));
+      }
+    } else {
+      // The server logs the batch number as a gap when the next batch arrives.
+      Log(absl::StrCat("job ", job.id(), ": event batch ", request.batch(), " dropped: ", st.error_message()));
+    }
   });
   context.on_event = [&](const v1::JobEvent& event) {
     if (options_.metrics != nullptr) options_.metrics->OnEvent(event);
-    if (!lease_lost) events.Add(event);
+    if (lease_lost) return;
+    if (absl::Status kept = outbox.Append(event); !kept.ok() && !outbox_failed.exchange(true)) {
+      Log(absl::StrCat("job ", job.id(), ": the outbox cannot keep events (", kept.message(),
+                       "); they are sent, but lost if this worker dies"));
+    }
+    events.Add(event);
   };
-  absl::StatusOr<v1::JobResult> result =
-      tenant_storage.ok() ? RunJob(job.spec(), context) : absl::StatusOr<v1::JobResult>(tenant_storage);
-  events.Flush();  // the events go before the outcome
-  finished.Notify();
-  heartbeat.join();
-
+  v1::AttemptStart start;
+  start.set_job_id(job.id());
+  start.set_tenant(job.tenant());
+  *start.mutable_spec() = job.spec();
+  AttemptOutcome outcome = RunInEngineProcess(options_.engine_binary, options_.engine_argv, start, context);
+  const absl::StatusOr<v1::JobResult>& result = outcome.result;
   auto ended = [&](const std::string& outcome) {
     if (options_.metrics != nullptr) options_.metrics->JobEnded(outcome);
   };
-  if (lease_lost) {
-    Log(absl::StrCat("job ", job.id(), ": abandoned, the server gave it to another attempt"));
-    ended("abandoned");
-    return;
-  }
+  // A worker told to stop gives back a job it did not finish; any other end is the outcome.
+  const bool give_back = stopping_ && !result.ok() && outcome.crash.empty();
   v1::CompleteJobRequest request;
   request.set_job_id(job.id());
   request.set_lease_id(lease.lease_id());
-  grpc::Status st;
-  if (stopping_ && !result.ok()) {
-    v1::ReleaseJobRequest release;
-    release.set_job_id(job.id());
-    release.set_lease_id(lease.lease_id());
-    v1::ReleaseJobResponse ignored;
-    st = WithRetries([&] { return stub_->ReleaseJob(Context(options_.rpc_timeout).get(), release, &ignored); },
-                     patience);
-    Log(absl::StrCat("job ", job.id(), ": given back to the queue"));
-    ended("released");
-  } else {
+  std::string outcome_name;
+  if (!give_back) {
     const size_t result_bytes = result.ok() ? result->ByteSizeLong() : 0;
-    if (result.ok() && result_bytes > static_cast<size_t>(options_.max_message_bytes) - 4096) {
+    if (!outcome.crash.empty()) {
+      // The engine process died; this one lives on. The server decides whether the job gets
+      // another worker (--max-crashes).
+      request.set_crash(outcome.crash);
+      outcome_name = "crashed";
+    } else if (result.ok() && result_bytes > static_cast<size_t>(options_.max_message_bytes) - 4096) {
       // Never the case for results as they are built (summaries only), but a limit set too low
       // fails the job with the reason rather than retrying an outcome the server cannot take.
       request.set_error(absl::StrCat("the result is ", result_bytes, " bytes, more than the RPC limit of ",
                                      options_.max_message_bytes, " bytes (--max-message-bytes)"));
-      ended("failed");
+      outcome_name = "failed";
     } else if (result.ok()) {
       *request.mutable_result() = *result;
-      ended("succeeded");
+      outcome_name = "succeeded";
     } else if (cancel_requested && absl::IsCancelled(result.status())) {
       request.set_cancelled(true);
-      ended("cancelled");
+      outcome_name = "cancelled";
     } else {
       request.set_error(std::string(result.status().message()));
-      ended("failed");
+      outcome_name = "failed";
     }
-    v1::CompleteJobResponse ignored;
-    st = WithRetries([&] { return stub_->CompleteJob(Context(options_.rpc_timeout).get(), request, &ignored); },
+    // Kept before the events are flushed: a worker that dies waiting out an outage still owes
+    // (and delivers, when it starts again) both, in order.
+    outbox.SetOutcome(request).IgnoreError();
+  }
+  events.Flush();  // the events go before the outcome
+  finished.Notify();
+  heartbeat.join();
+
+  if (lease_lost) {
+    Log(absl::StrCat("job ", job.id(), ": abandoned, the server gave it to another attempt"));
+    outbox.Remove();
+    ended("abandoned");
+    return;
+  }
+  grpc::Status st;
+  if (give_back) {
+    v1::ReleaseJobRequest release;
+    release.set_job_id(job.id());
+    release.set_lease_id(lease.lease_id());
+    v1::ReleaseJobResponse ignored;
+    st = WithRetries(absl::StrCat("job ", job.id(), ": giving it back"),
+                     [&] { return stub_->ReleaseJob(Context(options_.rpc_timeout).get(), release, &ignored); },
                      patience);
+    Log(absl::StrCat("job ", job.id(), ": given back to the queue"));
+    if (Answered(st)) outbox.Remove();
+    ended("released");
+  } else {
+    st = SendOutcome(request, patience);
+    // Unanswered, it stays in the outbox: the lease loop tries it again before each lease.
+    if (Answered(st)) outbox.Remove();
+    ended(outcome_name);
     Log(absl::StrCat("job ", job.id(), ": ",
                      result.ok() ? "succeeded" : absl::StrCat("ended: ", result.status().ToString())));
   }
   if (!st.ok()) Log(absl::StrCat("job ", job.id(), ": server did not take the outcome: ", st.error_message()));
+}
+
+grpc::Status Worker::SendBatch(const v1::ReportEventsRequest& request, const Patience& patience) {
+  v1::ReportEventsResponse response;
+  return WithRetries(absl::StrCat("job ", request.job_id(), ": event batch ", request.batch()),
+                     [&] { return stub_->ReportEvents(Context(options_.rpc_timeout).get(), request, &response); },
+                     patience);
+}
+
+grpc::Status Worker::SendOutcome(const v1::CompleteJobRequest& request, const Patience& patience) {
+  v1::CompleteJobResponse response;
+  return WithRetries(absl::StrCat("job ", request.job_id(), ": outcome"),
+                     [&] { return stub_->CompleteJob(Context(options_.rpc_timeout).get(), request, &response); },
+                     patience);
+}
+
+void Worker::DeliverLeftovers() {
+  // Short: the server may be away, and leasing new work should not wait long behind old reports.
+  const Patience patience = [this](absl::Duration waited) { return !stopping_ && waited < kStoppingPatience; };
+  for (Outbox::Left& left : Outbox::FindLeft(options_.work_dir)) {
+    const v1::Outbox& record = left.record;
+    bool unanswered = false;
+    bool lease_gone = false;
+    auto note = [&](const grpc::Status& st) {
+      unanswered |= !Answered(st);
+      lease_gone |= st.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
+                    st.error_code() == grpc::StatusCode::NOT_FOUND;
+    };
+    for (const auto& batch : record.batches()) {
+      if (!unanswered && !lease_gone) note(SendBatch(batch, patience));
+    }
+    int64_t number = record.last_batch();
+    for (size_t i = 0; i < left.unbatched.size() && !unanswered && !lease_gone; i += EventBatches::kMaxBatch) {
+      v1::ReportEventsRequest batch;
+      batch.set_job_id(record.job_id());
+      batch.set_lease_id(record.lease_id());
+      batch.set_batch(++number);
+      for (size_t j = i; j < std::min(left.unbatched.size(), i + EventBatches::kMaxBatch); ++j) {
+        *batch.add_events() = left.unbatched[j];
+      }
+      note(SendBatch(batch, patience));
+    }
+    if (record.has_outcome() && !unanswered && !lease_gone) note(SendOutcome(record.outcome(), patience));
+    if (unanswered) continue;  // kept for the next round
+    Log(absl::StrCat("job ", record.job_id(), ": ",
+                     lease_gone ? "the lease ended while this worker was away; what it owed the server is dropped"
+                                : "delivered what an earlier run of this worker owed the server",
+                     record.has_outcome() ? " (events and the outcome)" : " (events)"));
+    Outbox::Remove(options_.work_dir, record.lease_id());
+  }
 }
 
 }  // namespace shears::worker

@@ -3,9 +3,11 @@
 // its events, complete it; on shutdown give the running job back.
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 
@@ -15,9 +17,7 @@
 #include "common/rpc_limits.h"
 #include "shears/v1/workers.grpc.pb.h"
 #include "common/channel.h"
-#include "common/uri_policy.h"
 #include "worker/storage/filesystem.h"
-#include "worker/storage/tenant_credentials.h"
 #include "worker/worker_metrics.h"
 
 namespace shears::worker {
@@ -25,9 +25,13 @@ namespace shears::worker {
 struct WorkerOptions {
   std::string server;  // host:port
   std::string worker_id;
-  std::string device = "cpu";
-  std::string work_dir = "/tmp/shears-worker";
-  StorageOptions storage;
+  std::string device = "cpu";  // for the log
+  std::string work_dir = "/tmp/shears-worker";  // its outbox/ (worker/outbox.h); the engine's scratch
+  // The engine process each attempt runs in (worker/attempt/engine_process.h): this binary as
+  // `shears-worker attempt` with the worker's own flags, which say how to run the engine.
+  std::string engine_binary = "/proc/self/exe";  // the worker's own version, even if replaced on disk
+  std::vector<std::string> engine_argv;
+  StorageOptions storage;  // its transfer counters, told the engine process's bytes
   absl::Duration poll_wait = absl::Seconds(20);
   absl::Duration rpc_timeout = absl::Seconds(10);
   // How long events, the publishing fence and the outcome keep retrying a server that does not
@@ -37,10 +41,6 @@ struct WorkerOptions {
   // The connection to `server` (common/channel.h: TLS, client certificate); null: plaintext.
   std::shared_ptr<grpc::Channel> channel;
   BearerToken token;  // sent with every call (re-read when its file changes); empty: none
-  // Which URIs each tenant's jobs may name (--uri-policy); unset: any.
-  std::optional<UriPolicy> uri_policy;
-  // Each tenant's storage keys (--tenant-credentials); unset: the worker's environment for all.
-  std::optional<TenantCredentials> tenant_credentials;
   WorkerMetrics* metrics = nullptr;  // told of each job; may be null
 };
 
@@ -48,6 +48,9 @@ class Worker {
  public:
   // The patience of a worker told to stop, well inside Kubernetes' grace period.
   static constexpr absl::Duration kStoppingPatience = absl::Seconds(20);
+
+  // Whether a call that has failed for `waited` may be tried again.
+  using Patience = std::function<bool(absl::Duration waited)>;
 
   explicit Worker(WorkerOptions options);
   // Returns after Stop(): the running job, if any, is given back to the queue first.
@@ -57,6 +60,10 @@ class Worker {
 
  private:
   void RunLeased(const v1::LeaseJobResponse& lease);
+  // Sends what the outboxes of earlier leases still hold (worker/outbox.h).
+  void DeliverLeftovers();
+  grpc::Status SendBatch(const v1::ReportEventsRequest& request, const Patience& patience);
+  grpc::Status SendOutcome(const v1::CompleteJobRequest& request, const Patience& patience);
   std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout) const;
 
   const WorkerOptions options_;

@@ -9,7 +9,7 @@ const prometheus::Histogram::BucketBoundaries kStageBuckets = {0.1, 0.5, 1,   5,
                                                                60,  300, 900, 1800, 3600, 14400};
 
 constexpr const char* kStages[] = {"download", "calibrate", "prune", "evaluate", "upload"};
-constexpr const char* kOutcomes[] = {"succeeded", "failed", "cancelled", "released", "abandoned"};
+constexpr const char* kOutcomes[] = {"succeeded", "failed", "cancelled", "crashed", "released", "abandoned"};
 
 // The stage a progress event's stage name belongs to. "loading" and "measuring" are the engine
 // reading the model and calibration text and measuring the dense model; the per-block calibration

@@ -6,7 +6,10 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
+
 #include "common/job_translation.h"
+#include "common/limits.h"
 #include "common/uri.h"
 #include "common/uri_policy.h"
 #include "worker/engine/api/job_rules.h"
@@ -155,6 +158,30 @@ TEST(JobSpec, FieldsOnlyTheProtoHasAreCheckedHere) {
   EXPECT_EQ(ValidateSpec(spec).message(),
             "spec.output.uri: overlaps calibration.dataset_uri (file:///models/tiny-pruned/calib.txt): the job would "
             "overwrite what it reads");
+}
+
+// The limits of common/limits.h, each named in its error.
+TEST(JobSpec, SizesAreBoundedAndTheErrorNamesTheLimit) {
+  v1::JobSpec spec = Valid();
+  for (int i = 0; i < kMaxLabels; ++i) (*spec.mutable_labels())["k" + std::to_string(i)] = "v";
+  EXPECT_TRUE(ValidateSpec(spec).ok());
+  (*spec.mutable_labels())["one-more"] = "v";
+  EXPECT_EQ(ValidateSpec(spec).message(), "spec.labels: 65 labels, more than the limit of 64");
+
+  spec = Valid();
+  (*spec.mutable_labels())["team"] = std::string(kMaxLabelValueBytes, 'v');
+  EXPECT_TRUE(ValidateSpec(spec).ok());
+  (*spec.mutable_labels())["team"] = std::string(3'900'000, 'v');  // the 3.9 MB label
+  const absl::Status big_label = ValidateSpec(spec);
+  EXPECT_EQ(big_label.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(big_label.message(), absl::StrCat("spec: ", spec.ByteSizeLong(), " bytes, more than the limit of 65536"))
+      << "the whole spec first";
+  (*spec.mutable_labels())["team"] = std::string(kMaxLabelValueBytes + 1, 'v');
+  EXPECT_EQ(ValidateSpec(spec).message(), "spec.labels[team]: 257 bytes, more than the limit of 256");
+
+  spec = Valid();
+  spec.set_model_uri("file:///models/" + std::string(kMaxUriBytes, 'm'));
+  EXPECT_EQ(ValidateSpec(spec).message(), "spec.model_uri: 4111 bytes, more than the limit of 4096");
 }
 
 TEST(Uris, CanonicalFormsAndOverlaps) {

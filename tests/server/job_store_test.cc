@@ -1,4 +1,6 @@
 #include "server/job_store.h"
+#include "server/retention.h"
+#include "server/sqlite.h"
 
 #include <gtest/gtest.h>
 
@@ -15,11 +17,13 @@ class JobStoreTest : public ::testing::Test {
  protected:
   void SetUp() override { Reopen(); }
 
-  void Reopen(int max_attempts = 2) {
+  void Reopen(int max_attempts = 2, int max_crashes = 2, int64_t max_db_bytes = 0) {
     store_.reset();
     StoreOptions options;
+    options.max_db_bytes = max_db_bytes;
     options.lease_ttl = absl::Seconds(10);
     options.max_attempts = max_attempts;
+    options.max_crashes = max_crashes;
     options.clock = [this] { return now_; };
     auto store = JobStore::Open(dir_ / "jobs.db", options);
     ASSERT_TRUE(store.ok()) << store.status();
@@ -380,6 +384,174 @@ TEST_F(JobStoreTest, ARetriedEventBatchIsAppliedOnce) {
   EXPECT_EQ(store_->AppendEvents(id, lease_id, {Progress(0.3)}, 2).value(), 5);
   EXPECT_EQ(Events(id).size(), 5u);
   EXPECT_EQ(store_->AppendEvents(id, lease_id, {Progress(0.4)}, 0).value(), 6) << "unnumbered: always applied";
+}
+
+// A poison job: each crash of an engine process sends it back to the queue, until the second,
+// which fails it rather than crash a third worker.
+TEST_F(JobStoreTest, AJobThatCrashedMaxCrashesEnginesFailsWithTheLastCrash) {
+  Reopen(/*max_attempts=*/5, /*max_crashes=*/2);
+  const std::string id = store_->Create(Spec(), "", "team-a", "alice")->job.id();
+  auto crash = [&](const std::string& worker, const std::string& why) {
+    auto lease = store_->LeaseNext(worker);
+    ASSERT_TRUE(lease.ok() && lease->has_value());
+    v1::CompleteJobRequest request;
+    request.set_job_id(id);
+    request.set_lease_id((*lease)->lease_id);
+    request.set_crash(why);
+    ASSERT_TRUE(store_->Complete(request).ok());
+  };
+  crash("w1", "the engine process was killed by signal 6 (SIGABRT, Aborted); last stage: pruning (block 2/8)");
+  auto job = store_->Get(id);
+  EXPECT_EQ(job->state(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(job->crash_count(), 1);
+  const auto events = Events(id);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().state_change().message(),
+            "attempt 1 crashed (crash 1 of at most 2) on worker w1: the engine process was killed by signal 6 "
+            "(SIGABRT, Aborted); last stage: pruning (block 2/8)");
+
+  crash("w2", "the engine process was killed by signal 11 (SIGSEGV, Segmentation fault); last stage: loading");
+  job = store_->Get(id);
+  EXPECT_EQ(job->state(), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(job->crash_count(), 2);
+  EXPECT_EQ(job->attempt_count(), 2);
+  EXPECT_NE(job->error().find("crash 2 of at most 2) on worker w2: the engine process was killed by signal 11"),
+            std::string::npos)
+      << job->error();
+  EXPECT_FALSE(store_->LeaseNext("w3")->has_value()) << "no third worker gets it";
+}
+
+// The worker numbers its batches; one it gave up on shows in the log as a gap, not as silence.
+TEST_F(JobStoreTest, ASkippedEventBatchIsLoggedAsAGap) {
+  const std::string id = store_->Create(Spec(), "", "team-a", "alice")->job.id();
+  auto lease = store_->LeaseNext("w1");
+  const std::string lease_id = (*lease)->lease_id;
+  ASSERT_TRUE(store_->AppendEvents(id, lease_id, {Progress(0.1)}, 1).ok());
+  ASSERT_TRUE(store_->AppendEvents(id, lease_id, {Progress(0.4)}, 4).ok());
+  const auto events = Events(id);
+  ASSERT_GE(events.size(), 3u);
+  const auto& gap = events[events.size() - 2];
+  ASSERT_TRUE(gap.has_report_gap());
+  EXPECT_EQ(gap.report_gap().first_batch(), 2);
+  EXPECT_EQ(gap.report_gap().last_batch(), 3);
+  EXPECT_EQ(events.back().progress().fraction(), 0.4);
+  v1::JobEvent forged;
+  forged.mutable_report_gap()->set_first_batch(1);
+  EXPECT_EQ(store_->AppendEvents(id, lease_id, {forged}, 5).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// A worker that reports without end fills its job's log to the limit and no further; the state
+// changes that end the job still go in.
+TEST_F(JobStoreTest, AJobsLogStopsAtTheEventLimit) {
+  const std::string id = store_->Create(Spec(), "", "team-a", "alice")->job.id();
+  auto lease = store_->LeaseNext("w1");
+  const std::string lease_id = (*lease)->lease_id;
+  const std::vector<v1::JobEvent> batch(1000, Progress(0.5));
+  int64_t batches = 0;
+  absl::Status refused;
+  while (refused.ok()) refused = store_->AppendEvents(id, lease_id, batch, ++batches).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(refused.message().find("a job keeps at most 100000"), std::string::npos) << refused;
+  EXPECT_EQ(batches, 100) << "two state changes and 99 batches of 1000 fit";
+  v1::CompleteJobRequest done;
+  done.set_job_id(id);
+  done.set_lease_id(lease_id);
+  done.set_error("stopped");
+  ASSERT_TRUE(store_->Complete(done).ok());
+  EXPECT_EQ(store_->Get(id)->state(), v1::JOB_STATE_FAILED);
+}
+
+// ListJobs answers with summaries, in pages that end before kMaxListPageBytes.
+TEST_F(JobStoreTest, ListGivesSummariesInPagesOfBoundedBytes) {
+  const std::string id = store_->Create(Spec(), "", "team-a", "alice")->job.id();
+  auto lease = store_->LeaseNext("w1");
+  v1::CompleteJobRequest done;
+  done.set_job_id(id);
+  done.set_lease_id((*lease)->lease_id);
+  done.mutable_result()->set_achieved_sparsity(0.5);
+  for (int i = 0; i < 1000; ++i) done.mutable_result()->add_layers()->set_name("model.layers.0.mlp.up_proj");
+  ASSERT_TRUE(store_->Complete(done).ok());
+  auto listed = store_->List(v1::JOB_STATE_SUCCEEDED, 10, "");
+  ASSERT_EQ(listed->jobs.size(), 1u);
+  EXPECT_EQ(listed->jobs[0].result().achieved_sparsity(), 0.5);
+  EXPECT_EQ(listed->jobs[0].result().layers_size(), 0) << "the per-layer list stays with Get";
+  EXPECT_EQ(store_->Get(id)->result().layers_size(), 1000);
+
+  std::vector<std::string> big;
+  for (int i = 0; i < 3; ++i) {
+    v1::JobSpec spec = Spec();
+    (*spec.mutable_labels())["bulk"] = std::string(1'500'000, 'x');  // the store takes what the service checked
+    big.push_back(store_->Create(spec, "", "team-b", "bob")->job.id());
+  }
+  auto first = store_->List(v1::JOB_STATE_QUEUED, 10, "");
+  ASSERT_EQ(first->jobs.size(), 2u) << "a third would pass 4 MiB";
+  ASSERT_FALSE(first->next_page_token.empty());
+  auto second = store_->List(v1::JOB_STATE_QUEUED, 10, first->next_page_token);
+  ASSERT_EQ(second->jobs.size(), 1u);
+  EXPECT_EQ(second->jobs[0].id(), big[2]);
+  EXPECT_TRUE(second->next_page_token.empty());
+}
+
+// Retention: jobs that ended before the cutoff go with their events; running and recent ones stay.
+TEST_F(JobStoreTest, RetentionDeletesJobsThatEndedBeforeTheCutoffWithTheirEvents) {
+  const std::string old_job = store_->Create(Spec(), "", "team-a", "alice")->job.id();
+  ASSERT_TRUE(store_->Cancel(old_job).ok());
+  const std::string queued = store_->Create(Spec(), "", "team-a", "alice")->job.id();
+  now_ += absl::Hours(24 * 40);
+  const std::string recent = store_->Create(Spec(), "", "team-a", "alice")->job.id();
+  ASSERT_TRUE(store_->Cancel(recent).ok());
+  int heard = 0;
+  Retention retention(store_.get(), absl::Hours(24 * 30), [&](int n) { heard += n; });
+  EXPECT_EQ(retention.Sweep(), 1);
+  EXPECT_EQ(heard, 1);
+  EXPECT_EQ(store_->Get(old_job).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(Events(old_job).empty());
+  EXPECT_EQ(store_->Get(queued)->state(), v1::JOB_STATE_QUEUED) << "forty days in the queue is no end";
+  EXPECT_EQ(store_->Get(recent)->state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_FALSE(Events(recent).empty());
+  EXPECT_EQ(retention.Sweep(), 0);
+}
+
+// A version 1 store learns its ended jobs' end times, so retention reaches them too.
+TEST_F(JobStoreTest, AVersion1StoreGetsEndTimesForRetention) {
+  const std::string ended = store_->Create(Spec(), "", "team-a", "alice")->job.id();
+  ASSERT_TRUE(store_->Cancel(ended).ok());
+  store_.reset();
+  {
+    auto db = Database::Open(dir_ / "jobs.db").value();
+    ASSERT_TRUE(db->Exec("DROP INDEX jobs_by_end; ALTER TABLE jobs DROP COLUMN end_ms; PRAGMA user_version = 1;").ok());
+  }
+  Reopen();
+  now_ += absl::Hours(24 * 31);
+  EXPECT_EQ(store_->DeleteEndedBefore(now_ - absl::Hours(24 * 30), 10).value(), 1);
+  EXPECT_EQ(store_->Get(ended).status().code(), absl::StatusCode::kNotFound);
+}
+
+// A full store (here its --max-db-bytes; a full disk reads the same) answers UNAVAILABLE, which the
+// worker retries: the outcome waits for room instead of being dropped.
+TEST_F(JobStoreTest, AFullStoreIsUnavailableAndTheOutcomeLandsOnceThereIsRoom) {
+  Reopen(2, 2, /*max_db_bytes=*/256 << 10);
+  const std::string id = store_->Create(Spec(), "", "team-a", "alice")->job.id();
+  auto lease = store_->LeaseNext("w1");
+  const std::string lease_id = (*lease)->lease_id;
+  v1::JobEvent wordy = Progress(0.5);
+  wordy.mutable_progress()->set_message(std::string(2000, 'm'));
+  absl::Status full;
+  for (int64_t batch = 1; full.ok() && batch < 1000; ++batch) {
+    full = store_->AppendEvents(id, lease_id, std::vector<v1::JobEvent>(10, wordy), batch).status();
+  }
+  EXPECT_EQ(full.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(full.message().find("the job store is full"), std::string::npos) << full;
+  v1::CompleteJobRequest done;
+  done.set_job_id(id);
+  done.set_lease_id(lease_id);
+  done.mutable_result()->set_achieved_sparsity(0.5);
+  for (int i = 0; i < 500; ++i) done.mutable_result()->add_layers()->set_name(std::string(200, 'l'));
+  EXPECT_EQ(store_->Complete(done).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store_->Get(id)->state(), v1::JOB_STATE_RUNNING) << "nothing half-written";
+  Reopen();  // room again (the operator raised the bound, or retention freed pages)
+  ASSERT_TRUE(store_->Complete(done).ok());
+  EXPECT_EQ(store_->Get(id)->state(), v1::JOB_STATE_SUCCEEDED);
 }
 
 }  // namespace

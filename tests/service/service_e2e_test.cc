@@ -14,7 +14,9 @@
 
 #include "common/channel.h"
 #include "common/files.h"
+#include "common/job_spec.h"
 #include "common/sha256.h"
+#include "shears/v1/attempt.pb.h"
 #include "shears/v1/pruning.grpc.pb.h"
 #include "shears/v1/workers.grpc.pb.h"
 #include "tests/support/health_check.h"
@@ -50,11 +52,13 @@ class ServiceTest : public ::testing::Test {
   // As deployed: TLS, identities (this test calls as alice, a client of team-a, and as the worker),
   // and the plaintext health port.
   // `port` 0: any free one.
-  void StartServer(const std::string& lease_ttl, int port = 0) {
+  void StartServer(const std::string& lease_ttl, int port = 0, const std::vector<std::string>& extra = {}) {
     unlink((dir_ / "health.port").c_str());
-    secure_ = testing::StartSecureServer(dir_.path(), {"--lease-ttl", lease_ttl, "--max-attempts", "3", "--health-listen",
-                                                       "127.0.0.1:0", "--health-port-file", dir_ / "health.port",
-                                                       "--listen", absl::StrCat("127.0.0.1:", port)});
+    std::vector<std::string> flags = {"--lease-ttl", lease_ttl, "--max-attempts", "3", "--health-listen",
+                                      "127.0.0.1:0", "--health-port-file", dir_ / "health.port",
+                                      "--listen", absl::StrCat("127.0.0.1:", port)};
+    flags.insert(flags.end(), extra.begin(), extra.end());
+    secure_ = testing::StartSecureServer(dir_.path(), flags);
     ASSERT_TRUE(secure_.error.empty()) << secure_.error;
     server_ = std::move(secure_.server.process);
     address_ = secure_.server.address;
@@ -380,10 +384,10 @@ TEST_F(ServiceTest, JobsWhoseTargetOrDataDoNotFitTheModelFailSayingWhy) {
   SetNM(indivisible, 16, 32);
   v1::JobSpec scarce = Spec(DataDir("tiny-llama"), dir_ / "b");
   scarce.set_method(v1::METHOD_WANDA);
-  SetCalibration(scarce, 100000, 128);
+  SetCalibration(scarce, 60000, 128);
   const std::vector<std::pair<v1::JobSpec, std::string>> cases = {
       {indivisible, "n_m: M=32 does not divide the 176 inputs of model.layers.0.mlp.down_proj.weight"},
-      {scarce, "fewer than the 100000 windows of 128 tokens asked for (12800000)"},
+      {scarce, "fewer than the 60000 windows of 128 tokens asked for (7680000)"},
   };
   for (const auto& [spec, message] : cases) {
     v1::Job job;
@@ -791,6 +795,50 @@ TEST_F(ServiceTest, BadSpecsAreRejectedNamingTheFieldAndStoreNothing) {
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
+// The oversized requests, through the service: each refused naming what is too big and the
+// limit; and a full store answers UNAVAILABLE (retried by callers), not INTERNAL.
+TEST_F(ServiceTest, OversizedRequestsAreRefusedNamingTheLimitAndAFullStoreIsUnavailable) {
+  v1::Job job;
+  v1::JobSpec spec = Spec(DataDir("tiny-llama"), dir_ / "out");
+  (*spec.mutable_labels())["team"] = std::string(3'900'000, 'x');
+  grpc::Status st = Create(spec, &job);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  ApplySpecDefaults(spec);  // the server measures the spec it would store
+  EXPECT_EQ(st.error_message(), absl::StrCat("spec: ", spec.ByteSizeLong(), " bytes, more than the limit of 65536"));
+  spec = Spec(DataDir("tiny-llama"), dir_ / "out");
+  for (int i = 0; i < 100000; ++i) (*spec.mutable_labels())[absl::StrCat("k", i)] = "v";
+  st = Create(spec, &job);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(st.error_message().rfind("spec: ", 0), 0u) << st.error_message();
+  EXPECT_EQ(JobCount(), 0);
+
+  ASSERT_TRUE(Create(Spec(DataDir("tiny-llama"), dir_ / "out"), &job).ok());
+  v1::LeaseJobRequest lease;
+  lease.set_worker_id("flooding-worker");
+  v1::LeaseJobResponse leased;
+  ASSERT_TRUE(workers_->LeaseJob(Context(30, testing::kWorkerToken).get(), lease, &leased).ok());
+  v1::ReportEventsRequest flood;
+  flood.set_job_id(job.id());
+  flood.set_lease_id(leased.lease_id());
+  for (int i = 0; i < 2000; ++i) flood.add_events()->mutable_progress()->set_stage("pruning");
+  v1::ReportEventsResponse reported;
+  st = workers_->ReportEvents(Context(30, testing::kWorkerToken).get(), flood, &reported);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(st.error_message(), "events: 2000 in one call, more than the limit of 1024");
+
+  server_.reset();
+  StartServer("30s", 0, {"--max-db-bytes", "262144"});
+  int created = 0;
+  for (; created < 5000; ++created) {
+    st = Create(Spec(DataDir("tiny-llama"), dir_ / absl::StrCat("out-", created)), &job);
+    if (!st.ok()) break;
+  }
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
+  EXPECT_NE(st.error_message().find("the job store is full"), std::string::npos) << st.error_message();
+  EXPECT_GT(created, 10);
+  EXPECT_EQ(Get(job.id()).state(), v1::JOB_STATE_QUEUED) << "reads go on";
+}
+
 TEST_F(ServiceTest, BrokenModelsFailTheJobAndTheWorkerTakesTheNext) {
   StartWorker();
   fs::copy(DataDir("tiny-llama"), dir_ / "truncated", fs::copy_options::recursive);
@@ -981,6 +1029,105 @@ TEST_F(ServiceTest, AServerKilledMidJobComesBackAndTheAttemptGoesOn) {
     layers += events[i].has_layer();
   }
   EXPECT_EQ(layers, done.result().layers_size()) << "every layer's event arrived, the outage's included";
+}
+
+// A poison job: an engine that dies (SIGABRT here, as an abort in LibTorch would) ends its own
+// process, not the worker. The worker reports the crash with the signal and the last stage, the job
+// goes back to the queue, and at its second crash (--max-crashes 2) it fails instead of reaching a
+// third worker; the worker lives on and runs the next job.
+TEST_F(ServiceTest, AnEngineCrashFailsTheAttemptNotTheWorkerAndAPoisonJobStopsAtMaxCrashes) {
+  testing::WriteSyntheticLlama(dir_ / "slow", kSlowBlocks, 256, 704);
+  StartWorker();
+  v1::Job job;
+  ASSERT_TRUE(Create(Spec(dir_ / "slow", dir_ / "out"), &job).ok());
+  bool armed = false;  // the attempt's first layer event is the moment to crash it
+  int crashes = 0;
+  const auto events = Watch(job.id(), 0, [&](const v1::JobEvent& e) {
+    if (e.has_state_change() && e.state_change().state() == v1::JOB_STATE_RUNNING) armed = true;
+    if (!e.has_layer() || !armed) return;
+    armed = false;
+    const auto engines = testing::ChildrenOf(worker_->pid());
+    ASSERT_EQ(engines.size(), 1u) << "one engine process per attempt";
+    kill(engines[0], SIGABRT);
+    ++crashes;
+  });
+  const v1::Job done = Get(job.id());
+  EXPECT_EQ(crashes, 2);
+  EXPECT_EQ(done.state(), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(done.crash_count(), 2);
+  EXPECT_EQ(done.attempt_count(), 2) << "no third attempt";
+  EXPECT_NE(done.error().find("crash 2 of at most 2) on worker test-worker: the engine process was killed by "
+                              "signal 6 (SIGABRT, Aborted); last stage: "),
+            std::string::npos)
+      << done.error();
+  // Where it was: after a layer of an early block, or a block done (the kill lands as it may).
+  EXPECT_TRUE(done.error().find(", after layer model.layers.") != std::string::npos ||
+              done.error().find("last stage: pruning (block ") != std::string::npos)
+      << done.error();
+  bool requeued = false;
+  for (const auto& e : events) {
+    requeued |= e.has_state_change() && e.state_change().state() == v1::JOB_STATE_QUEUED &&
+                e.state_change().message().find("attempt 1 crashed (crash 1 of at most 2)") != std::string::npos;
+  }
+  EXPECT_TRUE(requeued);
+  EXPECT_FALSE(fs::exists(dir_ / "out/manifest.json"));
+
+  v1::Job next;
+  ASSERT_TRUE(Create(Spec(DataDir("tiny-llama"), dir_ / "out2"), &next).ok());
+  Watch(next.id());
+  EXPECT_EQ(Get(next.id()).state(), v1::JOB_STATE_SUCCEEDED) << "the same worker process took the next job\n"
+                                                              << worker_->Log();
+}
+
+// A store that fills mid-job (its --max-db-bytes here; a full disk answers the same): the job's
+// reports are refused UNAVAILABLE, the worker keeps them and the outcome in its outbox, and is then
+// killed. The server restarted with room, the worker started again delivers what it owed while the
+// lease is still its own: the job ends on attempt 1, published once, with every layer's event and
+// no gap.
+TEST_F(ServiceTest, AWorkerKilledHoldingTheOutcomeDeliversItWhenItStartsAgain) {
+  server_.reset();
+  StartServer("30s", 0, {"--max-db-bytes", "49152"});
+  const int port = std::stoi(address_.substr(address_.rfind(':') + 1));
+  testing::WriteSyntheticLlama(dir_ / "slow", kSlowBlocks, 256, 704);
+  StartWorker();
+  v1::Job job;
+  ASSERT_TRUE(Create(Spec(dir_ / "slow", dir_ / "out"), &job).ok());
+  // The worker finishes and keeps the outcome in its outbox, retrying.
+  bool outcome_kept = false;
+  for (int i = 0; i < 1200 && !outcome_kept; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(dir_ / "work/outbox", ec)) {
+      v1::Outbox record;
+      if (entry.path().extension() == ".pb" && record.ParseFromString(ReadFile(entry.path()).value_or("")) &&
+          record.has_outcome()) {
+        outcome_kept = record.outcome().has_result();
+      }
+    }
+  }
+  ASSERT_TRUE(outcome_kept) << worker_->Log();
+  EXPECT_TRUE(fs::exists(dir_ / "out/manifest.json")) << "published before the outcome";
+  EXPECT_NE(worker_->Log().find("the job store is full"), std::string::npos) << worker_->Log();
+  EXPECT_EQ(worker_->Stop(SIGKILL), 128 + SIGKILL);
+  server_.reset();
+  StartServer("30s", port);
+  StartWorker();
+  const auto events = Watch(job.id());
+  const v1::Job done = Get(job.id());
+  EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error() << worker_->Log();
+  EXPECT_EQ(done.attempt_count(), 1) << "not run again\n" << worker_->Log();
+  int layers = 0;
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].sequence(), static_cast<int64_t>(i) + 1);
+    EXPECT_FALSE(events[i].has_report_gap()) << "no batch was lost";
+    layers += events[i].has_layer();
+  }
+  EXPECT_EQ(layers, kSlowBlocks * 7) << "the events queued when the worker died arrived too";
+  EXPECT_TRUE(fs::exists(dir_ / "out/manifest.json"));
+  EXPECT_NE(worker_->Log().find("delivered what an earlier run of this worker owed the server (events and the outcome)"),
+            std::string::npos)
+      << worker_->Log();
+  EXPECT_TRUE(fs::is_empty(dir_ / "work/outbox"));
 }
 
 TEST_F(ServiceTest, WorkerGivesItsJobBackOnSigterm) {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -53,12 +54,32 @@ class Process {
     return status_;
   }
   std::string Log() const { return ReadFile(log_path_).value_or(""); }
+  pid_t pid() const { return pid_; }
 
  private:
   pid_t pid_ = -1;
   int status_ = -1;
   std::string log_path_;
 };
+
+// The processes whose parent is `parent` (from /proc/PID/stat), such as a worker's engine process.
+inline std::vector<pid_t> ChildrenOf(pid_t parent) {
+  std::vector<pid_t> children;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const std::string stat = ReadFile(entry.path() / "stat").value_or("");
+    const size_t end = stat.rfind(')');  // the command name may hold spaces and parentheses
+    if (end == std::string::npos) continue;
+    char state = 0;
+    int ppid = 0;
+    if (sscanf(stat.c_str() + end + 1, " %c %d", &state, &ppid) == 2 && ppid == parent && state != 'Z') {
+      children.push_back(std::stoi(name));
+    }
+  }
+  return children;
+}
 
 // Runs a command to completion; returns its exit status and what it printed.
 struct Output {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
@@ -51,6 +52,29 @@ TEST(CheckLocalPaths, NothingInTheWorkDirectoryAndNoOutputOverAnInputThroughALin
   EXPECT_EQ(alias.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(alias.message().find("overlaps model_uri"), std::string::npos) << alias;
   EXPECT_NE(alias.message().find("once symbolic links are followed"), std::string::npos) << alias;
+}
+
+// The engine reads a dataset whole: one past the worker's --max-dataset-bytes fails the job before
+// the model is loaded, naming the field and the limit.
+TEST(Datasets, AFileLargerThanTheWorkersLimitFailsNamingTheField) {
+  TempDir dir;
+  v1::JobSpec spec = Spec(DataDir("tiny-llama"), dir / "out");
+  spec.set_method(v1::METHOD_WANDA);
+  std::ofstream(dir / "big.txt") << std::string(2 << 20, 'a');
+  spec.mutable_calibration()->set_dataset_uri("file://" + (dir / "big.txt"));
+  spec.mutable_calibration()->set_num_samples(4);
+  spec.mutable_calibration()->set_seq_len(32);
+  RunContext context;
+  context.job_id = "big-data";
+  context.work_dir = dir / "work";
+  context.storage.cache_dir = dir / "work";
+  context.device = "cpu";
+  context.max_dataset_bytes = 1 << 20;
+  auto result = RunJob(spec, context);
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(result.status().message(),
+            "calibration.dataset_uri: 2097152 bytes, more than the worker's limit of 1048576 (--max-dataset-bytes)");
+  EXPECT_FALSE(fs::exists(dir / "out"));
 }
 
 class Fence : public ::testing::Test {

@@ -39,6 +39,8 @@ struct StorageOptions {
   std::optional<StorageCredentials> credentials;
   std::string cache_dir;                        // downloads land here, kept for later jobs
   int64_t cache_max_bytes = int64_t{100} << 30;
+  // Each file fetched over the network (--max-download-bytes); 0: none beyond the cache's bound.
+  int64_t max_download_bytes = 0;
   RetryPolicy retry;
   int64_t s3_part_bytes = int64_t{8} << 20;  // larger files go up as multipart uploads
   TransferCounters counters;                  // bytes over the network, for the metrics

@@ -37,6 +37,8 @@ struct Attempt {
   const UrlGuard* guard = nullptr;
   bool redirecting = false;  // the response whose headers arrive is a 3xx
   std::string refused;       // why the guard stopped the transfer; empty: it did not
+  int64_t max_bytes = 0;  // of the whole file; 0: none
+  bool too_big = false;   // the body passed max_bytes: the transfer stopped
   std::string part;  // the file `out` writes
   std::ofstream* out = nullptr;
   Sha256* digest = nullptr;
@@ -56,6 +58,11 @@ size_t OnBody(char* data, size_t size, size_t count, void* user) {
   long status = 0;
   curl_easy_getinfo(a->curl, CURLINFO_RESPONSE_CODE, &status);
   if (status >= 300) return n;  // an error page, not the file
+  const int64_t whole = a->offset + std::max(a->received + static_cast<int64_t>(n), a->content_length);
+  if (a->max_bytes > 0 && whole > a->max_bytes) {
+    a->too_big = true;
+    return 0;  // makes curl stop with a write error
+  }
   a->out->write(data, static_cast<std::streamsize>(n));
   if (!*a->out) return 0;  // makes curl fail with a write error
   a->digest->Update(data, n);
@@ -241,8 +248,8 @@ size_t AppendBody(char* data, size_t size, size_t count, void* user) {
 
 }  // namespace
 
-HttpClient::HttpClient(RetryPolicy retry, TransferCounters counters, UrlGuard guard)
-    : retry_(retry), counters_(std::move(counters)), guard_(std::move(guard)) {
+HttpClient::HttpClient(RetryPolicy retry, TransferCounters counters, UrlGuard guard, int64_t max_download_bytes)
+    : retry_(retry), counters_(std::move(counters)), guard_(std::move(guard)), max_download_bytes_(max_download_bytes) {
   GlobalInit();
 }
 
@@ -277,6 +284,7 @@ absl::StatusOr<Downloaded> HttpClient::Download(const std::string& url, const st
     a.progress = &progress;
     a.name = name;
     a.offset = have;
+    a.max_bytes = max_download_bytes_;
     a.start = a.last_report = std::chrono::steady_clock::now();
     std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), curl_easy_cleanup);
     curl_slist* list = nullptr;
@@ -304,6 +312,11 @@ absl::StatusOr<Downloaded> HttpClient::Download(const std::string& url, const st
     if (!a.refused.empty()) {
       fs::remove(part, ec);
       return absl::PermissionDeniedError(absl::StrCat("GET ", url, ": refused ", a.refused));
+    }
+    if (a.too_big) {
+      fs::remove(part, ec);
+      return absl::ResourceExhaustedError(absl::StrCat("GET ", url, ": ", name, " is larger than the worker's limit of ",
+                                                       max_download_bytes_, " bytes a file (--max-download-bytes)"));
     }
     have = a.offset + a.received;
     if (!a.etag.empty()) etag = a.etag;

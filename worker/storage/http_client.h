@@ -75,7 +75,10 @@ struct UrlGuard {
 
 class HttpClient {
  public:
-  explicit HttpClient(RetryPolicy retry = {}, TransferCounters counters = {}, UrlGuard guard = {});
+  // `max_download_bytes` (0: none) bounds each file Download fetches: a larger one stops as soon
+  // as its size (or its bytes) say so, RESOURCE_EXHAUSTED naming the limit, never retried.
+  explicit HttpClient(RetryPolicy retry = {}, TransferCounters counters = {}, UrlGuard guard = {},
+                      int64_t max_download_bytes = 0);
 
   // Downloads `url` into `path`, through `path`.part renamed when complete. A transfer that breaks
   // resumes from the bytes received with a Range request; the digest covers the whole file.
@@ -97,6 +100,7 @@ class HttpClient {
   RetryPolicy retry_;
   TransferCounters counters_;
   UrlGuard guard_;
+  int64_t max_download_bytes_;
 };
 
 }  // namespace shears::worker

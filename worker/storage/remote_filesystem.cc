@@ -50,7 +50,7 @@ UrlGuard GuardOf(const StorageOptions& options) {
 }
 
 ReadOnlyRemoteFileSystem::ReadOnlyRemoteFileSystem(const StorageOptions& options, UrlGuard guard)
-    : client_(options.retry, options.counters, std::move(guard)),
+    : client_(options.retry, options.counters, std::move(guard), options.max_download_bytes),
       cache_((fs::path(options.cache_dir) / "cache").string(), options.cache_max_bytes,
              options.credentials ? options.credentials->Fingerprint() : ""),
       hf_token_(options.credentials ? options.credentials->hf_token : "") {}

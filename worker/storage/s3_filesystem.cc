@@ -99,7 +99,7 @@ S3Config S3Config::For(const std::optional<StorageCredentials>& credentials) {
 
 S3FileSystem::S3FileSystem(const StorageOptions& options, S3Config config)
     : config_(std::move(config)),
-      client_(options.retry, options.counters),
+      client_(options.retry, options.counters, UrlGuard{}, options.max_download_bytes),
       cache_((fs::path(options.cache_dir) / "cache").string(), options.cache_max_bytes,
              options.credentials ? options.credentials->Fingerprint() : ""),
       part_bytes_(options.s3_part_bytes) {}

@@ -131,7 +131,9 @@ TEST(JobRules, EachBrokenRuleNamesItsField) {
       {[](PruneOptions& o) { o.method = Method::kMagnitude, o.calibration.reset(), o.neuron_measures = true; },
        "neuron_measures: needs calibration data: the neurons are measured on its windows"},
       {[](PruneOptions& o) { o.calibration->path.clear(); }, "calibration.dataset_uri: is required"},
-      {[](PruneOptions& o) { o.calibration->num_samples = 0; }, "calibration.num_samples: must be at least 1, got 0"},
+      {[](PruneOptions& o) { o.calibration->num_samples = 0; }, "calibration.num_samples: must be in [1, 65536], got 0"},
+      {[](PruneOptions& o) { o.calibration->num_samples = 1000000; },
+       "calibration.num_samples: must be in [1, 65536], got 1000000"},
       {[](PruneOptions& o) { o.calibration->seq_len = 1; }, "calibration.seq_len: must be in [2, 32768], got 1"},
       // A window of 100000 tokens would take each block pass days: refused before anything runs.
       {[](PruneOptions& o) { o.calibration->seq_len = 100000; },
@@ -153,6 +155,11 @@ TEST(JobRules, EachBrokenRuleNamesItsField) {
          o.fine_tune->steps = -1;
        },
        "fine_tune.steps: must be in [0, 1000000], got -1"},
+      {[](PruneOptions& o) {
+         o.method = Method::kGum, o.structure = Structure::kFfnNeurons, o.fine_tune = FineTune();
+         o.fine_tune->batch_size = 100000;
+       },
+       "fine_tune.batch_size: must be in [0, 4096] (0: the default), got 100000"},
       {[](PruneOptions& o) {
          o.method = Method::kGum, o.structure = Structure::kFfnNeurons, o.fine_tune = FineTune();
          o.allocation = Allocation::kUniform;

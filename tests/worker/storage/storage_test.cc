@@ -85,6 +85,24 @@ TEST(Http, DownloadsAFileWithItsDigestAndReportsProgress) {
   EXPECT_EQ((*storage)->Put(*path, peer.url() + "/x").code(), absl::StatusCode::kInvalidArgument) << "read-only";
 }
 
+// A file past the worker's --max-download-bytes stops at its Content-Length, or at its bytes when
+// the server sends none, and is never retried.
+TEST(Http, AFileLargerThanTheDownloadLimitStopsAndSaysSo) {
+  TempDir dir;
+  fs::create_directories(dir / "www");
+  std::ofstream(dir / "www/data.bin", std::ios::binary) << Bytes(1 << 20);
+  HttpPeer peer(dir / "www", dir.path());
+  HttpClient client(Options(dir.path()).retry, {}, {}, /*max_download_bytes=*/100000);
+  auto got = client.Download(peer.url() + "/data.bin", {}, dir / "out/data.bin", "data.bin", {});
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(got.status().message(),
+            absl::StrCat("GET ", peer.url(), "/data.bin: data.bin is larger than the worker's limit of 100000 bytes a "
+                         "file (--max-download-bytes)"));
+  EXPECT_EQ(peer.Requests().size(), 1u) << "not retried";
+  EXPECT_FALSE(fs::exists(dir / "out/data.bin.part"));
+  EXPECT_FALSE(fs::exists(dir / "out/data.bin"));
+}
+
 TEST(Http, ABodyCutShortResumesWithARangeRequest) {
   TempDir dir;
   fs::create_directories(dir / "www");

@@ -65,8 +65,9 @@ absl::Status CheckCalibration(const PruneOptions& options) {
   }
   const CalibrationOptions& calibration = *options.calibration;
   if (calibration.path.empty()) return Invalid("calibration.dataset_uri", "is required");
-  if (calibration.num_samples < 1) {
-    return Invalid("calibration.num_samples", absl::StrCat("must be at least 1, got ", calibration.num_samples));
+  if (calibration.num_samples < 1 || calibration.num_samples > kMaxCalibrationSamples) {
+    return Invalid("calibration.num_samples",
+                   absl::StrCat("must be in [1, ", kMaxCalibrationSamples, "], got ", calibration.num_samples));
   }
   SHEARS_RETURN_IF_ERROR(CheckSeqLen("calibration.seq_len", calibration.seq_len));
   return absl::OkStatus();
@@ -110,7 +111,10 @@ absl::Status CheckFineTune(const PruneOptions& options) {
   if (!(tune.learning_rate >= 0.0 && tune.learning_rate < 1.0)) {
     return Invalid("fine_tune.learning_rate", absl::StrCat("must be in [0, 1), got ", tune.learning_rate));
   }
-  if (tune.batch_size < 0) return Invalid("fine_tune.batch_size", "must not be negative");
+  if (tune.batch_size < 0 || tune.batch_size > kMaxFineTuneBatch) {
+    return Invalid("fine_tune.batch_size",
+                   absl::StrCat("must be in [0, ", kMaxFineTuneBatch, "] (0: the default), got ", tune.batch_size));
+  }
   SHEARS_RETURN_IF_ERROR(CheckSeqLen("fine_tune.seq_len", tune.seq_len, /*zero_is_default=*/true));
   if (tune.uniqueness_weight >= 0.0 && options.method != Method::kGum) {
     return Invalid("fine_tune.uniqueness_weight", "applies to METHOD_GUM only");

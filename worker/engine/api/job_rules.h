@@ -39,6 +39,12 @@ bool RemovesStructures(Structure structure);
 // quadratic in its length (the attention scores); past this, a job would run for days, not fail.
 inline constexpr int64_t kMaxSeqLen = 32768;
 
+// The most calibration windows a job may ask for: SparseGPT and Wanda use 128, the papers' largest
+// sweeps 2048; past this the activations a block pass keeps run to terabytes at 7B widths.
+inline constexpr int64_t kMaxCalibrationSamples = 65536;
+// The largest fine-tuning batch (windows a step): far past what one GPU holds at any seq_len.
+inline constexpr int64_t kMaxFineTuneBatch = 4096;
+
 // The largest JobSpec.width_multiple: wider than any FFN of a published model.
 inline constexpr int64_t kMaxWidthMultiple = 65536;
 
