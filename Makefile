@@ -6,7 +6,13 @@ CMAKE_ARGS ?=
 # Where the 7B-shaped bench writes its outputs (needs ~45 GB free).
 SEVEN_B_WORK ?= /tmp/shears-7b-bench
 
-.PHONY: all deps build peers test test-quick demo bench clean
+# The sanitized tree (clang, ASan, UBSan, libFuzzer): make test-asan and make fuzz.
+ASAN_DIR ?= build-asan
+# How long `make fuzz` runs each fuzz target, and `make test` its smoke run.
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 15
+
+.PHONY: all deps build peers test test-quick test-asan asan-build fuzz chaos demo bench clean
 
 all: build
 
@@ -23,13 +29,38 @@ build: deps
 peers:
 	scripts/install-test-peers.sh $(BUILD_DIR)/peers
 
-test: build peers
+test: build peers asan-build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS)
+	@echo "== fuzz smoke: each target for $(FUZZ_SMOKE_SECONDS) s (make fuzz runs them for $(FUZZ_SECONDS) s)"
+	scripts/fuzz.sh $(ASAN_DIR) $(FUZZ_SMOKE_SECONDS)
+
+# The unit and engine tests and the fuzz targets, built with clang under AddressSanitizer and
+# UndefinedBehaviorSanitizer (-O1; every report fatal).
+asan-build: deps
+	CC=clang CXX=clang++ cmake -S . -B $(ASAN_DIR) -DSHEARS_SANITIZE=ON -DCMAKE_BUILD_TYPE=Release \
+	  "-DCMAKE_CXX_FLAGS_RELEASE=-O1 -g1 -DNDEBUG"
+	cmake --build $(ASAN_DIR) -j$(JOBS) --target shears_sanitized_tests
+
+test-asan: asan-build peers
+	ln -sfn $(abspath $(BUILD_DIR))/peers $(ASAN_DIR)/peers  # the same Node peers
+	cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j$(JOBS) -L 'unit|engine'
+
+# Each parser of outside input under libFuzzer for FUZZ_SECONDS (fuzz/CMakeLists.txt lists them).
+fuzz: asan-build
+	scripts/fuzz.sh $(ASAN_DIR) $(FUZZ_SECONDS)
 
 # The unit tests alone (ctest -L unit): rules, masks, formats, the job store; seconds on a warm
 # build. `ctest -L engine` and `ctest -L service` run the other two labels.
 test-quick: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS) -L unit
+
+# The fault-injection suite: CHAOS_TRIALS trials of kill -9 (worker, server, server as a job
+# publishes), gentle restarts, a store that fills and an S3 store that dies mid-upload, each
+# checked by the invariant checker (tests/chaos/chaos_main.cc says which invariants).
+CHAOS_TRIALS ?= 54
+chaos: build peers
+	$(BUILD_DIR)/tests/shears-chaos --trials $(CHAOS_TRIALS)
 
 demo: build
 	scripts/demo.sh $(BUILD_DIR)
@@ -53,4 +84,4 @@ bench: build peers
 	bench/seven_b.sh $(BUILD_DIR) $(SEVEN_B_WORK)
 
 clean:
-	rm -rf $(BUILD_DIR) .demo
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) .demo

@@ -9,6 +9,9 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev nlohmann-json3-dev libpcre2-dev libicu-dev zlib1g-dev
   libgtest-dev libgmock-dev
+  # The sanitized build and the fuzz targets (make test-asan, make fuzz): clang, libFuzzer, and
+  # llvm-symbolizer for readable reports.
+  clang llvm
   bible-kjv
   # The reference instruments (tests/reference) the tests cross-check the engine against, and
   # Debian's SentencePiece trainer and Python binding, which the tokenizer tests measure against

@@ -21,15 +21,21 @@ void Log(const std::string& message) { std::cerr << "shears-worker: " << message
 // Retries a call that failed for a reason that may pass (the server restarting, a network blip)
 // with backoff, for as long as `patience` says: a report or an outcome outlives a server outage
 // instead of being dropped after a few seconds.
+// A failure that may pass: the server away or restarting. CANCELLED is a server shutting down with
+// the call in flight (the worker cancels none of its reports itself); found by make chaos, where an
+// outcome cancelled so was dropped and the job ran again.
+bool Transient(const grpc::Status& st) {
+  return st.error_code() == grpc::StatusCode::UNAVAILABLE || st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+         st.error_code() == grpc::StatusCode::CANCELLED;
+}
+
 template <typename Call>
 grpc::Status WithRetries(const std::string& what, Call call, const Worker::Patience& patience) {
   const absl::Time start = absl::Now();
   absl::Duration backoff = absl::Milliseconds(200);
   for (int tries = 1;; ++tries) {
     grpc::Status st = call();
-    const bool transient = st.error_code() == grpc::StatusCode::UNAVAILABLE ||
-                           st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
-    if (!transient || !patience(absl::Now() - start)) return st;
+    if (!Transient(st) || !patience(absl::Now() - start)) return st;
     if (tries == 1) Log(absl::StrCat(what, ": ", st.error_message(), "; trying again"));
     absl::SleepFor(backoff);
     backoff = std::min(backoff * 2, absl::Seconds(5));
@@ -38,9 +44,7 @@ grpc::Status WithRetries(const std::string& what, Call call, const Worker::Patie
 
 // The server answered: it took the report, or refused it for a reason that will not pass (the
 // lease is gone, a limit). An outage that outlasted the patience is no answer.
-bool Answered(const grpc::Status& st) {
-  return st.error_code() != grpc::StatusCode::UNAVAILABLE && st.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED;
-}
+bool Answered(const grpc::Status& st) { return !Transient(st); }
 
 }  // namespace
 
@@ -243,10 +247,14 @@ void Worker::RunLeased(const v1::LeaseJobResponse& lease) {
     outbox.SetOutcome(request).IgnoreError();
   }
   events.Flush();  // the events go before the outcome
-  finished.Notify();
-  heartbeat.join();
-
+  // Heartbeats go on until the outcome is delivered: an outcome waiting out a full store or a
+  // restart keeps its lease (found by make chaos: a job whose outcome met a full store ran again).
+  auto stop_heartbeats = [&] {
+    finished.Notify();
+    heartbeat.join();
+  };
   if (lease_lost) {
+    stop_heartbeats();
     Log(absl::StrCat("job ", job.id(), ": abandoned, the server gave it to another attempt"));
     outbox.Remove();
     ended("abandoned");
@@ -263,11 +271,13 @@ void Worker::RunLeased(const v1::LeaseJobResponse& lease) {
                      patience);
     Log(absl::StrCat("job ", job.id(), ": given back to the queue"));
     if (Answered(st)) outbox.Remove();
+    stop_heartbeats();
     ended("released");
   } else {
     st = SendOutcome(request, patience);
     // Unanswered, it stays in the outbox: the lease loop tries it again before each lease.
     if (Answered(st)) outbox.Remove();
+    stop_heartbeats();
     ended(outcome_name);
     Log(absl::StrCat("job ", job.id(), ": ",
                      result.ok() ? "succeeded" : absl::StrCat("ended: ", result.status().ToString())));

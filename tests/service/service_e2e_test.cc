@@ -169,6 +169,18 @@ class ServiceTest : public ::testing::Test {
     return job;
   }
 
+  // The layer events of a job's log, which must have no gap: sequences 1, 2, ... and no report
+  // batch lost on the way.
+  static int LayerEventsOfAGaplessLog(const std::vector<v1::JobEvent>& events) {
+    int layers = 0;
+    for (size_t i = 0; i < events.size(); ++i) {
+      EXPECT_EQ(events[i].sequence(), static_cast<int64_t>(i) + 1);
+      EXPECT_FALSE(events[i].has_report_gap()) << "report batches lost";
+      layers += events[i].has_layer();
+    }
+    return layers;
+  }
+
   int JobCount() {
     v1::ListJobsRequest request;
     request.set_page_size(1000);
@@ -1023,12 +1035,8 @@ TEST_F(ServiceTest, AServerKilledMidJobComesBackAndTheAttemptGoesOn) {
   const v1::Job done = Get(job.id());
   EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error() << worker_->Log();
   EXPECT_EQ(done.attempt_count(), 1) << "no attempt burned by the restart\n" << worker_->Log();
-  int layers = 0;
-  for (size_t i = 0; i < events.size(); ++i) {
-    EXPECT_EQ(events[i].sequence(), static_cast<int64_t>(i) + 1);
-    layers += events[i].has_layer();
-  }
-  EXPECT_EQ(layers, done.result().layers_size()) << "every layer's event arrived, the outage's included";
+  EXPECT_EQ(LayerEventsOfAGaplessLog(events), done.result().layers_size())
+      << "every layer's event arrived, the outage's included";
 }
 
 // A poison job: an engine that dies (SIGABRT here, as an abort in LibTorch would) ends its own
@@ -1116,13 +1124,7 @@ TEST_F(ServiceTest, AWorkerKilledHoldingTheOutcomeDeliversItWhenItStartsAgain) {
   const v1::Job done = Get(job.id());
   EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error() << worker_->Log();
   EXPECT_EQ(done.attempt_count(), 1) << "not run again\n" << worker_->Log();
-  int layers = 0;
-  for (size_t i = 0; i < events.size(); ++i) {
-    EXPECT_EQ(events[i].sequence(), static_cast<int64_t>(i) + 1);
-    EXPECT_FALSE(events[i].has_report_gap()) << "no batch was lost";
-    layers += events[i].has_layer();
-  }
-  EXPECT_EQ(layers, kSlowBlocks * 7) << "the events queued when the worker died arrived too";
+  EXPECT_EQ(LayerEventsOfAGaplessLog(events), kSlowBlocks * 7) << "the events queued when the worker died arrived too";
   EXPECT_TRUE(fs::exists(dir_ / "out/manifest.json"));
   EXPECT_NE(worker_->Log().find("delivered what an earlier run of this worker owed the server (events and the outcome)"),
             std::string::npos)

@@ -41,7 +41,7 @@ inline std::vector<std::vector<int64_t>> OracleIds(const std::vector<std::pair<s
   for (size_t i = 0; i < jobs.size(); ++i) {
     const std::string raw = ReadFile(scratch + "/oracle" + std::to_string(i) + ".ids").value_or("");
     std::vector<int64_t> ids(raw.size() / sizeof(int64_t));
-    std::memcpy(ids.data(), raw.data(), ids.size() * sizeof(int64_t));
+    if (!ids.empty()) std::memcpy(ids.data(), raw.data(), ids.size() * sizeof(int64_t));
     out.push_back(std::move(ids));
   }
   return out;

@@ -16,6 +16,7 @@
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "common/uri.h"
+#include "worker/storage/s3_xml.h"
 
 namespace shears::worker {
 namespace fs = std::filesystem;
@@ -40,19 +41,6 @@ std::string Encode(const std::string& text, bool keep_slash) {
     }
   }
   return out;
-}
-
-// The text of the first <tag>...</tag> in `xml`, entities left as they are except &quot;.
-std::string XmlValue(const std::string& xml, const std::string& tag, size_t* from = nullptr) {
-  const std::string open = "<" + tag + ">", close = "</" + tag + ">";
-  const size_t start = xml.find(open, from != nullptr ? *from : 0);
-  if (start == std::string::npos) return "";
-  const size_t end = xml.find(close, start);
-  if (end == std::string::npos) return "";
-  if (from != nullptr) *from = end + close.size();
-  std::string value = xml.substr(start + open.size(), end - start - open.size());
-  for (size_t at; (at = value.find("&quot;")) != std::string::npos;) value.replace(at, 6, "\"");
-  return value;
 }
 
 struct Location {
@@ -135,15 +123,14 @@ absl::StatusOr<std::vector<S3FileSystem::Object>> S3FileSystem::ListObjects(cons
     absl::StrAppend(&query, "list-type=2&prefix=", Encode(prefix, false));
     std::string base = Url(bucket, "", query);
     SHEARS_ASSIGN_OR_RETURN(HttpResponse r, client_.Send(Request("GET", base, kEmptySha256)));
-    size_t at = 0;
-    while (true) {
-      const std::string contents = XmlValue(r.body, "Contents", &at);
-      if (contents.empty()) break;
-      int64_t size = 0;
-      if (!absl::SimpleAtoi(XmlValue(contents, "Size"), &size)) size = 0;
-      out.push_back({XmlValue(contents, "Key"), XmlValue(contents, "ETag"), size});
+    S3ListPage page = ParseListPage(r.body);
+    for (auto& object : page.objects) out.push_back({std::move(object.key), std::move(object.etag), object.size});
+    // A store that answers the same page forever would hold the job forever.
+    if (!page.next_token.empty() && page.next_token == token) {
+      return absl::DataLossError(absl::StrCat("listing s3://", bucket, "/", prefix, ": the store repeats continuation token ",
+                                              token));
     }
-    token = XmlValue(r.body, "IsTruncated") == "true" ? XmlValue(r.body, "NextContinuationToken") : "";
+    token = page.next_token;
   } while (!token.empty());
   return out;
 }

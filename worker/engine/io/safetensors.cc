@@ -126,7 +126,9 @@ absl::Status SafetensorsFile::ParseHeader(const std::string& header, uint64_t da
       }
       continue;
     }
-    auto where = [&](const std::string& what) { return Corrupt(path_, absl::StrCat("tensor ", name, ": ", what)); };
+    auto where = [&, &name = name](const std::string& what) {
+      return Corrupt(path_, absl::StrCat("tensor ", name, ": ", what));
+    };
     if (!entry.is_object()) return where("entry is not an object");
     const auto dt = entry.find("dtype");
     const auto shape = entry.find("shape");

@@ -21,7 +21,8 @@ namespace {
 template <typename T>
 torch::Tensor FromLittleEndian(const char* data, size_t count) {
   std::vector<T> values(count);
-  std::memcpy(values.data(), data, count * sizeof(T));  // x86 and ARM are little-endian
+  // x86 and ARM are little-endian. An empty file has no bytes to copy (and memcpy no null pointer).
+  if (count > 0) std::memcpy(values.data(), data, count * sizeof(T));
   auto out = torch::empty({static_cast<int64_t>(count)}, torch::kInt64);
   auto* p = out.data_ptr<int64_t>();
   for (size_t i = 0; i < count; ++i) p[i] = static_cast<int64_t>(values[i]);
