@@ -20,6 +20,15 @@ absl::Status Unsupported(const std::string& path, const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat(path, ": ", what, " is not supported"));
 }
 
+// A token id as tokenizer.json writes it: a non-negative integer. (A float out of int64's range
+// converted with undefined behaviour: found by fuzz/tokenizer_json_fuzzer.)
+absl::StatusOr<int64_t> TokenId(const nlohmann::json& id, const std::string& path) {
+  if (!id.is_number_integer() || id.get<int64_t>() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": token id ", id.dump(), " is not a non-negative integer"));
+  }
+  return id.get<int64_t>();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromJson(const nlohmann::json& json,
@@ -37,7 +46,9 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromJson(const nlohm
       return Unsupported(path, absl::StrCat("a BPE ", affix));
     }
   }
-  for (const auto& [token, id] : model["vocab"].items()) t->vocab_[token] = id.get<int64_t>();
+  for (const auto& [token, id] : model["vocab"].items()) {
+    SHEARS_ASSIGN_OR_RETURN(t->vocab_[token], TokenId(id, path));
+  }
   int rank = 0;
   for (const auto& merge : model["merges"]) {
     // Written as "a b" by older files, as ["a", "b"] by newer ones.
@@ -72,8 +83,9 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromJson(const nlohm
         return Unsupported(path, absl::StrCat("an added token with ", flag, " (", added.value("content", ""), ")"));
       }
     }
-    t->added_.Add(added.at("content").get<std::string>(), added.at("id").get<int64_t>());
-    t->vocab_.emplace(added.at("content").get<std::string>(), added.at("id").get<int64_t>());
+    SHEARS_ASSIGN_OR_RETURN(const int64_t id, TokenId(added.at("id"), path));
+    t->added_.Add(added.at("content").get<std::string>(), id);
+    t->vocab_.emplace(added.at("content").get<std::string>(), id);
   }
   SHEARS_ASSIGN_OR_RETURN(t->normalizer_, Normalizer::FromJson(json.value("normalizer", nlohmann::json()), path));
   SHEARS_ASSIGN_OR_RETURN(t->pre_tokenizer_, PreTokenizer::FromJson(json.value("pre_tokenizer", nlohmann::json()), path));
@@ -96,7 +108,8 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromJson(const nlohm
         } else if (piece.contains("SpecialToken")) {
           const std::string name = piece["SpecialToken"].at("id").get<std::string>();
           for (const auto& id : p.at("special_tokens").at(name).at("ids")) {
-            (after ? t->suffix_ids_ : t->prefix_ids_).push_back(id.get<int64_t>());
+            SHEARS_ASSIGN_OR_RETURN(const int64_t value, TokenId(id, path));
+            (after ? t->suffix_ids_ : t->prefix_ids_).push_back(value);
           }
         }
       }
