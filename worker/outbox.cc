@@ -42,7 +42,9 @@ std::vector<v1::JobEvent> ReadEvents(const std::string& path) {
 }  // namespace
 
 Outbox::Outbox(const std::string& work_dir, const std::string& job_id, const std::string& lease_id)
-    : record_path_(PathOf(work_dir, lease_id, ".pb")), events_path_(PathOf(work_dir, lease_id, ".events")) {
+    : work_dir_(work_dir),
+      record_path_(PathOf(work_dir, lease_id, ".pb")),
+      events_path_(PathOf(work_dir, lease_id, ".events")) {
   std::error_code ec;
   fs::create_directories(OutboxDir(work_dir), ec);
   absl::MutexLock lock(&mu_);
@@ -91,9 +93,7 @@ absl::Status Outbox::SetOutcome(const v1::CompleteJobRequest& outcome) {
 
 void Outbox::Remove() {
   absl::MutexLock lock(&mu_);
-  std::error_code ec;
-  fs::remove(record_path_, ec);
-  fs::remove(events_path_, ec);
+  Remove(work_dir_, record_.lease_id());
 }
 
 std::vector<Outbox::Left> Outbox::FindLeft(const std::string& work_dir) {

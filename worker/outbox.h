@@ -49,6 +49,7 @@ class Outbox {
  private:
   absl::Status Save() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  const std::string work_dir_;
   const std::string record_path_;
   const std::string events_path_;
   absl::Mutex mu_;

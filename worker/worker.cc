@@ -18,9 +18,6 @@ namespace {
 
 void Log(const std::string& message) { std::cerr << "shears-worker: " << message << std::endl; }
 
-// Retries a call that failed for a reason that may pass (the server restarting, a network blip)
-// with backoff, for as long as `patience` says: a report or an outcome outlives a server outage
-// instead of being dropped after a few seconds.
 // A failure that may pass: the server away or restarting. CANCELLED is a server shutting down with
 // the call in flight (the worker cancels none of its reports itself); found by make chaos, where an
 // outcome cancelled so was dropped and the job ran again.
@@ -29,6 +26,26 @@ bool Transient(const grpc::Status& st) {
          st.error_code() == grpc::StatusCode::CANCELLED;
 }
 
+// The lease is no longer this attempt's: another attempt holds it, or the job is gone.
+bool LeaseGone(const grpc::Status& st) {
+  return st.error_code() == grpc::StatusCode::FAILED_PRECONDITION || st.error_code() == grpc::StatusCode::NOT_FOUND;
+}
+
+// Report number `number` of a lease: the events in [first, last).
+template <typename Iterator>
+v1::ReportEventsRequest NumberedBatch(const std::string& job_id, const std::string& lease_id, int64_t number,
+                                      Iterator first, Iterator last) {
+  v1::ReportEventsRequest batch;
+  batch.set_job_id(job_id);
+  batch.set_lease_id(lease_id);
+  batch.set_batch(number);
+  for (; first != last; ++first) *batch.add_events() = *first;
+  return batch;
+}
+
+// Retries a call that failed for a reason that may pass (the server restarting, a network blip)
+// with backoff, for as long as `patience` says: a report or an outcome outlives a server outage
+// instead of being dropped after a few seconds.
 template <typename Call>
 grpc::Status WithRetries(const std::string& what, Call call, const Worker::Patience& patience) {
   const absl::Time start = absl::Now();
@@ -130,8 +147,7 @@ void Worker::RunLeased(const v1::LeaseJobResponse& lease) {
       grpc::Status st = stub_->Heartbeat(Context(options_.rpc_timeout).get(), request, &response);
       if (st.ok()) {
         if (response.cancel_requested()) cancel_requested = true;
-      } else if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
-                 st.error_code() == grpc::StatusCode::NOT_FOUND) {
+      } else if (LeaseGone(st)) {
         Log(absl::StrCat("job ", job.id(), ": lease lost: ", st.error_message()));
         lease_lost = true;
       } else {
@@ -161,9 +177,7 @@ void Worker::RunLeased(const v1::LeaseJobResponse& lease) {
         WithRetries(absl::StrCat("job ", job.id(), ": confirming the lease"),
                     [&] { return stub_->Heartbeat(Context(options_.rpc_timeout).get(), request, &response); }, patience);
     if (st.ok()) return absl::OkStatus();
-    if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION || st.error_code() == grpc::StatusCode::NOT_FOUND) {
-      lease_lost = true;
-    }
+    if (LeaseGone(st)) lease_lost = true;
     return absl::AbortedError(absl::StrCat("the lease could not be confirmed: ", st.error_message()));
   };
   // Every report goes through the outbox first: what the server has not taken when this worker
@@ -174,16 +188,13 @@ void Worker::RunLeased(const v1::LeaseJobResponse& lease) {
   std::atomic<bool> events_refused{false};
   EventBatches events([&](const std::vector<v1::JobEvent>& batch) {
     if (lease_lost || events_refused) return;
-    v1::ReportEventsRequest request;
-    request.set_job_id(job.id());
-    request.set_lease_id(lease.lease_id());
-    request.set_batch(++batches);
-    for (const auto& event : batch) *request.add_events() = event;
+    const v1::ReportEventsRequest request =
+        NumberedBatch(job.id(), lease.lease_id(), ++batches, batch.begin(), batch.end());
     outbox.AddBatch(request).IgnoreError();
     const grpc::Status st = SendBatch(request, patience);
     if (Answered(st)) outbox.Done(request.batch()).IgnoreError();
     if (st.ok()) return;
-    if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+    if (LeaseGone(st)) {
       lease_lost = true;
     } else if (st.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
       // The job's log is full: the outcome still goes, later events would be refused too.
@@ -308,22 +319,16 @@ void Worker::DeliverLeftovers() {
     bool lease_gone = false;
     auto note = [&](const grpc::Status& st) {
       unanswered |= !Answered(st);
-      lease_gone |= st.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
-                    st.error_code() == grpc::StatusCode::NOT_FOUND;
+      lease_gone |= LeaseGone(st);
     };
     for (const auto& batch : record.batches()) {
       if (!unanswered && !lease_gone) note(SendBatch(batch, patience));
     }
     int64_t number = record.last_batch();
     for (size_t i = 0; i < left.unbatched.size() && !unanswered && !lease_gone; i += EventBatches::kMaxBatch) {
-      v1::ReportEventsRequest batch;
-      batch.set_job_id(record.job_id());
-      batch.set_lease_id(record.lease_id());
-      batch.set_batch(++number);
-      for (size_t j = i; j < std::min(left.unbatched.size(), i + EventBatches::kMaxBatch); ++j) {
-        *batch.add_events() = left.unbatched[j];
-      }
-      note(SendBatch(batch, patience));
+      const auto first = left.unbatched.begin() + i;
+      const auto last = left.unbatched.begin() + std::min(left.unbatched.size(), i + EventBatches::kMaxBatch);
+      note(SendBatch(NumberedBatch(record.job_id(), record.lease_id(), ++number, first, last), patience));
     }
     if (record.has_outcome() && !unanswered && !lease_gone) note(SendOutcome(record.outcome(), patience));
     if (unanswered) continue;  // kept for the next round
