@@ -42,7 +42,7 @@ FROM ${DEBIAN_IMAGE}
 # the driver comes from the node (NVIDIA container toolkit).
 RUN apt-get update -qq && \
     apt-get install -y -qq --no-install-recommends ca-certificates \
-      libtorch1.13 libopenblas0-openmp libxgboost0 libgrpc++1.51 libprotobuf32 libabsl20220623 libsqlite3-0 libcurl4 \
+      libtorch1.13 libopenblas0-openmp libxgboost0 libgrpc++1.51 libprotobuf32 libabsl20220623 libsqlite3-0 libpq5 libcurl4 \
       libpcre2-8-0 libicu72 libprometheus-cpp-core1.0 && \
     rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/shears /opt/shears

@@ -7,12 +7,14 @@ packages=(
   build-essential cmake ccache pkg-config git
   libtorch-dev libopenblas0-openmp libxgboost-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libabsl-dev prometheus-cpp-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev nlohmann-json3-dev libpcre2-dev libicu-dev zlib1g-dev
+  libabsl-dev prometheus-cpp-dev libsqlite3-dev libpq-dev libssl-dev libcurl4-openssl-dev nlohmann-json3-dev libpcre2-dev libicu-dev zlib1g-dev
   libgtest-dev libgmock-dev
   # The sanitized build and the fuzz targets (make test-asan, make fuzz): clang, libFuzzer, and
   # llvm-symbolizer for readable reports.
   clang llvm
   bible-kjv
+  # The PostgreSQL job store's tests start a server of their own (scripts/test-postgres.sh).
+  postgresql
   # The reference instruments (tests/reference) the tests cross-check the engine against, and
   # Debian's SentencePiece trainer and Python binding, which the tokenizer tests measure against
   # in processes of their own (the engine does not link libsentencepiece).

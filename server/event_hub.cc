@@ -22,4 +22,11 @@ void EventHub::Notify(const std::string& job_id) {
   for (Subscriber* s : it->second) s->OnJobChanged();
 }
 
+void EventHub::NotifyAll() {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [job, subscribers] : subscribers_) {
+    for (Subscriber* s : subscribers) s->OnJobChanged();
+  }
+}
+
 }  // namespace shears::server

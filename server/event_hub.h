@@ -24,6 +24,8 @@ class EventHub {
   // After it returns, `subscriber` is never called again.
   void Unsubscribe(const std::string& job_id, Subscriber* subscriber) ABSL_LOCKS_EXCLUDED(mu_);
   void Notify(const std::string& job_id) ABSL_LOCKS_EXCLUDED(mu_);
+  // Every job may have changed.
+  void NotifyAll() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   absl::Mutex mu_;

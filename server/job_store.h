@@ -1,8 +1,10 @@
 #pragma once
-// The durable record of jobs, their leases and their events, in SQLite (WAL, synchronous commits).
-// Every state change and every reported event is appended to the job's event log with the next
-// per-job sequence number in the same transaction that changes the job, so a watcher replaying the
-// log sees exactly what happened, in order.
+// The durable record of jobs, their leases and their events, in SQLite (WAL, synchronous commits) for
+// one server or in PostgreSQL for several replicas serving one queue (server/sql). Every state
+// change and every reported event is appended to the job's event log with the next per-job
+// sequence number in the same transaction that changes the job, so a watcher replaying the log
+// sees exactly what happened, in order. On PostgreSQL the transactions that change a job lock its
+// row, leases are taken with SKIP LOCKED, and each commit is announced to the other replicas.
 
 #include <cstdint>
 #include <functional>
@@ -16,7 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "server/sqlite.h"
+#include "server/sql/database.h"
 #include "shears/v1/job.pb.h"
 #include "shears/v1/workers.pb.h"
 
@@ -32,7 +34,10 @@ struct StoreOptions {
   // The most queued and running jobs one tenant may have at once (0: no limit).
   int64_t tenant_quota = 0;
   // The store's size bound (0: the disk's): past it, writes are UNAVAILABLE as on a full disk.
+  // SQLite only: a PostgreSQL database is bounded by its own server.
   int64_t max_db_bytes = 0;
+  // PostgreSQL's connection pool and timeouts.
+  sql::DatabaseOptions database;
   // Injected by tests that move time by hand.
   std::function<absl::Time()> clock = absl::Now;
 };
@@ -45,14 +50,24 @@ class JobStore {
     v1::Job job;
     v1::JobState previous_state = v1::JOB_STATE_UNSPECIFIED;
     bool first_lease = false;  // the job's first RUNNING (a job given back keeps its start time)
+    // Committed by another replica: job holds only its id and state (the record is one Get away),
+    // and previous_state is not known. An empty id means "any job may have changed" (this replica
+    // lost word of the others for a while).
+    bool remote = false;
   };
-  // Called after each committed change, outside the store's lock.
+  // Called after each committed change, outside any transaction; for remote changes, from the
+  // database's listening thread.
   using Listener = std::function<void(const Change& change)>;
 
-  // Every lease that was running when the store closed gets two lease TTLs from now before it can
-  // expire: workers that heartbeated through a server restart keep their jobs.
-  static absl::StatusOr<std::unique_ptr<JobStore>> Open(const std::string& path, StoreOptions options);
+  // `url`: as sql::Database::Open takes it (a path, sqlite://PATH, postgresql://...). The schema is
+  // created or migrated (on PostgreSQL under an advisory lock, so that replicas starting together
+  // take turns). Every lease that was running gets two lease TTLs from now before it can expire:
+  // workers that heartbeated through a server restart keep their jobs.
+  static absl::StatusOr<std::unique_ptr<JobStore>> Open(const std::string& url, StoreOptions options);
+  ~JobStore();
   void AddListener(Listener listener);
+  // No listener is called after it returns (a server that stops drops them before they die).
+  void RemoveListeners();
   const StoreOptions& options() const { return options_; }
 
   struct Created {
@@ -113,34 +128,35 @@ class JobStore {
 
  private:
   struct Row;
+  // One transaction (or one read) on a connection of the database's, and the changes it made.
+  struct Tx;
 
-  JobStore(std::unique_ptr<Database> db, StoreOptions options);
-  absl::Status Migrate();
+  JobStore(std::unique_ptr<sql::Database> db, StoreOptions options);
   absl::Status LimitSize(int64_t bytes);
   // Moves every running lease's expiry to at least `until`.
   absl::Status GraceRunningLeases(absl::Time until);
-  // Sets output_uri for the queued and running jobs of a store migrated from version 0.
-  absl::Status FillOutputUris() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Sets end_ms for the ended jobs of a store migrated from version 0 or 1.
-  absl::Status FillEndTimes() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Runs `body` in one IMMEDIATE transaction under the lock, then tells the listeners.
+  // Runs `body(tx)` in one write transaction, announces its changes to the other replicas as it
+  // commits, then tells the listeners.
   template <typename T, typename Body>
-  absl::StatusOr<T> Transaction(Body body) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<T> Transaction(Body body);
+  // Runs `body(tx)` on a connection, outside any transaction.
+  template <typename T, typename Body>
+  absl::StatusOr<T> Read(Body body);
+  void Tell(const std::vector<Change>& changes);
+  // What another replica announced (see Transaction).
+  void Heard(const std::string& payload);
 
-  absl::StatusOr<Row> LoadRow(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status SaveRow(const Row& row) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<Row> LoadLeased(const std::string& job_id, const std::string& lease_id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<Row> LoadRow(Tx& tx, const std::string& job_id);
+  absl::Status SaveRow(Tx& tx, const Row& row);
+  absl::StatusOr<Row> LoadLeased(Tx& tx, const std::string& job_id, const std::string& lease_id);
   // Appends `event` to the row's log, stamping job id, sequence and time.
-  absl::Status AppendEvent(Row& row, v1::JobEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status AppendEvent(Tx& tx, Row& row, v1::JobEvent event);
   // Sets the state, stamps times, clears a lease on leaving RUNNING, and logs the change.
-  absl::Status ChangeState(Row& row, v1::JobState state, const std::string& message)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ChangeState(Tx& tx, Row& row, v1::JobState state, const std::string& message);
 
-  absl::Mutex mu_;
-  std::unique_ptr<Database> db_ ABSL_GUARDED_BY(mu_);
-  std::vector<Change> changes_ ABSL_GUARDED_BY(mu_);  // of the open transaction
+  std::unique_ptr<sql::Database> db_;
   const StoreOptions options_;
+  const std::string replica_id_;  // names this server's announcements, so that it skips its own
   absl::Mutex listeners_mu_;
   std::vector<Listener> listeners_ ABSL_GUARDED_BY(listeners_mu_);
 };

@@ -10,7 +10,12 @@ namespace {
 
 constexpr char kUsage[] = R"(usage: shears-server [flags]
   --listen HOST:PORT     gRPC address (default 0.0.0.0:50051; port 0 picks a free one)
-  --db PATH              SQLite job store (default shears.db)
+  --db URL               the job store: a SQLite file (a path or sqlite://PATH; default shears.db) for
+                         one server, or postgresql://USER@HOST:PORT/DB?... for several replicas on
+                         one database (libpq's URI; the password from PGPASSWORD or PGPASSFILE)
+  --db-pool N            PostgreSQL: the most connections this server holds (default 8)
+  --db-timeout DURATION  PostgreSQL: how long a call waits for a connection, a connection to open or
+                         a statement to run before it answers UNAVAILABLE (default 10s)
   --lease-ttl DURATION   a job's lease lapses this long after the last heartbeat (default 30s)
   --max-attempts N       a job whose lease lapses N times fails (default 3)
   --max-crashes N        a job whose engine process crashed N times (an abort, a segfault, the OOM
@@ -64,7 +69,7 @@ int main(int argc, char** argv) {
     std::cout << kUsage;
     return 0;
   }
-  if (auto st = cl->CheckKnown({"listen", "db", "lease-ttl", "max-attempts", "max-crashes", "retention", "max-db-bytes", "port-file", "allow-file-root",
+  if (auto st = cl->CheckKnown({"listen", "db", "db-pool", "db-timeout", "lease-ttl", "max-attempts", "max-crashes", "retention", "max-db-bytes", "port-file", "allow-file-root",
                                 "metrics-listen", "metrics-port-file", "drain-delay", "max-message-bytes", "auth-token-file",
                                 "tls-cert", "tls-key", "client-ca", "tenant-quota", "audit-log", "health-listen",
                                 "health-port-file", "uri-policy", "jwt-jwks", "jwt-issuer", "jwt-audience", "help"});
@@ -73,7 +78,15 @@ int main(int argc, char** argv) {
   }
   shears::server::ServerOptions options;
   options.listen = cl->GetOr("listen", options.listen);
-  options.db_path = cl->GetOr("db", options.db_path);
+  options.db = cl->GetOr("db", options.db);
+  auto pool = cl->GetInt("db-pool", options.store.database.pool_size);
+  if (!pool.ok()) return Fail(std::string(pool.status().message()));
+  if (*pool < 1 || *pool > 1000) return Fail("--db-pool must be between 1 and 1000");
+  options.store.database.pool_size = static_cast<int>(*pool);
+  auto db_timeout = cl->GetDuration("db-timeout", options.store.database.timeout);
+  if (!db_timeout.ok()) return Fail(std::string(db_timeout.status().message()));
+  if (*db_timeout < absl::Seconds(1)) return Fail("--db-timeout must be at least 1s");
+  options.store.database.timeout = *db_timeout;
   auto ttl = cl->GetDuration("lease-ttl", options.store.lease_ttl);
   auto attempts = cl->GetInt("max-attempts", options.store.max_attempts);
   if (!ttl.ok()) return Fail(std::string(ttl.status().message()));
@@ -117,7 +130,7 @@ int main(int argc, char** argv) {
 
   auto server = shears::server::Server::Start(options);
   if (!server.ok()) return Fail(std::string(server.status().message()));
-  std::cout << "shears-server listening on port " << (*server)->port() << " (db " << options.db_path << ")"
+  std::cout << "shears-server listening on port " << (*server)->port() << " (db " << shears::server::sql::RedactUrl(options.db) << ")"
             << std::endl;
   for (const auto& warning : (*server)->warnings()) std::cout << "shears-server: warning: " << warning << std::endl;
   if ((*server)->metrics_port() != 0) {

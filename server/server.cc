@@ -68,7 +68,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
     s->warnings_.push_back("no --uri-policy: every tenant's jobs may name any URI the workers reach");
   }
   SHEARS_ASSIGN_OR_RETURN(s->audit_, AuditLog::Open(options.audit_log_path));
-  SHEARS_ASSIGN_OR_RETURN(s->store_, JobStore::Open(options.db_path, options.store));
+  SHEARS_ASSIGN_OR_RETURN(s->store_, JobStore::Open(options.db, options.store));
   // The idle-worker count is read at scrapes, which begin after Start returns.
   s->metrics_ = std::make_shared<ServerMetrics>(s->store_.get(), [server = s.get()] {
     return server->dispatcher_->WaitingWorkers();
@@ -77,9 +77,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
       s->store_.get(), [metrics = s->metrics_.get()](int expired) { metrics->OnLeasesExpired(expired); });
   s->store_->AddListener([hub = &s->hub_, dispatcher = s->dispatcher_.get(),
                           metrics = s->metrics_.get()](const JobStore::Change& change) {
+    if (change.job.id().empty()) {  // word of the other replicas was lost for a while
+      hub->NotifyAll();
+      dispatcher->Wake();
+      return;
+    }
     hub->Notify(change.job.id());
     if (change.job.state() == v1::JOB_STATE_QUEUED) dispatcher->Wake();
-    metrics->OnJobChanged(change);
+    // Each replica counts the transitions it made; Prometheus sums the replicas.
+    if (!change.remote) metrics->OnJobChanged(change);
   });
   if (options.retention > absl::ZeroDuration()) {
     s->retention_ = std::make_unique<Retention>(s->store_.get(), options.retention,
@@ -157,6 +163,10 @@ absl::Status Server::Reload() {
   return identities.ok() ? policy : identities;
 }
 
-Server::~Server() { Shutdown(absl::Seconds(1)); }
+Server::~Server() {
+  Shutdown(absl::Seconds(1));
+  // Other replicas' announcements go on arriving; the hub and the dispatcher are about to go.
+  if (store_ != nullptr) store_->RemoveListeners();
+}
 
 }  // namespace shears::server

@@ -26,7 +26,9 @@ namespace shears::server {
 
 struct ServerOptions {
   std::string listen = "0.0.0.0:50051";  // port 0 picks a free one
-  std::string db_path = "shears.db";
+  // The job store (--db): a path or sqlite://PATH for one server, postgresql://... for several
+  // replicas on one database (job_store.h).
+  std::string db = "shears.db";
   StoreOptions store;
   // Ended jobs and their events are deleted this long after they ended (--retention); zero: kept.
   absl::Duration retention = absl::Hours(30 * 24);

@@ -1,11 +1,14 @@
 #include "server/job_store.h"
 #include "server/retention.h"
-#include "server/sqlite.h"
 
 #include <gtest/gtest.h>
 
+#include <set>
+#include <thread>
+
 #include "absl/strings/str_cat.h"
 #include "common/uri.h"
+#include "tests/support/test_postgres.h"
 #include "tests/support/test_util.h"
 
 namespace shears::server {
@@ -13,9 +16,19 @@ namespace {
 
 using shears::testing::TempDir;
 
-class JobStoreTest : public ::testing::Test {
+// Every test runs on both stores: SQLite, and PostgreSQL (a database of its own on the test server).
+class JobStoreTest : public ::testing::TestWithParam<sql::Dialect> {
  protected:
-  void SetUp() override { Reopen(); }
+  void SetUp() override {
+    if (GetParam() == sql::Dialect::kPostgres) {
+      auto url = shears::testing::NewTestDatabase();
+      ASSERT_TRUE(url.ok()) << url.status();
+      url_ = *url;
+    } else {
+      url_ = dir_ / "jobs.db";
+    }
+    Reopen();
+  }
 
   void Reopen(int max_attempts = 2, int max_crashes = 2, int64_t max_db_bytes = 0) {
     store_.reset();
@@ -25,7 +38,7 @@ class JobStoreTest : public ::testing::Test {
     options.max_attempts = max_attempts;
     options.max_crashes = max_crashes;
     options.clock = [this] { return now_; };
-    auto store = JobStore::Open(dir_ / "jobs.db", options);
+    auto store = JobStore::Open(url_, options);
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = std::move(*store);
   }
@@ -50,12 +63,23 @@ class JobStoreTest : public ::testing::Test {
   std::vector<v1::JobEvent> Events(const std::string& id) { return store_->EventsAfter(id, 0, 1000).value(); }
 
   TempDir dir_;
+  std::string url_;
   absl::Time now_ = absl::FromUnixSeconds(1'800'000'000);
   std::unique_ptr<JobStore> store_;
   int outputs_ = 0;
 };
 
-TEST_F(JobStoreTest, CreateIsIdempotentByRequestId) {
+std::string StoreName(const ::testing::TestParamInfo<sql::Dialect>& info) {
+  return info.param == sql::Dialect::kPostgres ? "PostgreSQL" : "SQLite";
+}
+INSTANTIATE_TEST_SUITE_P(Stores, JobStoreTest, ::testing::Values(sql::Dialect::kSqlite, sql::Dialect::kPostgres),
+                         StoreName);
+
+// What only SQLite has: stores written by older servers, and a size bound of its own.
+class SqliteJobStoreTest : public JobStoreTest {};
+INSTANTIATE_TEST_SUITE_P(Stores, SqliteJobStoreTest, ::testing::Values(sql::Dialect::kSqlite), StoreName);
+
+TEST_P(JobStoreTest, CreateIsIdempotentByRequestId) {
   const v1::JobSpec spec = Spec();
   auto first = store_->Create(spec, "req-1", "team-a", "alice");
   ASSERT_TRUE(first.ok()) << first.status();
@@ -75,7 +99,7 @@ TEST_F(JobStoreTest, CreateIsIdempotentByRequestId) {
   EXPECT_NE(anonymous1->job.id(), anonymous2->job.id());
 }
 
-TEST_F(JobStoreTest, JobsSurviveReopening) {
+TEST_P(JobStoreTest, JobsSurviveReopening) {
   const v1::JobSpec spec = Spec();
   auto created = store_->Create(spec, "req-1", "team-a", "alice");
   Reopen();
@@ -85,7 +109,7 @@ TEST_F(JobStoreTest, JobsSurviveReopening) {
   EXPECT_EQ(store_->Create(spec, "req-1", "team-a", "alice")->job.id(), created->job.id());
 }
 
-TEST_F(JobStoreTest, ExpiredLeaseRequeuesThenFailsAfterMaxAttempts) {
+TEST_P(JobStoreTest, ExpiredLeaseRequeuesThenFailsAfterMaxAttempts) {
   const std::string id = store_->Create(Spec(), "", "team-a", "alice")->job.id();
   auto lease = store_->LeaseNext("w1");
   ASSERT_TRUE(lease.ok() && lease->has_value());
@@ -119,7 +143,7 @@ TEST_F(JobStoreTest, ExpiredLeaseRequeuesThenFailsAfterMaxAttempts) {
   EXPECT_FALSE(store_->LeaseNext("w3")->has_value());
 }
 
-TEST_F(JobStoreTest, EventsAreSequencedWithoutGaps) {
+TEST_P(JobStoreTest, EventsAreSequencedWithoutGaps) {
   const std::string id = store_->Create(Spec(), "", "team-a", "alice")->job.id();
   auto lease = store_->LeaseNext("w1").value().value();
   v1::JobEvent progress;
@@ -150,7 +174,7 @@ TEST_F(JobStoreTest, EventsAreSequencedWithoutGaps) {
   EXPECT_EQ(store_->AppendEvents(id, lease.lease_id, {progress}).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
-TEST_F(JobStoreTest, CancelQueuedAtOnceAndRunningThroughHeartbeat) {
+TEST_P(JobStoreTest, CancelQueuedAtOnceAndRunningThroughHeartbeat) {
   const std::string running = store_->Create(Spec(), "", "team-a", "alice")->job.id();
   const std::string queued = store_->Create(Spec(), "", "team-a", "alice")->job.id();
   auto lease = store_->LeaseNext("w1").value().value();
@@ -172,7 +196,7 @@ TEST_F(JobStoreTest, CancelQueuedAtOnceAndRunningThroughHeartbeat) {
   EXPECT_EQ(store_->Cancel("nope").status().code(), absl::StatusCode::kNotFound);
 }
 
-TEST_F(JobStoreTest, ReleaseRequeuesWithoutCountingTheAttempt) {
+TEST_P(JobStoreTest, ReleaseRequeuesWithoutCountingTheAttempt) {
   const std::string id = store_->Create(Spec(), "", "team-a", "alice")->job.id();
   auto lease = store_->LeaseNext("w1").value().value();
   ASSERT_TRUE(store_->Release(id, lease.lease_id).ok());
@@ -182,7 +206,7 @@ TEST_F(JobStoreTest, ReleaseRequeuesWithoutCountingTheAttempt) {
   EXPECT_EQ(store_->LeaseNext("w2").value()->job.attempt_count(), 1);
 }
 
-TEST_F(JobStoreTest, ListPagesAndFiltersByState) {
+TEST_P(JobStoreTest, ListPagesAndFiltersByState) {
   std::vector<std::string> ids;
   for (int i = 0; i < 5; ++i) ids.push_back(store_->Create(Spec(), "", "team-a", "alice")->job.id());
   store_->Cancel(ids[1]).IgnoreError();
@@ -203,7 +227,7 @@ TEST_F(JobStoreTest, ListPagesAndFiltersByState) {
             absl::StatusCode::kInvalidArgument);
 }
 
-TEST_F(JobStoreTest, ListenersHearEveryCommittedChangeWithTheStateBefore) {
+TEST_P(JobStoreTest, ListenersHearEveryCommittedChangeWithTheStateBefore) {
   std::vector<JobStore::Change> heard;
   store_->AddListener([&](const JobStore::Change& change) { heard.push_back(change); });
   const std::string id = store_->Create(Spec(), "", "team-a", "alice")->job.id();
@@ -221,7 +245,7 @@ TEST_F(JobStoreTest, ListenersHearEveryCommittedChangeWithTheStateBefore) {
   EXPECT_EQ(heard[2].job.progress().fraction(), 0.5);
 }
 
-TEST_F(JobStoreTest, CensusCountsJobsByStateAndTheWorkersHoldingLeases) {
+TEST_P(JobStoreTest, CensusCountsJobsByStateAndTheWorkersHoldingLeases) {
   for (int i = 0; i < 4; ++i) ASSERT_TRUE(store_->Create(Spec(), "", "team-a", "alice").ok());
   ASSERT_TRUE(store_->LeaseNext("w1").ok());
   ASSERT_TRUE(store_->LeaseNext("w1").ok());
@@ -235,7 +259,7 @@ TEST_F(JobStoreTest, CensusCountsJobsByStateAndTheWorkersHoldingLeases) {
 }
 
 
-TEST_F(JobStoreTest, RequestIdsAndListsAreScopedByTenant) {
+TEST_P(JobStoreTest, RequestIdsAndListsAreScopedByTenant) {
   auto a = store_->Create(Spec(), "nightly", "team-a", "alice");
   auto b = store_->Create(Spec(0.7), "nightly", "team-b", "bob");
   ASSERT_TRUE(a.ok() && b.ok()) << b.status();
@@ -255,11 +279,11 @@ TEST_F(JobStoreTest, RequestIdsAndListsAreScopedByTenant) {
   EXPECT_EQ(store_->Create(Spec(), "", "", "nobody").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST_F(JobStoreTest, QuotaCountsATenantsQueuedAndRunningJobs) {
+TEST_P(JobStoreTest, QuotaCountsATenantsQueuedAndRunningJobs) {
   store_.reset();
   StoreOptions options;
   options.tenant_quota = 2;
-  store_ = JobStore::Open(dir_ / "quota.db", options).value();
+  store_ = JobStore::Open(url_, options).value();
   ASSERT_TRUE(store_->Create(Spec(), "", "team-a", "alice").ok());
   ASSERT_TRUE(store_->LeaseNext("w1").ok());  // one running
   const std::string queued = store_->Create(Spec(), "", "team-a", "alice")->job.id();
@@ -273,13 +297,14 @@ TEST_F(JobStoreTest, QuotaCountsATenantsQueuedAndRunningJobs) {
 
 // A store written before tenants existed opens with every job in the default tenant, its request
 // ids still answering, and its events intact.
-TEST_F(JobStoreTest, AVersion0StoreMigratesIntoTheDefaultTenant) {
+TEST_P(SqliteJobStoreTest, AVersion0StoreMigratesIntoTheDefaultTenant) {
   store_.reset();
   const std::string path = dir_ / "v0.db";
   const v1::JobSpec old_spec = Spec();
   {
-    auto db = Database::Open(path).value();
-    ASSERT_TRUE(db->Exec(R"sql(
+    auto db = sql::Database::Open(path).value();
+    auto session = db->Acquire().value();
+    ASSERT_TRUE(session->Exec(R"sql(
       CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, request_id TEXT UNIQUE,
         state INTEGER NOT NULL, job BLOB NOT NULL, lease_id TEXT, worker_id TEXT, lease_expire_ms INTEGER,
         last_sequence INTEGER NOT NULL DEFAULT 0);
@@ -290,15 +315,15 @@ TEST_F(JobStoreTest, AVersion0StoreMigratesIntoTheDefaultTenant) {
     job.set_id("00000000000000aa");
     job.set_state(v1::JOB_STATE_QUEUED);
     *job.mutable_spec() = old_spec;
-    Statement insert(db->get(), "INSERT INTO jobs (id, request_id, state, job, last_sequence) VALUES (?, ?, ?, ?, 1)");
-    insert.Bind(1, job.id()).Bind(2, std::string("old-req")).Bind(3, int64_t{v1::JOB_STATE_QUEUED});
-    insert.BindBlob(4, job.SerializeAsString());
-    ASSERT_TRUE(insert.Run().ok());
+    auto insert = session->Prepare("INSERT INTO jobs (id, request_id, state, job, last_sequence) VALUES (?, ?, ?, ?, 1)");
+    insert->Bind(1, job.id()).Bind(2, std::string("old-req")).Bind(3, int64_t{v1::JOB_STATE_QUEUED});
+    insert->BindBlob(4, job.SerializeAsString());
+    ASSERT_TRUE(insert->Run().ok());
     v1::JobEvent event;
     event.mutable_state_change()->set_state(v1::JOB_STATE_QUEUED);
-    Statement log(db->get(), "INSERT INTO events (job_id, sequence, event) VALUES (?, 1, ?)");
-    log.Bind(1, job.id()).BindBlob(2, event.SerializeAsString());
-    ASSERT_TRUE(log.Run().ok());
+    auto log = session->Prepare("INSERT INTO events (job_id, sequence, event) VALUES (?, 1, ?)");
+    log->Bind(1, job.id()).BindBlob(2, event.SerializeAsString());
+    ASSERT_TRUE(log->Run().ok());
   }
   store_ = JobStore::Open(path, StoreOptions()).value();
   auto job = store_->Get("00000000000000aa");
@@ -325,7 +350,7 @@ TEST_F(JobStoreTest, AVersion0StoreMigratesIntoTheDefaultTenant) {
 
 // Two jobs that have not ended cannot write into each other's output, however the URI is spelled;
 // once one ends, its output is free.
-TEST_F(JobStoreTest, AnOutputIsHeldUntilItsJobEnds) {
+TEST_P(JobStoreTest, AnOutputIsHeldUntilItsJobEnds) {
   v1::JobSpec first = Spec();
   first.mutable_output()->set_uri("s3://bucket/models/out");
   const std::string id = store_->Create(first, "", "team-a", "alice")->job.id();
@@ -354,7 +379,7 @@ TEST_F(JobStoreTest, AnOutputIsHeldUntilItsJobEnds) {
 
 // The server down longer than a lease's time to live: on restart a running lease is not expired at
 // once (which burned a healthy worker's attempt), but gets two TTLs for the worker's next heartbeat.
-TEST_F(JobStoreTest, ARestartGivesRunningLeasesOneTtlOfGrace) {
+TEST_P(JobStoreTest, ARestartGivesRunningLeasesOneTtlOfGrace) {
   const std::string id = store_->Create(Spec(), "", "team-a", "alice")->job.id();
   auto lease = store_->LeaseNext("w1");
   ASSERT_TRUE(lease.ok() && lease->has_value());
@@ -372,7 +397,7 @@ TEST_F(JobStoreTest, ARestartGivesRunningLeasesOneTtlOfGrace) {
 
 // A ReportEvents call whose answer was lost (the server restarted after committing) is retried by
 // the worker; the numbered batch is applied once.
-TEST_F(JobStoreTest, ARetriedEventBatchIsAppliedOnce) {
+TEST_P(JobStoreTest, ARetriedEventBatchIsAppliedOnce) {
   const std::string id = store_->Create(Spec(), "", "team-a", "alice")->job.id();
   auto lease = store_->LeaseNext("w1");
   ASSERT_TRUE(lease.ok() && lease->has_value());
@@ -388,7 +413,7 @@ TEST_F(JobStoreTest, ARetriedEventBatchIsAppliedOnce) {
 
 // A poison job: each crash of an engine process sends it back to the queue, until the second,
 // which fails it rather than crash a third worker.
-TEST_F(JobStoreTest, AJobThatCrashedMaxCrashesEnginesFailsWithTheLastCrash) {
+TEST_P(JobStoreTest, AJobThatCrashedMaxCrashesEnginesFailsWithTheLastCrash) {
   Reopen(/*max_attempts=*/5, /*max_crashes=*/2);
   const std::string id = store_->Create(Spec(), "", "team-a", "alice")->job.id();
   auto crash = [&](const std::string& worker, const std::string& why) {
@@ -422,7 +447,7 @@ TEST_F(JobStoreTest, AJobThatCrashedMaxCrashesEnginesFailsWithTheLastCrash) {
 }
 
 // The worker numbers its batches; one it gave up on shows in the log as a gap, not as silence.
-TEST_F(JobStoreTest, ASkippedEventBatchIsLoggedAsAGap) {
+TEST_P(JobStoreTest, ASkippedEventBatchIsLoggedAsAGap) {
   const std::string id = store_->Create(Spec(), "", "team-a", "alice")->job.id();
   auto lease = store_->LeaseNext("w1");
   const std::string lease_id = (*lease)->lease_id;
@@ -442,7 +467,7 @@ TEST_F(JobStoreTest, ASkippedEventBatchIsLoggedAsAGap) {
 
 // A worker that reports without end fills its job's log to the limit and no further; the state
 // changes that end the job still go in.
-TEST_F(JobStoreTest, AJobsLogStopsAtTheEventLimit) {
+TEST_P(JobStoreTest, AJobsLogStopsAtTheEventLimit) {
   const std::string id = store_->Create(Spec(), "", "team-a", "alice")->job.id();
   auto lease = store_->LeaseNext("w1");
   const std::string lease_id = (*lease)->lease_id;
@@ -462,7 +487,7 @@ TEST_F(JobStoreTest, AJobsLogStopsAtTheEventLimit) {
 }
 
 // ListJobs answers with summaries, in pages that end before kMaxListPageBytes.
-TEST_F(JobStoreTest, ListGivesSummariesInPagesOfBoundedBytes) {
+TEST_P(JobStoreTest, ListGivesSummariesInPagesOfBoundedBytes) {
   const std::string id = store_->Create(Spec(), "", "team-a", "alice")->job.id();
   auto lease = store_->LeaseNext("w1");
   v1::CompleteJobRequest done;
@@ -493,7 +518,7 @@ TEST_F(JobStoreTest, ListGivesSummariesInPagesOfBoundedBytes) {
 }
 
 // Retention: jobs that ended before the cutoff go with their events; running and recent ones stay.
-TEST_F(JobStoreTest, RetentionDeletesJobsThatEndedBeforeTheCutoffWithTheirEvents) {
+TEST_P(JobStoreTest, RetentionDeletesJobsThatEndedBeforeTheCutoffWithTheirEvents) {
   const std::string old_job = store_->Create(Spec(), "", "team-a", "alice")->job.id();
   ASSERT_TRUE(store_->Cancel(old_job).ok());
   const std::string queued = store_->Create(Spec(), "", "team-a", "alice")->job.id();
@@ -513,13 +538,13 @@ TEST_F(JobStoreTest, RetentionDeletesJobsThatEndedBeforeTheCutoffWithTheirEvents
 }
 
 // A version 1 store learns its ended jobs' end times, so retention reaches them too.
-TEST_F(JobStoreTest, AVersion1StoreGetsEndTimesForRetention) {
+TEST_P(SqliteJobStoreTest, AVersion1StoreGetsEndTimesForRetention) {
   const std::string ended = store_->Create(Spec(), "", "team-a", "alice")->job.id();
   ASSERT_TRUE(store_->Cancel(ended).ok());
   store_.reset();
   {
-    auto db = Database::Open(dir_ / "jobs.db").value();
-    ASSERT_TRUE(db->Exec("DROP INDEX jobs_by_end; ALTER TABLE jobs DROP COLUMN end_ms; PRAGMA user_version = 1;").ok());
+    auto db = sql::Database::Open(dir_ / "jobs.db").value();
+    ASSERT_TRUE(db->Acquire().value()->Exec("DROP INDEX jobs_by_end; ALTER TABLE jobs DROP COLUMN end_ms; PRAGMA user_version = 1;").ok());
   }
   Reopen();
   now_ += absl::Hours(24 * 31);
@@ -529,7 +554,7 @@ TEST_F(JobStoreTest, AVersion1StoreGetsEndTimesForRetention) {
 
 // A full store (here its --max-db-bytes; a full disk reads the same) answers UNAVAILABLE, which the
 // worker retries: the outcome waits for room instead of being dropped.
-TEST_F(JobStoreTest, AFullStoreIsUnavailableAndTheOutcomeLandsOnceThereIsRoom) {
+TEST_P(SqliteJobStoreTest, AFullStoreIsUnavailableAndTheOutcomeLandsOnceThereIsRoom) {
   Reopen(2, 2, /*max_db_bytes=*/256 << 10);
   const std::string id = store_->Create(Spec(), "", "team-a", "alice")->job.id();
   auto lease = store_->LeaseNext("w1");
@@ -552,6 +577,205 @@ TEST_F(JobStoreTest, AFullStoreIsUnavailableAndTheOutcomeLandsOnceThereIsRoom) {
   Reopen();  // room again (the operator raised the bound, or retention freed pages)
   ASSERT_TRUE(store_->Complete(done).ok());
   EXPECT_EQ(store_->Get(id)->state(), v1::JOB_STATE_SUCCEEDED);
+}
+
+}  // namespace
+}  // namespace shears::server
+
+namespace shears::server {
+namespace {
+
+// Several server replicas on one PostgreSQL database: what each store does must hold when another
+// does the same at the same moment.
+class PostgresReplicasTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto url = shears::testing::NewTestDatabase();
+    ASSERT_TRUE(url.ok()) << url.status();
+    url_ = *url;
+    for (int i = 0; i < 2; ++i) replicas_.push_back(Open());
+  }
+
+  std::unique_ptr<JobStore> Open() {
+    StoreOptions options;
+    options.lease_ttl = absl::Seconds(10);
+    options.clock = [this] { return now_; };
+    auto store = JobStore::Open(url_, options);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? std::move(*store) : nullptr;
+  }
+
+  v1::JobSpec Spec() {
+    v1::JobSpec spec;
+    spec.set_model_uri("file:///models/m");
+    spec.set_method(v1::METHOD_MAGNITUDE);
+    spec.set_target_sparsity(0.5);
+    spec.mutable_output()->set_uri(absl::StrCat("file:///out/", outputs_++));
+    return spec;
+  }
+
+  // How many of the job's state changes say `text`.
+  int StateChangesSaying(const std::string& id, const std::string& text) {
+    int n = 0;
+    const auto events = replicas_[0]->EventsAfter(id, 0, 1000).value();
+    for (const auto& e : events) {
+      n += e.has_state_change() && e.state_change().message().find(text) != std::string::npos;
+    }
+    return n;
+  }
+
+  std::string url_;
+  absl::Time now_ = absl::FromUnixSeconds(1'800'000'000);
+  std::vector<std::unique_ptr<JobStore>> replicas_;
+  int outputs_ = 0;
+};
+
+TEST_F(PostgresReplicasTest, ReplicasLeasingAtOnceHandOutEachJobOnce) {
+  std::set<std::string> created;
+  for (int i = 0; i < 40; ++i) created.insert(replicas_[i % 2]->Create(Spec(), "", "team-a", "alice")->job.id());
+  std::vector<std::string> leased[2];
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 2; ++r) {
+    threads.emplace_back([&, r] {
+      for (;;) {
+        auto lease = replicas_[r]->LeaseNext(absl::StrCat("w", r));
+        ASSERT_TRUE(lease.ok()) << lease.status();
+        if (!lease->has_value()) return;
+        leased[r].push_back((*lease)->job.id());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::set<std::string> all(leased[0].begin(), leased[0].end());
+  all.insert(leased[1].begin(), leased[1].end());
+  EXPECT_EQ(all, created);
+  EXPECT_EQ(leased[0].size() + leased[1].size(), 40u) << "no job leased twice";
+  for (const auto& id : created) EXPECT_EQ(StateChangesSaying(id, "attempt 1 of 3"), 1) << id;
+}
+
+TEST_F(PostgresReplicasTest, EveryReplicaExpiringAtOnceRequeuesEachLeaseOnce) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 20; ++i) {
+    ids.push_back(replicas_[0]->Create(Spec(), "", "team-a", "alice")->job.id());
+    ASSERT_TRUE(replicas_[1]->LeaseNext("w").value().has_value());
+  }
+  now_ += absl::Seconds(11);
+  int expired[2] = {0, 0};
+  std::thread other([&] { expired[1] = replicas_[1]->ExpireLeases().value(); });
+  expired[0] = replicas_[0]->ExpireLeases().value();
+  other.join();
+  EXPECT_EQ(expired[0] + expired[1], 20);
+  for (const auto& id : ids) {
+    EXPECT_EQ(replicas_[0]->Get(id)->state(), v1::JOB_STATE_QUEUED);
+    EXPECT_EQ(StateChangesSaying(id, "lease expired"), 1) << id;
+  }
+}
+
+TEST_F(PostgresReplicasTest, ACreationRetriedOnAnotherReplicaFindsTheSameJob) {
+  const v1::JobSpec spec = Spec();
+  for (int round = 0; round < 10; ++round) {
+    const std::string request = absl::StrCat("req-", round);
+    absl::StatusOr<JobStore::Created> made[2];
+    std::thread other([&] { made[1] = replicas_[1]->Create(spec, request, "team-a", "alice"); });
+    made[0] = replicas_[0]->Create(spec, request, "team-a", "alice");
+    other.join();
+    ASSERT_TRUE(made[0].ok() && made[1].ok()) << made[0].status() << " " << made[1].status();
+    EXPECT_EQ(made[0]->job.id(), made[1]->job.id());
+    EXPECT_NE(made[0]->created, made[1]->created) << "exactly one created it";
+    if (round % 2 == 0) ASSERT_TRUE(replicas_[0]->Cancel(made[0]->job.id()).ok());  // frees the output
+    else ASSERT_TRUE(replicas_[1]->Cancel(made[0]->job.id()).ok());
+  }
+}
+
+TEST_F(PostgresReplicasTest, AReplicaHearsWhatAnotherCommittedAndNotItsOwnTwice) {
+  absl::Mutex mu;
+  std::vector<JobStore::Change> heard[2];
+  for (int r = 0; r < 2; ++r) {
+    replicas_[r]->AddListener([&, r](const JobStore::Change& change) {
+      absl::MutexLock lock(&mu);
+      heard[r].push_back(change);
+    });
+  }
+  const std::string id = replicas_[0]->Create(Spec(), "", "team-a", "alice")->job.id();
+  auto heard_remote = [&] {
+    for (const auto& c : heard[1]) {
+      if (c.remote && c.job.id() == id && c.job.state() == v1::JOB_STATE_QUEUED) return true;
+    }
+    return false;
+  };
+  {
+    absl::MutexLock lock(&mu);
+    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&heard_remote), absl::Seconds(10))) << "replica 1 never heard";
+  }
+  absl::SleepFor(absl::Milliseconds(300));  // time for an echo to arrive, if one were to
+  absl::MutexLock lock(&mu);
+  ASSERT_EQ(heard[0].size(), 1u) << "its own change, once, as it committed";
+  EXPECT_FALSE(heard[0][0].remote);
+  EXPECT_EQ(heard[0][0].previous_state, v1::JOB_STATE_UNSPECIFIED);
+}
+
+TEST_F(PostgresReplicasTest, ConnectionsLostToARestartAreReopenedAndNothingIsLost) {
+  absl::Mutex mu;
+  bool told_to_look_again = false;
+  replicas_[1]->AddListener([&](const JobStore::Change& change) {
+    absl::MutexLock lock(&mu);
+    if (change.remote && change.job.id().empty()) told_to_look_again = true;
+  });
+  const std::string id = replicas_[0]->Create(Spec(), "", "team-a", "alice")->job.id();
+  // What a PostgreSQL restart or a failover does to every open connection.
+  ASSERT_TRUE(shears::testing::PostgresAdmin(absl::StrCat("SELECT pg_terminate_backend(pid) FROM pg_stat_activity ",
+                                                          "WHERE application_name = 'shears-server'"))
+                  .ok());
+  // The callers do not see it: a session whose connection turns out lost before its first
+  // statement did anything is retried on a new one.
+  auto job = replicas_[0]->Get(id);
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->state(), v1::JOB_STATE_QUEUED);
+  auto lease = replicas_[1]->LeaseNext("w");
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  EXPECT_TRUE(lease->has_value());
+  // The listening connection comes back, and says that announcements may have been missed.
+  absl::MutexLock lock(&mu);
+  EXPECT_TRUE(mu.AwaitWithTimeout(absl::Condition(&told_to_look_again), absl::Seconds(10)));
+}
+
+TEST_F(PostgresReplicasTest, ReplicasStartingTogetherMigrateOnce) {
+  auto url = shears::testing::NewTestDatabase();
+  ASSERT_TRUE(url.ok()) << url.status();
+  url_ = *url;
+  std::vector<std::unique_ptr<JobStore>> stores(4);
+  std::vector<std::thread> threads;
+  for (auto& store : stores) threads.emplace_back([&] { store = Open(); });
+  for (auto& t : threads) t.join();
+  for (auto& store : stores) ASSERT_NE(store, nullptr);
+  const std::string id = stores[0]->Create(Spec(), "", "team-a", "alice")->job.id();
+  EXPECT_EQ(stores[3]->Get(id)->id(), id);
+}
+
+TEST_F(PostgresReplicasTest, AStoreNewerThanTheServerIsRefused) {
+  ASSERT_TRUE(replicas_[0]->Create(Spec(), "", "team-a", "alice").ok());
+  replicas_.clear();
+  {
+    auto db = sql::Database::Open(url_).value();
+    ASSERT_TRUE(db->Acquire().value()->Exec("UPDATE shears_schema SET version = 99").ok());
+  }
+  StoreOptions options;
+  auto store = JobStore::Open(url_, options);
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store.status().message(), "job store schema version 99 is newer than this server's (2)");
+}
+
+TEST(PostgresStore, AnUnreachableServerFailsTheStartNamingIt) {
+  StoreOptions options;
+  options.database.timeout = absl::Seconds(2);
+  auto store = JobStore::Open("postgresql:///nowhere?host=/nonexistent&user=postgres", options);
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(store.status().message().find("the job store is unreachable (postgresql: "), std::string::npos)
+      << store.status();
+  EXPECT_EQ(JobStore::Open("mysql://db/jobs", options).status().message(),
+            "--db mysql://db/jobs: a path, sqlite://PATH or postgresql://... (no other store)");
+  EXPECT_EQ(sql::RedactUrl("postgresql://shears:s3cret@db:5432/jobs?sslmode=require&password=other"),
+            "postgresql://shears:***@db:5432/jobs?sslmode=require&password=***");
 }
 
 }  // namespace

@@ -1,0 +1,45 @@
+#include "tests/support/test_postgres.h"
+
+#include <libpq-fe.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "absl/strings/str_cat.h"
+
+namespace shears::testing {
+
+std::string TestPostgresDir() { return absl::StrCat(SHEARS_BINARY_DIR, "/postgres"); }
+
+std::string TestPostgresUrl(const std::string& name) {
+  return absl::StrCat("postgresql:///", name, "?host=", TestPostgresDir(), "&user=postgres");
+}
+
+absl::Status PostgresAdmin(const std::string& sql) {
+  PGconn* conn = PQconnectdb(TestPostgresUrl("postgres").c_str());
+  if (PQstatus(conn) != CONNECTION_OK) {
+    const std::string message = PQerrorMessage(conn);
+    PQfinish(conn);
+    return absl::UnavailableError(absl::StrCat("the test PostgreSQL server (ctest's postgres fixture, ",
+                                               "scripts/test-postgres.sh start ", TestPostgresDir(), "): ", message));
+  }
+  PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);  // "does not exist, skipping"
+  PGresult* result = PQexec(conn, sql.c_str());
+  const ExecStatusType status = PQresultStatus(result);
+  absl::Status st = status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK
+                        ? absl::OkStatus()
+                        : absl::InternalError(absl::StrCat(sql, ": ", PQresultErrorMessage(result)));
+  PQclear(result);
+  PQfinish(conn);
+  return st;
+}
+
+absl::StatusOr<std::string> NewTestDatabase() {
+  static std::atomic<int> count{0};
+  const std::string name = absl::StrCat("test_", getpid(), "_", count++);
+  if (absl::Status st = PostgresAdmin(absl::StrCat("DROP DATABASE IF EXISTS ", name)); !st.ok()) return st;
+  if (absl::Status st = PostgresAdmin(absl::StrCat("CREATE DATABASE ", name)); !st.ok()) return st;
+  return TestPostgresUrl(name);
+}
+
+}  // namespace shears::testing
