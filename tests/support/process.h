@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -126,6 +127,29 @@ inline const std::string& KjvSplitsDir() {
   return splits.dir;
 }
 
+// The test PostgreSQL server of this build tree (ctest's "postgres" fixture starts it,
+// scripts/test-postgres.sh), reached through its socket directory.
+inline std::string TestPostgresUrl(const std::string& database) {
+  return std::string("postgresql:///") + database + "?host=" + SHEARS_BINARY_DIR + "/postgres&user=postgres";
+}
+
+// The job store of a test server in `dir`: SQLite there, or with SHEARS_TEST_STORE=postgresql (the
+// *_postgresql ctest runs) a database of the test PostgreSQL server kept for `dir`, so that a
+// server restarted in the same directory finds its jobs, and replicas given one `dir` share one.
+inline std::string TestStoreUrl(const std::string& dir) {
+  const char* store = getenv("SHEARS_TEST_STORE");
+  if (store == nullptr || std::string(store) != "postgresql") return dir + "/jobs.db";
+  const std::string name = "store_" + std::to_string(std::hash<std::string>()(dir));
+  // Made once per directory (psql, so that the tests need not link libpq); a server given a
+  // database that could not be made fails to start, saying why.
+  if (!std::filesystem::exists(dir + "/.postgres-database")) {
+    Output made = RunCommand({"/usr/bin/psql", "-q", TestPostgresUrl("postgres"), "-c", "CREATE DATABASE " + name},
+                             dir + "/.psql.log");
+    if (made.status == 0) WriteFileAtomically(dir + "/.postgres-database", name).IgnoreError();
+  }
+  return TestPostgresUrl(name);
+}
+
 // shears-server on an ephemeral loopback port, with its database and log in `dir`.
 struct ServerProcess {
   std::unique_ptr<Process> process;
@@ -135,7 +159,9 @@ inline ServerProcess StartServer(const std::string& dir, const std::vector<std::
   const std::string port_file = dir + "/port";
   unlink(port_file.c_str());
   std::vector<std::string> argv = {std::string(SHEARS_BINARY_DIR) + "/server/shears-server", "--listen", "127.0.0.1:0",
-                                   "--db", dir + "/jobs.db", "--port-file", port_file};
+                                   "--port-file", port_file};
+  // Replicas sharing a store name theirs in `flags`.
+  if (std::find(flags.begin(), flags.end(), "--db") == flags.end()) argv.insert(argv.end(), {"--db", TestStoreUrl(dir)});
   argv.insert(argv.end(), flags.begin(), flags.end());
   ServerProcess server{std::make_unique<Process>(argv, dir + "/server.log"), ""};
   const std::string port = WaitForFile(port_file, std::chrono::seconds(30));
