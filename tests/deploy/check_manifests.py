@@ -54,7 +54,9 @@ def merge(target, patch):
               and all(isinstance(v, dict) and "name" in v for v in value + target[key])):
             by_name = {t["name"]: t for t in target[key]}
             for v in value:
-                if v["name"] in by_name:
+                if v.get("$patch") == "delete":
+                    target[key] = [t for t in target[key] if t["name"] != v["name"]]
+                elif v["name"] in by_name:
                     merge(by_name[v["name"]], v)
                 else:
                     target[key].append(v)
@@ -82,7 +84,10 @@ def load_plain(directory):
         if not targets:
             fail(directory, f"patch {patch_file} names no resource")
         for t in targets:
-            merge(t, patch)
+            if patch.get("$patch") == "delete":
+                docs.remove(t)
+            else:
+                merge(t, patch)
     for doc in docs:
         for labels in [doc.setdefault("metadata", {}).setdefault("labels", {})] + (
                 [doc["spec"]["template"].setdefault("metadata", {}).setdefault("labels", {})] if pod_spec(doc) else []):
@@ -159,6 +164,7 @@ def check_workloads(name, docs, build_dir, tagged):
             continue
         where = f'{name}: {doc["kind"]} {doc["metadata"]["name"]}'
         volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        volumes.update({t["metadata"]["name"]: t for t in doc["spec"].get("volumeClaimTemplates", [])})
         for v in volumes.values():
             claim = v.get("persistentVolumeClaim", {}).get("claimName")
             if claim and claim not in claims:
@@ -189,6 +195,8 @@ def check_workloads(name, docs, build_dir, tagged):
                 for var in re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", a):
                     if var not in env:
                         fail(cw, f"arg {a} uses $({var}), which is not in env")
+            if image.split(":")[0].split("/")[-1] != "shears":
+                continue  # another project's image (the example PostgreSQL): its flags are its own
             command = (c.get("command") or [None])[0]
             known = help_flags(build_dir, command)
             if known is None:
@@ -304,6 +312,70 @@ def check_monitoring(deploy, built):
         fail("monitoring", "the dashboard is not packaged as a ConfigMap")
 
 
+def check_replicas(built):
+    """overlays/replicas: several servers on PostgreSQL that update one at a time and that a drain
+    cannot take all at once, and workers that KEDA scales on the queue; the HPA example the same."""
+    docs = built.get("overlays/replicas")
+    if docs is None:
+        fail("deploy", "no kustomization in overlays/replicas")
+        return
+    where = "overlays/replicas"
+    servers = [d for d in docs if d.get("kind") == "Deployment" and d["metadata"]["name"] == "shears-server"]
+    workers = {d["metadata"]["name"] for d in docs if d.get("kind") == "Deployment" and
+               any(c["command"] == ["shears-worker"] for c in containers(d))}
+    if len(servers) != 1:
+        fail(where, "no shears-server Deployment")
+        return
+    server = servers[0]
+    replicas = server["spec"].get("replicas", 1)
+    if replicas < 2:
+        fail(where, f"the server has {replicas} replica(s)")
+    strategy = server["spec"].get("strategy", {})
+    if strategy.get("type") != "RollingUpdate" or strategy.get("rollingUpdate", {}).get("maxUnavailable", 1) != 0:
+        fail(where, "the server does not roll with maxUnavailable 0")
+    (c,) = containers(server)
+    db = flag_value(c["args"], "db") or ""
+    env = {e["name"]: e for e in c.get("env", [])}
+    url = db
+    for var in re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", db):
+        ref = env.get(var, {}).get("valueFrom", {}).get("configMapKeyRef", {})
+        maps = [d for name in ("overlays/replicas", "examples/postgres") for d in built.get(name, [])
+                if d.get("kind") == "ConfigMap" and d["metadata"]["name"] == ref.get("name")]
+        url = url.replace(f"$({var})", maps[0]["data"].get(ref.get("key"), "") if maps else "")
+    if not url.startswith("postgresql://"):
+        fail(where, f"the server's --db {db} is not a PostgreSQL URL (resolved: {url!r})")
+    if "@" in url and ":" in url.split("://", 1)[1].split("@", 1)[0]:
+        fail(where, "the database password is in the server's arguments; give it as PGPASSWORD")
+    if "PGPASSWORD" not in env or "secretKeyRef" not in env["PGPASSWORD"].get("valueFrom", {}):
+        fail(where, "the server's PGPASSWORD does not come from a Secret")
+    if any("persistentVolumeClaim" in v for v in pod_spec(server).get("volumes", [])):
+        fail(where, "the replicas still mount the SQLite volume")
+    pdbs = [d for d in docs if d.get("kind") == "PodDisruptionBudget"]
+    if not any(pods_selected([server], p["spec"].get("selector", {}).get("matchLabels")) and
+               0 < p["spec"].get("minAvailable", 0) < replicas for p in pdbs):
+        fail(where, "no PodDisruptionBudget keeps some but not all server replicas")
+    scaled = [d for d in docs if d.get("kind") == "ScaledObject"]
+    if not scaled:
+        fail(where, "no KEDA ScaledObject")
+    for so in scaled:
+        target = so["spec"]["scaleTargetRef"]["name"]
+        if target not in workers:
+            fail(where, f"ScaledObject {so['metadata']['name']} scales {target}, not a worker Deployment")
+        queries = [t.get("metadata", {}).get("query", "") for t in so["spec"].get("triggers", [])]
+        if not any('shears_jobs{state=~"queued|running"}' in q for q in queries):
+            fail(where, "the ScaledObject does not scale on the queued and running jobs")
+        if so["spec"].get("minReplicaCount", 1) != 0:
+            fail(where, "the ScaledObject does not allow scale-to-zero")
+    for hpa in (d for d in built.get("examples/worker-hpa", []) if d.get("kind") == "HorizontalPodAutoscaler"):
+        if hpa["spec"]["scaleTargetRef"]["name"] not in workers:
+            fail("examples/worker-hpa", f"the HPA scales {hpa['spec']['scaleTargetRef']['name']}, not a worker")
+    postgres = built.get("examples/postgres", [])
+    if not any(d.get("kind") == "StatefulSet" for d in postgres) or \
+            not any(d.get("kind") == "Secret" and d["metadata"]["name"] == env.get("PGPASSWORD", {}).get(
+                "valueFrom", {}).get("secretKeyRef", {}).get("name") for d in postgres):
+        fail("examples/postgres", "no StatefulSet, or no Secret the server's PGPASSWORD names")
+
+
 def check_example_jobs(built):
     services = {s["metadata"]["name"]: s for s in built["base"] if s.get("kind") == "Service"}
     for name, docs in built.items():
@@ -360,6 +432,7 @@ def main():
             fail("overlays/cpu", f"--max-tensor-memory={tensors} is not below the memory limit ({limit} bytes)")
     check_monitoring(deploy, built)
     check_example_jobs(built)
+    check_replicas(built)
     for f in FAILURES:
         print("FAIL", f)
     print("manifests:", "FAILED" if FAILURES else "all references resolve")
