@@ -433,24 +433,45 @@ class ProgressView {
 };
 
 int Client::Watch(const std::string& id, int64_t after) {
-  v1::WatchJobRequest request;
-  request.set_job_id(id);
-  request.set_after_sequence(after);
-  grpc::ClientContext context;
-  Prepare(context, cl_.Has("timeout") ? timeout_ : absl::Hours(24));
-  auto reader = stub_->WatchJob(&context, request);
+  const absl::Time deadline = absl::Now() + (cl_.Has("timeout") ? timeout_ : absl::Hours(24));
   ProgressView view(json_);
-  v1::JobEvent event;
-  while (reader->Read(&event)) view.Show(event);
-  grpc::Status status = reader->Finish();
-  if (!status.ok()) return RpcError(status);
+  // A stream the server ends UNAVAILABLE or CANCELLED (a replica draining or dying, a lost connection) goes on
+  // from the last event shown, through whichever replica answers next; the tries start over with
+  // each event that arrives.
+  constexpr int kMaxTries = 30;
+  for (int tries = 1;; ++tries) {
+    v1::WatchJobRequest request;
+    request.set_job_id(id);
+    request.set_after_sequence(after);
+    grpc::ClientContext context;
+    Prepare(context, deadline - absl::Now());
+    auto reader = stub_->WatchJob(&context, request);
+    v1::JobEvent event;
+    while (reader->Read(&event)) {
+      view.Show(event);
+      after = event.sequence();
+      tries = 1;
+    }
+    const grpc::Status status = reader->Finish();
+    if (status.ok()) break;
+    const absl::Duration backoff = std::min(absl::Milliseconds(100) * (1 << std::min(tries, 6)), absl::Seconds(5));
+    // CANCELLED too: shearsctl cancels nothing, so it is a server that stopped mid-call.
+    const bool interrupted = status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                             status.error_code() == grpc::StatusCode::CANCELLED;
+    if (!interrupted || tries >= kMaxTries || absl::Now() + backoff >= deadline) {
+      return RpcError(status);
+    }
+    std::cerr << "shearsctl: the watch was interrupted (" << status.error_message() << "); resuming after event "
+              << after << "\n";
+    absl::SleepFor(backoff);
+  }
 
   grpc::ClientContext get_context;
   Prepare(get_context, timeout_);
   v1::GetJobRequest get;
   get.set_job_id(id);
   v1::Job job;
-  status = stub_->GetJob(&get_context, get, &job);
+  const grpc::Status status = stub_->GetJob(&get_context, get, &job);
   if (!status.ok()) return RpcError(status);
   if (!json_) PrintJob(job);
   return job.state() == v1::JOB_STATE_SUCCEEDED ? 0 : kExitJobFailed;

@@ -2,9 +2,11 @@
 
 namespace shears::server {
 
-void EventHub::Subscribe(const std::string& job_id, Subscriber* subscriber) {
+bool EventHub::Subscribe(const std::string& job_id, Subscriber* subscriber) {
   absl::MutexLock lock(&mu_);
+  if (draining_) return false;
   subscribers_[job_id].insert(subscriber);
+  return true;
 }
 
 void EventHub::Unsubscribe(const std::string& job_id, Subscriber* subscriber) {
@@ -20,6 +22,14 @@ void EventHub::Notify(const std::string& job_id) {
   auto it = subscribers_.find(job_id);
   if (it == subscribers_.end()) return;
   for (Subscriber* s : it->second) s->OnJobChanged();
+}
+
+void EventHub::Drain() {
+  absl::MutexLock lock(&mu_);
+  draining_ = true;
+  for (const auto& [job, subscribers] : subscribers_) {
+    for (Subscriber* s : subscribers) s->OnDrain();
+  }
 }
 
 void EventHub::NotifyAll() {

@@ -34,13 +34,19 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent>, public
  public:
   WatchReactor(JobStore* store, EventHub* hub, std::string job_id, int64_t after_sequence)
       : store_(store), hub_(hub), job_id_(std::move(job_id)), last_sent_(after_sequence) {
-    hub_->Subscribe(job_id_, this);
+    const bool subscribed = hub_->Subscribe(job_id_, this);
     absl::MutexLock lock(&mu_);
+    draining_ = !subscribed;
     PumpLocked();
   }
 
   void OnJobChanged() override {
     absl::MutexLock lock(&mu_);
+    PumpLocked();
+  }
+  void OnDrain() override {
+    absl::MutexLock lock(&mu_);
+    draining_ = true;
     PumpLocked();
   }
   void OnWriteDone(bool ok) override {
@@ -67,6 +73,13 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent>, public
 
   void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finished_ || writing_) return;
+    if (draining_) {
+      // UNAVAILABLE is what clients retry: through the Service, another replica continues the
+      // stream from where this one stopped.
+      return FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                       absl::StrCat("the server is draining; watch again with after_sequence ",
+                                                    last_sent_)));
+    }
     if (pending_.empty()) {
       if (ended_) return FinishLocked(grpc::Status::OK);
       if (absl::Status st = Load(); !st.ok()) return FinishLocked(ToGrpcStatus(st));
@@ -105,6 +118,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent>, public
   v1::JobEvent current_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool ended_ ABSL_GUARDED_BY(mu_) = false;  // the terminal event has been sent
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 

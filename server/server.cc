@@ -148,7 +148,10 @@ void Server::Shutdown(absl::Duration grace) {
     if (server != nullptr) server->GetHealthCheckService()->SetServingStatus(false);
   }
   absl::SleepFor(drain_delay_);
+  // Long polls answered empty and streams ended UNAVAILABLE: their clients go on elsewhere rather
+  // than wait out the grace below.
   dispatcher_->Stop();
+  hub_.Drain();
   grpc_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(grace));
   grpc_->Wait();
   if (health_grpc_ != nullptr) {

@@ -46,15 +46,30 @@ async function main() {
   };
   let job = await call(stub, 'CreateJob', {spec}, metadata);
   console.log(`created ${job.id}`);
-  await new Promise((resolve, reject) => {
-    const events = stub.WatchJob({job_id: job.id}, metadata);
-    events.on('data', (event) => {
-      if (event.progress) console.log(`  ${event.progress.stage}: ${event.progress.message}`);
-      if (event.state_change) console.log(`  state ${event.state_change.state}`);
-    });
-    events.on('end', resolve);
-    events.on('error', reject);
-  });
+  // A stream ended UNAVAILABLE or CANCELLED (a server replica draining or dying) goes on from the last event
+  // seen, through whichever replica answers next.
+  let after = 0;
+  for (let tries = 0; ; ) {
+    try {
+      await new Promise((resolve, reject) => {
+        const events = stub.WatchJob({job_id: job.id, after_sequence: after}, metadata);
+        events.on('data', (event) => {
+          after = Number(event.sequence);
+          tries = 0;
+          if (event.progress) console.log(`  ${event.progress.stage}: ${event.progress.message}`);
+          if (event.state_change) console.log(`  state ${event.state_change.state}`);
+        });
+        events.on('end', resolve);
+        events.on('error', reject);
+      });
+      break;
+    } catch (err) {
+      // CANCELLED too: this client cancels nothing, so it is a server that stopped mid-call.
+      if ((err.code !== grpc.status.UNAVAILABLE && err.code !== grpc.status.CANCELLED) || ++tries > 30) throw err;
+      console.error(`  watch interrupted (${err.details}); resuming after event ${after}`);
+      await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** Math.min(tries, 6), 5000)));
+    }
+  }
   job = await call(stub, 'GetJob', {job_id: job.id}, metadata);
   console.log(`${job.id} ${job.state}`);
   if (job.state !== 'JOB_STATE_SUCCEEDED') {

@@ -12,6 +12,7 @@ as "authorization: Bearer TOKEN". Exit status: 0 when the job succeeded, 1 other
 import argparse
 import os
 import sys
+import time
 
 import grpc
 from shears.v1 import job_pb2, pruning_pb2, pruning_pb2_grpc
@@ -44,12 +45,27 @@ def main():
     )
     job = stub.CreateJob(pruning_pb2.CreateJobRequest(spec=spec), timeout=30, metadata=identity)
     print(f"created {job.id}")
-    for event in stub.WatchJob(pruning_pb2.WatchJobRequest(job_id=job.id), timeout=3600, metadata=identity):
-        kind = event.WhichOneof("payload")
-        if kind == "progress":
-            print(f"  {event.progress.stage}: {event.progress.message}")
-        elif kind == "state_change":
-            print(f"  state {job_pb2.JobState.Name(event.state_change.state)}")
+    # A stream ended UNAVAILABLE or CANCELLED (a server replica draining or dying) goes on from the last event
+    # seen, through whichever replica answers next.
+    after, tries = 0, 0
+    while True:
+        try:
+            request = pruning_pb2.WatchJobRequest(job_id=job.id, after_sequence=after)
+            for event in stub.WatchJob(request, timeout=3600, metadata=identity):
+                after, tries = event.sequence, 0
+                kind = event.WhichOneof("payload")
+                if kind == "progress":
+                    print(f"  {event.progress.stage}: {event.progress.message}")
+                elif kind == "state_change":
+                    print(f"  state {job_pb2.JobState.Name(event.state_change.state)}")
+            break
+        except grpc.RpcError as e:
+            tries += 1
+            # CANCELLED too: this client cancels nothing, so it is a server that stopped mid-call.
+            if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED) or tries > 30:
+                raise
+            print(f"  watch interrupted ({e.details()}); resuming after event {after}", file=sys.stderr)
+            time.sleep(min(0.1 * 2 ** min(tries, 6), 5))
     job = stub.GetJob(pruning_pb2.GetJobRequest(job_id=job.id), timeout=30, metadata=identity)
     print(f"{job.id} {job_pb2.JobState.Name(job.state)}")
     if job.state != job_pb2.JOB_STATE_SUCCEEDED:

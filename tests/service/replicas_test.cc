@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "shears/v1/pruning.grpc.pb.h"
 #include "tests/support/model_builders.h"
@@ -125,7 +126,7 @@ class ReplicasTest : public ::testing::Test {
 // carried every event, live, without a gap.
 TEST_F(ReplicasTest, AJobCreatedOnALeasedThroughBAndWatchedOnCSurvivesAAndBBeingKilled) {
   ASSERT_NO_FATAL_FAILURE(StartReplicas("10s"));
-  testing::WriteSyntheticLlama(dir_ / "slow", 48, 256, 704);
+  testing::WriteSyntheticLlama(dir_ / "slow", 48, 512, 1408);
   v1::CreateJobRequest create;
   create.mutable_spec()->set_model_uri("file://" + (dir_ / "slow"));
   create.mutable_spec()->set_method(v1::METHOD_MAGNITUDE);
@@ -145,6 +146,7 @@ TEST_F(ReplicasTest, AJobCreatedOnALeasedThroughBAndWatchedOnCSurvivesAAndBBeing
       << worker.Log();
   EXPECT_EQ(replicas_[0]->Stop(SIGKILL), 128 + SIGKILL);
   EXPECT_EQ(replicas_[1]->Stop(SIGKILL), 128 + SIGKILL);
+  ASSERT_EQ(Get(2, job.id()).state(), v1::JOB_STATE_RUNNING) << "killed mid-job (a model too small for this machine?)";
 
   const grpc::Status streamed = watcher.Finished(absl::Seconds(180));
   ASSERT_TRUE(streamed.ok()) << streamed.error_message() << "\n" << worker.Log();
@@ -200,6 +202,47 @@ TEST_F(ReplicasTest, AWorkerWaitingOnOneReplicaIsWokenByAJobQueuedOnAnother) {
   EXPECT_LT(std::chrono::steady_clock::now() - created, std::chrono::seconds(2)) << worker.Log();
   ASSERT_TRUE(watcher.Finished(absl::Seconds(120)).ok());
   EXPECT_EQ(Get(1, job.id()).state(), v1::JOB_STATE_SUCCEEDED);
+}
+
+// A rolling update: replica A drains (SIGTERM). Its WatchJob streams end UNAVAILABLE, shearsctl
+// resumes after the last event it printed through B, and the worker's long polls and reports move
+// to B too; the watch prints the whole log once, in order, and the job ends on its first attempt.
+TEST_F(ReplicasTest, ADrainingReplicaHandsItsStreamsBackAndShearsctlGoesOnThroughAnother) {
+  ASSERT_NO_FATAL_FAILURE(StartReplicas("10s"));
+  testing::WriteSyntheticLlama(dir_ / "slow", 48, 512, 1408);
+  v1::CreateJobRequest create;
+  create.mutable_spec()->set_model_uri("file://" + (dir_ / "slow"));
+  create.mutable_spec()->set_method(v1::METHOD_MAGNITUDE);
+  create.mutable_spec()->set_target_sparsity(0.5);
+  create.mutable_spec()->mutable_output()->set_uri("file://" + (dir_ / "out"));
+  v1::Job job;
+  ASSERT_TRUE(stubs_[0]->CreateJob(Context().get(), create, &job).ok());
+  const std::string both = absl::StrCat("ipv4:", addresses_[0], ",", addresses_[1]);
+  Process worker({Binary("worker/shears-worker"), "--server", both, "--threads", "2", "--work-dir", dir_ / "work",
+                  "--poll-wait", "2s", "--worker-id", "w"},
+                 dir_ / "worker.log");
+  Process watch({Binary("client/shearsctl"), "--server", both, "--json", "watch", job.id()}, dir_ / "watch.log");
+  Watcher layers(stubs_[2].get(), job.id());
+  ASSERT_TRUE(layers.WaitFor([](const v1::JobEvent& e) { return e.has_layer(); }, absl::Seconds(60))) << worker.Log();
+  EXPECT_EQ(replicas_[0]->Stop(SIGTERM), 0) << replicas_[0]->Log();
+  ASSERT_EQ(Get(1, job.id()).state(), v1::JOB_STATE_RUNNING) << "drained mid-job (a model too small for this machine?)";
+  ASSERT_EQ(watch.Wait(), 0) << watch.Log();
+  const std::string log = watch.Log();
+  EXPECT_NE(log.find("the watch was interrupted (the server is draining; watch again with after_sequence"),
+            std::string::npos)
+      << log;
+  // Every event once, in order: the sequences printed are 1, 2, ... N.
+  int64_t expected = 1;
+  for (const auto& line : absl::StrSplit(log, '\n')) {
+    const size_t at = line.find("\"sequence\":");
+    if (at == absl::string_view::npos) continue;
+    EXPECT_EQ(std::stoll(std::string(line.substr(at + 12))), expected) << line;  // "sequence":"N" (int64 is a string)
+    ++expected;
+  }
+  const v1::Job done = Get(1, job.id());
+  EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
+  EXPECT_EQ(done.attempt_count(), 1) << worker.Log();
+  EXPECT_EQ(expected - 1, static_cast<int64_t>(layers.Events().size())) << "the whole log";
 }
 
 }  // namespace
