@@ -12,7 +12,7 @@ ASAN_DIR ?= build-asan
 FUZZ_SECONDS ?= 600
 FUZZ_SMOKE_SECONDS ?= 15
 
-.PHONY: all deps build peers test test-quick test-asan asan-build fuzz chaos demo bench clean
+.PHONY: all deps build peers test test-quick test-asan asan-build fuzz chaos chaos-replicas demo bench clean
 
 all: build
 
@@ -59,8 +59,17 @@ test-quick: build
 # publishes), gentle restarts, a store that fills and an S3 store that dies mid-upload, each
 # checked by the invariant checker (tests/chaos/chaos_main.cc says which invariants).
 CHAOS_TRIALS ?= 54
+# Then CHAOS_REPLICA_TRIALS trials of three server replicas on one PostgreSQL and three workers:
+# kill -9 of replicas and workers, a replica drained, a PostgreSQL restart.
+CHAOS_REPLICA_TRIALS ?= 24
 chaos: build peers
 	$(BUILD_DIR)/tests/shears-chaos --trials $(CHAOS_TRIALS)
+	$(MAKE) chaos-replicas
+
+chaos-replicas: build peers
+	scripts/test-postgres.sh start $(BUILD_DIR)/postgres
+	$(BUILD_DIR)/tests/shears-chaos --replicas 3 --trials $(CHAOS_REPLICA_TRIALS); \
+	  status=$$?; scripts/test-postgres.sh stop $(BUILD_DIR)/postgres; exit $$status
 
 demo: build
 	scripts/demo.sh $(BUILD_DIR)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL server for the tests, `make chaos` and `make bench`: its data and its Unix
 # socket in DIR, no TCP port (two trees' servers never meet), trust authentication for the user
-# "postgres", fsync off (the tests kill processes, not the machine).
+# "postgres", fsync off (the tests kill processes, not the machine; what a killed PostgreSQL wrote
+# is in the kernel's page cache). synchronous_commit stays on: with it off, an immediate stop loses
+# commits already acknowledged (make chaos-replicas found reports lost that way).
 #   scripts/test-postgres.sh start DIR     initdb if DIR has no cluster, then start; prints the URL
 #   scripts/test-postgres.sh restart DIR   stops it as a crash would (immediate), then starts it
 #   scripts/test-postgres.sh stop DIR      stops it and removes DIR
@@ -45,7 +47,7 @@ start() {
     return
   fi
   as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-    -o "-k $dir -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+    -o "-k $dir -c listen_addresses='' -c fsync=off -c max_connections=300" \
     start >/dev/null || { tail -20 "$dir/server.log" >&2; exit 1; }
   url
 }
