@@ -78,6 +78,10 @@ demo: build
 bench: build peers
 	@echo "== $(BUILD_DIR)/bench/tokenizer_bench tests/data/tiny-llama"
 	$(BUILD_DIR)/bench/tokenizer_bench tests/data/tiny-llama
+	@echo "== $(BUILD_DIR)/bench/store_bench /tmp/shears-store-bench 2000 1000 (the job stores: SQLite, PostgreSQL with 1 and 3 replicas)"
+	scripts/test-postgres.sh start $(BUILD_DIR)/postgres
+	$(BUILD_DIR)/bench/store_bench /tmp/shears-store-bench 2000 1000; \
+	  status=$$?; scripts/test-postgres.sh stop $(BUILD_DIR)/postgres; exit $$status
 	@echo "== $(BUILD_DIR)/bench/storage_bench $(BUILD_DIR) /tmp/shears-storage-bench 256"
 	$(BUILD_DIR)/bench/storage_bench $(BUILD_DIR) /tmp/shears-storage-bench 256
 	$(BUILD_DIR)/bench/peak_rss_bench $(BUILD_DIR) /tmp/shears-bench
