@@ -353,38 +353,38 @@ absl::StatusOr<JobStore::Page> JobStore::List(v1::JobState state, int page_size,
     }
   }
   return Read<Page>([&](Tx& tx) -> absl::StatusOr<Page> {
-  // The casts type the parameters compared with constants, which PostgreSQL cannot infer.
-  auto q = tx.db.Prepare(
-      "SELECT seq, job, tenant FROM jobs WHERE seq > ? AND (CAST(? AS INTEGER) = 0 OR state = ?) "
-      "AND (CAST(? AS TEXT) = '' OR tenant = ?) ORDER BY seq LIMIT ?");
-  q->Bind(1, after).Bind(2, int64_t{state}).Bind(3, int64_t{state}).Bind(4, tenant).Bind(5, tenant);
-  q->Bind(6, int64_t{page_size} + 1);
-  Page page;
-  int64_t last_seq = 0;
-  size_t bytes = 0;
-  for (;;) {
-    SHEARS_ASSIGN_OR_RETURN(bool row, q->Step());
-    if (!row) break;
-    if (static_cast<int>(page.jobs.size()) == page_size) {
-      page.next_page_token = absl::WebSafeBase64Escape(absl::StrCat("seq:", last_seq));
-      break;
+    // The casts type the parameters compared with constants, which PostgreSQL cannot infer.
+    auto q = tx.db.Prepare(
+        "SELECT seq, job, tenant FROM jobs WHERE seq > ? AND (CAST(? AS INTEGER) = 0 OR state = ?) "
+        "AND (CAST(? AS TEXT) = '' OR tenant = ?) ORDER BY seq LIMIT ?");
+    q->Bind(1, after).Bind(2, int64_t{state}).Bind(3, int64_t{state}).Bind(4, tenant).Bind(5, tenant);
+    q->Bind(6, int64_t{page_size} + 1);
+    Page page;
+    int64_t last_seq = 0;
+    size_t bytes = 0;
+    for (;;) {
+      SHEARS_ASSIGN_OR_RETURN(bool row, q->Step());
+      if (!row) break;
+      if (static_cast<int>(page.jobs.size()) == page_size) {
+        page.next_page_token = absl::WebSafeBase64Escape(absl::StrCat("seq:", last_seq));
+        break;
+      }
+      v1::Job job;
+      if (!job.ParseFromString(q->Text(1))) return absl::DataLossError("corrupt job record");
+      job.set_tenant(q->Text(2));
+      // Summaries: the per-layer and per-block lists stay with GetJob.
+      job.mutable_result()->clear_layers();
+      job.mutable_result()->clear_redundancy();
+      if (!job.result().ByteSizeLong()) job.clear_result();
+      bytes += job.ByteSizeLong();
+      if (bytes > kMaxListPageBytes && !page.jobs.empty()) {
+        page.next_page_token = absl::WebSafeBase64Escape(absl::StrCat("seq:", last_seq));
+        break;
+      }
+      last_seq = q->Int(0);
+      page.jobs.push_back(std::move(job));
     }
-    v1::Job job;
-    if (!job.ParseFromString(q->Text(1))) return absl::DataLossError("corrupt job record");
-    job.set_tenant(q->Text(2));
-    // Summaries: the per-layer and per-block lists stay with GetJob.
-    job.mutable_result()->clear_layers();
-    job.mutable_result()->clear_redundancy();
-    if (!job.result().ByteSizeLong()) job.clear_result();
-    bytes += job.ByteSizeLong();
-    if (bytes > kMaxListPageBytes && !page.jobs.empty()) {
-      page.next_page_token = absl::WebSafeBase64Escape(absl::StrCat("seq:", last_seq));
-      break;
-    }
-    last_seq = q->Int(0);
-    page.jobs.push_back(std::move(job));
-  }
-  return page;
+    return page;
   });
 }
 
@@ -583,32 +583,32 @@ absl::StatusOr<int> JobStore::DeleteEndedBefore(absl::Time cutoff, int limit) {
 absl::StatusOr<std::vector<v1::JobEvent>> JobStore::EventsAfter(const std::string& job_id, int64_t after_sequence,
                                                                 int limit) {
   return Read<std::vector<v1::JobEvent>>([&](Tx& tx) -> absl::StatusOr<std::vector<v1::JobEvent>> {
-  auto q = tx.db.Prepare("SELECT event FROM events WHERE job_id = ? AND sequence > ? ORDER BY sequence LIMIT ?");
-  q->Bind(1, job_id).Bind(2, after_sequence).Bind(3, int64_t{limit});
-  std::vector<v1::JobEvent> out;
-  for (;;) {
-    SHEARS_ASSIGN_OR_RETURN(bool row, q->Step());
-    if (!row) break;
-    if (!out.emplace_back().ParseFromString(q->Text(0))) return absl::DataLossError("corrupt event record");
-  }
-  return out;
+    auto q = tx.db.Prepare("SELECT event FROM events WHERE job_id = ? AND sequence > ? ORDER BY sequence LIMIT ?");
+    q->Bind(1, job_id).Bind(2, after_sequence).Bind(3, int64_t{limit});
+    std::vector<v1::JobEvent> out;
+    for (;;) {
+      SHEARS_ASSIGN_OR_RETURN(bool row, q->Step());
+      if (!row) break;
+      if (!out.emplace_back().ParseFromString(q->Text(0))) return absl::DataLossError("corrupt event record");
+    }
+    return out;
   });
 }
 
 absl::StatusOr<JobStore::Census> JobStore::TakeCensus() {
   return Read<Census>([&](Tx& tx) -> absl::StatusOr<Census> {
-  Census census;
-  auto by_state = tx.db.Prepare("SELECT state, COUNT(*) FROM jobs GROUP BY state");
-  for (;;) {
-    SHEARS_ASSIGN_OR_RETURN(bool row, by_state->Step());
-    if (!row) break;
-    census.jobs[static_cast<v1::JobState>(by_state->Int(0))] = by_state->Int(1);
-  }
-  auto workers = tx.db.Prepare("SELECT COUNT(DISTINCT worker_id) FROM jobs WHERE state = ?");
-  workers->Bind(1, int64_t{v1::JOB_STATE_RUNNING});
-  SHEARS_ASSIGN_OR_RETURN(bool found, workers->Step());
-  if (found) census.busy_workers = workers->Int(0);
-  return census;
+    Census census;
+    auto by_state = tx.db.Prepare("SELECT state, COUNT(*) FROM jobs GROUP BY state");
+    for (;;) {
+      SHEARS_ASSIGN_OR_RETURN(bool row, by_state->Step());
+      if (!row) break;
+      census.jobs[static_cast<v1::JobState>(by_state->Int(0))] = by_state->Int(1);
+    }
+    auto workers = tx.db.Prepare("SELECT COUNT(DISTINCT worker_id) FROM jobs WHERE state = ?");
+    workers->Bind(1, int64_t{v1::JOB_STATE_RUNNING});
+    SHEARS_ASSIGN_OR_RETURN(bool found, workers->Step());
+    if (found) census.busy_workers = workers->Int(0);
+    return census;
   });
 }
 
