@@ -739,6 +739,32 @@ TEST_F(PostgresReplicasTest, ConnectionsLostToARestartAreReopenedAndNothingIsLos
   EXPECT_TRUE(mu.AwaitWithTimeout(absl::Condition(&told_to_look_again), absl::Seconds(10)));
 }
 
+// A statement that cannot have its row within --db-timeout (another transaction holds it) gives
+// up UNAVAILABLE, changing nothing; a call meanwhile waits for the pool's one connection rather
+// than fail at once.
+TEST_F(PostgresReplicasTest, AStatementThatWaitsPastTheTimeoutIsUnavailableAndChangesNothing) {
+  StoreOptions options;
+  options.database.pool_size = 1;
+  options.database.timeout = absl::Seconds(1);
+  auto store = JobStore::Open(url_, options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  const std::string id = (*store)->Create(Spec(), "", "team-a", "alice")->job.id();
+  shears::testing::PostgresConnection holder(url_);
+  ASSERT_TRUE(holder.Exec(absl::StrCat("BEGIN; SELECT id FROM jobs WHERE id = '", id, "' FOR UPDATE")).ok());
+  absl::Status cancelled;
+  std::thread cancel([&] { cancelled = (*store)->Cancel(id).status(); });
+  absl::SleepFor(absl::Milliseconds(500));
+  auto job = (*store)->Get(id);  // waits (up to 1 s) for the connection the cancellation holds
+  cancel.join();
+  EXPECT_EQ(cancelled.code(), absl::StatusCode::kUnavailable) << cancelled;
+  EXPECT_NE(cancelled.message().find("the job store is busy (postgresql 57014"), std::string::npos) << cancelled;
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->state(), v1::JOB_STATE_QUEUED);
+  ASSERT_TRUE(holder.Exec("ROLLBACK").ok());
+  EXPECT_EQ((*store)->Cancel(id)->state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(StateChangesSaying(id, "cancelled"), 1) << "the timed-out one left no trace";
+}
+
 TEST_F(PostgresReplicasTest, ReplicasStartingTogetherMigrateOnce) {
   auto url = shears::testing::NewTestDatabase();
   ASSERT_TRUE(url.ok()) << url.status();

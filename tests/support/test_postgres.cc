@@ -34,6 +34,20 @@ absl::Status PostgresAdmin(const std::string& sql) {
   return st;
 }
 
+PostgresConnection::PostgresConnection(const std::string& url) : conn_(PQconnectdb(url.c_str())) {}
+
+PostgresConnection::~PostgresConnection() { PQfinish(conn_); }
+
+absl::Status PostgresConnection::Exec(const std::string& sql) {
+  PGresult* result = PQexec(conn_, sql.c_str());
+  const ExecStatusType status = PQresultStatus(result);
+  absl::Status st = status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK
+                        ? absl::OkStatus()
+                        : absl::InternalError(absl::StrCat(sql, ": ", PQresultErrorMessage(result)));
+  PQclear(result);
+  return st;
+}
+
 absl::StatusOr<std::string> NewTestDatabase() {
   static std::atomic<int> count{0};
   const std::string name = absl::StrCat("test_", getpid(), "_", count++);

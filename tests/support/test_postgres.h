@@ -7,6 +7,8 @@
 
 #include "absl/status/statusor.h"
 
+struct pg_conn;  // libpq's PGconn
+
 namespace shears::testing {
 
 // The socket directory of this tree's test server.
@@ -17,5 +19,18 @@ std::string TestPostgresUrl(const std::string& name);
 absl::StatusOr<std::string> NewTestDatabase();
 // Runs `sql` as the superuser on database "postgres" (terminating connections, say).
 absl::Status PostgresAdmin(const std::string& sql);
+
+// A connection of the test's own to `url`, held open: a transaction that holds a lock, say.
+class PostgresConnection {
+ public:
+  explicit PostgresConnection(const std::string& url);
+  ~PostgresConnection();
+  PostgresConnection(const PostgresConnection&) = delete;
+  PostgresConnection& operator=(const PostgresConnection&) = delete;
+  absl::Status Exec(const std::string& sql);
+
+ private:
+  ::pg_conn* conn_;
+};
 
 }  // namespace shears::testing
