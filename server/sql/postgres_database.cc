@@ -8,7 +8,9 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace shears::server::sql {
 namespace {
@@ -58,9 +60,34 @@ std::string NumberPlaceholders(const std::string& sql) {
   return out;
 }
 
+// The statements prepared on one connection, by their text: each is parsed once per connection
+// rather than at every call (the store's statements are a few dozen texts).
+class PreparedStatements {
+ public:
+  explicit PreparedStatements(PGconn* conn) : conn_(conn) {}
+  // The name `sql` is prepared under, preparing it at its first use. A prepared statement outlives
+  // a rolled-back transaction; it dies with its connection, as this does.
+  absl::StatusOr<std::string> NameOf(const std::string& sql) {
+    if (auto it = names_.find(sql); it != names_.end()) return it->second;
+    std::string name = absl::StrCat("shears_", names_.size());
+    PGresult* result = PQprepare(conn_, name.c_str(), sql.c_str(), 0, nullptr);
+    const bool prepared = PQresultStatus(result) == PGRES_COMMAND_OK;
+    absl::Status st = prepared ? absl::OkStatus() : PgError(conn_, result);
+    PQclear(result);
+    if (!prepared) return st;
+    names_.emplace(sql, name);
+    return name;
+  }
+
+ private:
+  PGconn* const conn_;
+  absl::flat_hash_map<std::string, std::string> names_;
+};
+
 class PgStatement : public Statement {
  public:
-  PgStatement(PGconn* conn, const std::string& sql) : conn_(conn), sql_(NumberPlaceholders(sql)) {}
+  PgStatement(PGconn* conn, PreparedStatements* prepared, const std::string& sql)
+      : conn_(conn), prepared_(prepared), sql_(NumberPlaceholders(sql)) {}
   ~PgStatement() override { PQclear(result_); }
 
   Statement& Bind(int index, int64_t value) override { return Set(index, std::to_string(value), 0); }
@@ -78,8 +105,9 @@ class PgStatement : public Statement {
       }
       std::vector<int> formats;
       for (const auto& p : params_) formats.push_back(p.format);
-      result_ = PQexecParams(conn_, sql_.c_str(), static_cast<int>(params_.size()), nullptr, values.data(),
-                             lengths.data(), formats.data(), /*resultFormat=*/0);
+      SHEARS_ASSIGN_OR_RETURN(const std::string name, prepared_->NameOf(sql_));
+      result_ = PQexecPrepared(conn_, name.c_str(), static_cast<int>(params_.size()), values.data(), lengths.data(),
+                               formats.data(), /*resultFormat=*/0);
       const ExecStatusType status = PQresultStatus(result_);
       if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) return PgError(conn_, result_);
       row_ = -1;
@@ -114,6 +142,7 @@ class PgStatement : public Statement {
   }
 
   PGconn* const conn_;
+  PreparedStatements* const prepared_;
   const std::string sql_;
   std::vector<Param> params_;
   PGresult* result_ = nullptr;
@@ -139,10 +168,10 @@ PGconn* ConnectWithin(const std::string& url, absl::Duration timeout) {
 
 class PostgresDatabase::PgConnection : public Connection {
  public:
-  explicit PgConnection(PGconn* conn) : conn_(conn) {}
+  explicit PgConnection(PGconn* conn) : conn_(conn), prepared_(conn) {}
   ~PgConnection() override { PQfinish(conn_); }
   std::unique_ptr<Statement> Prepare(const std::string& sql) override {
-    return std::make_unique<PgStatement>(conn_, sql);
+    return std::make_unique<PgStatement>(conn_, &prepared_, sql);
   }
   absl::Status Exec(const std::string& sql) override {
     PGresult* result = PQexec(conn_, sql.c_str());
@@ -157,6 +186,7 @@ class PostgresDatabase::PgConnection : public Connection {
 
  private:
   PGconn* const conn_;
+  PreparedStatements prepared_;
 };
 
 PostgresDatabase::PostgresDatabase(std::string url, DatabaseOptions options)
