@@ -1126,9 +1126,14 @@ TEST_F(ServiceTest, AWorkerKilledHoldingTheOutcomeDeliversItWhenItStartsAgain) {
   EXPECT_EQ(done.attempt_count(), 1) << "not run again\n" << worker_->Log();
   EXPECT_EQ(LayerEventsOfAGaplessLog(events), kSlowBlocks * 7) << "the events queued when the worker died arrived too";
   EXPECT_TRUE(fs::exists(dir_ / "out/manifest.json"));
-  EXPECT_NE(worker_->Log().find("delivered what an earlier run of this worker owed the server (events and the outcome)"),
-            std::string::npos)
-      << worker_->Log();
+  // The job's end reaches the watcher as the server commits it; the worker logs the delivery and
+  // empties its outbox a moment after the answer reaches it.
+  const std::string delivered = "delivered what an earlier run of this worker owed the server (events and the outcome)";
+  for (int i = 0; i < 100 && (worker_->Log().find(delivered) == std::string::npos || !fs::is_empty(dir_ / "work/outbox"));
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_NE(worker_->Log().find(delivered), std::string::npos) << worker_->Log();
   EXPECT_TRUE(fs::is_empty(dir_ / "work/outbox"));
 }
 
