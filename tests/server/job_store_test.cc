@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -789,6 +790,27 @@ TEST_F(PostgresReplicasTest, AStoreNewerThanTheServerIsRefused) {
   auto store = JobStore::Open(url_, options);
   EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(store.status().message(), "job store schema version 99 is newer than this server's (2)");
+}
+
+// Every connection lent: the next caller waits --db-timeout, then hears which limit it met.
+TEST(PostgresStore, APoolWhoseConnectionsAreAllLentAnswersUnavailableAfterTheTimeout) {
+  auto url = shears::testing::NewTestDatabase();
+  ASSERT_TRUE(url.ok()) << url.status();
+  sql::DatabaseOptions options;
+  options.pool_size = 2;
+  options.timeout = absl::Seconds(1);
+  auto db = sql::Database::Open(*url, options);
+  ASSERT_TRUE(db.ok()) << db.status();
+  std::optional<sql::Session> first(std::move((*db)->Acquire()).value());
+  std::optional<sql::Session> second(std::move((*db)->Acquire()).value());
+  auto third = (*db)->Acquire();
+  EXPECT_EQ(third.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(third.status().message(),
+            "the job store is busy: all 2 connections (--db-pool) were in use for 1s; try again");
+  first.reset();  // one back: the next caller has it
+  auto again = (*db)->Acquire();
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE((*again)->Exec("SELECT 1").ok());
 }
 
 TEST(PostgresStore, AnUnreachableServerFailsTheStartNamingIt) {
