@@ -145,7 +145,7 @@ absl::StatusOr<T> JobStore::Transaction(Body body) {
     const bool postgres = db_->dialect() == sql::Dialect::kPostgres;
     Tx tx{*session, postgres ? " FOR UPDATE" : "", postgres ? " FOR UPDATE SKIP LOCKED" : "", {}};
     if (absl::Status begun = db_->BeginWrite(*session); !begun.ok()) {
-      if (absl::IsUnavailable(begun) && attempt == 0 && postgres) continue;
+      if (attempt == 0 && session->Lost()) continue;
       return begun;
     }
     result = body(tx);
@@ -179,7 +179,7 @@ absl::StatusOr<T> JobStore::Read(Body body) {
     Tx tx{*session, "", "", {}};
     absl::StatusOr<T> result = body(tx);
     // A read changes nothing: one lost connection is retried on a new one.
-    if (absl::IsUnavailable(result.status()) && attempt == 0 && db_->dialect() == sql::Dialect::kPostgres) continue;
+    if (!result.ok() && attempt == 0 && session->Lost()) continue;
     return result;
   }
 }

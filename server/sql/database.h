@@ -48,6 +48,9 @@ class Connection {
   virtual std::unique_ptr<Statement> Prepare(const std::string& sql) = 0;
   // Runs statements that return no rows (several, separated by semicolons).
   virtual absl::Status Exec(const std::string& sql) = 0;
+  // Whether the session with the database server is gone (it restarted, failed over, or closed
+  // this connection): no statement on it can succeed again. SQLite's, in process, never is.
+  virtual bool Lost() const { return false; }
 };
 
 // A connection lent for one transaction or one read; it goes back when the session ends.

@@ -180,9 +180,10 @@ class PostgresDatabase::PgConnection : public Connection {
     PQclear(result);
     return st;
   }
-  bool Connected() const { return PQstatus(conn_) == CONNECTION_OK; }
-  // Whether it may serve another session: connected, and no transaction left open.
-  bool Reusable() const { return Connected() && PQtransactionStatus(conn_) == PQTRANS_IDLE; }
+  bool Lost() const override { return PQstatus(conn_) != CONNECTION_OK; }
+  // Whether it may serve another session: not lost, and no transaction left open.
+  bool Reusable() const { return !Lost() && PQtransactionStatus(conn_) == PQTRANS_IDLE; }
+  PGconn* get() const { return conn_; }
 
  private:
   PGconn* const conn_;
@@ -256,7 +257,7 @@ void PostgresDatabase::GiveBack(std::unique_ptr<PgConnection> connection) {
   // A connection that was lost, or left inside a transaction, is closed: the next session opens a
   // fresh one rather than inherit its state.
   const bool reusable = connection->Reusable();
-  const bool lost = !connection->Connected();
+  const bool lost = connection->Lost();
   if (!reusable) connection.reset();
   std::vector<std::unique_ptr<PgConnection>> stale;
   absl::MutexLock lock(&mu_);
@@ -291,16 +292,16 @@ void PostgresDatabase::Listen(std::function<void(const std::string& payload)> he
 void PostgresDatabase::ListenLoop() {
   bool listened_before = false;
   while (!stop_) {
-    PGconn* conn = ConnectWithin(url_, options_.timeout);
-    PGresult* listen = PQstatus(conn) == CONNECTION_OK ? PQexec(conn, absl::StrCat("LISTEN ", kChannel).c_str()) : nullptr;
-    const bool listening = listen != nullptr && PQresultStatus(listen) == PGRES_COMMAND_OK;
-    PQclear(listen);
-    if (!listening) {
-      if (listened_before) std::cerr << "shears-server: listening for other replicas: " << Trimmed(PQerrorMessage(conn)) << "\n";
-      PQfinish(conn);
+    // A connection of its own, outside the pool: it is never lent, and never idle.
+    auto connection = Connect();
+    const absl::Status listening =
+        connection.ok() ? (*connection)->Exec(absl::StrCat("LISTEN ", kChannel)) : connection.status();
+    if (!listening.ok()) {
+      if (listened_before) std::cerr << "shears-server: listening for other replicas: " << listening.message() << "\n";
       for (int i = 0; i < 4 && !stop_; ++i) absl::SleepFor(absl::Milliseconds(250));
       continue;
     }
+    PGconn* conn = (*connection)->get();
     // What was announced while this replica was not listening is lost: everyone looks again.
     if (listened_before) heard_("");
     listened_before = true;
@@ -316,9 +317,8 @@ void PostgresDatabase::ListenLoop() {
         heard_(n->extra);
         PQfreemem(n);
       }
-      if (PQstatus(conn) != CONNECTION_OK) break;
+      if ((*connection)->Lost()) break;
     }
-    PQfinish(conn);
   }
 }
 
