@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "shears/v1/pruning.grpc.pb.h"
@@ -50,16 +52,13 @@ class Watcher {
     context_->TryCancel();
     thread_.join();
   }
-  // Waits until an event satisfies `what`, or the stream ends.
+  // Waits until an event satisfies `what` (true), or the stream ends or the time passes (false).
   bool WaitFor(const std::function<bool(const v1::JobEvent&)>& what, absl::Duration timeout) {
     absl::MutexLock lock(&mu_);
-    auto seen = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      for (const auto& e : events_) {
-        if (what(e)) return true;
-      }
-      return done_;
-    };
-    return mu_.AwaitWithTimeout(absl::Condition(&seen), timeout) && !WaitedInVain(what);
+    auto seen = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return std::any_of(events_.begin(), events_.end(), what); };
+    auto seen_or_done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return seen() || done_; };
+    mu_.AwaitWithTimeout(absl::Condition(&seen_or_done), timeout);
+    return seen();
   }
   std::vector<v1::JobEvent> Events() {
     absl::MutexLock lock(&mu_);
@@ -72,13 +71,6 @@ class Watcher {
   }
 
  private:
-  bool WaitedInVain(const std::function<bool(const v1::JobEvent&)>& what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    for (const auto& e : events_) {
-      if (what(e)) return false;
-    }
-    return true;
-  }
-
   std::unique_ptr<grpc::ClientContext> context_;
   std::unique_ptr<grpc::ClientReader<v1::JobEvent>> reader_;
   std::thread thread_;
@@ -104,6 +96,36 @@ class ReplicasTest : public ::testing::Test {
     }
   }
 
+  // A magnitude job on the model in `model` (under the test's directory), created through replica
+  // `replica`.
+  v1::Job CreateOn(int replica, const std::string& model) {
+    v1::CreateJobRequest create;
+    create.mutable_spec()->set_model_uri("file://" + (dir_ / model));
+    create.mutable_spec()->set_method(v1::METHOD_MAGNITUDE);
+    create.mutable_spec()->set_target_sparsity(0.5);
+    create.mutable_spec()->mutable_output()->set_uri("file://" + (dir_ / "out"));
+    v1::Job job;
+    const grpc::Status st = stubs_[replica]->CreateJob(Context().get(), create, &job);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return job;
+  }
+
+  // A worker dialing `target` (one replica, or "ipv4:A,B" to fail over along).
+  std::unique_ptr<Process> StartWorker(const std::string& target, const std::string& threads,
+                                       const std::string& poll_wait) {
+    return std::make_unique<Process>(std::vector<std::string>{Binary("worker/shears-worker"), "--server", target,
+                                                              "--threads", threads, "--work-dir", dir_ / "work",
+                                                              "--poll-wait", poll_wait, "--worker-id", "w"},
+                                     dir_ / "worker.log");
+  }
+
+  // The replicas `first`, `second`, ... as one gRPC target, failed over in that order.
+  std::string Along(std::initializer_list<int> replicas) const {
+    std::vector<std::string> picked;
+    for (int i : replicas) picked.push_back(addresses_[i]);
+    return absl::StrCat("ipv4:", absl::StrJoin(picked, ","));
+  }
+
   v1::Job Get(int replica, const std::string& id) {
     v1::GetJobRequest request;
     request.set_job_id(id);
@@ -127,32 +149,24 @@ class ReplicasTest : public ::testing::Test {
 TEST_F(ReplicasTest, AJobCreatedOnALeasedThroughBAndWatchedOnCSurvivesAAndBBeingKilled) {
   ASSERT_NO_FATAL_FAILURE(StartReplicas("10s"));
   testing::WriteSyntheticLlama(dir_ / "slow", 48, 512, 1408);
-  v1::CreateJobRequest create;
-  create.mutable_spec()->set_model_uri("file://" + (dir_ / "slow"));
-  create.mutable_spec()->set_method(v1::METHOD_MAGNITUDE);
-  create.mutable_spec()->set_target_sparsity(0.5);
-  create.mutable_spec()->mutable_output()->set_uri("file://" + (dir_ / "out"));
-  v1::Job job;
-  ASSERT_TRUE(stubs_[0]->CreateJob(Context().get(), create, &job).ok());
+  const v1::Job job = CreateOn(0, "slow");
+  ASSERT_FALSE(job.id().empty());
   EXPECT_EQ(Get(2, job.id()).state(), v1::JOB_STATE_QUEUED) << "C reads what A wrote";
 
   Watcher watcher(stubs_[2].get(), job.id());
-  Process worker({Binary("worker/shears-worker"), "--server",
-                  absl::StrCat("ipv4:", addresses_[1], ",", addresses_[2]), "--threads", "2", "--work-dir",
-                  dir_ / "work", "--poll-wait", "2s", "--worker-id", "w"},
-                 dir_ / "worker.log");
+  const auto worker = StartWorker(Along({1, 2}), "2", "2s");
   ASSERT_TRUE(watcher.WaitFor([](const v1::JobEvent& e) { return e.has_layer(); }, absl::Seconds(60)))
       << "C's stream follows the layers the worker reports through B\n"
-      << worker.Log();
+      << worker->Log();
   EXPECT_EQ(replicas_[0]->Stop(SIGKILL), 128 + SIGKILL);
   EXPECT_EQ(replicas_[1]->Stop(SIGKILL), 128 + SIGKILL);
   ASSERT_EQ(Get(2, job.id()).state(), v1::JOB_STATE_RUNNING) << "killed mid-job (a model too small for this machine?)";
 
   const grpc::Status streamed = watcher.Finished(absl::Seconds(180));
-  ASSERT_TRUE(streamed.ok()) << streamed.error_message() << "\n" << worker.Log();
+  ASSERT_TRUE(streamed.ok()) << streamed.error_message() << "\n" << worker->Log();
   const v1::Job done = Get(2, job.id());
-  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error() << "\n" << worker.Log();
-  EXPECT_EQ(done.attempt_count(), 1) << "the replicas' deaths cost no attempt\n" << worker.Log();
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error() << "\n" << worker->Log();
+  EXPECT_EQ(done.attempt_count(), 1) << "the replicas' deaths cost no attempt\n" << worker->Log();
   const auto live = watcher.Events();
   int layers = 0;
   for (size_t i = 0; i < live.size(); ++i) {
@@ -181,25 +195,18 @@ TEST_F(ReplicasTest, AWorkerWaitingOnOneReplicaIsWokenByAJobQueuedOnAnother) {
   // A 30 s TTL: B's own lease-expiry pass, which would find the job too, comes every 5 s.
   ASSERT_NO_FATAL_FAILURE(StartReplicas("30s"));
   testing::WriteSyntheticLlama(dir_ / "small", 2, 64, 176);
-  Process worker({Binary("worker/shears-worker"), "--server", addresses_[1], "--threads", "1", "--work-dir",
-                  dir_ / "work", "--poll-wait", "60s", "--worker-id", "w"},
-                 dir_ / "worker.log");
+  const auto worker = StartWorker(addresses_[1], "1", "60s");
   std::this_thread::sleep_for(std::chrono::seconds(3));  // the worker is in its long poll on B
-  v1::CreateJobRequest create;
-  create.mutable_spec()->set_model_uri("file://" + (dir_ / "small"));
-  create.mutable_spec()->set_method(v1::METHOD_MAGNITUDE);
-  create.mutable_spec()->set_target_sparsity(0.5);
-  create.mutable_spec()->mutable_output()->set_uri("file://" + (dir_ / "out"));
-  v1::Job job;
-  ASSERT_TRUE(stubs_[0]->CreateJob(Context().get(), create, &job).ok());
+  const v1::Job job = CreateOn(0, "small");
+  ASSERT_FALSE(job.id().empty());
   const auto created = std::chrono::steady_clock::now();
   Watcher watcher(stubs_[2].get(), job.id());
   ASSERT_TRUE(watcher.WaitFor(
       [](const v1::JobEvent& e) { return e.has_state_change() && e.state_change().state() == v1::JOB_STATE_RUNNING; },
       absl::Seconds(30)))
-      << worker.Log();
+      << worker->Log();
   // Far inside the 60 s poll, and before B's next expiry pass (5 s) would have found it.
-  EXPECT_LT(std::chrono::steady_clock::now() - created, std::chrono::seconds(2)) << worker.Log();
+  EXPECT_LT(std::chrono::steady_clock::now() - created, std::chrono::seconds(2)) << worker->Log();
   ASSERT_TRUE(watcher.Finished(absl::Seconds(120)).ok());
   EXPECT_EQ(Get(1, job.id()).state(), v1::JOB_STATE_SUCCEEDED);
 }
@@ -210,20 +217,13 @@ TEST_F(ReplicasTest, AWorkerWaitingOnOneReplicaIsWokenByAJobQueuedOnAnother) {
 TEST_F(ReplicasTest, ADrainingReplicaHandsItsStreamsBackAndShearsctlGoesOnThroughAnother) {
   ASSERT_NO_FATAL_FAILURE(StartReplicas("10s"));
   testing::WriteSyntheticLlama(dir_ / "slow", 48, 512, 1408);
-  v1::CreateJobRequest create;
-  create.mutable_spec()->set_model_uri("file://" + (dir_ / "slow"));
-  create.mutable_spec()->set_method(v1::METHOD_MAGNITUDE);
-  create.mutable_spec()->set_target_sparsity(0.5);
-  create.mutable_spec()->mutable_output()->set_uri("file://" + (dir_ / "out"));
-  v1::Job job;
-  ASSERT_TRUE(stubs_[0]->CreateJob(Context().get(), create, &job).ok());
-  const std::string both = absl::StrCat("ipv4:", addresses_[0], ",", addresses_[1]);
-  Process worker({Binary("worker/shears-worker"), "--server", both, "--threads", "2", "--work-dir", dir_ / "work",
-                  "--poll-wait", "2s", "--worker-id", "w"},
-                 dir_ / "worker.log");
+  const v1::Job job = CreateOn(0, "slow");
+  ASSERT_FALSE(job.id().empty());
+  const std::string both = Along({0, 1});
+  const auto worker = StartWorker(both, "2", "2s");
   Process watch({Binary("client/shearsctl"), "--server", both, "--json", "watch", job.id()}, dir_ / "watch.log");
   Watcher layers(stubs_[2].get(), job.id());
-  ASSERT_TRUE(layers.WaitFor([](const v1::JobEvent& e) { return e.has_layer(); }, absl::Seconds(60))) << worker.Log();
+  ASSERT_TRUE(layers.WaitFor([](const v1::JobEvent& e) { return e.has_layer(); }, absl::Seconds(60))) << worker->Log();
   EXPECT_EQ(replicas_[0]->Stop(SIGTERM), 0) << replicas_[0]->Log();
   ASSERT_EQ(Get(1, job.id()).state(), v1::JOB_STATE_RUNNING) << "drained mid-job (a model too small for this machine?)";
   ASSERT_EQ(watch.Wait(), 0) << watch.Log();
@@ -241,7 +241,7 @@ TEST_F(ReplicasTest, ADrainingReplicaHandsItsStreamsBackAndShearsctlGoesOnThroug
   }
   const v1::Job done = Get(1, job.id());
   EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
-  EXPECT_EQ(done.attempt_count(), 1) << worker.Log();
+  EXPECT_EQ(done.attempt_count(), 1) << worker->Log();
   EXPECT_EQ(expected - 1, static_cast<int64_t>(layers.Events().size())) << "the whole log";
 }
 

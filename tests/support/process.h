@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/files.h"
+#include "tests/support/test_postgres.h"
 
 namespace shears::testing {
 
@@ -125,12 +126,6 @@ inline const std::string& KjvSplitsDir() {
     return run.status == 0 ? dir : std::string("/nonexistent/kjv: ") + run.out;
   }()};
   return splits.dir;
-}
-
-// The test PostgreSQL server of this build tree (ctest's "postgres" fixture starts it,
-// scripts/test-postgres.sh), reached through its socket directory.
-inline std::string TestPostgresUrl(const std::string& database) {
-  return std::string("postgresql:///") + database + "?host=" + SHEARS_BINARY_DIR + "/postgres&user=postgres";
 }
 
 // The job store of a test server in `dir`: SQLite there, or with SHEARS_TEST_STORE=postgresql (the

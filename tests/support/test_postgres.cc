@@ -9,36 +9,20 @@
 
 namespace shears::testing {
 
-std::string TestPostgresDir() { return absl::StrCat(SHEARS_BINARY_DIR, "/postgres"); }
+absl::Status PostgresAdmin(const std::string& sql) { return PostgresConnection(TestPostgresUrl("postgres")).Exec(sql); }
 
-std::string TestPostgresUrl(const std::string& name) {
-  return absl::StrCat("postgresql:///", name, "?host=", TestPostgresDir(), "&user=postgres");
+PostgresConnection::PostgresConnection(const std::string& url) : conn_(PQconnectdb(url.c_str())) {
+  PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);  // "does not exist, skipping"
 }
-
-absl::Status PostgresAdmin(const std::string& sql) {
-  PGconn* conn = PQconnectdb(TestPostgresUrl("postgres").c_str());
-  if (PQstatus(conn) != CONNECTION_OK) {
-    const std::string message = PQerrorMessage(conn);
-    PQfinish(conn);
-    return absl::UnavailableError(absl::StrCat("the test PostgreSQL server (ctest's postgres fixture, ",
-                                               "scripts/test-postgres.sh start ", TestPostgresDir(), "): ", message));
-  }
-  PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);  // "does not exist, skipping"
-  PGresult* result = PQexec(conn, sql.c_str());
-  const ExecStatusType status = PQresultStatus(result);
-  absl::Status st = status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK
-                        ? absl::OkStatus()
-                        : absl::InternalError(absl::StrCat(sql, ": ", PQresultErrorMessage(result)));
-  PQclear(result);
-  PQfinish(conn);
-  return st;
-}
-
-PostgresConnection::PostgresConnection(const std::string& url) : conn_(PQconnectdb(url.c_str())) {}
 
 PostgresConnection::~PostgresConnection() { PQfinish(conn_); }
 
 absl::Status PostgresConnection::Exec(const std::string& sql) {
+  if (PQstatus(conn_) != CONNECTION_OK) {
+    return absl::UnavailableError(absl::StrCat("the test PostgreSQL server (ctest's postgres fixture, ",
+                                               "scripts/test-postgres.sh start ", TestPostgresDir(),
+                                               "): ", PQerrorMessage(conn_)));
+  }
   PGresult* result = PQexec(conn_, sql.c_str());
   const ExecStatusType status = PQresultStatus(result);
   absl::Status st = status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK

@@ -6,15 +6,19 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 
 struct pg_conn;  // libpq's PGconn
 
 namespace shears::testing {
 
-// The socket directory of this tree's test server.
-std::string TestPostgresDir();
+// The socket directory of this tree's test server. Inline, like the URL: tests that start servers
+// (tests/support/process.h) name databases without linking libpq.
+inline std::string TestPostgresDir() { return absl::StrCat(SHEARS_BINARY_DIR, "/postgres"); }
 // The URL of database `name` on the test server.
-std::string TestPostgresUrl(const std::string& name);
+inline std::string TestPostgresUrl(const std::string& name) {
+  return absl::StrCat("postgresql:///", name, "?host=", TestPostgresDir(), "&user=postgres");
+}
 // A new, empty database on the test server; its URL.
 absl::StatusOr<std::string> NewTestDatabase();
 // Runs `sql` as the superuser on database "postgres" (terminating connections, say).
@@ -27,6 +31,7 @@ class PostgresConnection {
   ~PostgresConnection();
   PostgresConnection(const PostgresConnection&) = delete;
   PostgresConnection& operator=(const PostgresConnection&) = delete;
+  // Fails UNAVAILABLE, naming the test server, when the connection could not be made.
   absl::Status Exec(const std::string& sql);
 
  private:
