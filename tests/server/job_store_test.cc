@@ -723,9 +723,13 @@ TEST_F(PostgresReplicasTest, ConnectionsLostToARestartAreReopenedAndNothingIsLos
     if (change.remote && change.job.id().empty()) told_to_look_again = true;
   });
   const std::string id = replicas_[0]->Create(Spec(), "", "team-a", "alice")->job.id();
-  // What a PostgreSQL restart or a failover does to every open connection.
+  // What a PostgreSQL restart or a failover does to every open connection: here those to this
+  // test's database alone, not the servers of tests running beside it on the same test server.
+  const size_t name = url_.find(":///") + 4;  // postgresql:///NAME?host=...
+  const std::string database = url_.substr(name, url_.find('?') - name);
   ASSERT_TRUE(shears::testing::PostgresAdmin(absl::StrCat("SELECT pg_terminate_backend(pid) FROM pg_stat_activity ",
-                                                          "WHERE application_name = 'shears-server'"))
+                                                          "WHERE application_name = 'shears-server' AND datname = '",
+                                                          database, "'"))
                   .ok());
   // The callers do not see it: a session whose connection turns out lost before its first
   // statement did anything is retried on a new one.
