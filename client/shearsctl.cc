@@ -56,6 +56,8 @@ movement, GUM and FLOP their data (--steps, default 200); --low-rank is svd or f
 random; --sublayers attention or mlp takes one kind only); --width-multiple rounds each FFN width
 kept to a multiple (64 to 256 for real models). --structure attention_heads removes KV groups
 (magnitude, random or activation; --allocation global merges KV heads per block instead).
+--allocation owl gives each block of unstructured magnitude, wanda or sparsegpt pruning its own
+sparsity by OWL's outlier shares, measured on the --calibration data.
 --method predictor_search --search-base wanda searches per-layer sparsities (magnitude, wanda or
 sparsegpt prune each configuration; with --structure ffn_neurons and magnitude, a share of FFN
 neurons per block; --search-configurations measured, default 60; --search-budget scored by the
@@ -146,6 +148,14 @@ void PrintJob(const v1::Job& job) {
       std::cout << "\n";
       for (const auto& b : search.sparsity()) {
         std::cout << "          block " << b.block() << ": attention " << b.attention() << ", mlp " << b.mlp() << "\n";
+      }
+    }
+    if (r.has_owl()) {
+      std::cout << "owl       M " << std::setprecision(3) << r.owl().outlier_multiple() << ", lambda "
+                << r.owl().max_deviation() << "\n";
+      for (const auto& b : r.owl().blocks()) {
+        std::cout << "          block " << b.block() << ": outliers " << std::setprecision(4) << b.outlier_ratio()
+                  << ", sparsity " << b.sparsity() << "\n";
       }
     }
     if (r.stage_times_size() > 0) {

@@ -84,6 +84,8 @@ absl::StatusOr<std::optional<engine::Allocation>> AllocationOf(v1::Allocation al
       return engine::Allocation::kUniform;
     case v1::ALLOCATION_GLOBAL:
       return engine::Allocation::kGlobal;
+    case v1::ALLOCATION_OWL:
+      return engine::Allocation::kOwl;
     default:
       return absl::InvalidArgumentError(absl::StrCat("spec.allocation: unknown allocation ", allocation));
   }
@@ -139,6 +141,7 @@ absl::StatusOr<engine::PruneOptions> EngineOptions(const v1::JobSpec& spec) {
   options.n = spec.n_m().n();
   options.m = spec.n_m().m();
   SHEARS_ASSIGN_OR_RETURN(options.allocation, AllocationOf(spec.allocation()));
+  options.owl = {spec.owl().outlier_multiple(), spec.owl().max_deviation()};
   options.sparsellm = {spec.sparsellm().iterations(), spec.sparsellm().alpha(), spec.sparsellm().beta(),
                        spec.sparsellm().gamma()};
   SHEARS_ASSIGN_OR_RETURN(options.format, FormatOf(spec.output().format()));
@@ -252,6 +255,17 @@ v1::JobResult ResultOf(const engine::PruneReport& report, const v1::JobSpec& spe
   result.set_model_parameters_after(report.model_parameters_after);
   for (const auto& redundancy : report.redundancy) *result.add_redundancy() = ToProto(redundancy, /*per_neuron=*/true);
   if (report.search) *result.mutable_search() = ToProto(*report.search, spec.search().base_method());
+  if (report.owl) {
+    v1::OwlResult* owl = result.mutable_owl();
+    owl->set_outlier_multiple(report.owl->outlier_multiple);
+    owl->set_max_deviation(report.owl->max_deviation);
+    for (const auto& block : report.owl->blocks) {
+      auto* b = owl->add_blocks();
+      b->set_block(block.block);
+      b->set_outlier_ratio(block.outlier_ratio);
+      b->set_sparsity(block.sparsity);
+    }
+  }
   if (report.evaluation) {
     const auto& e = *report.evaluation;
     v1::Evaluation* eval = result.mutable_evaluation();

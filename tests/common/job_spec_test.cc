@@ -95,6 +95,30 @@ TEST(JobTranslation, SublayerAndAlignmentOptionsAndTheirResultsCarryOver) {
   EXPECT_FALSE(result.redundancy(0).blocks(1).has_attention_influence());
 }
 
+TEST(JobTranslation, OwlsOptionsAndItsAllocationCarryOver) {
+  v1::JobSpec spec = Valid();
+  spec.set_allocation(v1::ALLOCATION_OWL);
+  spec.mutable_owl()->set_outlier_multiple(7);
+  spec.mutable_owl()->set_max_deviation(0.1);
+  auto options = EngineOptions(spec).value();
+  EXPECT_EQ(options.allocation, engine::Allocation::kOwl);
+  EXPECT_EQ(options.owl.outlier_multiple, 7.0);
+  EXPECT_EQ(options.owl.max_deviation, 0.1);
+  EXPECT_EQ(EngineOptions(Valid())->owl.outlier_multiple, 0.0) << "unset: the engine's default";
+
+  engine::PruneReport report;
+  report.owl = engine::OwlReport{5.0, 0.08, {{0, 0.021, 0.66}, {1, 0.012, 0.74}}};
+  const v1::JobResult result = ResultOf(report, spec);
+  ASSERT_TRUE(result.has_owl());
+  EXPECT_EQ(result.owl().outlier_multiple(), 5.0);
+  EXPECT_EQ(result.owl().max_deviation(), 0.08);
+  ASSERT_EQ(result.owl().blocks_size(), 2);
+  EXPECT_EQ(result.owl().blocks(1).block(), 1);
+  EXPECT_DOUBLE_EQ(result.owl().blocks(1).outlier_ratio(), 0.012);
+  EXPECT_DOUBLE_EQ(result.owl().blocks(1).sparsity(), 0.74);
+  EXPECT_FALSE(ResultOf(engine::PruneReport{}, spec).has_owl());
+}
+
 TEST(JobSpec, EachMethodGetsItsFirstStructure) {
   for (auto [method, structure] : {std::pair{v1::METHOD_MAGNITUDE, v1::STRUCTURE_UNSTRUCTURED},
                                    {v1::METHOD_GUM, v1::STRUCTURE_FFN_NEURONS},

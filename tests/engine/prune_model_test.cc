@@ -367,7 +367,8 @@ TEST(FrontDoor, RefusesWhatTheServerRefusesWithTheSameMessage) {
       for (int data = 0; data < 4; ++data) {
         for (v1::OutputFormat format : {v1::OUTPUT_FORMAT_DENSE_SAFETENSORS, v1::OUTPUT_FORMAT_SPARSE_BITMASK,
                                         v1::OUTPUT_FORMAT_SPARSE_24_BITMASK}) {
-          for (v1::Allocation allocation : {v1::ALLOCATION_UNSPECIFIED, v1::ALLOCATION_UNIFORM, v1::ALLOCATION_GLOBAL}) {
+          for (v1::Allocation allocation :
+               {v1::ALLOCATION_UNSPECIFIED, v1::ALLOCATION_UNIFORM, v1::ALLOCATION_GLOBAL, v1::ALLOCATION_OWL}) {
             v1::JobSpec spec;
             spec.set_model_uri("file:///nonexistent/model");
             spec.mutable_output()->set_uri("file:///nonexistent/out");

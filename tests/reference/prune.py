@@ -9,14 +9,18 @@ every linear is pruned from the dense block's inputs, and the windows go through
 block to give the next one its inputs. On the CPU, in float32: the authors' code runs in the
 model's half precision on a GPU, where this runs on Debian's python3-torch.
 
-    prune.py MODEL_DIR WINDOWS T METHOD [--sparsity S] [--nm N:M] [--blocks K] [--threads N]
-             [--save DIR] [--json OUT]
+    prune.py MODEL_DIR WINDOWS T METHOD [--sparsity S] [--nm N:M] [--owl M:LAMBDA] [--blocks K]
+             [--threads N] [--save DIR] [--json OUT]
     prune.py --matmul-rate [--threads N]
 
 WINDOWS holds little-endian int64 token ids, T a window (shears-windows writes them). METHOD is
 wanda, sparsegpt or sparsellm. --blocks prunes only the first K blocks; --save writes the pruned
 model (model.safetensors beside the config and tokenizer) for forward.py; --json writes the seconds per block,
-split into the forward passes with their statistics and the solve.
+split into the forward passes with their statistics and the solve. --owl gives each block its own
+sparsity as OWL's prune_wanda_outlier does (Yin et al., its lib/prune.py, read with the search
+tool): a first pass of the windows through the dense model, each block's Wanda scores |W|·√scaler_row
+of all its linears together, the percentage above M times their mean (check_outlier_mean), those
+min-max scaled to [0, 2λ] and centred on the density 1 - S; --json then holds them as "owl".
 """
 import argparse
 import json
@@ -165,6 +169,34 @@ def sparsellm_mlp(gpts, mlp, sparsity, prunen, prunem, nsamples, alpha=5.0, beta
                 s[:, chunk] = (s_batch - 0.01 * s_batch.grad).detach()
 
 
+def block_names(sd, i):
+    prefix = f"model.layers.{i}."
+    return prefix, [n[len(prefix):-len(".weight")] for n in sd if n.startswith(prefix) and n.endswith("proj.weight")]
+
+
+def owl_sparsities(cfg, sd, ids, blocks, cos, sin, m, lamda, sparsity):
+    """prune_wanda_outlier's first loop and its scaling: the block sparsities and the outlier
+    percentages they came from."""
+    inps = F.embedding(ids, sd["model.embed_tokens.weight"])
+    ratios = []
+    for i in range(blocks):
+        prefix, names = block_names(sd, i)
+        wrapped = {n: Wanda(sd[prefix + n + ".weight"]) for n in names}
+
+        def hooked(sd_, name, x, bias):
+            wrapped[name[len(prefix):]].add_batch(x)
+            return hf_llama.linear(sd_, name, x, bias)
+
+        inps = torch.cat([hf_llama.block(cfg, sd, i, inps[j:j + 1], cos, sin, lin=hooked) for j in range(ids.shape[0])])
+        metric = torch.cat([(torch.abs(w.weight) * torch.sqrt(w.scaler_row.reshape((1, -1)))).flatten()
+                            for w in wrapped.values()])
+        ratios.append(100 * (metric > torch.mean(metric) * m).sum().item() / metric.numel())
+    low, high = min(ratios), max(ratios)
+    scaled = [(r - low) * (1 / (high - low) * lamda * 2) for r in ratios]
+    mean = sum(scaled) / len(scaled)
+    return [1 - (r - mean + (1 - sparsity)) for r in scaled], ratios
+
+
 def prune(args):
     cfg, sd = tinylm.load_model_dir(args.model_dir)
     if cfg["model_type"] not in hf_llama.LLAMA_FAMILY or cfg["model_type"] == "phi3":
@@ -177,12 +209,15 @@ def prune(args):
         prunen = prunem - keep  # the authors' N counts the weights pruned in each group of M
     blocks = min(args.blocks or cfg["num_hidden_layers"], cfg["num_hidden_layers"])
     cos, sin = hf_llama.rope_tables(cfg, args.seq_len)
+    sparsities, outlier_percentages = [args.sparsity] * blocks, None
+    if args.owl:
+        m, lamda = (float(v) for v in args.owl.split(":"))
+        sparsities, outlier_percentages = owl_sparsities(cfg, sd, ids, blocks, cos, sin, m, lamda, args.sparsity)
     inps = F.embedding(ids, sd["model.embed_tokens.weight"])
     timings = []
     for i in range(blocks):
         start = time.perf_counter()
-        prefix = f"model.layers.{i}."
-        names = [n[len(prefix):-len(".weight")] for n in sd if n.startswith(prefix) and n.endswith("proj.weight")]
+        prefix, names = block_names(sd, i)
         kind = Wanda if args.method == "wanda" else SparseGPT
         gpts = {n: kind(sd[prefix + n + ".weight"]) for n in names}
         kept = {"X": [], "Y": [], "z": [], "s": [], "p": []}
@@ -208,9 +243,9 @@ def prune(args):
         solve_start = time.perf_counter()
         for name in names:
             if args.method == "wanda":
-                gpts[name].prune(args.sparsity, prunen, prunem)
+                gpts[name].prune(sparsities[i], prunen, prunem)
             elif args.method == "sparsegpt" or name not in MLP:
-                gpts[name].fasterprune(args.sparsity, prunen=prunen, prunem=prunem)
+                gpts[name].fasterprune(sparsities[i], prunen=prunen, prunem=prunem)
         if args.method == "sparsellm":
             mlp = {k: torch.cat(v).t().contiguous() for k, v in kept.items()}
             sparsellm_mlp(gpts, mlp, args.sparsity, prunen, prunem, nsamples)
@@ -223,7 +258,9 @@ def prune(args):
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"method": args.method, "threads": torch.get_num_threads(), "windows": nsamples,
-                       "seq_len": args.seq_len, "blocks": timings}, f, indent=1)
+                       "seq_len": args.seq_len, "blocks": timings,
+                       "owl": {"outlier_percent": outlier_percentages, "sparsity": sparsities} if args.owl else None},
+                      f, indent=1)
     if args.save:
         os.makedirs(args.save, exist_ok=True)
         for name in ("config.json", "tokenizer.json", "tokenizer.model"):
@@ -254,6 +291,7 @@ def main():
     ap.add_argument("method", nargs="?", choices=["wanda", "sparsegpt", "sparsellm"])
     ap.add_argument("--sparsity", type=float, default=0.5)
     ap.add_argument("--nm")
+    ap.add_argument("--owl", help="M:LAMBDA, OWL's per-block sparsities")
     ap.add_argument("--blocks", type=int)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--save")

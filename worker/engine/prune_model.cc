@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "worker/engine/allocation/owl.h"
 #include "worker/engine/api/job_rules.h"
 #include "worker/engine/methods/pruning_method.h"
 #include "worker/engine/run/prune_pass.h"
@@ -55,6 +56,7 @@ absl::StatusOr<PruneReport> PruneModel(const PruneOptions& options, const PruneO
     SHEARS_RETURN_IF_ERROR(CheckJobRules(options));
     return Clocked(observer, [&](const PruneObserver& timed) {
       if (options.method == Method::kPredictorSearch) return SearchAndPrune(options, timed);
+      if (options.allocation == Allocation::kOwl) return PruneWithOwl(options, timed);
       return RunPruningPass(options, timed);
     });
   });

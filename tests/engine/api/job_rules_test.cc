@@ -94,6 +94,18 @@ TEST(JobRules, AValidJobPasses) {
   PruneOptions aligned = gum;
   aligned.width_multiple = 256;
   EXPECT_TRUE(CheckJobRules(aligned).ok()) << CheckJobRules(aligned);
+  for (Method method : {Method::kMagnitude, Method::kWanda, Method::kSparseGpt}) {
+    PruneOptions owl = Valid();
+    owl.method = method;
+    owl.allocation = Allocation::kOwl;
+    owl.owl = {7.0, 0.1};
+    EXPECT_TRUE(CheckJobRules(owl).ok()) << CheckJobRules(owl);
+  }
+  PruneOptions seeded = Valid();
+  seeded.method = Method::kPredictorSearch;
+  seeded.search.base_method = Method::kWanda;
+  seeded.owl.max_deviation = 0.05;
+  EXPECT_TRUE(CheckJobRules(seeded).ok()) << CheckJobRules(seeded);
   for (Method method : {Method::kMagnitude, Method::kRandom, Method::kActivation}) {
     for (Allocation allocation : {Allocation::kUniform, Allocation::kGlobal}) {
       PruneOptions heads = Valid();
@@ -208,7 +220,23 @@ TEST(JobRules, EachBrokenRuleNamesItsField) {
       {[](PruneOptions& o) { o.format = OutputFormat::kSparse24Bitmask; },
        "output.format: the sparse-24-bitmask format needs 2:4 sparsity"},
       {[](PruneOptions& o) { o.allocation = Allocation::kGlobal; },
-       "allocation: applies to STRUCTURE_FFN_NEURONS and STRUCTURE_ATTENTION_HEADS only"},
+       "allocation: ALLOCATION_UNIFORM and ALLOCATION_GLOBAL apply to STRUCTURE_FFN_NEURONS and "
+       "STRUCTURE_ATTENTION_HEADS (ALLOCATION_OWL to STRUCTURE_UNSTRUCTURED)"},
+      {[](PruneOptions& o) { o.allocation = Allocation::kOwl, o.structure = Structure::kNM, o.n = 2, o.m = 4; },
+       "allocation: ALLOCATION_OWL varies unstructured sparsity per block (STRUCTURE_UNSTRUCTURED)"},
+      {[](PruneOptions& o) { o.allocation = Allocation::kOwl, o.method = Method::kSparseLlm; },
+       "allocation: ALLOCATION_OWL applies to METHOD_MAGNITUDE, METHOD_WANDA and METHOD_SPARSEGPT, not "
+       "METHOD_SPARSELLM"},
+      {[](PruneOptions& o) { o.allocation = Allocation::kOwl, o.method = Method::kMagnitude, o.calibration.reset(); },
+       "calibration: is required by ALLOCATION_OWL, which counts outliers in the activations"},
+      {[](PruneOptions& o) { o.allocation = Allocation::kOwl, o.target_sparsity = 0; },
+       "target_sparsity: ALLOCATION_OWL needs a target above 0"},
+      {[](PruneOptions& o) { o.owl.outlier_multiple = 7; },
+       "owl: applies to ALLOCATION_OWL and METHOD_PREDICTOR_SEARCH (its OWL seed) only"},
+      {[](PruneOptions& o) { o.allocation = Allocation::kOwl, o.owl.outlier_multiple = 0.5; },
+       "owl.outlier_multiple: must be in [1, 1000] (0: the default), got 0.5"},
+      {[](PruneOptions& o) { o.allocation = Allocation::kOwl, o.owl.max_deviation = -0.1; },
+       "owl.max_deviation: must be in (0, 0.5] (0: the default), got -0.1"},
       {[](PruneOptions& o) { o.method = Method::kActivation, o.calibration.reset(); },
        "structure: STRUCTURE_UNSTRUCTURED is not supported with METHOD_ACTIVATION (it prunes STRUCTURE_ATTENTION_HEADS)"},
       {[](PruneOptions& o) { o.method = Method::kActivation, o.structure = Structure::kAttentionHeads, o.calibration.reset(); },

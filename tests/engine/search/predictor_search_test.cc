@@ -18,7 +18,7 @@
 #include "worker/engine/prune_model.h"
 #include "worker/engine/run/staging.h"
 #include "worker/engine/search/predictor_search.h"
-#include "worker/engine/search/search_space.h"
+#include "worker/engine/allocation/search_space.h"
 
 namespace shears::engine {
 namespace {

@@ -168,6 +168,35 @@ absl::Status CheckSearch(const PruneOptions& options) {
   return absl::OkStatus();
 }
 
+// ALLOCATION_OWL varies the sparsity of unstructured pruning per block, from outliers measured on
+// calibration data; its options also tune the predictor search's OWL seed.
+absl::Status CheckOwl(const PruneOptions& options) {
+  const OwlOptions& owl = options.owl;
+  if (options.allocation == Allocation::kOwl) {
+    if (options.structure != Structure::kUnstructured) {
+      return Invalid("allocation", "ALLOCATION_OWL varies unstructured sparsity per block (STRUCTURE_UNSTRUCTURED)");
+    }
+    if (options.method != Method::kMagnitude && options.method != Method::kWanda &&
+        options.method != Method::kSparseGpt) {
+      return Invalid("allocation", absl::StrCat("ALLOCATION_OWL applies to METHOD_MAGNITUDE, METHOD_WANDA and "
+                                                "METHOD_SPARSEGPT, not ", MethodName(options.method)));
+    }
+    if (!options.calibration) {
+      return Invalid("calibration", "is required by ALLOCATION_OWL, which counts outliers in the activations");
+    }
+    if (options.target_sparsity <= 0.0) return Invalid("target_sparsity", "ALLOCATION_OWL needs a target above 0");
+  } else if ((owl.outlier_multiple != 0.0 || owl.max_deviation != 0.0) && options.method != Method::kPredictorSearch) {
+    return Invalid("owl", "applies to ALLOCATION_OWL and METHOD_PREDICTOR_SEARCH (its OWL seed) only");
+  }
+  if (owl.outlier_multiple != 0.0 && !InRange(owl.outlier_multiple, 1.0, 1000.0)) {
+    return Invalid("owl.outlier_multiple", absl::StrCat("must be in [1, 1000] (0: the default), got ", owl.outlier_multiple));
+  }
+  if (owl.max_deviation != 0.0 && !InRange(owl.max_deviation, 0.0, 0.5)) {
+    return Invalid("owl.max_deviation", absl::StrCat("must be in (0, 0.5] (0: the default), got ", owl.max_deviation));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckEvaluation(const PruneOptions& options) {
   if (!options.evaluation) return absl::OkStatus();
   const EvaluationOptions& eval = *options.evaluation;
@@ -320,9 +349,11 @@ absl::Status CheckJobRules(const PruneOptions& options) {
   }
   if (auto st = CheckEvaluation(options); !st.ok()) return st;
   if (auto st = CheckOutput(options); !st.ok()) return st;
-  if (options.allocation && options.structure != Structure::kFfnNeurons &&
+  if (auto st = CheckOwl(options); !st.ok()) return st;
+  if (options.allocation && options.allocation != Allocation::kOwl && options.structure != Structure::kFfnNeurons &&
       options.structure != Structure::kAttentionHeads) {
-    return Invalid("allocation", "applies to STRUCTURE_FFN_NEURONS and STRUCTURE_ATTENTION_HEADS only");
+    return Invalid("allocation", "ALLOCATION_UNIFORM and ALLOCATION_GLOBAL apply to STRUCTURE_FFN_NEURONS and "
+                                 "STRUCTURE_ATTENTION_HEADS (ALLOCATION_OWL to STRUCTURE_UNSTRUCTURED)");
   }
   if (options.sublayers && options.structure != Structure::kSublayers) {
     return Invalid("sublayers", "applies to STRUCTURE_SUBLAYERS only");

@@ -17,10 +17,17 @@ enum class Method {
 };
 enum class Structure { kUnstructured, kNM, kLayers, kFfnNeurons, kRank, kSublayers, kAttentionHeads };
 
-// How structured pruning spreads the target over the blocks: the same share of each, or the
-// lowest scores across all blocks together. Unset in PruneOptions: the method's own (uniform; GUM
-// is global).
-enum class Allocation { kUniform, kGlobal };
+// How the target is spread over the blocks. Structured pruning: the same share of each, or the
+// lowest scores across all blocks together. Unstructured: the same share of each, or OWL's. Unset
+// in PruneOptions: the method's own (uniform; GUM is global).
+enum class Allocation { kUniform, kGlobal, kOwl };
+
+// Allocation::kOwl (Yin et al., "Outlier Weighed Layerwise Sparsity"): a block with more outlier
+// Wanda scores keeps more of its weights. Zeros take the published defaults (allocation/owl.h).
+struct OwlOptions {
+  double outlier_multiple = 0.0;  // M: a score above M times its block's mean is an outlier
+  double max_deviation = 0.0;     // λ: block sparsities spread over 2λ around the target
+};
 
 // Structure::kSublayers: the kinds of sublayer that may be removed.
 enum class Sublayers { kAll, kAttention, kMlp };
@@ -99,7 +106,9 @@ struct PruneOptions {
   Structure structure = Structure::kUnstructured;
   double target_sparsity = 0.0;
   int n = 0, m = 0;  // with Structure::kNM
-  std::optional<Allocation> allocation;  // Structure::kFfnNeurons and kAttentionHeads only
+  // Structure::kFfnNeurons and kAttentionHeads; kOwl with kUnstructured (magnitude, Wanda, SparseGPT).
+  std::optional<Allocation> allocation;
+  OwlOptions owl;  // Allocation::kOwl, and the predictor search's OWL seed
   SparseLlmOptions sparsellm;
   OutputFormat format = OutputFormat::kDenseSafetensors;
   uint64_t seed = 0;

@@ -100,6 +100,18 @@ struct SearchReport {
   double search_seconds = 0.0;
 };
 
+// Allocation::kOwl: one block's outlier share and the sparsity it was given.
+struct OwlBlock {
+  int block = 0;
+  double outlier_ratio = 0.0;  // of its Wanda scores, the share above M times their mean
+  double sparsity = 0.0;       // of its linear weights, as pruned (the exact budget's rounding in it)
+};
+
+struct OwlReport {
+  double outlier_multiple = 0.0, max_deviation = 0.0;  // as run (defaults filled in)
+  std::vector<OwlBlock> blocks;
+};
+
 struct PruneReport {
   int64_t parameters_before = 0;  // prunable parameters
   int64_t parameters_after = 0;   // of those, the non-zero ones after pruning
@@ -116,6 +128,7 @@ struct PruneReport {
   int64_t model_parameters_after = 0;
   std::vector<RedundancyReport> redundancy;
   std::optional<SearchReport> search;
+  std::optional<OwlReport> owl;
   // Seconds per stage of the engine's run.
   std::vector<StageTime> stages;
 
@@ -143,6 +156,18 @@ struct PruneObserver {
   std::function<bool()> cancelled;
   StageClock* clock = nullptr;
 };
+
+// `observer` with a nested run's progress mapped into [from, from + share) of the job's; the
+// returned observer refers to `observer`, which must outlive it.
+inline PruneObserver Within(const PruneObserver& observer, double from, double share) {
+  PruneObserver out = observer;
+  if (observer.on_progress) {
+    out.on_progress = [&observer, from, share](const std::string& stage, double fraction, const std::string& message) {
+      observer.on_progress(stage, from + share * fraction, message);
+    };
+  }
+  return out;
+}
 
 // Times a scope into the observer's clock, if it has one.
 inline StageClock::Scope Timed(const PruneObserver& observer, std::string stage) {

@@ -4,9 +4,12 @@
 
 namespace shears::engine {
 
+torch::Tensor WandaScores(const torch::Tensor& weight, const LinearInputStats& inputs) {
+  return weight.abs() * inputs.InputNorms().unsqueeze(0);
+}
+
 absl::Status WandaPruning::PruneLinear(LinearToPrune& linear, const SparsityTarget& target) {
-  auto scores = linear.weight.abs() * linear.inputs->InputNorms().unsqueeze(0);
-  ZeroLowestScores(linear.weight, scores, target, MaskScope::kRow);
+  ZeroLowestScores(linear.weight, WandaScores(linear.weight, *linear.inputs), target, MaskScope::kRow);
   return absl::OkStatus();
 }
 

@@ -14,7 +14,7 @@
 #include "worker/engine/methods/linear_inputs.h"
 #include "worker/engine/methods/pruning_method.h"
 #include "worker/engine/model/block_runner.h"
-#include "worker/engine/search/search_space.h"
+#include "worker/engine/allocation/search_space.h"
 
 namespace shears::engine {
 

@@ -20,7 +20,7 @@
 #include "worker/engine/runtime/device.h"
 #include "worker/engine/search/configuration_scorer.h"
 #include "worker/engine/search/gbt_predictor.h"
-#include "worker/engine/search/search_space.h"
+#include "worker/engine/allocation/search_space.h"
 #include "worker/engine/text/job_datasets.h"
 
 namespace shears::engine {
@@ -124,17 +124,6 @@ PruneOptions BaseRun(const PruneOptions& options, const SearchSpace& space, cons
     for (const auto& [name, sparsity] : space.LinearSparsity(config)) run.linear_sparsity[name] = sparsity;
   }
   return run;
-}
-
-// `observer` with the run's progress mapped into [from, from + share) of the job's.
-PruneObserver Within(const PruneObserver& observer, double from, double share) {
-  PruneObserver out = observer;
-  if (observer.on_progress) {
-    out.on_progress = [&observer, from, share](const std::string& stage, double fraction, const std::string& message) {
-      observer.on_progress(stage, from + share * fraction, message);
-    };
-  }
-  return out;
 }
 
 // The uniform configuration and `count - 1` samples around it, each pruned and scored.

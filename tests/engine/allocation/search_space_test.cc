@@ -1,6 +1,6 @@
 // The predictor search's space: every configuration it samples, mutates or crosses removes exactly
 // the uniform configuration's budget, within its bounds.
-#include "worker/engine/search/search_space.h"
+#include "worker/engine/allocation/search_space.h"
 
 #include <gtest/gtest.h>
 

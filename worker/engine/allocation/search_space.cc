@@ -1,4 +1,4 @@
-#include "worker/engine/search/search_space.h"
+#include "worker/engine/allocation/search_space.h"
 
 #include <algorithm>
 #include <cmath>
