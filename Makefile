@@ -3,6 +3,10 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 # Extra CMake arguments, e.g. -DCMAKE_PREFIX_PATH=/opt/libtorch for a CUDA LibTorch (the Dockerfile).
 CMAKE_ARGS ?=
+# The per-block sparsity bench's models (bench/models/README.md): the development set, then the
+# held-out llama the search's settings were never chosen on.
+ALLOCATION_MODELS ?= llama-8=tests/data/tiny-llama-deep llama-12=bench/models/llama-12 gpt2-6=bench/models/gpt2-6 \
+  opt-6=bench/models/opt-6 heldout-llama-10=bench/models/heldout-llama-10
 # Where the 7B-shaped bench writes its outputs (needs ~45 GB free).
 SEVEN_B_WORK ?= /tmp/shears-7b-bench
 
@@ -89,7 +93,9 @@ bench: build peers
 	$(BUILD_DIR)/bench/method_table $(BUILD_DIR) /tmp/shears-method-bench tests/data/tiny-llama 128
 	@echo "== $(BUILD_DIR)/bench/structured_table $(BUILD_DIR) /tmp/shears-structured-bench tests/data/tiny-llama tests/data/tiny-llama-deep tests/data/tiny-llama-mha"
 	$(BUILD_DIR)/bench/structured_table $(BUILD_DIR) /tmp/shears-structured-bench tests/data/tiny-llama tests/data/tiny-llama-deep tests/data/tiny-llama-mha
-	@echo "== $(BUILD_DIR)/bench/search_table $(BUILD_DIR) /tmp/shears-search-bench tests/data/tiny-llama"
+	@echo "== $(BUILD_DIR)/bench/allocation_table $(BUILD_DIR) /tmp/shears-allocation-bench $(ALLOCATION_MODELS) (uniform, OWL and the predictor search)"
+	$(BUILD_DIR)/bench/allocation_table $(BUILD_DIR) /tmp/shears-allocation-bench $(ALLOCATION_MODELS)
+	@echo "== $(BUILD_DIR)/bench/search_table $(BUILD_DIR) /tmp/shears-search-bench tests/data/tiny-llama (FFN neuron shares)"
 	$(BUILD_DIR)/bench/search_table $(BUILD_DIR) /tmp/shears-search-bench tests/data/tiny-llama
 	@echo "== bench/reference_table.sh $(BUILD_DIR) /tmp/shears-reference-bench (against the published algorithms; writes a 7B-shaped slice into ~/.cache/shears-bench once)"
 	bench/reference_table.sh $(BUILD_DIR) /tmp/shears-reference-bench

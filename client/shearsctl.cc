@@ -142,8 +142,9 @@ void PrintJob(const v1::Job& job) {
       const auto& search = r.search();
       std::cout << "search    " << v1::Method_Name(search.base_method()) << ", " << search.measured_configurations()
                 << " measured, predictor rank correlation " << std::setprecision(3)
-                << search.validation_rank_correlation() << ", held-out perplexity uniform " << search.uniform_score()
-                << " -> searched " << search.searched_score();
+                << search.validation_rank_correlation() << ", held-out perplexity uniform " << search.uniform_score();
+      if (search.has_owl_score()) std::cout << ", OWL " << search.owl_score();
+      std::cout << " -> searched " << search.searched_score();
       if (search.has_uniform_perplexity()) std::cout << "; uniform model's perplexity " << search.uniform_perplexity();
       std::cout << "\n";
       for (const auto& b : search.sparsity()) {

@@ -120,6 +120,7 @@ v1::SearchResult ToProto(const engine::SearchReport& search, v1::Method base_met
   out.set_searched_configurations(search.searched_configurations);
   out.set_uniform_score(search.uniform_score);
   out.set_searched_score(search.searched_score);
+  if (search.owl_score) out.set_owl_score(*search.owl_score);
   for (const auto& block : search.sparsity) {
     auto* b = out.add_sparsity();
     b->set_block(block.block);

@@ -95,6 +95,7 @@ struct SearchReport {
   int searched_configurations = 0;
   double uniform_score = 0.0;   // perplexity on the held-out calibration windows
   double searched_score = 0.0;
+  std::optional<double> owl_score;  // OWL's allocation, measured among the first (weights only)
   std::vector<BlockSparsity> sparsity;
   std::optional<double> uniform_perplexity;  // on the evaluation windows
   double search_seconds = 0.0;

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "worker/engine/allocation/owl.h"
 #include "worker/engine/analysis/redundancy.h"
 #include "worker/engine/methods/method_registry.h"
 #include "worker/engine/structured/neuron_scores.h"
@@ -132,6 +133,16 @@ absl::StatusOr<double> ConfigurationScorer::Score(const Configuration& config) {
   for (size_t b = 0; b < pruned.size(); ++b) hidden = runner_.Run(static_cast<int>(b), pruned[b], hidden);
   auto [nll, tokens] = runner_.NextTokenLoss(hidden, held_out_ids_);
   return std::exp(nll / double(tokens));
+}
+
+absl::StatusOr<std::vector<double>> ConfigurationScorer::OutlierRatios(double multiple) const {
+  std::vector<double> ratios;
+  for (size_t b = 0; b < blocks_.size(); ++b) {
+    SHEARS_ASSIGN_OR_RETURN(double ratio,
+                            OutlierRatio(runner_.arch(), static_cast<int>(b), blocks_[b], *statistics_[b], multiple));
+    ratios.push_back(ratio);
+  }
+  return ratios;
 }
 
 double ConfigurationScorer::ModuleError(size_t m, double sparsity) const {

@@ -36,6 +36,8 @@ class ConfigurationScorer {
   std::vector<float> Features(const Configuration& config) const;
 
   const std::vector<double>& block_influence() const { return block_influence_; }
+  // OWL's outlier share of every block (allocation/owl.h), from the dense statistics.
+  absl::StatusOr<std::vector<double>> OutlierRatios(double multiple) const;
 
  private:
   ConfigurationScorer(const BlockRunner& runner, const SearchSpace& space, std::unique_ptr<PruningMethod> method)

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <numeric>
 #include <random>
 
@@ -10,6 +11,8 @@
 #include "absl/strings/str_format.h"
 #include "common/files.h"
 #include "common/status_macros.h"
+#include "worker/engine/allocation/owl.h"
+#include "worker/engine/allocation/search_space.h"
 #include "worker/engine/io/compressed_tensors.h"
 #include "worker/engine/io/model_dir.h"
 #include "worker/engine/model/architecture.h"
@@ -20,7 +23,7 @@
 #include "worker/engine/runtime/device.h"
 #include "worker/engine/search/configuration_scorer.h"
 #include "worker/engine/search/gbt_predictor.h"
-#include "worker/engine/allocation/search_space.h"
+#include "worker/engine/search/profiles.h"
 #include "worker/engine/text/job_datasets.h"
 
 namespace shears::engine {
@@ -28,7 +31,10 @@ namespace {
 
 constexpr double kTrainingShare = 0.7;  // the paper's 7:3 split
 constexpr int kPopulation = 40;
-constexpr int kMeasuredCandidates = 3;  // the predictor's best, measured before one is chosen
+// The measured configurations: this share sampled first, the rest measured in rounds, each the
+// predictor's best after it learned from everything measured before.
+constexpr double kSampledShare = 0.6;
+constexpr int kRounds = 2;
 // Shares of the job's progress bar.
 constexpr double kSearchShare = 0.5, kUniformShare = 0.15;
 
@@ -45,70 +51,201 @@ SearchOptions WithDefaults(SearchOptions search) {
   return search;
 }
 
-// The predictor's training rows: features and log perplexity (its scale is multiplicative).
-struct Rows {
-  std::vector<std::vector<float>> features;
-  std::vector<float> targets;
-};
-Rows RowsOf(const ConfigurationScorer& scorer, const std::vector<Scored>& measured, const std::vector<size_t>& which) {
-  Rows rows;
-  for (size_t i : which) {
-    rows.features.push_back(scorer.Features(measured[i].config));
-    rows.targets.push_back(static_cast<float>(std::log(measured[i].score)));
+bool SameConfiguration(const Configuration& a, const Configuration& b) {
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::abs(a[i] - b[i]) > 1e-6) return false;
   }
-  return rows;
+  return true;
 }
 
-// Predicted perplexities of `configs`.
-absl::StatusOr<std::vector<double>> Predict(const GbtPredictor& predictor, const ConfigurationScorer& scorer,
-                                            const std::vector<Configuration>& configs) {
-  std::vector<std::vector<float>> features;
-  for (const auto& c : configs) features.push_back(scorer.Features(c));
-  SHEARS_ASSIGN_OR_RETURN(auto predicted, predictor.Predict(features));
-  std::vector<double> out;
-  for (float p : predicted) out.push_back(std::exp(double(p)));
-  return out;
-}
+// One search: measured configurations, the predictor learning from them, and the evolution it
+// guides. Scores are perplexities on the held-out windows.
+class Search {
+ public:
+  Search(const SearchSpace& space, ConfigurationScorer& scorer, std::vector<Profile> profiles, const SearchOptions& options,
+         uint64_t seed, const PruneObserver& observer)
+      : space_(space),
+        scorer_(scorer),
+        profiles_(std::move(profiles)),
+        options_(options),
+        seed_(seed),
+        rng_(seed),
+        observer_(observer) {}
 
-// Evolution under the predictor: tournaments pick parents, uniform crossover and mutation make
-// children, the best `kPopulation` of parents and children survive. Returns the final
-// population, best first; `evaluated` counts the configurations the predictor scored.
-absl::StatusOr<std::vector<Scored>> Evolve(const SearchSpace& space, const GbtPredictor& predictor,
-                                           const ConfigurationScorer& scorer, std::vector<Configuration> start,
-                                           int budget, std::mt19937_64& rng, const PruneObserver& observer,
-                                           int& evaluated) {
-  std::vector<Scored> population;
-  SHEARS_ASSIGN_OR_RETURN(auto predicted, Predict(predictor, scorer, start));
-  for (size_t i = 0; i < start.size(); ++i) population.push_back({start[i], predicted[i]});
-  auto by_score = [](const Scored& a, const Scored& b) { return a.score < b.score; };
-  std::sort(population.begin(), population.end(), by_score);
-  population.resize(std::min<size_t>(population.size(), kPopulation));
-  evaluated = static_cast<int>(start.size());
-  const int generations = std::max(1, (budget - evaluated) / kPopulation);
-  std::uniform_int_distribution<size_t> pick(0, population.size() - 1);
-  auto tournament = [&]() -> const Configuration& {
-    size_t best = pick(rng);
-    for (int i = 0; i < 2; ++i) best = std::min(best, pick(rng));  // sorted: a lower index is better
-    return population[best].config;
-  };
-  for (int g = 0; g < generations && evaluated < budget; ++g) {
-    std::vector<Configuration> children;
-    for (int i = 0; i < kPopulation && evaluated + static_cast<int>(children.size()) < budget; ++i) {
-      children.push_back(space.Mutate(space.Crossover(tournament(), tournament(), rng), 0.3, 0.25, rng));
+  // What the predictor learns from: the scorer's features (each module's sparsity and its
+  // reconstruction error times its block's influence, and their sum) and the configuration's
+  // place along the profiles.
+  std::vector<float> Features(const Configuration& config) const {
+    std::vector<float> features = scorer_.Features(config);
+    const auto along = ProfileCoordinates(space_, profiles_, config, options_.max_deviation);
+    features.insert(features.end(), along.begin(), along.end());
+    return features;
+  }
+
+  // `anchors` (the uniform configuration first), then samples up to the first share of the
+  // measured budget: half around the target module by module (the paper's sampling), half
+  // along the profiles.
+  absl::Status MeasureSamples(const std::vector<Configuration>& anchors) {
+    const int count = std::max(static_cast<int>(anchors.size()) + 2,
+                               static_cast<int>(std::llround(kSampledShare * options_.measured_configurations)));
+    for (int i = 0; i < count; ++i) {
+      Configuration config;
+      if (i < static_cast<int>(anchors.size())) {
+        config = anchors[i];
+      } else {
+        config = i % 2 == 0 ? space_.Sample(rng_) : SampleAlongProfiles(space_, profiles_, options_.max_deviation, rng_);
+      }
+      SHEARS_RETURN_IF_ERROR(Measure(std::move(config)));
     }
-    SHEARS_ASSIGN_OR_RETURN(auto scores, Predict(predictor, scorer, children));
-    evaluated += static_cast<int>(children.size());
-    for (size_t i = 0; i < children.size(); ++i) population.push_back({children[i], scores[i]});
+    return absl::OkStatus();
+  }
+
+  // Trees validated on the 30% of the measured configurations they did not see: Spearman's rank
+  // correlation between predicted and measured scores.
+  absl::StatusOr<double> Validate(int& training) {
+    std::vector<size_t> order(measured_.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), rng_);
+    training = static_cast<int>(std::llround(kTrainingShare * double(measured_.size())));
+    SHEARS_ASSIGN_OR_RETURN(auto trees, Train({order.begin(), order.begin() + training}));
+    std::vector<Configuration> held;
+    std::vector<double> measured;
+    for (auto i = order.begin() + training; i != order.end(); ++i) {
+      held.push_back(measured_[*i].config);
+      measured.push_back(measured_[*i].score);
+    }
+    SHEARS_ASSIGN_OR_RETURN(auto predicted, Predict(*trees, held, /*searching=*/false));
+    const double correlation = SpearmanCorrelation(predicted, measured);
+    if (observer_.on_progress) {
+      observer_.on_progress("searching", Progress(),
+                            absl::StrFormat("predictor: rank correlation %.3f on %d validation configurations",
+                                            correlation, static_cast<int>(held.size())));
+    }
+    return correlation;
+  }
+
+  // The rounds: trees trained on everything measured so far guide an evolution from it, and the
+  // best new configurations they propose are measured.
+  absl::Status Refine() {
+    const int left = options_.measured_configurations - static_cast<int>(measured_.size());
+    for (int round = 0; round < kRounds; ++round) {
+      const int count = left / kRounds + (round < left % kRounds ? 1 : 0);
+      std::vector<size_t> all(measured_.size());
+      std::iota(all.begin(), all.end(), 0);
+      SHEARS_ASSIGN_OR_RETURN(auto trees, Train(all));
+      SHEARS_ASSIGN_OR_RETURN(auto population, Evolve(*trees, options_.search_budget / kRounds, round));
+      int taken = 0;
+      for (const Scored& candidate : population) {
+        if (taken == count) break;
+        const bool known = std::any_of(measured_.begin(), measured_.end(),
+                                       [&](const Scored& m) { return SameConfiguration(m.config, candidate.config); });
+        if (known) continue;
+        SHEARS_RETURN_IF_ERROR(Measure(candidate.config));
+        ++taken;
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  const std::vector<Scored>& measured() const { return measured_; }
+  const Scored& Best() const {
+    return *std::min_element(measured_.begin(), measured_.end(),
+                             [](const Scored& a, const Scored& b) { return a.score < b.score; });
+  }
+  int predicted() const { return predicted_; }
+
+ private:
+  absl::Status Measure(Configuration config) {
+    if (observer_.cancelled && observer_.cancelled()) return absl::CancelledError("job cancelled");
+    SHEARS_ASSIGN_OR_RETURN(double score, scorer_.Score(config));
+    measured_.push_back({std::move(config), score});
+    if (observer_.on_progress) {
+      observer_.on_progress("searching", Progress(),
+                            absl::StrFormat("configuration %d/%d: held-out perplexity %.3f",
+                                            static_cast<int>(measured_.size()), options_.measured_configurations,
+                                            score));
+    }
+    return absl::OkStatus();
+  }
+
+  double Progress() const {
+    return kSearchShare * std::min(1.0, double(measured_.size()) / options_.measured_configurations);
+  }
+
+  // Trees from the features of measured configurations `which` to their log perplexity (its scale
+  // is multiplicative).
+  absl::StatusOr<std::unique_ptr<GbtPredictor>> Train(const std::vector<size_t>& which) const {
+    std::vector<std::vector<float>> features;
+    std::vector<float> targets;
+    for (size_t i : which) {
+      features.push_back(Features(measured_[i].config));
+      targets.push_back(static_cast<float>(std::log(measured_[i].score)));
+    }
+    return GbtPredictor::Train(features, targets, seed_);
+  }
+
+  // `searching`: counted among the configurations the search scored (validation is not).
+  absl::StatusOr<std::vector<double>> Predict(const GbtPredictor& trees, const std::vector<Configuration>& configs,
+                                              bool searching = true) {
+    std::vector<std::vector<float>> features;
+    for (const auto& c : configs) features.push_back(Features(c));
+    SHEARS_ASSIGN_OR_RETURN(auto predicted, trees.Predict(features));
+    if (searching) predicted_ += static_cast<int>(configs.size());
+    std::vector<double> out;
+    for (float p : predicted) out.push_back(std::exp(double(p)));
+    return out;
+  }
+
+  // Evolution under the trees, started from every configuration measured: tournaments pick
+  // parents, uniform crossover, a mutation of single modules and a step along a profile make
+  // children, the best `kPopulation` of parents and children survive. The final population,
+  // best predicted first.
+  absl::StatusOr<std::vector<Scored>> Evolve(const GbtPredictor& trees, int budget, int round) {
+    std::vector<Configuration> start;
+    for (const auto& m : measured_) start.push_back(m.config);
+    SHEARS_ASSIGN_OR_RETURN(auto predicted, Predict(trees, start));
+    std::vector<Scored> population;
+    for (size_t i = 0; i < start.size(); ++i) population.push_back({start[i], predicted[i]});
+    auto by_score = [](const Scored& a, const Scored& b) { return a.score < b.score; };
     std::stable_sort(population.begin(), population.end(), by_score);
-    population.resize(kPopulation);
-    if (observer.on_progress) {
-      observer.on_progress("searching", kSearchShare * (0.8 + 0.2 * (g + 1) / generations),
-                           absl::StrFormat("generation %d/%d: best predicted perplexity %.3f", g + 1, generations,
-                                           population.front().score));
+    population.resize(std::min<size_t>(population.size(), kPopulation));
+    std::uniform_int_distribution<size_t> pick(0, population.size() - 1);
+    auto tournament = [&]() -> const Configuration& {
+      size_t best = pick(rng_);
+      for (int i = 0; i < 2; ++i) best = std::min(best, pick(rng_));  // sorted: a lower index is better
+      return population[best].config;
+    };
+    const int generations = std::max(1, (budget - static_cast<int>(start.size())) / kPopulation);
+    for (int g = 0; g < generations; ++g) {
+      std::vector<Configuration> children;
+      for (int i = 0; i < kPopulation; ++i) {
+        Configuration child = space_.Mutate(space_.Crossover(tournament(), tournament(), rng_), 0.3, 0.25, rng_);
+        if (i % 2 == 1) child = StepAlongProfile(space_, profiles_, child, options_.max_deviation, 0.25, rng_);
+        children.push_back(std::move(child));
+      }
+      SHEARS_ASSIGN_OR_RETURN(auto scores, Predict(trees, children));
+      for (size_t i = 0; i < children.size(); ++i) population.push_back({children[i], scores[i]});
+      std::stable_sort(population.begin(), population.end(), by_score);
+      population.resize(kPopulation);
+      if (observer_.on_progress) {
+        observer_.on_progress("searching", Progress(),
+                              absl::StrFormat("round %d/%d, generation %d/%d: best predicted perplexity %.3f",
+                                              round + 1, kRounds, g + 1, generations, population.front().score));
+      }
     }
+    return population;
   }
-  return population;
-}
+
+  const SearchSpace& space_;
+  ConfigurationScorer& scorer_;
+  const std::vector<Profile> profiles_;
+  const SearchOptions options_;
+  const uint64_t seed_;
+  std::mt19937_64 rng_;
+  const PruneObserver& observer_;
+  std::vector<Scored> measured_;
+  int predicted_ = 0;
+};
 
 // The options of a run of the base method at `config`'s per-linear sparsities, or its neurons
 // removed per block.
@@ -116,6 +253,7 @@ PruneOptions BaseRun(const PruneOptions& options, const SearchSpace& space, cons
   PruneOptions run = options;
   run.method = *options.search.base_method;
   run.search = {};
+  run.owl = {};
   run.linear_sparsity.clear();
   run.neurons_removed.clear();
   if (space.unit() == SearchUnit::kFfnNeurons) {
@@ -124,66 +262,6 @@ PruneOptions BaseRun(const PruneOptions& options, const SearchSpace& space, cons
     for (const auto& [name, sparsity] : space.LinearSparsity(config)) run.linear_sparsity[name] = sparsity;
   }
   return run;
-}
-
-// The uniform configuration and `count - 1` samples around it, each pruned and scored.
-absl::StatusOr<std::vector<Scored>> MeasureSamples(const SearchSpace& space, ConfigurationScorer& scorer, int count,
-                                                   std::mt19937_64& rng, const PruneObserver& observer) {
-  std::vector<Scored> measured;
-  for (int i = 0; i < count; ++i) {
-    if (observer.cancelled && observer.cancelled()) return absl::CancelledError("job cancelled");
-    Configuration config = i == 0 ? space.Uniform() : space.Sample(rng);
-    SHEARS_ASSIGN_OR_RETURN(double score, scorer.Score(config));
-    measured.push_back({std::move(config), score});
-    if (observer.on_progress) {
-      observer.on_progress("searching", kSearchShare * 0.8 * (i + 1) / count,
-                           absl::StrFormat("configuration %d/%d: held-out perplexity %.3f", i + 1, count, score));
-    }
-  }
-  return measured;
-}
-
-// Trees validated on the 30% of `measured` they did not see (their rank correlation goes into
-// `report`), then trained on all of it.
-absl::StatusOr<std::unique_ptr<GbtPredictor>> TrainPredictor(const ConfigurationScorer& scorer,
-                                                             const std::vector<Scored>& measured, uint64_t seed,
-                                                             std::mt19937_64& rng, const PruneObserver& observer,
-                                                             SearchReport& report) {
-  std::vector<size_t> order(measured.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::shuffle(order.begin(), order.end(), rng);
-  const size_t training = static_cast<size_t>(std::llround(kTrainingShare * double(measured.size())));
-  const std::vector<size_t> train(order.begin(), order.begin() + training), valid(order.begin() + training, order.end());
-  const Rows train_rows = RowsOf(scorer, measured, train), valid_rows = RowsOf(scorer, measured, valid);
-  SHEARS_ASSIGN_OR_RETURN(auto validating, GbtPredictor::Train(train_rows.features, train_rows.targets, seed));
-  SHEARS_ASSIGN_OR_RETURN(auto predicted, validating->Predict(valid_rows.features));
-  report.measured_configurations = static_cast<int>(measured.size());
-  report.training_configurations = static_cast<int>(training);
-  report.validation_rank_correlation = SpearmanCorrelation(
-      std::vector<double>(predicted.begin(), predicted.end()),
-      std::vector<double>(valid_rows.targets.begin(), valid_rows.targets.end()));
-  if (observer.on_progress) {
-    observer.on_progress("searching", kSearchShare * 0.8,
-                         absl::StrFormat("predictor: rank correlation %.3f on %d validation configurations",
-                                         report.validation_rank_correlation, static_cast<int>(valid.size())));
-  }
-  std::vector<size_t> all(measured.size());
-  std::iota(all.begin(), all.end(), 0);
-  const Rows all_rows = RowsOf(scorer, measured, all);
-  return GbtPredictor::Train(all_rows.features, all_rows.targets, seed);
-}
-
-// The predictor's best few measured, next to the best sample: the choice rests on measurements,
-// not on predictions.
-absl::StatusOr<Scored> Choose(ConfigurationScorer& scorer, const std::vector<Scored>& measured,
-                              const std::vector<Scored>& population) {
-  Scored best = *std::min_element(measured.begin(), measured.end(),
-                                  [](const Scored& a, const Scored& b) { return a.score < b.score; });
-  for (int i = 0; i < kMeasuredCandidates && i < static_cast<int>(population.size()); ++i) {
-    SHEARS_ASSIGN_OR_RETURN(double score, scorer.Score(population[i].config));
-    if (score < best.score) best = {population[i].config, score};
-  }
-  return best;
 }
 
 // A configuration as each block's attention and MLP sparsity.
@@ -228,19 +306,29 @@ absl::StatusOr<PruneReport> SearchAndPrune(const PruneOptions& options, const Pr
   SHEARS_ASSIGN_OR_RETURN(auto scorer, ConfigurationScorer::Build(runner, space, *search.base_method,
                                                                   windows.slice(0, 0, n), windows.slice(0, n)));
 
-  std::mt19937_64 rng(options.seed);
-  SHEARS_ASSIGN_OR_RETURN(std::vector<Scored> measured,
-                          MeasureSamples(space, *scorer, search.measured_configurations, rng, observer));
+  // The uniform configuration and, pruning weights, OWL's (within the space's bounds) start the
+  // measured set; OWL's is one of the profiles too.
+  std::vector<Configuration> anchors = {space.Uniform()};
+  Configuration owl;
+  if (unit == SearchUnit::kWeights) {
+    const OwlOptions owl_options = OwlWithDefaults(options.owl);
+    SHEARS_ASSIGN_OR_RETURN(auto ratios, scorer->OutlierRatios(owl_options.outlier_multiple));
+    owl = ConfigurationOf(space, OwlSparsities(ratios, options.target_sparsity, owl_options.max_deviation));
+    anchors.push_back(owl);
+  }
+  Search searching(space, *scorer, SearchProfiles(space, owl), search, options.seed, observer);
+  SHEARS_RETURN_IF_ERROR(searching.MeasureSamples(anchors));
   SearchReport report;
-  SHEARS_ASSIGN_OR_RETURN(auto predictor, TrainPredictor(*scorer, measured, options.seed, rng, observer, report));
-  std::vector<Configuration> start;
-  for (const auto& m : measured) start.push_back(m.config);
-  SHEARS_ASSIGN_OR_RETURN(auto population, Evolve(space, *predictor, *scorer, start, search.search_budget, rng,
-                                                   observer, report.searched_configurations));
-  SHEARS_ASSIGN_OR_RETURN(Scored best, Choose(*scorer, measured, population));
-  report.uniform_score = measured.front().score;
+  SHEARS_ASSIGN_OR_RETURN(report.validation_rank_correlation, searching.Validate(report.training_configurations));
+  SHEARS_RETURN_IF_ERROR(searching.Refine());
+  const Scored& best = searching.Best();
+  report.measured_configurations = static_cast<int>(searching.measured().size());
+  report.searched_configurations = searching.predicted();
+  report.uniform_score = searching.measured().front().score;
+  if (!owl.empty()) report.owl_score = searching.measured()[1].score;
   report.searched_score = best.score;
   report.sparsity = PerBlock(space, best.config);
+  const Configuration chosen = best.config;
   report.search_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time).count();
   scorer.reset();  // the dense blocks it holds
 
@@ -255,7 +343,7 @@ absl::StatusOr<PruneReport> SearchAndPrune(const PruneOptions& options, const Pr
     from += kUniformShare;
   }
   SHEARS_ASSIGN_OR_RETURN(PruneReport pruned,
-                          RunPruningPass(BaseRun(options, space, best.config), Within(observer, from, 1.0 - from)));
+                          RunPruningPass(BaseRun(options, space, chosen), Within(observer, from, 1.0 - from)));
   pruned.search = std::move(report);
   return pruned;
 }
